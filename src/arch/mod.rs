@@ -1,0 +1,46 @@
+//! The porting layer: everything the allocator core needs from a CPU, as one trait.
+//!
+//! A new ISA implements [`Arch`]; the core (`mm`, `percpu`, the slab layer) calls nothing
+//! else, so it contains no `cfg(target_arch)`. Implementations live beside this file, one
+//! folder per ISA, and the hosted platform in `crate::hosted`.
+
+/// What the allocator needs from the CPU it runs on. All functions are associated (no
+/// `self`): there is one CPU architecture per build, and the fast paths must not pay for
+/// dynamic dispatch.
+pub trait Arch: 'static {
+    /// Interrupt state saved by [`Arch::irq_save`] and given back to [`Arch::irq_restore`].
+    type IrqState: Copy;
+
+    /// Size of the smallest page the MMU maps; the page allocator's frame size.
+    const PAGE_SIZE: usize = 4096;
+    /// Size of the large block mapping (2 MiB on aarch64 4 KiB granule and x86_64).
+    const BLOCK_SIZE: usize = 2 << 20;
+
+    /// Logical id of the running CPU, dense from 0. Must stay the same while interrupts are
+    /// disabled by [`Arch::irq_save`].
+    fn cpu_id() -> usize;
+    /// Disables interrupts on this CPU and returns the previous state.
+    fn irq_save() -> Self::IrqState;
+    /// Restores the interrupt state returned by [`Arch::irq_save`].
+    fn irq_restore(state: Self::IrqState);
+
+    /// Orders all earlier memory accesses before all later ones (`mfence`, `dmb ish`).
+    fn barrier_full();
+    /// Orders earlier loads before later loads (`lfence`, `dmb ishld`).
+    fn barrier_read();
+    /// Orders earlier stores before later stores (`sfence`, `dmb ishst`).
+    fn barrier_write();
+
+    /// A free-running cycle counter for benchmarks and owner tracking.
+    fn cycles() -> u64;
+
+    /// Virtual address through which the kernel reaches physical address `pa`.
+    fn phys_to_virt(pa: u64) -> usize;
+    /// Physical address behind kernel virtual address `va` (inverse of `phys_to_virt`).
+    fn virt_to_phys(va: usize) -> u64;
+
+    /// Stops this CPU for good.
+    fn halt() -> !;
+    /// Ends the machine (or process) with `code`: 0 is success.
+    fn exit(code: u32) -> !;
+}

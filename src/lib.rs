@@ -1,0 +1,25 @@
+//! kmem: a kernel memory allocator.
+//!
+//! The layers, bottom up, each in its own module:
+//! - [`mm::memmap`]: physical memory as firmware reports it, normalised;
+//! - [`mm::zone`]: DMA / DMA32 / Normal zones with board-supplied limits;
+//! - [`mm::frame`]: one 32-byte [`mm::frame::PageFrame`] descriptor per usable 4 KiB frame;
+//! - [`mm::buddy`] and [`mm::pcp`]: the per-zone buddy allocator and per-CPU page lists,
+//!   tied together by [`mm::PageAllocator`].
+//!
+//! The core is generic over [`arch::Arch`], the one trait a port implements; it never
+//! looks at `cfg(target_arch)`. With the `hosted` feature, [`hosted`] runs all of it inside
+//! an ordinary process.
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+
+pub mod arch;
+pub mod gfp;
+pub mod mm;
+pub mod percpu;
+pub mod sync;
+
+#[cfg(any(test, feature = "hosted"))]
+pub mod hosted;
+
+pub use gfp::Gfp;
+pub use mm::{PageAllocator, PageError, PhysAddr};

@@ -1,0 +1,305 @@
+//! Page descriptors: one 32-byte [`PageFrame`] per usable 4 KiB frame, and the
+//! [`FrameTable`] that finds a frame's descriptor from its physical address in O(banks).
+//!
+//! Descriptors live in memory carved from the memory map at init, one array per bank
+//! (a usable range of the normalised map) laid end to end, so holes between banks cost
+//! nothing. A descriptor's *index* — its position in that array — is what lists link by:
+//! a `u32` keeps the links small and reaches 16 TiB of RAM.
+//!
+//! Layout of [`PageFrame`] (32 bytes, Linux's `struct page` is 64):
+//!
+//! | field     | bytes | meaning |
+//! |-----------|-------|---------|
+//! | `flags`   | 4 | bits 0–3 state, 4–5 zone, 8–12 order of the block this frame heads |
+//! | `count`   | 4 | owner's counter (the slab layer: objects in use) |
+//! | `next`    | 4 | list link (buddy free list; slab list while owned), [`NIL`] at ends |
+//! | `prev`    | 4 | list link, as `next` |
+//! | `owner`   | 8 | back-pointer of the block's owner (slab cache, kmalloc) for O(1) free |
+//! | `private` | 8 | owner's data (the slab layer: its slab descriptor) |
+//!
+//! Invariant: every frame is in exactly one block. The first frame of a block (its head)
+//! is [`FrameState::Free`], [`FrameState::Allocated`] or [`FrameState::PcpCached`] and
+//! carries the block's order; every other frame is [`FrameState::Tail`]. Frames the
+//! allocator never hands out (the descriptor area itself) are [`FrameState::Reserved`].
+//! Fields are atomics only so that shared references can mutate them: every write
+//! happens under the lock that owns the frame's current state (zone lock, per-CPU list,
+//! or the owner's lock), so `Relaxed` suffices except where noted.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
+
+use super::memmap::{PAGE_SIZE, PhysRange};
+use super::zone::ZoneKind;
+
+/// Page shift: frame number = physical address >> `PAGE_SHIFT`.
+pub const PAGE_SHIFT: u32 = 12;
+
+/// End-of-list marker in `next`/`prev`.
+pub const NIL: u32 = u32::MAX;
+
+/// Most banks a frame table holds (one per usable range of the normalised map).
+pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS;
+
+/// Where a frame is in its life.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum FrameState {
+    /// Inside a block but not its head.
+    Tail = 0,
+    /// Head of a free buddy block, on its zone's free list.
+    Free = 1,
+    /// Head of a block handed out by the page allocator.
+    Allocated = 2,
+    /// Order-0 frame held in a per-CPU page list: free for users, not in the buddy lists.
+    PcpCached = 3,
+    /// Never handed out (holds kmem's own metadata).
+    Reserved = 4,
+}
+
+impl FrameState {
+    fn from_bits(b: u32) -> FrameState {
+        match b & 0xF {
+            1 => FrameState::Free,
+            2 => FrameState::Allocated,
+            3 => FrameState::PcpCached,
+            4 => FrameState::Reserved,
+            _ => FrameState::Tail,
+        }
+    }
+}
+
+/// A page descriptor. See the module doc for the layout and its invariants.
+#[repr(C)]
+pub struct PageFrame {
+    flags: AtomicU32,
+    count: AtomicU32,
+    next: AtomicU32,
+    prev: AtomicU32,
+    owner: AtomicUsize,
+    private: AtomicUsize,
+}
+
+const _: () = assert!(core::mem::size_of::<PageFrame>() <= 32);
+
+const ZONE_SHIFT: u32 = 4;
+const ORDER_SHIFT: u32 = 8;
+
+const fn pack(state: FrameState, zone: ZoneKind, order: u32) -> u32 {
+    state as u32 | (zone as u32) << ZONE_SHIFT | order << ORDER_SHIFT
+}
+
+impl PageFrame {
+    /// A fresh descriptor for a frame in `zone`.
+    pub(crate) const fn new(state: FrameState, zone: ZoneKind) -> PageFrame {
+        PageFrame {
+            flags: AtomicU32::new(pack(state, zone, 0)),
+            count: AtomicU32::new(0),
+            next: AtomicU32::new(NIL),
+            prev: AtomicU32::new(NIL),
+            owner: AtomicUsize::new(0),
+            private: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn state(&self) -> FrameState {
+        FrameState::from_bits(self.flags.load(Relaxed))
+    }
+
+    pub fn zone(&self) -> ZoneKind {
+        ZoneKind::from_index(((self.flags.load(Relaxed) >> ZONE_SHIFT) & 3) as usize)
+    }
+
+    /// Order of the block this frame heads (meaningful for heads only).
+    pub fn order(&self) -> u32 {
+        (self.flags.load(Relaxed) >> ORDER_SHIFT) & 0x1F
+    }
+
+    pub(crate) fn set(&self, state: FrameState, order: u32) {
+        self.flags.store(pack(state, self.zone(), order), Relaxed);
+    }
+
+    /// Atomically moves a head from `from` to `to` keeping its order, or returns the state
+    /// actually found. Two CPUs freeing the same block race here; exactly one wins.
+    pub(crate) fn transition(
+        &self,
+        from: FrameState,
+        order: u32,
+        to: FrameState,
+    ) -> Result<(), u32> {
+        let zone = self.zone();
+        self.flags
+            .compare_exchange(
+                pack(from, zone, order),
+                pack(to, zone, order),
+                core::sync::atomic::Ordering::AcqRel,
+                Relaxed,
+            )
+            .map(|_| ())
+    }
+
+    pub(crate) fn next(&self) -> u32 {
+        self.next.load(Relaxed)
+    }
+    pub(crate) fn prev(&self) -> u32 {
+        self.prev.load(Relaxed)
+    }
+    pub(crate) fn set_next(&self, i: u32) {
+        self.next.store(i, Relaxed)
+    }
+    pub(crate) fn set_prev(&self, i: u32) {
+        self.prev.store(i, Relaxed)
+    }
+
+    /// Owner back-pointer (0 when the block has no registered owner).
+    pub fn owner(&self) -> usize {
+        self.owner.load(core::sync::atomic::Ordering::Acquire)
+    }
+    /// Registers the owner of an allocated block. Release: a CPU that later finds an
+    /// object of this block and reads `owner` sees the owner's initialised state.
+    pub fn set_owner(&self, owner: usize) {
+        self.owner
+            .store(owner, core::sync::atomic::Ordering::Release)
+    }
+    pub fn private(&self) -> usize {
+        self.private.load(Relaxed)
+    }
+    pub fn set_private(&self, v: usize) {
+        self.private.store(v, Relaxed)
+    }
+    pub fn count(&self) -> u32 {
+        self.count.load(Relaxed)
+    }
+    pub fn set_count(&self, v: u32) {
+        self.count.store(v, Relaxed)
+    }
+}
+
+/// One usable range's run of descriptors.
+#[derive(Clone, Copy, Default, Debug)]
+struct Bank {
+    start_pfn: u64,
+    end_pfn: u64,
+    /// Index of the bank's first descriptor.
+    first: u32,
+}
+
+/// Finds descriptors by physical address and by index.
+pub struct FrameTable {
+    banks: [Bank; MAX_BANKS],
+    nbanks: usize,
+    frames: *const PageFrame,
+    len: u32,
+}
+
+// SAFETY: the table only hands out shared references to descriptors, whose fields are
+// atomics; the descriptor memory lives as long as the allocator that owns the table.
+unsafe impl Send for FrameTable {}
+// SAFETY: as for Send.
+unsafe impl Sync for FrameTable {}
+
+impl FrameTable {
+    /// Number of descriptors needed for `usable`, or `None` past `u32` indices.
+    pub fn frames_needed(usable: &[PhysRange]) -> Option<u32> {
+        let n: u64 = usable.iter().map(|r| r.size() / PAGE_SIZE).sum();
+        u32::try_from(n).ok().filter(|&n| n != NIL)
+    }
+
+    /// Builds the table over `usable` (sorted, disjoint, page-aligned, at most
+    /// [`MAX_BANKS`] ranges) and initialises every descriptor as `Reserved` in its zone.
+    ///
+    /// # Safety
+    /// `frames` must point to writable memory for [`FrameTable::frames_needed`] descriptors,
+    /// aligned for `PageFrame`, used by nothing else for the table's lifetime.
+    pub unsafe fn init(
+        usable: &[PhysRange],
+        frames: *mut PageFrame,
+        zone_of: impl Fn(u64) -> ZoneKind,
+    ) -> FrameTable {
+        let mut t = FrameTable {
+            banks: [Bank::default(); MAX_BANKS],
+            nbanks: usable.len(),
+            frames,
+            len: 0,
+        };
+        let mut idx: u32 = 0;
+        for (bank, r) in t.banks.iter_mut().zip(usable) {
+            let (s, e) = (r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT);
+            *bank = Bank {
+                start_pfn: s,
+                end_pfn: e,
+                first: idx,
+            };
+            for pfn in s..e {
+                // SAFETY: idx < frames_needed(usable), which the caller sized `frames` for.
+                unsafe {
+                    frames.add(idx as usize).write(PageFrame::new(
+                        FrameState::Reserved,
+                        zone_of(pfn << PAGE_SHIFT),
+                    ))
+                };
+                idx += 1;
+            }
+        }
+        t.len = idx;
+        t
+    }
+
+    /// Number of descriptors.
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn banks(&self) -> &[Bank] {
+        &self.banks[..self.nbanks]
+    }
+
+    /// Descriptor index of frame `pfn`, if kmem manages it.
+    #[inline]
+    pub fn index_of_pfn(&self, pfn: u64) -> Option<u32> {
+        let banks = self.banks();
+        // Common case first: a single bank.
+        let b = if banks.len() == 1 {
+            &banks[0]
+        } else {
+            let i = banks.partition_point(|b| b.end_pfn <= pfn);
+            banks.get(i)?
+        };
+        if pfn >= b.start_pfn && pfn < b.end_pfn {
+            Some(b.first + (pfn - b.start_pfn) as u32)
+        } else {
+            None
+        }
+    }
+
+    /// Frame number of descriptor `idx` (< `len`).
+    pub fn pfn_of(&self, idx: u32) -> u64 {
+        let banks = self.banks();
+        let i = banks.partition_point(|b| b.first <= idx) - 1;
+        banks[i].start_pfn + u64::from(idx - banks[i].first)
+    }
+
+    /// Descriptor `idx` (< `len`).
+    #[inline]
+    pub fn frame(&self, idx: u32) -> &PageFrame {
+        assert!(idx < self.len, "frame index {idx} out of range");
+        // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
+        unsafe { &*self.frames.add(idx as usize) }
+    }
+
+    /// Descriptor of the frame holding physical address `pa`.
+    #[inline]
+    pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
+        let idx = self.index_of_pfn(pa >> PAGE_SHIFT)?;
+        Some((idx, self.frame(idx)))
+    }
+
+    /// The usable ranges the table covers, as `(start_pfn, end_pfn, first_index)`.
+    pub fn bank_spans(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        self.banks()
+            .iter()
+            .map(|b| (b.start_pfn, b.end_pfn, b.first))
+    }
+}

@@ -1,0 +1,527 @@
+//! The page allocator: memory map → zones → page descriptors → buddy + per-CPU lists.
+//!
+//! [`PageAllocator::new`] takes a normalised memory map, carves its own metadata (the
+//! descriptor array and the per-CPU lists) out of usable memory — as the DragonOS seed puts
+//! its structures after `memory_management_struct` — and hands every other usable frame to
+//! its zone's buddy allocator as maximal aligned blocks.
+//!
+//! Lock order: a CPU's page lists, then a zone's free area. Both are taken with interrupts
+//! off. Bad frees are checked against the descriptor before anything changes, so an error
+//! leaves the allocator exactly as it was.
+
+pub mod buddy;
+pub mod frame;
+pub mod memmap;
+pub mod pcp;
+pub mod zone;
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use crate::arch::Arch;
+use crate::gfp::Gfp;
+use crate::percpu::PerCpu;
+use crate::sync::IrqMutex;
+use buddy::{FreeArea, MAX_ORDER, NR_ORDERS};
+use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
+use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
+use pcp::{PCP_BATCH, PcpList, PcpLists};
+use zone::{NR_ZONES, ZoneKind, ZoneLimits};
+
+/// A physical address.
+pub type PhysAddr = u64;
+
+/// Why a page allocation or free was refused. Nothing changes when one is returned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PageError {
+    /// No free block of `order` in `zone` or any zone below it.
+    OutOfMemory { order: u32, zone: ZoneKind },
+    /// `order` is above [`MAX_ORDER`].
+    OrderTooLarge { order: u32 },
+    /// The address is not inside a frame kmem hands out.
+    NotManaged { addr: PhysAddr },
+    /// The address is not at the start of a frame.
+    Misaligned { addr: PhysAddr },
+    /// The frame lies inside a block but does not start it.
+    NotBlockHead { addr: PhysAddr },
+    /// The block is already free.
+    DoubleFree { addr: PhysAddr },
+    /// The block was allocated with a different order.
+    OrderMismatch {
+        addr: PhysAddr,
+        allocated: u32,
+        freed: u32,
+    },
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PageError::OutOfMemory { order, zone } => {
+                write!(
+                    f,
+                    "out of memory: no free order-{order} block in zone {zone} or below"
+                )
+            }
+            PageError::OrderTooLarge { order } => {
+                write!(f, "order {order} is above the maximum order {MAX_ORDER}")
+            }
+            PageError::NotManaged { addr } => {
+                write!(f, "free of {addr:#x}: not a frame kmem hands out")
+            }
+            PageError::Misaligned { addr } => {
+                write!(f, "free of {addr:#x}: not at the start of a frame")
+            }
+            PageError::NotBlockHead { addr } => write!(
+                f,
+                "free of {addr:#x}: inside a block but not its first frame"
+            ),
+            PageError::DoubleFree { addr } => {
+                write!(f, "double free of {addr:#x}: the block is already free")
+            }
+            PageError::OrderMismatch {
+                addr,
+                allocated,
+                freed,
+            } => write!(
+                f,
+                "free of {addr:#x} with order {freed}, but it was allocated with order {allocated}"
+            ),
+        }
+    }
+}
+
+/// Why [`PageAllocator::new`] failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum InitError {
+    /// More frames than 32-bit descriptor indices reach (16 TiB).
+    TooManyFrames,
+    /// No usable range can hold the metadata.
+    NoRoomForMetadata { bytes: u64 },
+    /// Zero CPUs.
+    NoCpus,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            InitError::TooManyFrames => f.write_str("page allocator: more than 2^32 frames"),
+            InitError::NoRoomForMetadata { bytes } => write!(
+                f,
+                "page allocator: no usable range holds the {bytes} bytes of page descriptors"
+            ),
+            InitError::NoCpus => f.write_str("page allocator: zero CPUs"),
+        }
+    }
+}
+
+struct Zone<A: Arch> {
+    /// Frames handed to this zone at init (never changes).
+    managed: u64,
+    area: IrqMutex<A, FreeArea>,
+}
+
+/// Figures for one zone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneInfo {
+    pub kind: ZoneKind,
+    pub managed_pages: u64,
+    /// Frames on the buddy free lists.
+    pub free_pages: u64,
+    /// Free frames held in per-CPU lists.
+    pub pcp_pages: u64,
+    /// Free blocks of each order.
+    pub free_blocks: [u32; NR_ORDERS],
+}
+
+impl ZoneInfo {
+    /// Frames handed out to users.
+    pub fn used_pages(&self) -> u64 {
+        self.managed_pages - self.free_pages - self.pcp_pages
+    }
+}
+
+/// Figures for the whole page allocator.
+#[derive(Clone, Copy, Debug)]
+pub struct PageInfo {
+    pub zones: [ZoneInfo; NR_ZONES],
+    /// Number of page descriptors.
+    pub frames: u32,
+    /// Bytes of one descriptor.
+    pub frame_bytes: usize,
+    /// The carved metadata area (descriptors and per-CPU lists).
+    pub meta: PhysRange,
+}
+
+impl PageInfo {
+    /// Free frames, including those in per-CPU lists.
+    pub fn free_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.free_pages + z.pcp_pages).sum()
+    }
+
+    pub fn managed_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.managed_pages).sum()
+    }
+
+    /// Metadata as parts per million of the memory it manages (descriptors for all
+    /// usable frames plus per-CPU lists, against managed frames).
+    pub fn metadata_ppm(&self) -> u64 {
+        self.meta.size() * 1_000_000 / (self.managed_pages() * PAGE_SIZE).max(1)
+    }
+}
+
+impl fmt::Display for PageInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<7} {:>10} {:>10} {:>10} {:>10}",
+            "zone", "managed", "free", "pcp", "used"
+        )?;
+        for z in &self.zones {
+            writeln!(
+                f,
+                "{:<7} {:>10} {:>10} {:>10} {:>10}",
+                z.kind.name(),
+                z.managed_pages,
+                z.free_pages,
+                z.pcp_pages,
+                z.used_pages()
+            )?;
+        }
+        let ppm = self.metadata_ppm();
+        writeln!(
+            f,
+            "page descriptors: {} x {} B; metadata {} KiB at {} = {}.{:04} % of managed memory",
+            self.frames,
+            self.frame_bytes,
+            self.meta.size() / 1024,
+            self.meta,
+            ppm / 10_000,
+            ppm % 10_000
+        )
+    }
+}
+
+/// `/proc/buddyinfo`-style view: free blocks per order and zone.
+pub struct BuddyInfo<'a>(pub &'a PageInfo);
+
+impl fmt::Display for BuddyInfo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<7}", "order")?;
+        for o in 0..NR_ORDERS {
+            write!(f, " {o:>5}")?;
+        }
+        writeln!(f)?;
+        for z in &self.0.zones {
+            write!(f, "{:<7}", z.kind.name())?;
+            for n in z.free_blocks {
+                write!(f, " {n:>5}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The page allocator. See the module doc.
+pub struct PageAllocator<A: Arch> {
+    table: FrameTable,
+    zones: [Zone<A>; NR_ZONES],
+    pcp: PerCpu<A, PcpLists>,
+    meta: PhysRange,
+    _arch: PhantomData<fn() -> A>,
+}
+
+impl<A: Arch> PageAllocator<A> {
+    /// Builds the allocator over `map` for `nr_cpus` CPUs. The metadata goes at the first
+    /// 2 MiB boundary at or above `place_after` that fits (the seed's layout after the
+    /// kernel image), or else at the start of the largest usable range.
+    ///
+    /// # Safety
+    /// Every usable range of `map` must be RAM that nothing else uses for the lifetime of
+    /// the allocator, reachable at [`Arch::phys_to_virt`].
+    pub unsafe fn new(
+        map: &NormalizedMap,
+        limits: ZoneLimits,
+        nr_cpus: usize,
+        place_after: Option<PhysAddr>,
+    ) -> Result<Self, InitError> {
+        if nr_cpus == 0 {
+            return Err(InitError::NoCpus);
+        }
+        let usable = map.usable();
+        let nframes = FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
+        let pcp_off = align_up(
+            nframes as u64 * size_of::<PageFrame>() as u64,
+            PerCpu::<A, PcpLists>::align() as u64,
+        );
+        let bytes = align_up(
+            pcp_off + PerCpu::<A, PcpLists>::bytes_needed(nr_cpus) as u64,
+            PAGE_SIZE,
+        );
+        let meta = place_metadata(usable, bytes, place_after)
+            .ok_or(InitError::NoRoomForMetadata { bytes })?;
+        let base = A::phys_to_virt(meta.start) as *mut u8;
+        // SAFETY: `meta` lies inside usable RAM that the caller gave us exclusively; it
+        // is page-aligned and `bytes` long, room for nframes descriptors then the lists.
+        let table = unsafe { FrameTable::init(usable, base.cast(), |pa| limits.zone_of(pa)) };
+        // SAFETY: as above; pcp_off is aligned for the per-CPU slots.
+        let pcp = unsafe {
+            PerCpu::init_at(base.add(pcp_off as usize), nr_cpus, |_| {
+                core::array::from_fn(|_| PcpList::new())
+            })
+        };
+        let mut zones: [Zone<A>; NR_ZONES] = core::array::from_fn(|_| Zone {
+            managed: 0,
+            area: IrqMutex::new(FreeArea::new()),
+        });
+        let meta_pfns = (meta.start >> PAGE_SHIFT, meta.end >> PAGE_SHIFT);
+        for (s, e, first) in table.bank_spans() {
+            for (ps, pe) in subtract((s, e), meta_pfns) {
+                for z in ZoneKind::ALL {
+                    let (zs, ze) = limits.span(z);
+                    let (zs, ze) = (zs >> PAGE_SHIFT, ze >> PAGE_SHIFT);
+                    let (is, ie) = (ps.max(zs), pe.min(ze));
+                    if is < ie {
+                        let zone = &mut zones[z.index()];
+                        zone.area.lock().add_range(
+                            &table,
+                            first + (is - s) as u32,
+                            (ie - is) as u32,
+                        );
+                        zone.managed += ie - is;
+                    }
+                }
+            }
+        }
+        Ok(PageAllocator {
+            table,
+            zones,
+            pcp,
+            meta,
+            _arch: PhantomData,
+        })
+    }
+
+    /// Allocates a block of 2^`order` frames from the highest zone `gfp` allows, falling
+    /// back to lower zones. Returns its physical address, aligned to the block size.
+    pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        if order > MAX_ORDER {
+            return Err(PageError::OrderTooLarge { order });
+        }
+        let idx = match self.try_alloc(order, gfp.zone()) {
+            Some(idx) => idx,
+            None => {
+                // Free frames may sit in other CPUs' lists, and split pieces there keep
+                // their buddies from merging: give them all back and try once more.
+                self.drain_all_pcp();
+                self.try_alloc(order, gfp.zone())
+                    .ok_or(PageError::OutOfMemory {
+                        order,
+                        zone: gfp.zone(),
+                    })?
+            }
+        };
+        let pa = self.table.pfn_of(idx) << PAGE_SHIFT;
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: the block was just allocated to this caller and lies in usable RAM
+            // mapped at phys_to_virt; nobody else can reach it yet.
+            unsafe {
+                core::ptr::write_bytes(
+                    A::phys_to_virt(pa) as *mut u8,
+                    0,
+                    (PAGE_SIZE as usize) << order,
+                )
+            };
+        }
+        Ok(pa)
+    }
+
+    fn try_alloc(&self, order: u32, highest: ZoneKind) -> Option<u32> {
+        highest
+            .fallbacks()
+            .filter(|z| self.zones[z.index()].managed != 0)
+            .find_map(|z| {
+                if order == 0 {
+                    self.pcp_alloc(z)
+                } else {
+                    self.zones[z.index()].area.lock().alloc(
+                        &self.table,
+                        order,
+                        FrameState::Allocated,
+                    )
+                }
+            })
+    }
+
+    fn pcp_alloc(&self, z: ZoneKind) -> Option<u32> {
+        let mut lists = self.pcp.local();
+        let list = &mut lists[z.index()];
+        if list.is_empty() {
+            let mut area = self.zones[z.index()].area.lock();
+            for _ in 0..PCP_BATCH {
+                match area.alloc(&self.table, 0, FrameState::PcpCached) {
+                    Some(idx) => list.push(idx),
+                    None => break,
+                }
+            }
+        }
+        let idx = list.pop()?;
+        self.table.frame(idx).set(FrameState::Allocated, 0);
+        Some(idx)
+    }
+
+    /// Frees the block of 2^`order` frames at `pa`. A pointer that is not the head of an
+    /// allocated block of that order is refused with the reason, and nothing changes.
+    pub fn free_pages(&self, pa: PhysAddr, order: u32) -> Result<(), PageError> {
+        if order > MAX_ORDER {
+            return Err(PageError::OrderTooLarge { order });
+        }
+        if !pa.is_multiple_of(PAGE_SIZE) {
+            return Err(PageError::Misaligned { addr: pa });
+        }
+        let (idx, f) = self
+            .table
+            .frame_of(pa)
+            .ok_or(PageError::NotManaged { addr: pa })?;
+        let zone = f.zone().index();
+        if order == 0 {
+            // The state change claims the frame: of two CPUs freeing it at once, one wins
+            // and the other sees PcpCached and reports a double free.
+            f.transition(FrameState::Allocated, 0, FrameState::PcpCached)
+                .map_err(|_| free_error(f, pa, 0))?;
+            let mut lists = self.pcp.local();
+            let list = &mut lists[zone];
+            if list.is_full() {
+                let mut area = self.zones[zone].area.lock();
+                list.take_cold(PCP_BATCH, |i| area.free(&self.table, i, 0));
+            }
+            list.push(idx);
+        } else {
+            let mut area = self.zones[zone].area.lock();
+            if f.state() != FrameState::Allocated || f.order() != order {
+                return Err(free_error(f, pa, order));
+            }
+            area.free(&self.table, idx, order);
+        }
+        Ok(())
+    }
+
+    /// Gives every frame in CPU `cpu`'s lists back to the zones.
+    pub fn drain_pcp(&self, cpu: usize) {
+        let mut lists = self.pcp.cpu(cpu);
+        for (z, list) in lists.iter_mut().enumerate() {
+            if !list.is_empty() {
+                let mut area = self.zones[z].area.lock();
+                list.take_cold(usize::MAX, |i| area.free(&self.table, i, 0));
+            }
+        }
+    }
+
+    /// Gives every per-CPU frame back to the zones.
+    pub fn drain_all_pcp(&self) {
+        for cpu in 0..self.pcp.len() {
+            self.drain_pcp(cpu);
+        }
+    }
+
+    /// Descriptor of the frame holding physical address `pa`, if kmem manages it.
+    #[inline]
+    pub fn frame(&self, pa: PhysAddr) -> Option<&PageFrame> {
+        self.table.frame_of(pa).map(|(_, f)| f)
+    }
+
+    /// Number of CPU slots the allocator was built for.
+    pub fn nr_cpus(&self) -> usize {
+        self.pcp.len()
+    }
+
+    /// Current figures.
+    pub fn info(&self) -> PageInfo {
+        let mut pcp_pages = [0u64; NR_ZONES];
+        for cpu in 0..self.pcp.len() {
+            let lists = self.pcp.cpu(cpu);
+            for (z, l) in lists.iter().enumerate() {
+                pcp_pages[z] += l.len() as u64;
+            }
+        }
+        PageInfo {
+            zones: core::array::from_fn(|z| {
+                let area = self.zones[z].area.lock();
+                ZoneInfo {
+                    kind: ZoneKind::from_index(z),
+                    managed_pages: self.zones[z].managed,
+                    free_pages: area.free_pages(),
+                    pcp_pages: pcp_pages[z],
+                    free_blocks: area.blocks(),
+                }
+            }),
+            frames: self.table.len(),
+            frame_bytes: size_of::<PageFrame>(),
+            meta: self.meta,
+        }
+    }
+
+    /// Checks every zone's free lists against the descriptors.
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        for z in &self.zones {
+            z.area.lock().check(&self.table);
+        }
+    }
+
+    /// The descriptor table (for tests that compare against the memory map).
+    #[cfg(test)]
+    pub(crate) fn table(&self) -> &FrameTable {
+        &self.table
+    }
+}
+
+/// The error for a free of `f` at `pa` with `order`, from what its descriptor says.
+fn free_error(f: &PageFrame, pa: PhysAddr, order: u32) -> PageError {
+    match f.state() {
+        FrameState::Free | FrameState::PcpCached => PageError::DoubleFree { addr: pa },
+        FrameState::Tail => PageError::NotBlockHead { addr: pa },
+        FrameState::Reserved => PageError::NotManaged { addr: pa },
+        FrameState::Allocated => PageError::OrderMismatch {
+            addr: pa,
+            allocated: f.order(),
+            freed: order,
+        },
+    }
+}
+
+const fn align_up(x: u64, a: u64) -> u64 {
+    (x + a - 1) & !(a - 1)
+}
+
+/// Where the metadata goes: see [`PageAllocator::new`].
+fn place_metadata(usable: &[PhysRange], bytes: u64, after: Option<PhysAddr>) -> Option<PhysRange> {
+    let fits = |start: u64, r: &PhysRange| {
+        start
+            .checked_add(bytes)
+            .filter(|&end| start >= r.start && end <= r.end)
+            .map(|end| PhysRange { start, end })
+    };
+    if let Some(after) = after {
+        let block = 2 << 20;
+        let found = usable
+            .iter()
+            .find_map(|r| fits(align_up(r.start.max(after), block), r));
+        if found.is_some() {
+            return found;
+        }
+    }
+    let largest = usable.iter().max_by_key(|r| r.size())?;
+    fits(largest.start, largest)
+}
+
+/// `[s, e)` minus `[cs, ce)`: up to two pieces.
+fn subtract((s, e): (u64, u64), (cs, ce): (u64, u64)) -> impl Iterator<Item = (u64, u64)> {
+    let left = (s, e.min(cs));
+    let right = (s.max(ce), e);
+    [left, right].into_iter().filter(|(a, b)| a < b)
+}
+
+#[cfg(test)]
+mod tests;

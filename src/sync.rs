@@ -1,0 +1,66 @@
+//! Locks that are safe against interrupts on the CPU that holds them.
+//!
+//! Every allocator lock may be taken from interrupt context (`Gfp::ATOMIC`), so it is
+//! always taken with interrupts disabled: an interrupt handler on the same CPU can then
+//! never spin on a lock its own CPU holds. [`IrqMutex`] pairs `spin::Mutex` with
+//! [`Arch::irq_save`]/[`Arch::irq_restore`].
+
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
+
+use crate::arch::Arch;
+
+/// A spin lock taken with interrupts disabled.
+pub struct IrqMutex<A: Arch, T> {
+    inner: spin::Mutex<T>,
+    _arch: PhantomData<fn() -> A>,
+}
+
+impl<A: Arch, T> IrqMutex<A, T> {
+    pub const fn new(value: T) -> Self {
+        IrqMutex {
+            inner: spin::Mutex::new(value),
+            _arch: PhantomData,
+        }
+    }
+
+    /// Disables interrupts, then spins until the lock is free.
+    #[inline]
+    pub fn lock(&self) -> IrqMutexGuard<'_, A, T> {
+        let irq = A::irq_save();
+        IrqMutexGuard {
+            guard: ManuallyDrop::new(self.inner.lock()),
+            irq,
+        }
+    }
+}
+
+/// Holds an [`IrqMutex`]; unlocks, then restores interrupts, when dropped.
+pub struct IrqMutexGuard<'a, A: Arch, T> {
+    guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
+    irq: A::IrqState,
+}
+
+impl<A: Arch, T> Drop for IrqMutexGuard<'_, A, T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: `guard` is dropped exactly once, here, and never touched again.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        // Only now: interrupts must stay off until the lock is released.
+        A::irq_restore(self.irq);
+    }
+}
+
+impl<A: Arch, T> Deref for IrqMutexGuard<'_, A, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.guard
+    }
+}
+
+impl<A: Arch, T> DerefMut for IrqMutexGuard<'_, A, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.guard
+    }
+}
