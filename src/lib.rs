@@ -5,7 +5,9 @@
 //! - [`mm::zone`]: DMA / DMA32 / Normal zones with board-supplied limits;
 //! - [`mm::frame`]: one 32-byte [`mm::frame::PageFrame`] descriptor per usable 4 KiB frame;
 //! - [`mm::buddy`] and [`mm::pcp`]: the per-zone buddy allocator and per-CPU page lists,
-//!   tied together by [`mm::PageAllocator`].
+//!   tied together by [`mm::PageAllocator`];
+//! - [`slab`]: slab caches with per-CPU object arrays;
+//! - [`kmalloc`]: [`Kmem`], the general caches (8 B – 1 MiB) and `kmalloc`/`kfree`.
 //!
 //! The core is generic over [`arch::Arch`], the one trait a port implements; it never
 //! looks at `cfg(target_arch)`. With the `hosted` feature, [`hosted`] runs all of it inside
@@ -14,12 +16,16 @@
 
 pub mod arch;
 pub mod gfp;
+pub mod kmalloc;
 pub mod mm;
 pub mod percpu;
+pub mod slab;
 pub mod sync;
 
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 
 pub use gfp::Gfp;
+pub use kmalloc::Kmem;
 pub use mm::{PageAllocator, PageError, PhysAddr};
+pub use slab::{SlabError, SlabFlags};

@@ -1,0 +1,76 @@
+//! Introspection over a whole [`Kmem`]: `/proc/slabinfo`- and `/proc/meminfo`-style text
+//! and the figures behind it.
+
+use core::fmt;
+
+use super::Kmem;
+use crate::arch::Arch;
+use crate::mm::PageInfo;
+use crate::slab::SlabInfo;
+
+/// Figures for the whole allocator.
+#[derive(Clone, Copy, Debug)]
+pub struct MemInfo {
+    pub pages: PageInfo,
+    /// Pages in slabs of every cache.
+    pub slab_pages: usize,
+    /// Pages holding caches' per-CPU and shared arrays.
+    pub array_pages: usize,
+}
+
+impl<A: Arch> Kmem<A> {
+    /// Current figures.
+    pub fn meminfo(&self) -> MemInfo {
+        let (mut slab_pages, mut array_pages) = (0, 0);
+        self.for_each_cache(|c| {
+            let (s, a) = c.pages_held();
+            slab_pages += s;
+            array_pages += a;
+        });
+        MemInfo {
+            pages: self.pages().info(),
+            slab_pages,
+            array_pages,
+        }
+    }
+
+    /// Calls `f` with the figures of every cache.
+    pub fn slabinfo(&self, mut f: impl FnMut(&SlabInfo)) {
+        self.for_each_cache(|c| f(&c.info()));
+    }
+}
+
+impl fmt::Display for MemInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.pages)?;
+        let pcp: u64 = self.pages.zones.iter().map(|z| z.pcp_pages).sum();
+        writeln!(
+            f,
+            "slab: {} pages ({} KiB) in slabs, {} pages of per-CPU arrays; {} pages in per-CPU page lists",
+            self.slab_pages,
+            self.slab_pages * 4,
+            self.array_pages,
+            pcp
+        )
+    }
+}
+
+/// `/proc/slabinfo`-style text: every cache that holds slabs, plus all user caches when
+/// `all` is set.
+pub struct SlabInfoTable<'a, A: Arch> {
+    pub kmem: &'a Kmem<A>,
+    pub all: bool,
+}
+
+impl<A: Arch> fmt::Display for SlabInfoTable<'_, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", SlabInfo::HEADER)?;
+        let mut r = Ok(());
+        self.kmem.slabinfo(|i| {
+            if r.is_ok() && (self.all || i.num_slabs > 0 || i.cpu_cached > 0) {
+                r = writeln!(f, "{i}");
+            }
+        });
+        r
+    }
+}

@@ -1,0 +1,478 @@
+//! [`Kmem`]: the page allocator with the general kmalloc caches and user-created slab
+//! caches on top — `kmalloc`, `kfree`, `krealloc`, `ksize`, `kcalloc`, `kzalloc`, and
+//! `cache_create`/`alloc`/`free`/`shrink`/`destroy`.
+//!
+//! `kfree` finds an object's owner in O(1) from its page descriptor: the `owner` field
+//! holds the slab cache (or [`LARGE_OWNER`] for a block served straight from the page
+//! allocator), `private` the slab. The seed scans every cache instead.
+//!
+//! A `Kmem` must stay at one address once it has served an allocation (page
+//! descriptors point into it): keep it in a `static` or a `Box`.
+
+pub mod classes;
+mod info;
+
+use core::ptr::NonNull;
+
+use crate::arch::Arch;
+use crate::gfp::Gfp;
+use crate::mm::buddy::MAX_ORDER;
+use crate::mm::memmap::PAGE_SIZE;
+use crate::mm::zone::{NR_ZONES, ZoneKind};
+use crate::mm::{PageAllocator, PageError};
+use crate::slab::{CacheName, CacheSpec, ObjectFn, SlabCache, SlabError, SlabFlags};
+use crate::sync::IrqMutex;
+use classes::{CLASS_SIZES, NR_CLASSES, class_align, class_for};
+pub use info::{MemInfo, SlabInfoTable};
+
+/// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by
+/// `kfree` (Linux's `ZERO_SIZE_PTR`).
+pub const ZERO_SIZE_PTR: *mut u8 = 16 as *mut u8;
+
+/// Page-descriptor owner of a kmalloc block served by the page allocator.
+const LARGE_OWNER: usize = 1;
+
+/// Name prefixes of the kmalloc caches, by zone.
+const ZONE_PREFIX: [&str; NR_ZONES] = ["dma-kmalloc-", "dma32-kmalloc-", "kmalloc-"];
+
+type KmallocCaches<A> = [Option<SlabCache<A>>; NR_CLASSES];
+
+/// The allocator: pages, kmalloc caches per zone, and the registry of user caches.
+pub struct Kmem<A: Arch> {
+    pages: PageAllocator<A>,
+    kmalloc: [KmallocCaches<A>; NR_ZONES],
+    /// For each zone a request may name, the zone whose caches serve it: the highest
+    /// non-empty zone at or below it (`None`: no memory that low).
+    serving: [Option<ZoneKind>; NR_ZONES],
+    /// Head of the list of user-created caches, linked through `SlabCache::next`.
+    registry: IrqMutex<A, *mut SlabCache<A>>,
+}
+
+// SAFETY: the registry pointer is only followed under its lock; caches are Sync.
+unsafe impl<A: Arch> Send for Kmem<A> {}
+// SAFETY: as for Send.
+unsafe impl<A: Arch> Sync for Kmem<A> {}
+
+impl<A: Arch> Kmem<A> {
+    /// Builds the kmalloc caches (8 B to 1 MiB) for every non-empty zone over `pages`.
+    pub fn new(pages: PageAllocator<A>) -> Result<Kmem<A>, SlabError> {
+        let info = pages.info();
+        let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
+        let mut kmalloc: [KmallocCaches<A>; NR_ZONES] =
+            core::array::from_fn(|_| core::array::from_fn(|_| None));
+        for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
+            for (c, slot) in kmalloc[z.index()].iter_mut().enumerate() {
+                let spec = CacheSpec {
+                    name: CacheName::numbered(ZONE_PREFIX[z.index()], CLASS_SIZES[c] as usize),
+                    size: CLASS_SIZES[c] as usize,
+                    align: class_align(c),
+                    flags: [SlabFlags::DMA, SlabFlags::DMA32, SlabFlags::NONE][z.index()],
+                    ctor: None,
+                    dtor: None,
+                };
+                *slot = Some(SlabCache::new(&pages, &spec)?);
+            }
+        }
+        let serving =
+            core::array::from_fn(|z| ZoneKind::from_index(z).fallbacks().find(|&z| present(z)));
+        Ok(Kmem {
+            pages,
+            kmalloc,
+            serving,
+            registry: IrqMutex::new(core::ptr::null_mut()),
+        })
+    }
+
+    /// The page allocator underneath.
+    pub fn pages(&self) -> &PageAllocator<A> {
+        &self.pages
+    }
+
+    #[inline]
+    fn kmalloc_cache(&self, gfp: Gfp, class: usize) -> Option<&SlabCache<A>> {
+        let z = self.serving[gfp.zone().index()]?;
+        self.kmalloc[z.index()][class].as_ref()
+    }
+
+    /// The kmalloc cache serving `size` bytes at `align` with `gfp`, if a slab serves it.
+    pub fn kmalloc_cache_for(&self, size: usize, align: usize, gfp: Gfp) -> Option<&SlabCache<A>> {
+        self.kmalloc_cache(gfp, class_for(size, align)?)
+    }
+
+    /// Allocates `size` bytes aligned to 8.
+    #[inline]
+    pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        self.kmalloc_aligned(size, 8, gfp)
+    }
+
+    /// Allocates `size` zeroed bytes.
+    pub fn kzalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        self.kmalloc(size, gfp | Gfp::ZERO)
+    }
+
+    /// Allocates `n × size` zeroed bytes; an overflowing product is an error.
+    pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        let bytes = n.checked_mul(size).ok_or(SlabError::Overflow)?;
+        self.kzalloc(bytes, gfp)
+    }
+
+    /// Allocates `size` bytes aligned to `align` (a power of two). Alignments up to 4 KiB
+    /// come from the caches; larger ones, and sizes past 1 MiB, from the page allocator.
+    #[inline]
+    pub fn kmalloc_aligned(
+        &self,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, SlabError> {
+        if !align.is_power_of_two() {
+            return Err(SlabError::BadAlign { align });
+        }
+        if size == 0 {
+            // SAFETY: ZERO_SIZE_PTR is not null.
+            return Ok(unsafe { NonNull::new_unchecked(ZERO_SIZE_PTR) });
+        }
+        match class_for(size, align) {
+            Some(c) => match self.kmalloc_cache(gfp, c) {
+                Some(cache) => cache.alloc(self, gfp),
+                None => Err(SlabError::Page(PageError::OutOfMemory {
+                    order: 0,
+                    zone: gfp.zone(),
+                })),
+            },
+            None => self.alloc_large(size, align, gfp),
+        }
+    }
+
+    #[cold]
+    fn alloc_large(&self, size: usize, align: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        let too_large = SlabError::TooLarge { size };
+        let frames = size.max(align).div_ceil(PAGE_SIZE as usize);
+        let order = frames
+            .checked_next_power_of_two()
+            .ok_or(too_large)?
+            .trailing_zeros();
+        if order > MAX_ORDER {
+            return Err(too_large);
+        }
+        let pa = self.pages.alloc_pages(order, gfp)?;
+        self.pages
+            .frame(pa)
+            .expect("a fresh block is managed")
+            .set_owner(LARGE_OWNER);
+        // SAFETY: a managed frame never maps to address 0.
+        Ok(unsafe { NonNull::new_unchecked(A::phys_to_virt(pa) as *mut u8) })
+    }
+
+    /// Frees what `kmalloc` (or a cache's `alloc`) returned. Null and
+    /// [`ZERO_SIZE_PTR`] are accepted and ignored. Anything else that is not a live
+    /// object start is refused with the reason — logged with the pointer and the cache —
+    /// and nothing changes.
+    #[inline]
+    pub fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
+        if ptr.is_null() || ptr == ZERO_SIZE_PTR {
+            return Ok(());
+        }
+        self.free_checked(ptr as usize, None)
+            .inspect_err(|e| log::error!("kfree: {e}"))
+    }
+
+    /// What owns the live block at `addr`, or why `addr` is not one.
+    fn owner_of(&self, addr: usize) -> Result<Owner<'_, A>, SlabError> {
+        let pa = A::virt_to_phys(addr);
+        let frame = self.pages.frame(pa).ok_or(SlabError::NotOwned { addr })?;
+        match frame.owner() {
+            0 => Err(SlabError::NotAllocated { addr }),
+            LARGE_OWNER if pa.is_multiple_of(PAGE_SIZE) => Ok(Owner::Large {
+                pa,
+                order: frame.order(),
+            }),
+            LARGE_OWNER => Err(SlabError::NotAllocated { addr }),
+            owner => {
+                // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live
+                // cache whose slab holds this frame (set by grow, cleared on release).
+                let cache = unsafe { &*(owner as *const SlabCache<A>) };
+                Ok(Owner::Slab { cache, frame })
+            }
+        }
+    }
+
+    /// Frees `addr`, which must belong to `expected` when given.
+    fn free_checked(&self, addr: usize, expected: Option<&SlabCache<A>>) -> Result<(), SlabError> {
+        match self.owner_of(addr)? {
+            Owner::Large { pa, order } => match expected {
+                Some(c) => Err(SlabError::WrongCache {
+                    addr,
+                    expected: c.name(),
+                    found: CacheName::new("kmalloc-large").expect("valid name"),
+                }),
+                None => {
+                    let frame = self.pages.frame(pa).expect("owner_of found it");
+                    frame.set_owner(0);
+                    self.pages.free_pages(pa, order).map_err(SlabError::Page)
+                }
+            },
+            Owner::Slab { cache, frame } => match expected {
+                Some(c) if !core::ptr::eq(c, cache) => Err(SlabError::WrongCache {
+                    addr,
+                    expected: c.name(),
+                    found: cache.name(),
+                }),
+                _ => cache.free(self, frame, addr),
+            },
+        }
+    }
+
+    /// Usable size of the live block at `ptr` (0 for [`ZERO_SIZE_PTR`]); an error for
+    /// anything that is not a live block start.
+    pub fn ksize(&self, ptr: *mut u8) -> Result<usize, SlabError> {
+        if ptr == ZERO_SIZE_PTR {
+            return Ok(0);
+        }
+        match self.owner_of(ptr as usize)? {
+            Owner::Large { order, .. } => Ok((PAGE_SIZE as usize) << order),
+            Owner::Slab { cache, frame } => {
+                cache.live_object(frame, ptr as usize)?;
+                Ok(cache.stride())
+            }
+        }
+    }
+
+    /// Resizes the block at `ptr` to `size` bytes, keeping min(old, new) bytes; stays in
+    /// place when the block's class already holds `size`. Null allocates; size 0 frees.
+    /// `ptr` is checked against the page descriptors (as `kfree` checks it) before any
+    /// byte is read, so a bad pointer is an error, not a wild copy.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn krealloc(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        self.krealloc_aligned(ptr, size, 8, gfp)
+    }
+
+    /// [`Kmem::krealloc`] with an alignment (a power of two) for the new block.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn krealloc_aligned(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, SlabError> {
+        if ptr.is_null() || ptr == ZERO_SIZE_PTR {
+            return self.kmalloc_aligned(size, align, gfp);
+        }
+        let old = self.ksize(ptr)?;
+        if size == 0 {
+            self.kfree(ptr)?;
+            return self.kmalloc_aligned(0, align, gfp);
+        }
+        if size <= old && (ptr as usize).is_multiple_of(align) {
+            // SAFETY: ptr is a live kmalloc block (ksize succeeded), so not null.
+            return Ok(unsafe { NonNull::new_unchecked(ptr) });
+        }
+        let new = self.kmalloc_aligned(size, align, gfp.without(Gfp::ZERO))?;
+        // SAFETY: both blocks are live, distinct, and at least min(old, size) long.
+        unsafe { core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), old.min(size)) };
+        if gfp.contains(Gfp::ZERO) && size > old {
+            // SAFETY: the tail [old, size) of the new block is ours.
+            unsafe { core::ptr::write_bytes(new.as_ptr().add(old), 0, size - old) };
+        }
+        self.kfree(ptr)?;
+        Ok(new)
+    }
+
+    /// Creates a slab cache. A name already used (by any cache, kmalloc's included) is
+    /// refused, as is an alignment that is not a power of two or exceeds 4 KiB.
+    pub fn cache_create(
+        &self,
+        name: &str,
+        size: usize,
+        align: usize,
+        flags: SlabFlags,
+        ctor: Option<ObjectFn>,
+        dtor: Option<ObjectFn>,
+    ) -> Result<CacheRef<'_, A>, SlabError> {
+        let spec = CacheSpec {
+            name: CacheName::new(name)?,
+            size,
+            align,
+            flags,
+            ctor,
+            dtor,
+        };
+        let mut head = self.registry.lock();
+        if self.find_cache(&head, name).is_some() {
+            return Err(SlabError::NameTaken { name: spec.name });
+        }
+        let cache = SlabCache::new(&self.pages, &spec)?;
+        let mem = match self.kmalloc_aligned(
+            size_of::<SlabCache<A>>(),
+            align_of::<SlabCache<A>>(),
+            Gfp::KERNEL,
+        ) {
+            Ok(m) => m.cast::<SlabCache<A>>(),
+            Err(e) => {
+                cache.release_arrays(self);
+                return Err(e);
+            }
+        };
+        // SAFETY: mem is a fresh, suitably aligned block for one SlabCache.
+        unsafe {
+            mem.as_ptr().write(cache);
+            (*mem.as_ptr()).next = *head;
+        }
+        *head = mem.as_ptr();
+        // SAFETY: the cache lives until `destroy`, which consumes the only CacheRef.
+        Ok(CacheRef {
+            kmem: self,
+            cache: unsafe { mem.as_ref() },
+        })
+    }
+
+    fn find_cache(&self, head: &*mut SlabCache<A>, name: &str) -> Option<&SlabCache<A>> {
+        let mut found = None;
+        self.for_each_cache_in(*head, |c| {
+            if c.name().as_str() == name {
+                found = Some(c as *const SlabCache<A>);
+            }
+        });
+        // SAFETY: the pointer came from a live cache just visited.
+        found.map(|c| unsafe { &*c })
+    }
+
+    /// Visits user caches (newest first), then kmalloc caches zone by zone from DMA up,
+    /// largest class first. Shrinking in this order leaves nothing behind in one pass:
+    /// releasing an off-slab slab frees its management into a smaller Normal kmalloc
+    /// cache, which is visited later.
+    fn for_each_cache_in(&self, head: *mut SlabCache<A>, mut f: impl FnMut(&SlabCache<A>)) {
+        let mut c = head;
+        while !c.is_null() {
+            // SAFETY: registry members are live until removed under the registry lock,
+            // which the caller holds or has just read `head` under.
+            let cache = unsafe { &*c };
+            f(cache);
+            c = cache.next;
+        }
+        for zone in &self.kmalloc {
+            zone.iter().rev().flatten().for_each(&mut f);
+        }
+    }
+
+    /// Calls `f` with every cache: user-created ones, then kmalloc's.
+    pub fn for_each_cache(&self, f: impl FnMut(&SlabCache<A>)) {
+        let head = self.registry.lock();
+        self.for_each_cache_in(*head, f);
+    }
+
+    /// Drains every cache's arrays and gives empty slabs back; returns pages released.
+    pub fn shrink_all(&self) -> usize {
+        let mut pages = 0;
+        self.for_each_cache(|c| pages += c.shrink(self));
+        pages
+    }
+
+    /// One reap pass over every cache (arrays untouched since the last pass are
+    /// drained, empty slabs released). Returns (objects drained, pages released).
+    pub fn reap(&self) -> (usize, usize) {
+        let mut total = (0, 0);
+        self.for_each_cache(|c| {
+            let (o, p) = c.reap(self);
+            total = (total.0 + o, total.1 + p);
+        });
+        total
+    }
+
+    /// Management memory for an off-slab cache's slab.
+    pub(crate) fn alloc_mgmt(&self, bytes: usize, gfp: Gfp) -> Option<usize> {
+        let gfp = Gfp::KERNEL | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
+        self.kmalloc(bytes, gfp).ok().map(|p| p.as_ptr() as usize)
+    }
+
+    pub(crate) fn free_mgmt(&self, addr: usize) {
+        self.kfree(addr as *mut u8)
+            .expect("slab management memory is a live kmalloc block");
+    }
+
+    /// Removes `cache` from the registry and frees it; it must be empty.
+    fn unregister(&self, cache: &SlabCache<A>) {
+        let mut head = self.registry.lock();
+        let target = cache as *const SlabCache<A> as *mut SlabCache<A>;
+        let mut link: *mut *mut SlabCache<A> = &mut *head;
+        // SAFETY: we walk live registry members under the registry lock.
+        unsafe {
+            while !(*link).is_null() && *link != target {
+                link = &mut (**link).next;
+            }
+            assert!(!(*link).is_null(), "a CacheRef's cache is registered");
+            *link = cache.next;
+        }
+        drop(head);
+        cache.release_arrays(self);
+        self.kfree(target.cast())
+            .expect("the cache struct is a live kmalloc block");
+    }
+}
+
+/// The owner of a live block, from its page descriptor.
+enum Owner<'k, A: Arch> {
+    /// A block straight from the page allocator.
+    Large { pa: u64, order: u32 },
+    /// An object of `cache`, in the slab that `frame` belongs to.
+    Slab {
+        cache: &'k SlabCache<A>,
+        frame: &'k crate::mm::frame::PageFrame,
+    },
+}
+
+/// A user-created cache. Not `Clone`: [`CacheRef::destroy`] consumes it, so no handle
+/// outlives the cache.
+pub struct CacheRef<'k, A: Arch> {
+    kmem: &'k Kmem<A>,
+    cache: &'k SlabCache<A>,
+}
+
+impl<'k, A: Arch> CacheRef<'k, A> {
+    /// Allocates one object (constructed, if the cache has a constructor).
+    #[inline]
+    pub fn alloc(&self, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        self.cache.alloc(self.kmem, gfp)
+    }
+
+    /// Frees an object of this cache; an object of another cache is refused.
+    #[inline]
+    pub fn free(&self, obj: NonNull<u8>) -> Result<(), SlabError> {
+        self.kmem
+            .free_checked(obj.as_ptr() as usize, Some(self.cache))
+            .inspect_err(|e| log::error!("cache free: {e}"))
+    }
+
+    /// Drains the arrays and gives empty slabs back; returns pages released.
+    pub fn shrink(&self) -> usize {
+        self.cache.shrink(self.kmem)
+    }
+
+    /// Destroys the cache. Refused while objects are live: the error counts them and
+    /// the log lists each one's address; the handle comes back with the error.
+    pub fn destroy(self) -> Result<(), (Self, SlabError)> {
+        self.cache.shrink(self.kmem);
+        let mut live = 0;
+        let name = self.cache.name();
+        self.cache.for_each_live(|obj| {
+            live += 1;
+            log::error!("{name}: object {obj:#x} still allocated at destroy");
+        });
+        if live > 0 {
+            let e = SlabError::Busy { cache: name, live };
+            log::error!("{e}");
+            return Err((self, e));
+        }
+        self.kmem.unregister(self.cache);
+        Ok(())
+    }
+
+    /// The cache itself, for its name, geometry and figures.
+    pub fn cache(&self) -> &SlabCache<A> {
+        self.cache
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,761 @@
+//! Tests of kmalloc and slab caches on the hosted platform: classes, flags, errors,
+//! cache life cycle, per-CPU behaviour, a proptest model and a multi-thread run.
+
+use super::*;
+use crate::hosted::{HostArch, Region};
+use crate::mm::zone::ZoneLimits;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+const MIB: usize = 1 << 20;
+
+/// An allocator over its own region; `kmem` drops before `region`.
+struct Heap {
+    kmem: Box<Kmem<HostArch>>,
+    region: Region,
+    limits: ZoneLimits,
+}
+
+fn heap(mib: usize, cpus: usize) -> Heap {
+    let region = Region::new(mib * MIB).unwrap();
+    let limits = ZoneLimits {
+        dma_end: region.start() + 8 * MIB as u64,
+        dma32_end: region.start() + 24 * MIB as u64,
+    };
+    // SAFETY: the region outlives the allocator (field order in Heap).
+    let pages =
+        unsafe { PageAllocator::new(&region.normalized().unwrap(), limits, cpus, None).unwrap() };
+    Heap {
+        kmem: Box::new(Kmem::new(pages).unwrap()),
+        region,
+        limits,
+    }
+}
+
+impl Heap {
+    fn free_pages(&self) -> u64 {
+        self.kmem.pages().drain_all_pcp();
+        self.kmem.pages().info().free_pages()
+    }
+
+    fn contains(&self, p: usize, len: usize) -> bool {
+        let s = self.region.start() as usize;
+        p >= s && p + len <= s + self.region.size() as usize
+    }
+}
+
+/// Log lines, captured for the tests that check what kmem reports.
+static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        LOG.lock().unwrap().push(r.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+fn capture_log() {
+    let _ = log::set_logger(&Capture);
+    log::set_max_level(log::LevelFilter::Error);
+}
+
+fn logged(needle: &str) -> bool {
+    LOG.lock().unwrap().iter().any(|l| l.contains(needle))
+}
+
+#[test]
+fn every_class_serves_aligned_usable_memory() {
+    let h = heap(64, 2);
+    let before = h.free_pages();
+    let mut held = Vec::new();
+    for &size in CLASS_SIZES
+        .iter()
+        .chain(&[1, 7, 9, 65, 100, 129, 257, 1000, 3000, 4097])
+    {
+        let size = size as usize;
+        let p = h.kmem.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
+        assert!(h.contains(p as usize, size));
+        assert_eq!(p as usize % 8, 0);
+        assert!(h.kmem.ksize(p).unwrap() >= size);
+        // SAFETY: we own size bytes at p.
+        unsafe { p.write_bytes(0x5A, size) };
+        held.push(p);
+    }
+    for p in held {
+        h.kmem.kfree(p).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn alignments_up_to_a_page_come_from_caches_and_beyond_from_pages() {
+    let h = heap(64, 1);
+    for align in [1, 2, 8, 16, 64, 256, 4096, 8192, 1 << 16] {
+        for size in [1, 24, 100, 3000, 5000] {
+            let p = h.kmem.kmalloc_aligned(size, align, Gfp::KERNEL).unwrap();
+            assert_eq!(p.as_ptr() as usize % align, 0, "size {size} align {align}");
+            h.kmem.kfree(p.as_ptr()).unwrap();
+        }
+    }
+    assert_eq!(
+        h.kmem.kmalloc_aligned(8, 3, Gfp::KERNEL),
+        Err(SlabError::BadAlign { align: 3 })
+    );
+}
+
+#[test]
+fn zero_size_large_and_too_large() {
+    let h = heap(64, 1);
+    let before = h.free_pages();
+    let z = h.kmem.kmalloc(0, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(z, ZERO_SIZE_PTR);
+    assert_eq!(h.kmem.ksize(z), Ok(0));
+    h.kmem.kfree(z).unwrap();
+    h.kmem.kfree(core::ptr::null_mut()).unwrap();
+
+    let big = h.kmem.kmalloc(3 * MIB, Gfp::ZERO).unwrap().as_ptr();
+    assert_eq!(h.kmem.ksize(big), Ok(4 * MIB));
+    // SAFETY: the block is ours and 3 MiB long.
+    assert!(
+        unsafe { std::slice::from_raw_parts(big, 3 * MIB) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.kmem.kfree(big).unwrap();
+    assert_eq!(
+        h.kmem.kmalloc(64 * MIB, Gfp::KERNEL),
+        Err(SlabError::TooLarge { size: 64 * MIB })
+    );
+    assert_eq!(
+        h.kmem.kmalloc(usize::MAX, Gfp::KERNEL),
+        Err(SlabError::TooLarge { size: usize::MAX })
+    );
+    assert_eq!(
+        h.kmem.kcalloc(usize::MAX / 2, 3, Gfp::KERNEL),
+        Err(SlabError::Overflow)
+    );
+    let c = h.kmem.kcalloc(10, 100, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: 1000 bytes are ours.
+    assert!(
+        unsafe { std::slice::from_raw_parts(c, 1000) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.kmem.kfree(c).unwrap();
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn kzalloc_zeroes_reused_objects() {
+    let h = heap(32, 1);
+    let p = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: 200 bytes are ours.
+    unsafe { p.write_bytes(0xFF, 200) };
+    h.kmem.kfree(p).unwrap();
+    let q = h.kmem.kzalloc(200, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(p, q, "the per-CPU array hands back the hot object");
+    // SAFETY: as above.
+    assert!(
+        unsafe { std::slice::from_raw_parts(q, 200) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.kmem.kfree(q).unwrap();
+}
+
+#[test]
+fn bad_kfrees_are_refused_logged_and_harmless() {
+    capture_log();
+    let h = heap(32, 2);
+    let before = h.free_pages();
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    let cache = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().name();
+
+    // Interior pointer.
+    let inner = p.wrapping_add(8);
+    assert_eq!(
+        h.kmem.kfree(inner),
+        Err(SlabError::Interior {
+            addr: inner as usize,
+            cache,
+            object: p as usize,
+            offset: 8
+        })
+    );
+    assert!(logged(&format!("{:#x}", inner as usize)));
+    assert!(logged("kmalloc-64"));
+    // Foreign pointers: the stack, and the test process's own heap.
+    let on_stack = 0u64;
+    let addr = &on_stack as *const u64 as usize;
+    assert_eq!(
+        h.kmem.kfree(addr as *mut u8),
+        Err(SlabError::NotOwned { addr })
+    );
+    let boxed = Box::new(7u64);
+    let addr = &*boxed as *const u64 as usize;
+    assert_eq!(
+        h.kmem.kfree(addr as *mut u8),
+        Err(SlabError::NotOwned { addr })
+    );
+    // A page handed out by the page allocator directly is not kmalloc's.
+    let pa = h.kmem.pages().alloc_pages(0, Gfp::KERNEL).unwrap();
+    assert_eq!(
+        h.kmem.kfree(pa as *mut u8),
+        Err(SlabError::NotAllocated { addr: pa as usize })
+    );
+    h.kmem.pages().free_pages(pa, 0).unwrap();
+    // Double free while the object sits in this CPU's array.
+    h.kmem.kfree(p).unwrap();
+    assert_eq!(
+        h.kmem.kfree(p),
+        Err(SlabError::DoubleFree {
+            addr: p as usize,
+            cache
+        })
+    );
+    // Double free after the object went back to its slab.
+    h.kmem.shrink_all();
+    let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    let neighbour = q.wrapping_add(64);
+    let r = h.kmem.kfree(neighbour);
+    assert!(
+        matches!(r, Err(SlabError::DoubleFree { .. })),
+        "a never-allocated object: {r:?}"
+    );
+    // Large block: interior and double free.
+    let big = h.kmem.kmalloc(2 * MIB, Gfp::KERNEL).unwrap().as_ptr();
+    assert!(h.kmem.kfree(big.wrapping_add(4096)).is_err());
+    assert!(h.kmem.kfree(big.wrapping_add(1)).is_err());
+    h.kmem.kfree(big).unwrap();
+    assert!(h.kmem.kfree(big).is_err());
+    // Everything still works and nothing leaked.
+    h.kmem.kfree(q).unwrap();
+    let v: Vec<_> = (0..1000)
+        .map(|i| h.kmem.kmalloc(1 + i % 700, Gfp::KERNEL).unwrap())
+        .collect();
+    for p in v {
+        h.kmem.kfree(p.as_ptr()).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn krealloc_keeps_bytes_and_stays_in_place_when_it_can() {
+    let h = heap(32, 1);
+    let p = h.kmem.kmalloc(100, Gfp::KERNEL).unwrap().as_ptr();
+    for i in 0..100 {
+        // SAFETY: 100 bytes are ours.
+        unsafe { p.add(i).write(i as u8) };
+    }
+    let same = h.kmem.krealloc(p, 110, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(same, p, "100 and 110 share the 112-byte class");
+    let grown = h.kmem.krealloc(p, 5000, Gfp::ZERO).unwrap().as_ptr();
+    assert_ne!(grown, p);
+    // SAFETY: the new block holds 5000 bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(grown, 5000) };
+    assert!((0..100).all(|i| bytes[i] == i as u8));
+    assert!(bytes[112..].iter().all(|&b| b == 0));
+    assert!(h.kmem.kfree(p).is_err(), "the old block was freed");
+    let shrunk = h.kmem.krealloc(grown, 10, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(shrunk, grown, "shrinking stays in place");
+    let z = h.kmem.krealloc(shrunk, 0, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(z, ZERO_SIZE_PTR);
+    let n = h
+        .kmem
+        .krealloc(core::ptr::null_mut(), 40, Gfp::KERNEL)
+        .unwrap();
+    h.kmem.kfree(n.as_ptr()).unwrap();
+}
+
+#[test]
+fn dma_flags_take_memory_from_their_zones() {
+    let h = heap(64, 2);
+    for (gfp, highest) in [
+        (Gfp::DMA, ZoneKind::Dma),
+        (Gfp::DMA32, ZoneKind::Dma32),
+        (Gfp::KERNEL, ZoneKind::Normal),
+    ] {
+        let objs: Vec<_> = (0..200)
+            .map(|i| h.kmem.kmalloc(16 + i * 40, gfp).unwrap().as_ptr())
+            .collect();
+        for &p in &objs {
+            let z = h.limits.zone_of(p as u64);
+            assert!(z <= highest, "{gfp:?} gave {z}");
+        }
+        if gfp == Gfp::DMA {
+            assert!(
+                objs.iter()
+                    .all(|&p| h.limits.zone_of(p as u64) == ZoneKind::Dma)
+            );
+        }
+        for p in objs {
+            h.kmem.kfree(p).unwrap();
+        }
+    }
+    let mut names = Vec::new();
+    h.kmem.slabinfo(|i| names.push(i.name.as_str().to_string()));
+    assert!(names.iter().any(|n| n == "dma-kmalloc-64"));
+    assert!(names.iter().any(|n| n == "dma32-kmalloc-1280"));
+}
+
+static CTORS: AtomicUsize = AtomicUsize::new(0);
+static DTORS: AtomicUsize = AtomicUsize::new(0);
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+fn ctor(p: *mut u8) {
+    // SAFETY: the cache passes an object of at least 8 bytes.
+    unsafe { p.cast::<u64>().write(0xC0FFEE) };
+    CTORS.fetch_add(1, SeqCst);
+}
+
+fn dtor(p: *mut u8) {
+    // SAFETY: as for ctor.
+    assert_eq!(unsafe { p.cast::<u64>().read() }, 0xC0FFEE);
+    DTORS.fetch_add(1, SeqCst);
+}
+
+#[test]
+fn cache_life_cycle_constructors_and_leak_report() {
+    capture_log();
+    let h = heap(32, 2);
+    let before = h.free_pages();
+    let c = h
+        .kmem
+        .cache_create(
+            "test-objects",
+            120,
+            8,
+            SlabFlags::HWCACHE_ALIGN,
+            Some(ctor),
+            Some(dtor),
+        )
+        .unwrap();
+    assert_eq!(c.cache().stride(), 128);
+    assert!(matches!(
+        h.kmem
+            .cache_create("test-objects", 8, 8, SlabFlags::NONE, None, None),
+        Err(SlabError::NameTaken { .. })
+    ));
+    assert!(matches!(
+        h.kmem
+            .cache_create("kmalloc-64", 8, 8, SlabFlags::NONE, None, None),
+        Err(SlabError::NameTaken { .. })
+    ));
+    assert_eq!(
+        h.kmem
+            .cache_create("", 8, 8, SlabFlags::NONE, None, None)
+            .err(),
+        Some(SlabError::BadName)
+    );
+    assert!(matches!(
+        h.kmem
+            .cache_create("odd", 8, 24, SlabFlags::NONE, None, None),
+        Err(SlabError::BadAlign { align: 24 })
+    ));
+
+    let per_slab = c.cache().layout().num;
+    let objs: Vec<_> = (0..per_slab * 3)
+        .map(|_| c.alloc(Gfp::KERNEL).unwrap())
+        .collect();
+    let constructed = CTORS.load(SeqCst);
+    assert!(
+        constructed >= per_slab * 3,
+        "constructors run when slabs are made"
+    );
+    for o in &objs {
+        assert_eq!(o.as_ptr() as usize % 64, 0);
+        // SAFETY: constructed objects hold the ctor's stamp.
+        assert_eq!(unsafe { o.as_ptr().cast::<u64>().read() }, 0xC0FFEE);
+    }
+    // A kmalloc object freed to this cache is refused.
+    let k = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap();
+    assert!(matches!(c.free(k), Err(SlabError::WrongCache { .. })));
+    h.kmem.kfree(k.as_ptr()).unwrap();
+
+    // Destroy with live objects: refused, and each object is listed.
+    let (c, e) = c.destroy().unwrap_err();
+    assert_eq!(
+        e,
+        SlabError::Busy {
+            cache: CacheName::new("test-objects").unwrap(),
+            live: objs.len()
+        }
+    );
+    assert!(logged(&format!(
+        "{:#x} still allocated",
+        objs[5].as_ptr() as usize
+    )));
+    for o in objs {
+        c.free(o).unwrap();
+    }
+    let info = c.cache().info();
+    assert_eq!(info.active_objs, 0);
+    assert!(c.shrink() > 0);
+    assert_eq!(c.cache().info().num_slabs, 0);
+    assert!(
+        DTORS.load(SeqCst) >= per_slab * 3,
+        "destructors run when slabs go back"
+    );
+    c.destroy().map_err(|(_, e)| e).unwrap();
+    // The name is free again, and nothing leaked.
+    let again = h
+        .kmem
+        .cache_create("test-objects", 8, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    again.destroy().map_err(|(_, e)| e).unwrap();
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn slabs_are_coloured_and_large_objects_off_slab() {
+    let h = heap(64, 1);
+    let small = h.kmem.kmalloc_cache_for(200, 8, Gfp::KERNEL).unwrap();
+    assert!(!small.layout().off_slab);
+    let big = h.kmem.kmalloc_cache_for(3000, 8, Gfp::KERNEL).unwrap();
+    assert!(big.layout().off_slab);
+    // Objects of successive slabs start at different offsets within their pages.
+    let c = h
+        .kmem
+        .cache_create("coloured", 1000, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    let l = *c.cache().layout();
+    assert!(l.colours >= 1, "{l:?}");
+    let objs: Vec<_> = (0..l.num * 3)
+        .map(|_| c.alloc(Gfp::KERNEL).unwrap())
+        .collect();
+    let mut offsets: Vec<usize> = objs
+        .iter()
+        .map(|o| (o.as_ptr() as usize % l.slab_bytes()) % l.stride)
+        .collect();
+    offsets.sort();
+    offsets.dedup();
+    assert!(offsets.len() >= 2, "{offsets:?}");
+    for o in objs {
+        c.free(o).unwrap();
+    }
+    c.destroy().map_err(|(_, e)| e).unwrap();
+}
+
+#[test]
+fn reap_drains_only_idle_arrays() {
+    let h = heap(32, 1);
+    let p = h.kmem.kmalloc(32, Gfp::KERNEL).unwrap();
+    h.kmem.kfree(p.as_ptr()).unwrap();
+    let cached = |h: &Heap| {
+        h.kmem
+            .kmalloc_cache_for(32, 8, Gfp::KERNEL)
+            .unwrap()
+            .info()
+            .cpu_cached
+    };
+    assert!(cached(&h) > 0);
+    // The array was touched by the allocation: the first pass only clears the mark.
+    h.kmem.reap();
+    assert!(cached(&h) > 0);
+    let (drained, _) = h.kmem.reap();
+    assert!(drained > 0);
+    assert_eq!(cached(&h), 0);
+}
+
+#[test]
+fn info_text_reads_like_proc() {
+    let h = heap(32, 2);
+    let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap();
+    let text = SlabInfoTable {
+        kmem: &h.kmem,
+        all: false,
+    }
+    .to_string();
+    assert!(text.starts_with("# name"));
+    assert!(text.contains("kmalloc-96"), "{text}");
+    let mem = h.kmem.meminfo();
+    assert!(mem.slab_pages >= 1);
+    assert!(mem.to_string().contains("slab:"));
+    h.kmem.kfree(p.as_ptr()).unwrap();
+}
+
+#[test]
+fn threads_free_each_others_objects_and_pages_are_conserved() {
+    let h = heap(96, 3);
+    let before = h.free_pages();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(usize, usize, u8)>>();
+    let rx = Mutex::new(rx);
+    std::thread::scope(|s| {
+        // Six producers on three CPU slots; two consumers free what they made.
+        for t in 0..6u64 {
+            let tx = tx.clone();
+            let k = &*h.kmem;
+            s.spawn(move || {
+                let mut rng = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut mine = Vec::new();
+                for round in 0..300 {
+                    let mut batch = Vec::new();
+                    for _ in 0..40 {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        let size = [8, 24, 64, 100, 129, 257, 1000, 3000, 5000, 70_000]
+                            [(rng % 10) as usize];
+                        let p = k.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
+                        let tag = (rng >> 32) as u8;
+                        // SAFETY: size bytes at p are ours.
+                        unsafe { p.write_bytes(tag, size) };
+                        if rng & 1 == 0 {
+                            batch.push((p as usize, size, tag));
+                        } else {
+                            mine.push((p as usize, size, tag));
+                        }
+                    }
+                    tx.send(batch).unwrap();
+                    if round % 10 == 0 {
+                        for (p, size, tag) in mine.drain(..) {
+                            check_and_free(k, p, size, tag);
+                        }
+                    }
+                }
+                for (p, size, tag) in mine {
+                    check_and_free(k, p, size, tag);
+                }
+            });
+        }
+        drop(tx);
+        for _ in 0..2 {
+            let (k, rx) = (&*h.kmem, &rx);
+            s.spawn(move || {
+                while let Ok(batch) = rx.lock().unwrap().recv() {
+                    for (p, size, tag) in batch {
+                        check_and_free(k, p, size, tag);
+                    }
+                }
+            });
+        }
+    });
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+fn check_and_free(k: &Kmem<HostArch>, p: usize, size: usize, tag: u8) {
+    // SAFETY: the block is live and size bytes long.
+    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+    assert!(bytes.iter().all(|&b| b == tag), "block {p:#x} damaged");
+    k.kfree(p as *mut u8).unwrap();
+}
+
+/// One step of the model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Kmalloc {
+        size: usize,
+        align_shift: u8,
+        zone: u8,
+    },
+    Krealloc {
+        pick: usize,
+        size: usize,
+    },
+    Kfree {
+        pick: usize,
+    },
+    CacheCreate {
+        size: usize,
+        align_shift: u8,
+    },
+    CacheAlloc {
+        pick: usize,
+    },
+    CacheFree {
+        pick: usize,
+    },
+    CacheShrink {
+        pick: usize,
+    },
+    CacheDestroy {
+        pick: usize,
+    },
+}
+
+fn size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 0usize..=256,
+        3 => 257usize..=8192,
+        1 => 8193usize..=(1 << 21),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (size(), 0u8..13, 0u8..3)
+            .prop_map(|(size, align_shift, zone)| Op::Kmalloc { size, align_shift, zone }),
+        3 => (any::<usize>(), size()).prop_map(|(pick, size)| Op::Krealloc { pick, size }),
+        7 => any::<usize>().prop_map(|pick| Op::Kfree { pick }),
+        1 => (1usize..5000, 0u8..8).prop_map(|(size, align_shift)| Op::CacheCreate { size, align_shift }),
+        6 => any::<usize>().prop_map(|pick| Op::CacheAlloc { pick }),
+        5 => any::<usize>().prop_map(|pick| Op::CacheFree { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::CacheShrink { pick }),
+        1 => any::<usize>().prop_map(|pick| Op::CacheDestroy { pick }),
+    ]
+}
+
+const MODEL_CASES: u32 = 48;
+const MODEL_OPS: usize = 2_500;
+
+/// A live block in the model: start, length, fill byte, alignment.
+type Block = (usize, usize, u8, usize);
+
+fn fill(b: &Block) {
+    // SAFETY: the model only fills blocks it owns.
+    unsafe { (b.0 as *mut u8).write_bytes(b.2, b.1) };
+}
+
+fn intact(b: &Block) -> bool {
+    // SAFETY: as for fill.
+    unsafe { std::slice::from_raw_parts(b.0 as *const u8, b.1) }
+        .iter()
+        .all(|&x| x == b.2)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: MODEL_CASES, ..ProptestConfig::default() })]
+
+    /// Random kmalloc/krealloc/kfree and cache create/alloc/free/shrink/destroy against
+    /// a model: blocks never overlap, are aligned and inside the region; fill patterns
+    /// survive; krealloc keeps min(old, new) bytes; after freeing all and shrinking, the
+    /// page allocator is back to its initial free count.
+    /// MODEL_CASES × MODEL_OPS = 120 000 operations per run.
+    #[test]
+    fn kmalloc_and_cache_model(ops in proptest::collection::vec(op(), MODEL_OPS)) {
+        let h = heap(48, 2);
+        let before = h.free_pages();
+        // Every live block (for overlap checks), and the kmalloc ones among them.
+        let mut live: BTreeMap<usize, Block> = BTreeMap::new();
+        let mut km: BTreeMap<usize, Block> = BTreeMap::new();
+        let mut caches: Vec<(CacheRef<'_, HostArch>, usize, Vec<Block>)> = Vec::new();
+        let mut tag = 0u8;
+        let mut names = 0;
+        let check_new = |live: &BTreeMap<usize, Block>, b: &Block| -> Result<(), TestCaseError> {
+            prop_assert!(b.1 == 0 || h.contains(b.0, b.1));
+            prop_assert_eq!(b.0 % b.3, 0);
+            if b.1 > 0 {
+                if let Some((_, o)) = live.range(..=b.0).next_back() {
+                    prop_assert!(o.0 + o.1 <= b.0 || o.1 == 0, "overlap");
+                }
+                if let Some((_, o)) = live.range(b.0..).find(|(_, o)| o.1 > 0) {
+                    prop_assert!(b.0 + b.1 <= o.0, "overlap");
+                }
+            }
+            Ok(())
+        };
+        for op in ops {
+            tag = tag.wrapping_add(1);
+            match op {
+                Op::Kmalloc { size, align_shift, zone } => {
+                    let align = 1usize << align_shift;
+                    let gfp = [Gfp::DMA, Gfp::DMA32, Gfp::KERNEL][zone as usize];
+                    let Ok(p) = h.kmem.kmalloc_aligned(size, align, gfp) else { continue };
+                    if size == 0 {
+                        prop_assert_eq!(p.as_ptr(), ZERO_SIZE_PTR);
+                        continue;
+                    }
+                    prop_assert!(h.limits.zone_of(p.as_ptr() as u64) <= gfp.zone());
+                    let b = (p.as_ptr() as usize, size, tag, align);
+                    check_new(&live, &b)?;
+                    fill(&b);
+                    live.insert(b.0, b);
+                    km.insert(b.0, b);
+                }
+                Op::Krealloc { pick, size } => {
+                    if km.is_empty() { continue }
+                    let old = *km.values().nth(pick % km.len()).unwrap();
+                    prop_assert!(intact(&old));
+                    let Ok(p) = h.kmem.krealloc_aligned(old.0 as *mut u8, size, old.3, Gfp::KERNEL)
+                        else { continue };
+                    live.remove(&old.0);
+                    km.remove(&old.0);
+                    if size == 0 { continue }
+                    let keep = old.1.min(size);
+                    // SAFETY: the new block is ours and at least `size` long.
+                    let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), keep) };
+                    prop_assert!(bytes.iter().all(|&x| x == old.2), "krealloc lost bytes");
+                    let b = (p.as_ptr() as usize, size, tag, old.3);
+                    check_new(&live, &b)?;
+                    fill(&b);
+                    live.insert(b.0, b);
+                    km.insert(b.0, b);
+                }
+                Op::Kfree { pick } => {
+                    if km.is_empty() { continue }
+                    let b = *km.values().nth(pick % km.len()).unwrap();
+                    prop_assert!(intact(&b), "pattern damaged at {:#x}", b.0);
+                    h.kmem.kfree(b.0 as *mut u8).unwrap();
+                    live.remove(&b.0);
+                    km.remove(&b.0);
+                }
+                Op::CacheCreate { size, align_shift } => {
+                    if caches.len() >= 6 { continue }
+                    names += 1;
+                    let align = 1usize << align_shift;
+                    let c = h.kmem.cache_create(&format!("model-{names}"), size, align, SlabFlags::NONE, None, None)
+                        .unwrap();
+                    caches.push((c, size, Vec::new()));
+                }
+                Op::CacheAlloc { pick } => {
+                    if caches.is_empty() { continue }
+                    let i = pick % caches.len();
+                    let (c, size, _) = &caches[i];
+                    let Ok(p) = c.alloc(Gfp::KERNEL) else { continue };
+                    let b = (p.as_ptr() as usize, *size, tag, c.cache().layout().align);
+                    check_new(&live, &b)?;
+                    fill(&b);
+                    live.insert(b.0, b);
+                    caches[i].2.push(b);
+                }
+                Op::CacheFree { pick } => {
+                    let Some((c, _, objs)) = caches.iter_mut().find(|c| !c.2.is_empty()) else { continue };
+                    let b = objs.swap_remove(pick % objs.len());
+                    prop_assert!(intact(&b));
+                    c.free(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
+                    live.remove(&b.0);
+                }
+                Op::CacheShrink { pick } => {
+                    if caches.is_empty() { continue }
+                    caches[pick % caches.len()].0.shrink();
+                }
+                Op::CacheDestroy { pick } => {
+                    if caches.is_empty() { continue }
+                    let (c, size, objs) = caches.swap_remove(pick % caches.len());
+                    match c.destroy() {
+                        Ok(()) => prop_assert!(objs.is_empty()),
+                        Err((c, e)) => {
+                            prop_assert_eq!(e, SlabError::Busy { cache: c.cache().name(), live: objs.len() });
+                            caches.push((c, size, objs));
+                        }
+                    }
+                }
+            }
+        }
+        for (c, _, objs) in caches {
+            for b in objs {
+                prop_assert!(intact(&b));
+                c.free(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
+                live.remove(&b.0);
+            }
+            c.destroy().map_err(|(_, e)| e).unwrap();
+        }
+        for b in km.values() {
+            prop_assert!(intact(b));
+            h.kmem.kfree(b.0 as *mut u8).unwrap();
+        }
+        h.kmem.shrink_all();
+        prop_assert_eq!(h.free_pages(), before);
+    }
+}

@@ -1,0 +1,158 @@
+//! Object arrays: the per-CPU `array_cache` and the node's shared array (seeds 001, 003).
+//!
+//! A CPU allocates by popping its own array and frees by pushing onto it, with
+//! interrupts off and no lock that another CPU normally takes. The most recently freed
+//! object is reused first (it is still in this CPU's cache); when the array is full the
+//! oldest `batchcount` objects move on, so the array keeps the hot end.
+
+/// Most entries a per-CPU array holds (Linux's limit for small objects).
+pub const AC_MAX: usize = 120;
+
+/// One CPU's array of free objects for one cache.
+pub struct ArrayCache {
+    avail: u32,
+    limit: u32,
+    batchcount: u32,
+    /// Set by allocation; cleared by a reap pass, which drains arrays it finds clear.
+    touched: bool,
+    entries: [usize; AC_MAX],
+}
+
+impl ArrayCache {
+    pub const fn new(limit: usize, batchcount: usize) -> ArrayCache {
+        ArrayCache {
+            avail: 0,
+            limit: limit as u32,
+            batchcount: batchcount as u32,
+            touched: false,
+            entries: [0; AC_MAX],
+        }
+    }
+
+    pub fn avail(&self) -> usize {
+        self.avail as usize
+    }
+    pub fn limit(&self) -> usize {
+        self.limit as usize
+    }
+    pub fn batchcount(&self) -> usize {
+        self.batchcount as usize
+    }
+    pub fn is_full(&self) -> bool {
+        self.avail == self.limit
+    }
+
+    /// Returns whether the array was used since the last call, and clears the mark.
+    pub fn take_touched(&mut self) -> bool {
+        core::mem::replace(&mut self.touched, false)
+    }
+
+    #[inline]
+    pub fn pop(&mut self) -> Option<usize> {
+        self.avail = self.avail.checked_sub(1)?;
+        self.touched = true;
+        Some(self.entries[self.avail as usize])
+    }
+
+    /// Pushes an object; the caller makes room first when the array is full.
+    #[inline]
+    pub fn push(&mut self, obj: usize) {
+        self.entries[self.avail as usize] = obj;
+        self.avail += 1;
+    }
+
+    /// The oldest `n` entries (at most `avail`).
+    pub fn oldest(&self, n: usize) -> &[usize] {
+        &self.entries[..n.min(self.avail())]
+    }
+
+    /// Drops the oldest `n` entries (the caller has moved them elsewhere).
+    pub fn remove_oldest(&mut self, n: usize) {
+        let n = n.min(self.avail());
+        let avail = self.avail();
+        self.entries.copy_within(n..avail, 0);
+        self.avail -= n as u32;
+    }
+}
+
+/// The node's shared array: a bounded stack of free objects in caller-provided memory,
+/// used only under the node lock. It lets one CPU's frees feed another CPU's refills
+/// without a trip through the slab lists.
+pub struct SharedArray {
+    entries: *mut usize,
+    cap: usize,
+    avail: usize,
+}
+
+impl SharedArray {
+    /// # Safety
+    /// `entries` must be writable for `cap` words for the array's lifetime (it may be
+    /// dangling when `cap` is 0).
+    pub const unsafe fn new(entries: *mut usize, cap: usize) -> SharedArray {
+        SharedArray {
+            entries,
+            cap,
+            avail: 0,
+        }
+    }
+
+    pub fn avail(&self) -> usize {
+        self.avail
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Moves as many of `objs` as fit; returns how many.
+    pub fn push_from(&mut self, objs: &[usize]) -> usize {
+        let n = objs.len().min(self.cap - self.avail);
+        for (i, &o) in objs[..n].iter().enumerate() {
+            // SAFETY: avail + i < cap, inside the memory given to `new`.
+            unsafe { self.entries.add(self.avail + i).write(o) };
+        }
+        self.avail += n;
+        n
+    }
+
+    pub fn pop(&mut self) -> Option<usize> {
+        self.avail = self.avail.checked_sub(1)?;
+        // SAFETY: avail < cap, and entries below the old avail were written by push_from.
+        Some(unsafe { self.entries.add(self.avail).read() })
+    }
+}
+
+// SAFETY: the entries are plain addresses, and the array is only used under the node lock.
+unsafe impl Send for SharedArray {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_keeps_the_hot_end() {
+        let mut a = ArrayCache::new(4, 2);
+        for o in 1..=4 {
+            a.push(o);
+        }
+        assert!(a.is_full());
+        assert_eq!(a.oldest(2), &[1, 2]);
+        a.remove_oldest(2);
+        assert_eq!(a.pop(), Some(4));
+        assert!(a.take_touched());
+        assert!(!a.take_touched());
+        assert_eq!(a.pop(), Some(3));
+        assert_eq!(a.pop(), None);
+    }
+
+    #[test]
+    fn shared_array_is_bounded() {
+        let mut mem = [0usize; 3];
+        // SAFETY: mem outlives the array.
+        let mut s = unsafe { SharedArray::new(mem.as_mut_ptr(), 3) };
+        assert_eq!(s.push_from(&[1, 2]), 2);
+        assert_eq!(s.push_from(&[3, 4]), 1);
+        assert_eq!(s.pop(), Some(3));
+        assert_eq!(s.avail(), 2);
+    }
+}

@@ -1,0 +1,358 @@
+//! The allocation and free paths of a [`SlabCache`]: the per-CPU fast paths, refill and
+//! flush through the shared array and the slab lists (`cache_alloc_refill`,
+//! `cache_flusharray`, `free_block` in seeds 001 and 003), growing from and shrinking to
+//! the page allocator, draining and reaping.
+
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::array::ArrayCache;
+use super::header::{BUFCTL_ACTIVE, BUFCTL_CACHED, ListKind, Slab, SlabPtr};
+use super::{Node, SlabCache, SlabError};
+use crate::arch::Arch;
+use crate::gfp::Gfp;
+use crate::kmalloc::Kmem;
+use crate::mm::frame::PageFrame;
+use crate::mm::memmap::PAGE_SIZE;
+
+impl Node {
+    fn list(&mut self, kind: ListKind) -> &mut super::SlabList {
+        match kind {
+            ListKind::Full => &mut self.full,
+            ListKind::Partial => &mut self.partial,
+            ListKind::Free => &mut self.free,
+        }
+    }
+
+    fn move_to(&mut self, s: SlabPtr, to: ListKind) {
+        let from = s.list();
+        if from != to {
+            self.list(from).remove(s);
+            self.list(to).push(s, to);
+        }
+    }
+}
+
+impl<A: Arch> SlabCache<A> {
+    /// The slab and index of the object at `obj`, whose page descriptor `frame` names
+    /// this cache; an error when `obj` is not the start of an object.
+    #[inline]
+    fn locate(&self, frame: &PageFrame, obj: usize) -> Result<(SlabPtr, usize), SlabError> {
+        // SAFETY: the descriptor's owner is this cache, which stores the live slab of
+        // that page in `private` for as long as the slab exists.
+        let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
+        let s_mem = slab.s_mem();
+        let not_object = SlabError::NotAnObject {
+            addr: obj,
+            cache: self.name,
+        };
+        if obj < s_mem {
+            return Err(not_object);
+        }
+        let off = obj - s_mem;
+        let mut idx = ((off as u64 * self.recip) >> 32) as usize;
+        // The reciprocal is exact at object starts; past one it may round up by one.
+        if idx * self.layout.stride > off {
+            idx -= 1;
+        }
+        if idx >= slab.num() {
+            return Err(not_object);
+        }
+        let start = idx * self.layout.stride;
+        if start != off {
+            return Err(SlabError::Interior {
+                addr: obj,
+                cache: self.name,
+                object: s_mem + start,
+                offset: off - start,
+            });
+        }
+        Ok((slab, idx))
+    }
+
+    /// The slab and index of an object known to be one of this cache's (from an array).
+    fn locate_known(&self, k: &Kmem<A>, obj: usize) -> (SlabPtr, usize) {
+        let frame = k
+            .pages()
+            .frame(A::virt_to_phys(obj))
+            .expect("an object in a cache array lies in a slab");
+        self.locate(frame, obj)
+            .expect("an object in a cache array is an object start")
+    }
+
+    /// Allocates one object.
+    #[inline]
+    pub(crate) fn alloc(&self, k: &Kmem<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        let obj = {
+            let mut ac = self.cpu.local();
+            match ac.pop() {
+                Some(obj) => obj,
+                None => self.refill(k, &mut ac, gfp)?,
+            }
+        };
+        let (slab, idx) = self.locate_known(k, obj);
+        slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+        if gfp.contains(Gfp::ZERO) {
+            // SAFETY: the object is ours now and `object_size` bytes long.
+            unsafe { core::ptr::write_bytes(obj as *mut u8, 0, self.object_size) };
+        }
+        // SAFETY: objects never sit at address 0 (it is never in a slab's pages past
+        // s_mem, which follows the slab's base).
+        Ok(unsafe { NonNull::new_unchecked(obj as *mut u8) })
+    }
+
+    /// The slab and index of `obj` if it is an object handed out and not yet freed;
+    /// otherwise why not. `frame` is `obj`'s page descriptor and names this cache.
+    #[inline]
+    pub(crate) fn live_object(
+        &self,
+        frame: &PageFrame,
+        obj: usize,
+    ) -> Result<(SlabPtr, usize), SlabError> {
+        let (slab, idx) = self.locate(frame, obj)?;
+        if slab.bufctl(idx).load(Relaxed) != BUFCTL_ACTIVE {
+            return Err(SlabError::DoubleFree {
+                addr: obj,
+                cache: self.name,
+            });
+        }
+        Ok((slab, idx))
+    }
+
+    /// Frees `obj`, whose page descriptor `frame` names this cache. Refuses interior
+    /// pointers, pointers outside objects and objects that are not allocated, before
+    /// changing anything.
+    #[inline]
+    pub(crate) fn free(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> Result<(), SlabError> {
+        // Sequential double frees are always caught here. Two CPUs freeing the same
+        // object in the same instant may both pass; closing that would cost an atomic
+        // read-modify-write on every free.
+        let (slab, idx) = self.live_object(frame, obj)?;
+        slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
+        let mut ac = self.cpu.local();
+        if ac.is_full() {
+            self.flush(k, &mut ac);
+        }
+        ac.push(obj);
+        Ok(())
+    }
+
+    /// Refills an empty array with up to `batchcount` objects — from the shared array,
+    /// then partial slabs, then free slabs, then new slabs — and returns one of them.
+    #[cold]
+    fn refill(&self, k: &Kmem<A>, ac: &mut ArrayCache, gfp: Gfp) -> Result<usize, SlabError> {
+        let want = ac.batchcount();
+        let mut node = self.node.lock();
+        while ac.avail() < want {
+            match node.shared.pop() {
+                Some(obj) => ac.push(obj),
+                None => break,
+            }
+        }
+        while ac.avail() < want {
+            let slab = match node.partial.first().or(node.free.first()) {
+                Some(s) => s,
+                None => match self.grow(k, &mut node, gfp) {
+                    Ok(s) => s,
+                    Err(_) if ac.avail() > 0 => break,
+                    Err(e) => return Err(e),
+                },
+            };
+            while ac.avail() < want && slab.has_free() {
+                let i = slab.take();
+                ac.push(slab.s_mem() + i * self.layout.stride);
+                node.free_objects -= 1;
+            }
+            node.move_to(
+                slab,
+                if slab.has_free() {
+                    ListKind::Partial
+                } else {
+                    ListKind::Full
+                },
+            );
+        }
+        drop(node);
+        Ok(ac.pop().expect("refill leaves at least one object"))
+    }
+
+    /// Makes a new slab (on the free list) from the page allocator.
+    fn grow(&self, k: &Kmem<A>, node: &mut Node, gfp: Gfp) -> Result<SlabPtr, SlabError> {
+        let l = &self.layout;
+        let oom = SlabError::OutOfMemory { cache: self.name };
+        let zone = self.gfp | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
+        let pa = k.pages().alloc_pages(l.order, zone).map_err(|_| oom)?;
+        let base = A::phys_to_virt(pa);
+        // Colour: offsets 0, colour_off, ..., colours × colour_off, all within left_over.
+        let colour = node.colour_next;
+        node.colour_next = if colour >= l.colours { 0 } else { colour + 1 };
+        let start = base + colour * l.colour_off;
+        let (mgmt, s_mem) = if l.off_slab {
+            match k.alloc_mgmt(l.mgmt_size, gfp) {
+                Some(m) => (m, start),
+                None => {
+                    k.pages()
+                        .free_pages(pa, l.order)
+                        .expect("the block was just allocated");
+                    return Err(oom);
+                }
+            }
+        } else {
+            (start, start + l.objects_offset())
+        };
+        // SAFETY: mgmt is either fresh kmalloc memory of mgmt_size bytes or the start of
+        // the fresh slab, which reserves mgmt_size bytes before s_mem; 8-aligned either way.
+        let slab = unsafe { Slab::init(mgmt as *mut Slab, base, s_mem, l.num) };
+        if let Some(ctor) = self.ctor {
+            for i in 0..l.num {
+                ctor((s_mem + i * l.stride) as *mut u8);
+            }
+        }
+        for p in 0..1u64 << l.order {
+            let f = k
+                .pages()
+                .frame(pa + p * PAGE_SIZE)
+                .expect("slab pages are managed frames");
+            f.set_private(mgmt);
+            f.set_owner(self as *const Self as usize);
+        }
+        node.free_objects += l.num;
+        node.free.push(slab, ListKind::Free);
+        Ok(slab)
+    }
+
+    /// Moves the oldest `batchcount` objects of a full array to the shared array, or
+    /// back to their slabs when it is full.
+    #[cold]
+    fn flush(&self, k: &Kmem<A>, ac: &mut ArrayCache) {
+        let batch = ac.batchcount().min(ac.avail());
+        let mut node = self.node.lock();
+        let moved = node.shared.push_from(ac.oldest(batch));
+        self.free_block(k, &mut node, &ac.oldest(batch)[moved..]);
+        ac.remove_oldest(batch);
+    }
+
+    /// Returns array objects to their slabs. A slab that becomes empty goes back to the
+    /// page allocator when the node already holds more than `free_limit` free objects.
+    fn free_block(&self, k: &Kmem<A>, node: &mut Node, objs: &[usize]) {
+        for &obj in objs {
+            let (slab, idx) = self.locate_known(k, obj);
+            debug_assert_eq!(slab.bufctl(idx).load(Relaxed), BUFCTL_CACHED);
+            slab.put(idx);
+            node.free_objects += 1;
+            if slab.inuse() == 0 {
+                if node.free_objects > node.free_limit {
+                    node.list(slab.list()).remove(slab);
+                    node.free_objects -= slab.num();
+                    self.destroy_slab(k, slab);
+                } else {
+                    node.move_to(slab, ListKind::Free);
+                }
+            } else {
+                node.move_to(slab, ListKind::Partial);
+            }
+        }
+    }
+
+    /// Runs destructors and gives a slab, which is on no list, back to the pages.
+    fn destroy_slab(&self, k: &Kmem<A>, slab: SlabPtr) {
+        let l = &self.layout;
+        let (base, s_mem) = (slab.base(), slab.s_mem());
+        if let Some(dtor) = self.dtor {
+            for i in 0..l.num {
+                dtor((s_mem + i * l.stride) as *mut u8);
+            }
+        }
+        let pa = A::virt_to_phys(base);
+        for p in 0..1u64 << l.order {
+            let f = k.pages().frame(pa + p * PAGE_SIZE).expect("slab frame");
+            f.set_owner(0);
+            f.set_private(0);
+        }
+        if l.off_slab {
+            k.free_mgmt(slab.as_raw() as usize);
+        }
+        k.pages()
+            .free_pages(pa, l.order)
+            .expect("a slab is a live page block");
+    }
+
+    /// Empties CPU `cpu`'s array into the slabs.
+    fn drain_cpu(&self, k: &Kmem<A>, cpu: usize) -> usize {
+        let mut ac = self.cpu.cpu(cpu);
+        let n = ac.avail();
+        if n > 0 {
+            let mut node = self.node.lock();
+            self.free_block(k, &mut node, ac.oldest(n));
+            ac.remove_oldest(n);
+        }
+        n
+    }
+
+    /// Gives every free slab back to the page allocator; returns the pages released.
+    fn release_free_slabs(&self, k: &Kmem<A>, node: &mut Node) -> usize {
+        let mut pages = 0;
+        while let Some(s) = node.free.first() {
+            node.free.remove(s);
+            node.free_objects -= s.num();
+            self.destroy_slab(k, s);
+            pages += 1 << self.layout.order;
+        }
+        pages
+    }
+
+    /// Drains every array (per-CPU and shared) and releases every empty slab. Returns the
+    /// pages given back.
+    pub(crate) fn shrink(&self, k: &Kmem<A>) -> usize {
+        for cpu in 0..self.cpu.len() {
+            self.drain_cpu(k, cpu);
+        }
+        let mut node = self.node.lock();
+        while let Some(obj) = node.shared.pop() {
+            self.free_block(k, &mut node, &[obj]);
+        }
+        self.release_free_slabs(k, &mut node)
+    }
+
+    /// One reap pass: drains the arrays not used since the last pass and releases empty
+    /// slabs. Returns (objects drained, pages released).
+    pub(crate) fn reap(&self, k: &Kmem<A>) -> (usize, usize) {
+        let mut drained = 0;
+        for cpu in 0..self.cpu.len() {
+            let idle = !self.cpu.cpu(cpu).take_touched();
+            if idle {
+                drained += self.drain_cpu(k, cpu);
+            }
+        }
+        let mut node = self.node.lock();
+        (drained, self.release_free_slabs(k, &mut node))
+    }
+
+    /// Calls `f` with every object handed out and not yet freed.
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(usize)) {
+        let node = self.node.lock();
+        for list in [&node.full, &node.partial] {
+            list.for_each(|s| {
+                for i in 0..s.num() {
+                    if s.bufctl(i).load(Relaxed) == BUFCTL_ACTIVE {
+                        f(s.s_mem() + i * self.layout.stride);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Pages held by this cache: its slabs, plus the block holding its arrays.
+    pub(crate) fn pages_held(&self) -> (usize, usize) {
+        let node = self.node.lock();
+        let slabs = node.full.len() + node.partial.len() + node.free.len();
+        (slabs << self.layout.order, 1 << self.arrays.1)
+    }
+
+    /// Gives the array block back; the cache must be empty and never used again.
+    pub(crate) fn release_arrays(&self, k: &Kmem<A>) {
+        k.pages()
+            .free_pages(self.arrays.0, self.arrays.1)
+            .expect("the array block is live");
+    }
+}

@@ -1,0 +1,244 @@
+//! One slab's management data: the header and its `bufctl` free-index list, and the
+//! intrusive lists that chain slabs into a cache's full / partial / free lists.
+//!
+//! `bufctl[i]` says where object `i` is:
+//! - a value below [`MAX_OBJS`](super::layout::MAX_OBJS) or [`BUFCTL_END`]: free in the
+//!   slab, and the value is the index of the next free object (the seeds' `bufctl` chain);
+//! - [`BUFCTL_ACTIVE`]: handed out to a user;
+//! - [`BUFCTL_CACHED`]: free, but held in a per-CPU or shared array.
+//!
+//! The chain and the header's counts change only under the cache's node lock. The
+//! ACTIVE ↔ CACHED moves happen on the lock-free fast paths, one `u16` each, so the
+//! entries are atomics; a free of an object that is not ACTIVE is a double free (or a
+//! free of something never allocated) and is refused before anything changes.
+
+use core::ptr;
+use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
+
+use super::layout::SLAB_HEADER;
+
+pub const BUFCTL_END: u16 = 0xFFFF;
+pub const BUFCTL_ACTIVE: u16 = 0xFFFE;
+pub const BUFCTL_CACHED: u16 = 0xFFFD;
+
+/// Which of the node's lists a slab is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum ListKind {
+    Full,
+    Partial,
+    Free,
+}
+
+/// A slab's header; `num` bufctl entries follow it in memory.
+#[repr(C)]
+pub struct Slab {
+    next: *mut Slab,
+    prev: *mut Slab,
+    /// Address of object 0.
+    pub s_mem: usize,
+    /// Virtual address of the slab's first page.
+    pub base: usize,
+    /// Objects not free in the chain (handed out or held in arrays).
+    pub inuse: u32,
+    /// Objects in the slab.
+    pub num: u32,
+    /// Head of the free chain.
+    free: u16,
+    pub list: ListKind,
+    _pad: [u8; 5],
+}
+
+const _: () = assert!(core::mem::size_of::<Slab>() == SLAB_HEADER);
+
+impl Slab {
+    /// Writes a header with all `num` objects on the free chain at `mgmt`.
+    ///
+    /// # Safety
+    /// `mgmt` must be writable for `mgmt_bytes(num)` bytes, 8-aligned, and unused; the
+    /// result must only be used under the owning cache's node lock (see [`SlabPtr`]).
+    pub unsafe fn init(mgmt: *mut Slab, base: usize, s_mem: usize, num: usize) -> SlabPtr {
+        // SAFETY: the caller gave us room for the header and num entries.
+        unsafe {
+            mgmt.write(Slab {
+                next: ptr::null_mut(),
+                prev: ptr::null_mut(),
+                s_mem,
+                base,
+                inuse: 0,
+                num: num as u32,
+                free: 0,
+                list: ListKind::Free,
+                _pad: [0; 5],
+            });
+            let bufctl = mgmt.add(1).cast::<AtomicU16>();
+            for i in 0..num {
+                let next = if i + 1 == num {
+                    BUFCTL_END
+                } else {
+                    (i + 1) as u16
+                };
+                bufctl.add(i).write(AtomicU16::new(next));
+            }
+        }
+        SlabPtr(mgmt)
+    }
+}
+
+/// A live slab. Raw rather than `&mut Slab` because the bufctl entries past the header
+/// are shared with lock-free fast paths on other CPUs; every method that changes the
+/// header or the chain is called under the cache's node lock.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SlabPtr(*mut Slab);
+
+impl SlabPtr {
+    /// # Safety
+    /// `p` must come from [`Slab::init`] and the slab must still be live.
+    pub unsafe fn from_raw(p: *mut Slab) -> SlabPtr {
+        SlabPtr(p)
+    }
+
+    pub fn as_raw(self) -> *mut Slab {
+        self.0
+    }
+
+    /// Entry `i` (< `num`).
+    #[inline]
+    pub fn bufctl(self, i: usize) -> &'static AtomicU16 {
+        debug_assert!(i < self.num());
+        // SAFETY: `init` wrote `num` entries right after the header, in the same
+        // allocation, and the slab is live (type invariant); i < num. The 'static is a
+        // white lie bounded by the slab's life, which callers never outlive.
+        unsafe { &*self.0.add(1).cast::<AtomicU16>().add(i) }
+    }
+
+    pub fn num(self) -> usize {
+        // SAFETY: live slab (type invariant); `num` never changes after init.
+        unsafe { (*self.0).num as usize }
+    }
+
+    pub fn s_mem(self) -> usize {
+        // SAFETY: as for `num`.
+        unsafe { (*self.0).s_mem }
+    }
+
+    pub fn base(self) -> usize {
+        // SAFETY: as for `num`.
+        unsafe { (*self.0).base }
+    }
+
+    pub fn inuse(self) -> usize {
+        // SAFETY: live slab; read under the node lock.
+        unsafe { (*self.0).inuse as usize }
+    }
+
+    pub fn list(self) -> ListKind {
+        // SAFETY: as for `inuse`.
+        unsafe { (*self.0).list }
+    }
+
+    pub fn has_free(self) -> bool {
+        // SAFETY: as for `inuse`.
+        unsafe { (*self.0).free != BUFCTL_END }
+    }
+
+    /// Takes the first free object off the chain and marks it CACHED; returns its index.
+    pub fn take(self) -> usize {
+        // SAFETY: live slab, node lock held by the caller; has_free() was checked.
+        unsafe {
+            let i = (*self.0).free as usize;
+            let e = self.bufctl(i);
+            (*self.0).free = e.load(Relaxed);
+            e.store(BUFCTL_CACHED, Relaxed);
+            (*self.0).inuse += 1;
+            i
+        }
+    }
+
+    /// Puts object `i`, which the caller found CACHED, back on the chain.
+    pub fn put(self, i: usize) {
+        // SAFETY: live slab, node lock held by the caller.
+        unsafe {
+            self.bufctl(i).store((*self.0).free, Relaxed);
+            (*self.0).free = i as u16;
+            (*self.0).inuse -= 1;
+        }
+    }
+}
+
+/// An intrusive, null-terminated doubly-linked list of slabs.
+pub struct SlabList {
+    head: *mut Slab,
+    len: usize,
+}
+
+impl SlabList {
+    pub const fn new() -> SlabList {
+        SlabList {
+            head: ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn first(&self) -> Option<SlabPtr> {
+        (!self.head.is_null()).then_some(SlabPtr(self.head))
+    }
+
+    /// Adds a slab that is on no list.
+    pub fn push(&mut self, s: SlabPtr, kind: ListKind) {
+        let s = s.0;
+        // SAFETY: s is live (SlabPtr invariant); the head, if any, is a live member.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.head;
+            (*s).list = kind;
+            if !self.head.is_null() {
+                (*self.head).prev = s;
+            }
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// Removes `s`, which must be on this list.
+    pub fn remove(&mut self, s: SlabPtr) {
+        let s = s.0;
+        // SAFETY: s and its neighbours are live members of this list.
+        unsafe {
+            let (prev, next) = ((*s).prev, (*s).next);
+            if prev.is_null() {
+                self.head = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+        self.len -= 1;
+    }
+
+    /// Calls `f` on every slab; `f` must not change the list.
+    pub fn for_each(&self, mut f: impl FnMut(SlabPtr)) {
+        let mut s = self.head;
+        while !s.is_null() {
+            f(SlabPtr(s));
+            // SAFETY: members are live while on the list.
+            s = unsafe { (*s).next };
+        }
+    }
+}
+
+impl Default for SlabList {
+    fn default() -> Self {
+        SlabList::new()
+    }
+}
