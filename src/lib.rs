@@ -23,3 +23,11 @@ pub mod hosted;
 
 pub use gfp::Gfp;
 pub use mm::{PageAllocator, PageError, PhysAddr};
+
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+#[path = "arch/aarch64/mod.rs"]
+pub mod aarch64;
+#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+pub mod bsp;
+#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+pub mod firmware;
