@@ -26,3 +26,46 @@ toolchain:
 ## deps: the toolchain, plus QEMU 10 and dtc from Debian packages when they are missing.
 deps: toolchain
 	@scripts/install-qemu.sh
+
+# --- Firmware images and QEMU ----------------------------------------------------------
+# BOARD picks the board (a cargo feature); SMP and MEM size the QEMU machine.
+BOARD ?= virt
+SMP ?= 4
+MEM ?= 1G
+SELFTEST_TIMEOUT ?= 120
+
+TARGET_virt := aarch64-unknown-none
+QEMU_virt := qemu-system-aarch64 -M virt -cpu cortex-a72
+
+TARGET := $(TARGET_$(BOARD))
+IMAGE := build/$(BOARD)/kmem.elf
+QEMU := $(QEMU_$(BOARD)) -smp $(SMP) -m $(MEM) -nographic -semihosting -kernel $(IMAGE)
+
+.PHONY: image run selftest qemu-test lint-firmware
+
+## image: the release firmware for BOARD, at build/BOARD/kmem.elf.
+image: toolchain
+	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt)"; exit 2; }
+	$(CARGO) build --release --target $(TARGET) --no-default-features --features $(BOARD) --bin kmem
+	@mkdir -p build/$(BOARD)
+	cp target/$(TARGET)/release/kmem $(IMAGE)
+
+## run: boots the firmware under QEMU with the monitor on the terminal (Ctrl-A X quits).
+run: image
+	$(QEMU)
+
+## selftest: boots with `selftest` in the boot arguments; the exit status is the suite's.
+selftest: image
+	timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null
+
+## qemu-test: the self-tests on virt with 4 cores, with little and with much memory.
+qemu-test: deps
+	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
+	$(MAKE) selftest BOARD=virt SMP=4 MEM=2G
+
+## lint-firmware: clippy for the firmware binary on its bare-metal target.
+lint-firmware: toolchain
+	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features virt --bin kmem -- -D warnings
+
+test: qemu-test
+lint: lint-firmware

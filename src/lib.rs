@@ -29,3 +29,8 @@ pub use gfp::Gfp;
 pub use kmalloc::Kmem;
 pub use mm::{PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};
+
+#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+pub mod bsp;
+#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+pub mod firmware;

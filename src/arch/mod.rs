@@ -44,3 +44,6 @@ pub trait Arch: 'static {
     /// Ends the machine (or process) with `code`: 0 is success.
     fn exit(code: u32) -> !;
 }
+
+#[cfg(all(target_os = "none", target_arch = "aarch64"))]
+pub mod aarch64;

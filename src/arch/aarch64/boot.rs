@@ -1,0 +1,33 @@
+//! Boot entry: `_start` and `_secondary_start` (boot.s) up to the first Rust function.
+//!
+//! The boot core calls `kernel_init(dtb: usize) -> !`, which the firmware binary defines
+//! (`src/main.rs`); a core started through PSCI calls `kernel_secondary(id: usize) -> !`.
+//! Both run at EL1 with the MMU off, their own stack, `TPIDR_EL1` at their per-CPU area
+//! and the exception vectors installed.
+
+use core::mem::size_of;
+
+use super::cpu::{CPU_AREAS, CpuArea, MAX_CPUS, STACK_SIZE, STACKS};
+
+unsafe extern "C" {
+    fn kernel_init(dtb: usize) -> !;
+    fn kernel_secondary(id: usize) -> !;
+    fn _secondary_start();
+}
+
+core::arch::global_asm!(
+    include_str!("boot.s"),
+    boot_main = sym kernel_init,
+    secondary_main = sym kernel_secondary,
+    stacks = sym STACKS,
+    cpu_areas = sym CPU_AREAS,
+    stack_size = const STACK_SIZE,
+    area_size = const size_of::<CpuArea>(),
+    max_cpus = const MAX_CPUS,
+);
+
+/// Physical address a started core should begin at (for PSCI CPU_ON, spin tables), with
+/// its logical id as the context argument.
+pub fn secondary_entry() -> u64 {
+    _secondary_start as *const () as u64
+}

@@ -1,0 +1,43 @@
+//! Exception handling: every exception is unexpected (the firmware uses no interrupts
+//! and no traps), so the vectors (vectors.s) report it and end the machine with a
+//! failing status — through a panic, so that the firmware's panic path prints it.
+//!
+//! One exception is expected after all: the semihosting `hlt` faults when QEMU runs
+//! without `-semihosting`, and then exiting falls back to PSCI SYSTEM_OFF.
+
+use aarch64_cpu::registers::{ESR_EL1, Readable};
+
+use super::cpu::DEPTH_OFFSET;
+use super::{cpu, psci, semihosting};
+
+core::arch::global_asm!(
+    include_str!("vectors.s"),
+    depth = const DEPTH_OFFSET,
+    handler = sym unexpected_exception,
+    exit_block = sym semihosting::EXIT_FAILURE,
+    conduit = sym psci::CONDUIT,
+);
+
+const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
+const ORIGINS: [&str; 4] = [
+    "EL1 with SP_EL0",
+    "EL1 with SP_EL1",
+    "EL0 (AArch64)",
+    "EL0 (AArch32)",
+];
+
+/// Called by the vector code with the vector index and the syndrome registers.
+extern "C" fn unexpected_exception(vector: u64, esr: u64, far: u64, elr: u64) -> ! {
+    if elr == semihosting::hlt_address() {
+        psci::system_off();
+    }
+    let ec = ESR_EL1.read(ESR_EL1::EC);
+    let v = vector as usize & 0xf;
+    panic!(
+        "unexpected {} exception from {} on cpu {}: ESR_EL1 {esr:#010x} (EC {ec:#04x}), \
+         FAR_EL1 {far:#x}, ELR_EL1 {elr:#x}",
+        KINDS[v % 4],
+        ORIGINS[v / 4],
+        cpu::current().id(),
+    );
+}

@@ -1,0 +1,85 @@
+//! aarch64: the [`Arch`] implementation, and the CPU code a bare-metal aarch64 firmware
+//! needs under it — boot entry and the EL2 → EL1 drop ([`boot`]), the per-CPU area
+//! ([`cpu`]), the MMU ([`mmu`]), exception vectors ([`exception`]), PSCI ([`psci`]) and
+//! semihosting ([`semihosting`]). Nothing here knows which board it runs on.
+
+mod boot;
+pub mod cpu;
+pub mod exception;
+pub mod mmu;
+pub mod psci;
+pub mod semihosting;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{CNTVCT_EL0, DAIF, ReadWriteable, Readable, Writeable};
+
+use crate::arch::Arch;
+
+pub use boot::secondary_entry;
+
+/// [`Arch`] for aarch64 at EL1 with the identity map that [`mmu`] builds.
+pub struct AArch64;
+
+impl Arch for AArch64 {
+    /// The whole of DAIF as it was.
+    type IrqState = u64;
+
+    #[inline]
+    fn cpu_id() -> usize {
+        cpu::current().id()
+    }
+
+    #[inline]
+    fn irq_save() -> u64 {
+        let saved = DAIF.get();
+        DAIF.modify(DAIF::I::Masked + DAIF::F::Masked);
+        saved
+    }
+
+    #[inline]
+    fn irq_restore(state: u64) {
+        DAIF.set(state);
+    }
+
+    #[inline]
+    fn barrier_full() {
+        barrier::dmb(barrier::ISH);
+    }
+
+    #[inline]
+    fn barrier_read() {
+        barrier::dmb(barrier::ISHLD);
+    }
+
+    #[inline]
+    fn barrier_write() {
+        barrier::dmb(barrier::ISHST);
+    }
+
+    #[inline]
+    fn cycles() -> u64 {
+        CNTVCT_EL0.get()
+    }
+
+    #[inline]
+    fn phys_to_virt(pa: u64) -> usize {
+        pa as usize
+    }
+
+    #[inline]
+    fn virt_to_phys(va: usize) -> u64 {
+        va as u64
+    }
+
+    fn halt() -> ! {
+        loop {
+            aarch64_cpu::asm::wfe();
+        }
+    }
+
+    fn exit(code: u32) -> ! {
+        // Returns only when QEMU runs without -semihosting (see semihosting::exit).
+        semihosting::exit(code);
+        psci::system_off();
+    }
+}

@@ -1,0 +1,3 @@
+//! Device drivers that more than one board uses.
+
+pub mod pl011;

@@ -1,0 +1,130 @@
+//! The Arm PL011 UART (QEMU `virt`, the Raspberry Pi's first UART): polled transmit and
+//! receive through the `embedded-io` traits.
+//!
+//! The driver never programs the baud rate: QEMU ignores it and on real boards the boot
+//! firmware has set it for the clock it configured.
+
+use core::convert::Infallible;
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    /// Flag register.
+    FR [
+        /// Transmit FIFO full.
+        TXFF OFFSET(5) NUMBITS(1) [],
+        /// Receive FIFO empty.
+        RXFE OFFSET(4) NUMBITS(1) [],
+        /// Still transmitting.
+        BUSY OFFSET(3) NUMBITS(1) []
+    ],
+    /// Line control register.
+    LCR_H [
+        WLEN OFFSET(5) NUMBITS(2) [EightBit = 0b11],
+        /// FIFOs on.
+        FEN OFFSET(4) NUMBITS(1) []
+    ],
+    /// Control register.
+    CR [
+        RXE OFFSET(9) NUMBITS(1) [],
+        TXE OFFSET(8) NUMBITS(1) [],
+        UARTEN OFFSET(0) NUMBITS(1) []
+    ]
+}
+
+register_structs! {
+    Registers {
+        (0x00 => dr: ReadWrite<u32>),
+        (0x04 => _reserved0),
+        (0x18 => fr: ReadOnly<u32, FR::Register>),
+        (0x1c => _reserved1),
+        (0x2c => lcr_h: ReadWrite<u32, LCR_H::Register>),
+        (0x30 => cr: ReadWrite<u32, CR::Register>),
+        (0x34 => @END),
+    }
+}
+
+/// A PL011 at a fixed MMIO address.
+pub struct Pl011 {
+    regs: *const Registers,
+}
+
+impl Pl011 {
+    /// # Safety
+    /// `base` is the MMIO address of a PL011, mapped as device memory (or the MMU is off),
+    /// and whoever holds a `Pl011` for it coordinates with other holders.
+    pub const unsafe fn new(base: usize) -> Pl011 {
+        Pl011 {
+            regs: base as *const Registers,
+        }
+    }
+
+    fn regs(&self) -> &Registers {
+        // SAFETY: `new`'s contract: the address is a PL011's register block.
+        unsafe { &*self.regs }
+    }
+
+    /// 8N1 with FIFOs, transmit and receive on.
+    pub fn init(&self) {
+        let r = self.regs();
+        r.cr.set(0);
+        while r.fr.is_set(FR::BUSY) {}
+        r.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
+        r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
+    }
+
+    fn put(&self, b: u8) {
+        let r = self.regs();
+        while r.fr.is_set(FR::TXFF) {}
+        r.dr.set(u32::from(b));
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn try_read(&self) -> Option<u8> {
+        let r = self.regs();
+        (!r.fr.is_set(FR::RXFE)).then(|| r.dr.get() as u8)
+    }
+}
+
+impl embedded_io::ErrorType for Pl011 {
+    type Error = Infallible;
+}
+
+impl embedded_io::Write for Pl011 {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        buf.iter().for_each(|&b| self.put(b));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        while self.regs().fr.is_set(FR::BUSY) {}
+        Ok(())
+    }
+}
+
+impl embedded_io::Read for Pl011 {
+    /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let first = loop {
+            if let Some(b) = self.try_read() {
+                break b;
+            }
+            core::hint::spin_loop();
+        };
+        buf[0] = first;
+        let mut n = 1;
+        while n < buf.len() {
+            match self.try_read() {
+                Some(b) => buf[n] = b,
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}

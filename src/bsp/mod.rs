@@ -1,0 +1,60 @@
+//! Board support: what differs between boards that share an ISA.
+//!
+//! The board interface, which each board module (`virt`, later `rpi3`, `rpi4`, …)
+//! provides and the firmware reaches as `bsp::board`:
+//! - `NAME` and `FALLBACK_UART`, the console to use before the device tree is read;
+//! - `probe(boot_arg) -> Result<BootInfo, DtError>`: everything the firmware needs to know
+//!   about the machine, read with the MMU off (no locks, no atomics);
+//! - `start_cpu(hwid, logical) -> Result<(), i64>`: starts a secondary core at the arch
+//!   entry point with its logical id.
+//!
+//! Drivers that several boards share live in [`device_driver`], device-tree reading in
+//! [`devicetree`], the console front end in [`console`].
+
+pub mod console;
+pub mod device_driver;
+pub mod devicetree;
+
+#[cfg(feature = "virt")]
+pub mod virt;
+#[cfg(feature = "virt")]
+pub use virt as board;
+
+#[cfg(any(
+    all(
+        feature = "virt",
+        any(feature = "rpi3", feature = "rpi4", feature = "x86_64")
+    ),
+    all(feature = "rpi3", any(feature = "rpi4", feature = "x86_64")),
+    all(feature = "rpi4", feature = "x86_64"),
+))]
+compile_error!("more than one board feature is set: pick exactly one of virt, rpi3, rpi4, x86_64");
+
+use crate::arch::aarch64::psci::Conduit;
+use crate::mm::memmap::{NormalizedMap, PhysRange};
+use crate::mm::zone::ZoneLimits;
+use devicetree::Cpus;
+
+/// What the board found out about the machine at boot.
+pub struct BootInfo {
+    /// The device tree's `model`.
+    pub model: &'static str,
+    /// Usable RAM with the image, the DTB and every firmware reservation cut out.
+    pub map: NormalizedMap,
+    /// RAM the tables could not map, left out of `map`.
+    pub unmapped_ram: u64,
+    pub zone_limits: ZoneLimits,
+    /// Highest address devices reach by DMA, when a `dma-ranges` restricts it.
+    pub dma_limit: Option<u64>,
+    pub cpus: Cpus,
+    /// How to reach PSCI, when the machine has it.
+    pub psci: Option<Conduit>,
+    /// MMIO base of the console UART, and whether `/chosen/stdout-path` named it.
+    pub uart: usize,
+    pub uart_from_dt: bool,
+    pub bootargs: &'static str,
+    pub rng_seed: &'static [u8],
+    /// Where the firmware image and the DTB sit (both reserved in `map`).
+    pub image: PhysRange,
+    pub dtb: PhysRange,
+}

@@ -1,0 +1,76 @@
+//! QEMU `virt` (aarch64): the device tree at `x0` or 0x4000_0000, a PL011 console, RAM
+//! from 0x4000_0000, PSCI for starting cores, no DMA restrictions below 4 GiB.
+
+use dtoolkit::fdt::Fdt;
+
+use super::BootInfo;
+use super::devicetree::{self as dt, DtError};
+use crate::arch::aarch64::{mmu, psci, secondary_entry};
+use crate::mm::memmap::{MemoryMap, PhysRange, RegionKind};
+use crate::mm::zone::ZoneLimits;
+
+pub const NAME: &str = "QEMU virt (aarch64)";
+
+/// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
+pub const FALLBACK_UART: usize = 0x0900_0000;
+
+/// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
+const DTB_DEFAULT: usize = 0x4000_0000;
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+fn image() -> PhysRange {
+    PhysRange {
+        start: (&raw const __image_start) as u64,
+        end: (&raw const __image_end) as u64,
+    }
+}
+
+/// Reads the machine description. `x0` is what the loader passed (the DTB address, or 0).
+/// `boot_hwid` is the boot core's MPIDR affinity.
+pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
+    let addr = if x0 != 0 { x0 } else { DTB_DEFAULT };
+    // SAFETY: QEMU virt has RAM at both candidate addresses; the blob is reserved below
+    // and never written.
+    let fdt: Fdt<'static> = unsafe { dt::open(addr)? };
+    let uart = dt::stdout_base(fdt, "arm,pl011");
+    if let Some(base) = uart {
+        super::console::set_uart(base);
+    }
+    let mut map = MemoryMap::new();
+    let mem = dt::add_memory(fdt, &mut map, mmu::MAP_LIMIT)?;
+    let (image, dtb) = (image(), dt::extent(fdt));
+    map.add_range(RegionKind::Reserved, image)?;
+    map.add_range(RegionKind::Reserved, dtb)?;
+    let dma_limit = dt::dma_limit(fdt)?;
+    let zone_limits = match dma_limit {
+        Some(l) if l < ZoneLimits::DMA32_ONLY.dma32_end => ZoneLimits {
+            dma_end: l,
+            ..ZoneLimits::DMA32_ONLY
+        },
+        _ => ZoneLimits::DMA32_ONLY,
+    };
+    Ok(BootInfo {
+        model: dt::model(fdt),
+        map: map.normalize()?,
+        unmapped_ram: mem.above_limit,
+        zone_limits,
+        dma_limit,
+        cpus: dt::cpus(fdt, boot_hwid)?,
+        psci: dt::psci(fdt)?,
+        uart: uart.unwrap_or(FALLBACK_UART),
+        uart_from_dt: uart.is_some(),
+        bootargs: dt::chosen_str(fdt, "bootargs"),
+        rng_seed: dt::rng_seed(fdt),
+        image,
+        dtb,
+    })
+}
+
+/// Starts the core with MPIDR affinity `hwid` as logical core `logical`, through PSCI.
+pub fn start_cpu(hwid: u64, logical: usize) -> Result<(), i64> {
+    psci::cpu_on(hwid, secondary_entry(), logical as u64)
+}

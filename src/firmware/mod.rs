@@ -1,0 +1,116 @@
+//! The firmware: boot sequence and report, then the self-test suite or the monitor.
+//!
+//! Boot order matters: the device tree is read with the MMU off (no locks or atomic
+//! read-modify-writes until then), the identity map is built from what it says and
+//! turned on, and only then do locks, the page allocator and the other cores come up.
+
+pub mod monitor;
+mod page_tests;
+mod report;
+pub mod selftest;
+pub mod smp;
+
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use aarch64_cpu::registers::{MPIDR_EL1, Readable};
+
+use crate::arch::Arch;
+use crate::arch::aarch64::cpu::{self, MAX_CPUS};
+use crate::arch::aarch64::{AArch64, mmu, psci};
+use crate::bsp::{board, console};
+use crate::mm::PageAllocator;
+use crate::println;
+
+static PAGES: spin::Once<PageAllocator<AArch64>> = spin::Once::new();
+
+/// `/chosen/rng-seed`, kept for hardening (freelist pointer encoding, randomisation).
+static RNG_SEED: spin::Once<&'static [u8]> = spin::Once::new();
+
+/// The page allocator; the boot core creates it before any test or command runs.
+pub fn pages() -> &'static PageAllocator<AArch64> {
+    PAGES
+        .get()
+        .expect("page allocator used before boot created it")
+}
+
+/// The entropy the loader passed in `/chosen/rng-seed` (empty if none).
+pub fn rng_seed() -> &'static [u8] {
+    RNG_SEED.get().copied().unwrap_or(&[])
+}
+
+/// MPIDR affinity fields (Aff3..Aff0), the form device trees use for CPU ids.
+fn mpidr_affinity() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// The boot core's path from `kernel_init` on. `x0` is the loader's boot argument.
+pub fn boot(x0: usize) -> ! {
+    let info = match board::probe(x0, mpidr_affinity()) {
+        Ok(info) => info,
+        Err(e) => {
+            println!("kmem: cannot boot on {}: {e}", board::NAME);
+            AArch64::exit(1);
+        }
+    };
+    // SAFETY: boot core, MMU off, nothing else running; the image, the DTB and the stack
+    // are in RAM (the image and the DTB are listed; the stack is in the image).
+    unsafe {
+        mmu::build(&[info.map.usable(), &[info.image, info.dtb]]);
+        mmu::enable();
+    }
+    console::enable_locking();
+    if let Some(c) = info.psci {
+        psci::set_conduit(c);
+    }
+    RNG_SEED.call_once(|| info.rng_seed);
+    report::banner(&info);
+    // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
+    // as normal memory by the tables just built.
+    let pages = unsafe {
+        PageAllocator::<AArch64>::new(
+            &info.map,
+            info.zone_limits,
+            info.cpus.len,
+            Some(info.image.end),
+        )
+    };
+    let pages = match pages {
+        Ok(p) => PAGES.call_once(|| p),
+        Err(e) => {
+            println!("kmem: {e}");
+            AArch64::exit(1);
+        }
+    };
+    smp::start_secondaries(&info);
+    report::memory(&info, pages);
+    if info.bootargs.split_whitespace().any(|w| w == "selftest") {
+        let ok = selftest::run();
+        AArch64::exit(if ok { 0 } else { 1 });
+    }
+    monitor::run()
+}
+
+/// A secondary core's path from `kernel_secondary` on.
+pub fn secondary(id: usize) -> ! {
+    // SAFETY: the boot core built the tables before starting this core; the code and
+    // this core's stack are in the image, which the tables map as RAM.
+    unsafe { mmu::enable() };
+    smp::secondary_loop(id)
+}
+
+static PANICKING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Prints the panic and ends the machine with a failing status. A panic while printing
+/// one ends it at once.
+pub fn panic(info: &PanicInfo<'_>) -> ! {
+    let id = cpu::current().id();
+    // Per-core flag with plain loads and stores: no exclusives, so it also works before
+    // the MMU is on.
+    if PANICKING[id].load(Relaxed) {
+        AArch64::exit(1);
+    }
+    PANICKING[id].store(true, Relaxed);
+    console::print_unlocked(format_args!("\nkmem: panic on cpu {id}: {info}\n"));
+    AArch64::exit(1)
+}

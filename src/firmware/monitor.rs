@@ -1,0 +1,87 @@
+//! The monitor: a command line on the console for looking at and poking the allocator.
+
+use crate::arch::Arch;
+use crate::arch::aarch64::AArch64;
+use crate::bsp::console;
+use crate::gfp::Gfp;
+use crate::mm::BuddyInfo;
+use crate::{print, println};
+
+use super::pages;
+
+const HELP: &str = "\
+commands:
+  help                  this list
+  meminfo               zones, free and used pages, descriptor overhead
+  buddyinfo             free blocks per order and zone
+  pages <order>         allocate 2^order pages, print the address
+  free <addr> <order>   free a block allocated with `pages`
+  poweroff              end the machine (QEMU exits with status 0)";
+
+/// Longest command line accepted.
+const LINE: usize = 128;
+
+/// Reads commands forever (until `poweroff`).
+pub fn run() -> ! {
+    println!("monitor: type `help` for commands");
+    let mut buf = [0u8; LINE];
+    loop {
+        print!("kmem> ");
+        let n = read_line(&mut buf);
+        // Only ASCII is echoed into the buffer, so it is always valid UTF-8.
+        let line = core::str::from_utf8(&buf[..n]).unwrap_or("");
+        execute(line);
+    }
+}
+
+/// Line input with echo and backspace; returns the length.
+fn read_line(buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    loop {
+        match console::read_byte() {
+            b'\r' | b'\n' => {
+                println!();
+                return n;
+            }
+            0x08 | 0x7f if n > 0 => {
+                n -= 1;
+                print!("\x08 \x08");
+            }
+            b @ 0x20..=0x7e if n < buf.len() => {
+                buf[n] = b;
+                n += 1;
+                print!("{}", b as char);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parse(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn execute(line: &str) {
+    let mut words = line.split_whitespace();
+    let Some(cmd) = words.next() else { return };
+    let args = (words.next().and_then(parse), words.next().and_then(parse));
+    match (cmd, args) {
+        ("help", _) => println!("{HELP}"),
+        ("meminfo", _) => print!("{}", pages().info()),
+        ("buddyinfo", _) => print!("{}", BuddyInfo(&pages().info())),
+        ("pages", (Some(order), None)) => match pages().alloc_pages(order as u32, Gfp::KERNEL) {
+            Ok(pa) => println!("{pa:#x}"),
+            Err(e) => println!("error: {e}"),
+        },
+        ("free", (Some(addr), Some(order))) => match pages().free_pages(addr, order as u32) {
+            Ok(()) => println!("freed"),
+            Err(e) => println!("error: {e}"),
+        },
+        ("poweroff", _) => AArch64::exit(0),
+        ("pages" | "free", _) => println!("usage: pages <order> | free <addr> <order>"),
+        _ => println!("unknown command `{cmd}`; `help` lists them"),
+    }
+}

@@ -1,0 +1,78 @@
+//! The boot report: banner, machine summary, memory map, zones and page-descriptor
+//! overhead.
+
+use crate::arch::aarch64::AArch64;
+use crate::bsp::{BootInfo, board};
+use crate::mm::PageAllocator;
+use crate::mm::memmap::PAGE_SIZE;
+use crate::mm::zone::ZoneKind;
+use crate::println;
+
+const MIB: u64 = 1 << 20;
+
+/// What the machine is and what the loader said.
+pub fn banner(info: &BootInfo) {
+    println!(
+        "kmem {} on {} ({})",
+        env!("CARGO_PKG_VERSION"),
+        board::NAME,
+        info.model
+    );
+    println!(
+        "console: PL011 at {:#x}{}",
+        info.uart,
+        if info.uart_from_dt {
+            ""
+        } else {
+            " (fallback: /chosen/stdout-path names none)"
+        }
+    );
+    println!("bootargs: \"{}\"", info.bootargs);
+    println!("dtb: {}  image: {}", info.dtb, info.image);
+    println!("rng-seed: {} bytes kept", info.rng_seed.len());
+    if info.cpus.in_tree > info.cpus.len {
+        println!(
+            "cpus: the tree lists {}, kmem brings up at most {}",
+            info.cpus.in_tree, info.cpus.len
+        );
+    }
+    if info.unmapped_ram > 0 {
+        println!(
+            "memory: {} MiB above the mapped range left unused",
+            info.unmapped_ram / MIB
+        );
+    }
+    match info.dma_limit {
+        Some(l) => println!("dma-ranges: devices reach below {l:#x}"),
+        None => println!("dma-ranges: none, 64-bit DMA"),
+    }
+}
+
+/// The normalised map, zones, and the allocator's own figures.
+pub fn memory(info: &BootInfo, pages: &PageAllocator<AArch64>) {
+    println!("memory map ({} MiB usable):", info.map.usable_bytes() / MIB);
+    crate::print!("{}", info.map);
+    let page_info = pages.info();
+    println!("zones:");
+    for z in page_info.zones.iter().filter(|z| z.managed_pages > 0) {
+        let (zs, ze) = info.zone_limits.span(z.kind);
+        let in_zone = info
+            .map
+            .usable()
+            .iter()
+            .filter(|r| r.start < ze && r.end > zs);
+        let lo = in_zone.clone().map(|r| r.start.max(zs)).min().unwrap_or(zs);
+        let hi = in_zone.map(|r| r.end.min(ze)).max().unwrap_or(zs);
+        println!(
+            "  {:<6} [{lo:#012x}-{hi:#012x}) {:>6} MiB managed",
+            z.kind.name(),
+            z.managed_pages * PAGE_SIZE / MIB
+        );
+    }
+    for k in ZoneKind::ALL {
+        if page_info.zones[k.index()].managed_pages == 0 {
+            println!("  {:<6} empty", k.name());
+        }
+    }
+    crate::print!("{page_info}");
+}

@@ -1,0 +1,40 @@
+//! The kmem firmware binary.
+//!
+//! On bare metal it is the boot entry's target: `kernel_init` and `kernel_secondary`
+//! (called from the arch boot code) and the panic handler, all handing over to
+//! `kmem::firmware`. On the host it is a placeholder that says where the firmware runs.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(all(
+    target_os = "none",
+    not(all(target_arch = "aarch64", feature = "virt"))
+))]
+compile_error!("the firmware needs a board: build with --features virt for aarch64-unknown-none");
+
+#[cfg(target_os = "none")]
+mod firmware {
+    /// The boot core's first Rust function; `dtb` is the loader's `x0`.
+    #[unsafe(no_mangle)]
+    extern "C" fn kernel_init(dtb: usize) -> ! {
+        kmem::firmware::boot(dtb)
+    }
+
+    /// A secondary core's first Rust function, with its logical id.
+    #[unsafe(no_mangle)]
+    extern "C" fn kernel_secondary(id: usize) -> ! {
+        kmem::firmware::secondary(id)
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        kmem::firmware::panic(info)
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    println!(
+        "kmem: this firmware runs on bare metal. Boot it under QEMU with `make run` \
+         (BOARD=virt); the allocator's host tests run with `make test`."
+    );
+}
