@@ -12,7 +12,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use crate::arch::Arch;
-use crate::gfp::Gfp;
 use crate::mm::PageAllocator;
 use crate::mm::buddy::MAX_ORDER;
 use crate::mm::memmap::{MapError, MemoryMap, NormalizedMap, RegionKind};
@@ -198,10 +197,6 @@ impl Kmem {
     }
 }
 
-fn or_null(r: Result<core::ptr::NonNull<u8>, crate::SlabError>) -> *mut u8 {
-    r.map_or(core::ptr::null_mut(), |p| p.as_ptr())
-}
-
 /// Largest block kmem serves: the largest buddy block (4 MiB), where Linux's kmalloc
 /// tops out too. A hosted program's bigger requests go to the system allocator.
 pub const LARGEST_BLOCK: usize = (crate::mm::memmap::PAGE_SIZE as usize) << MAX_ORDER;
@@ -210,18 +205,18 @@ fn to_system(l: &Layout) -> bool {
     l.size() > LARGEST_BLOCK || l.align() > LARGEST_BLOCK
 }
 
-// SAFETY: every block comes from kmalloc with the layout's size and alignment and goes
-// back to kfree, or — for layouts past LARGEST_BLOCK, decided by the layout alone on
-// both sides — from and to the system allocator. Failure is null.
+// SAFETY: blocks come from kmem's own GlobalAlloc or — for layouts past LARGEST_BLOCK,
+// decided by the layout alone on both sides — from and to the system allocator.
+// Failure is null.
 unsafe impl GlobalAlloc for Kmem {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if to_system(&l) {
             // SAFETY: forwarded with the caller's valid layout.
             return unsafe { System.alloc(l) };
         }
-        self.get().map_or(core::ptr::null_mut(), |k| {
-            or_null(k.kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL))
-        })
+        // SAFETY: the caller's contract passes straight through.
+        self.get()
+            .map_or(core::ptr::null_mut(), |k| unsafe { k.alloc(l) })
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
@@ -229,9 +224,9 @@ unsafe impl GlobalAlloc for Kmem {
             // SAFETY: forwarded with the caller's valid layout.
             return unsafe { System.alloc_zeroed(l) };
         }
-        self.get().map_or(core::ptr::null_mut(), |k| {
-            or_null(k.kmalloc_aligned(l.size(), l.align(), Gfp::ZERO))
-        })
+        // SAFETY: the caller's contract passes straight through.
+        self.get()
+            .map_or(core::ptr::null_mut(), |k| unsafe { k.alloc_zeroed(l) })
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, l: Layout) {
@@ -240,8 +235,8 @@ unsafe impl GlobalAlloc for Kmem {
             return unsafe { System.dealloc(ptr, l) };
         }
         if let Some(k) = self.get() {
-            // A refused free is logged by kfree; dealloc has no way to report it.
-            let _ = k.kfree(ptr);
+            // SAFETY: the caller's contract passes straight through.
+            unsafe { k.dealloc(ptr, l) }
         }
     }
 
@@ -249,8 +244,9 @@ unsafe impl GlobalAlloc for Kmem {
         // SAFETY: the caller guarantees new_size with l.align() is a valid layout.
         let new = unsafe { Layout::from_size_align_unchecked(new_size, l.align()) };
         match (to_system(&l), to_system(&new)) {
-            (false, false) => self.get().map_or(core::ptr::null_mut(), |k| {
-                or_null(k.krealloc_aligned(ptr, new_size, l.align(), Gfp::KERNEL))
+            // SAFETY: the caller's contract passes straight through.
+            (false, false) => self.get().map_or(core::ptr::null_mut(), |k| unsafe {
+                k.realloc(ptr, l, new_size)
             }),
             // SAFETY: both layouts belong to System.
             (true, true) => unsafe { System.realloc(ptr, l, new_size) },

@@ -14,6 +14,8 @@
 //! an ordinary process.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
+extern crate alloc;
+
 pub mod arch;
 pub mod gfp;
 pub mod kmalloc;

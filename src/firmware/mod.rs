@@ -4,11 +4,14 @@
 //! read-modify-writes until then), the identity map is built from what it says and
 //! turned on, and only then do locks, the page allocator and the other cores come up.
 
+mod heap;
 pub mod monitor;
 mod page_tests;
 mod report;
 pub mod selftest;
+mod slab_tests;
 pub mod smp;
+mod workload;
 
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -19,19 +22,23 @@ use crate::arch::Arch;
 use crate::arch::aarch64::cpu::{self, MAX_CPUS};
 use crate::arch::aarch64::{AArch64, mmu, psci};
 use crate::bsp::{board, console};
+use crate::kmalloc::Kmem;
 use crate::mm::PageAllocator;
 use crate::println;
 
-static PAGES: spin::Once<PageAllocator<AArch64>> = spin::Once::new();
+static KMEM: spin::Once<Kmem<AArch64>> = spin::Once::new();
 
 /// `/chosen/rng-seed`, kept for hardening (freelist pointer encoding, randomisation).
 static RNG_SEED: spin::Once<&'static [u8]> = spin::Once::new();
 
-/// The page allocator; the boot core creates it before any test or command runs.
+/// The allocator; the boot core creates it before any test or command runs.
+pub fn kmem() -> &'static Kmem<AArch64> {
+    KMEM.get().expect("allocator used before boot created it")
+}
+
+/// The page allocator under [`kmem`].
 pub fn pages() -> &'static PageAllocator<AArch64> {
-    PAGES
-        .get()
-        .expect("page allocator used before boot created it")
+    kmem().pages()
 }
 
 /// The entropy the loader passed in `/chosen/rng-seed` (empty if none).
@@ -75,20 +82,28 @@ pub fn boot(x0: usize) -> ! {
             Some(info.image.end),
         )
     };
-    let pages = match pages {
-        Ok(p) => PAGES.call_once(|| p),
-        Err(e) => {
-            println!("kmem: {e}");
-            AArch64::exit(1);
-        }
+    let kmem = match pages {
+        Ok(p) => match Kmem::new(p) {
+            Ok(k) => KMEM.call_once(|| k),
+            Err(e) => fail(format_args!("{e}")),
+        },
+        Err(e) => fail(format_args!("{e}")),
     };
+    heap::install_logger();
     smp::start_secondaries(&info);
-    report::memory(&info, pages);
+    report::memory(&info, kmem.pages());
     if info.bootargs.split_whitespace().any(|w| w == "selftest") {
         let ok = selftest::run();
         AArch64::exit(if ok { 0 } else { 1 });
     }
+    workload::demo();
     monitor::run()
+}
+
+/// Reports why the allocator could not start, and ends the machine failing.
+fn fail(why: core::fmt::Arguments<'_>) -> ! {
+    println!("kmem: {why}");
+    AArch64::exit(1)
 }
 
 /// A secondary core's path from `kernel_secondary` on.

@@ -7,16 +7,22 @@ use crate::gfp::Gfp;
 use crate::mm::BuddyInfo;
 use crate::{print, println};
 
-use super::pages;
+use super::{kmem, pages, workload};
 
 const HELP: &str = "\
 commands:
-  help                  this list
-  meminfo               zones, free and used pages, descriptor overhead
-  buddyinfo             free blocks per order and zone
-  pages <order>         allocate 2^order pages, print the address
-  free <addr> <order>   free a block allocated with `pages`
-  poweroff              end the machine (QEMU exits with status 0)";
+  help                     this list
+  meminfo                  zones, free and used pages, slab pages, descriptor overhead
+  buddyinfo                free blocks per order and zone
+  slabinfo [all]           caches in use (or all) in /proc/slabinfo form
+  kmalloc <size> [flags]   allocate, print the address; flags: zero dma dma32 atomic
+  kfree <addr>             free a kmalloc block (a bad address prints the error)
+  stress [seconds]         mixed kmalloc/kfree on every cpu, cross-cpu frees (default 2)
+  reap                     drain idle per-CPU arrays, release empty slabs
+  shrink                   drain every array and release every empty slab
+  pages <order>            allocate 2^order pages, print the address
+  free <addr> <order>      free a block allocated with `pages`
+  poweroff                 end the machine (QEMU exits with status 0)";
 
 /// Longest command line accepted.
 const LINE: usize = 128;
@@ -64,14 +70,53 @@ fn parse(s: &str) -> Option<u64> {
     }
 }
 
+/// The flags named in `words` (`zero dma dma32 atomic`), or the first unknown word.
+fn flags<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<Gfp, &'a str> {
+    words.try_fold(Gfp::KERNEL, |gfp, w| match w {
+        "zero" => Ok(gfp | Gfp::ZERO),
+        "dma" => Ok(gfp | Gfp::DMA),
+        "dma32" => Ok(gfp | Gfp::DMA32),
+        "atomic" => Ok(gfp | Gfp::ATOMIC),
+        other => Err(other),
+    })
+}
+
 fn execute(line: &str) {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else { return };
+    let rest = words.clone();
     let args = (words.next().and_then(parse), words.next().and_then(parse));
     match (cmd, args) {
         ("help", _) => println!("{HELP}"),
-        ("meminfo", _) => print!("{}", pages().info()),
+        ("meminfo", _) => print!("{}", kmem().meminfo()),
         ("buddyinfo", _) => print!("{}", BuddyInfo(&pages().info())),
+        ("slabinfo", _) => workload::print_slabinfo(rest.clone().any(|w| w == "all")),
+        ("kmalloc", (Some(size), _)) => match flags(rest.skip(1)) {
+            Ok(gfp) => match kmem().kmalloc(size as usize, gfp) {
+                Ok(p) => println!("{:#x}", p.as_ptr() as usize),
+                Err(e) => println!("error: {e}"),
+            },
+            Err(w) => println!("unknown flag `{w}` (flags: zero dma dma32 atomic)"),
+        },
+        ("kfree", (Some(addr), None)) => match kmem().kfree(addr as *mut u8) {
+            Ok(()) => println!("freed"),
+            Err(e) => println!("error: {e}"),
+        },
+        ("stress", (secs, None)) => {
+            let secs = secs.unwrap_or(2).max(1);
+            match workload::run(secs, 0) {
+                Ok((ops, remote)) => println!(
+                    "stress: {ops} steps in {secs} s on {} cpus, {remote} cross-cpu frees",
+                    super::smp::online()
+                ),
+                Err(e) => println!("stress: FAILED: {e}"),
+            }
+        }
+        ("reap", _) => {
+            let (objs, pages) = kmem().reap();
+            println!("reap: {objs} objects drained, {pages} pages released");
+        }
+        ("shrink", _) => println!("shrink: {} pages released", kmem().shrink_all()),
         ("pages", (Some(order), None)) => match pages().alloc_pages(order as u32, Gfp::KERNEL) {
             Ok(pa) => println!("{pa:#x}"),
             Err(e) => println!("error: {e}"),
@@ -81,7 +126,9 @@ fn execute(line: &str) {
             Err(e) => println!("error: {e}"),
         },
         ("poweroff", _) => AArch64::exit(0),
-        ("pages" | "free", _) => println!("usage: pages <order> | free <addr> <order>"),
+        ("kmalloc" | "kfree" | "pages" | "free" | "stress", _) => {
+            println!("usage: see `help`")
+        }
         _ => println!("unknown command `{cmd}`; `help` lists them"),
     }
 }

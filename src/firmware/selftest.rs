@@ -7,7 +7,7 @@
 
 use crate::println;
 
-use super::page_tests;
+use super::{page_tests, slab_tests};
 
 /// A self-test: its name and what it runs.
 pub type Test = (&'static str, fn() -> Result<(), &'static str>);
@@ -25,6 +25,21 @@ pub const TESTS: &[Test] = &[
     ),
     ("pages_free_on_another_cpu", page_tests::free_on_another_cpu),
     ("pages_out_of_memory", page_tests::out_of_memory),
+    ("kmalloc_every_class", slab_tests::every_class),
+    (
+        "kmalloc_per_cpu_caches_on_every_core",
+        slab_tests::per_cpu_caches_on_every_core,
+    ),
+    ("kfree_on_another_cpu", slab_tests::free_on_another_cpu),
+    ("kmalloc_dma_flags", slab_tests::dma_flags),
+    ("kmalloc_large_blocks", slab_tests::large_blocks),
+    ("kfree_errors", slab_tests::kfree_errors),
+    ("krealloc_keeps_bytes", slab_tests::krealloc_keeps_bytes),
+    ("kmalloc_out_of_memory", slab_tests::out_of_memory),
+    ("cache_life_cycle", slab_tests::cache_life_cycle),
+    ("alloc_collections", slab_tests::alloc_collections),
+    ("reap_and_shrink", slab_tests::reap_and_shrink),
+    ("stress_all_cpus", slab_tests::stress_all_cpus),
 ];
 
 /// Runs every test and prints one line each and a summary; true when all passed.

@@ -6,10 +6,12 @@
 //! holds the slab cache (or [`LARGE_OWNER`] for a block served straight from the page
 //! allocator), `private` the slab. The seed scans every cache instead.
 //!
-//! A `Kmem` must stay at one address once it has served an allocation (page
-//! descriptors point into it): keep it in a `static` or a `Box`.
+//! The caches live in memory from the page allocator, not in the `Kmem` value, so page
+//! descriptors never point into `Kmem` itself and it may be moved freely; it is small
+//! enough to build on a boot stack.
 
 pub mod classes;
+mod global;
 mod info;
 
 use core::ptr::NonNull;
@@ -35,12 +37,14 @@ const LARGE_OWNER: usize = 1;
 /// Name prefixes of the kmalloc caches, by zone.
 const ZONE_PREFIX: [&str; NR_ZONES] = ["dma-kmalloc-", "dma32-kmalloc-", "kmalloc-"];
 
-type KmallocCaches<A> = [Option<SlabCache<A>>; NR_CLASSES];
+/// One zone's kmalloc caches, one per class.
+type KmallocCaches<A> = [SlabCache<A>; NR_CLASSES];
 
 /// The allocator: pages, kmalloc caches per zone, and the registry of user caches.
 pub struct Kmem<A: Arch> {
     pages: PageAllocator<A>,
-    kmalloc: [KmallocCaches<A>; NR_ZONES],
+    /// Each non-empty zone's caches, in a page block of their own (null: empty zone).
+    kmalloc: [*const KmallocCaches<A>; NR_ZONES],
     /// For each zone a request may name, the zone whose caches serve it: the highest
     /// non-empty zone at or below it (`None`: no memory that low).
     serving: [Option<ZoneKind>; NR_ZONES],
@@ -48,7 +52,8 @@ pub struct Kmem<A: Arch> {
     registry: IrqMutex<A, *mut SlabCache<A>>,
 }
 
-// SAFETY: the registry pointer is only followed under its lock; caches are Sync.
+// SAFETY: the registry pointer is only followed under its lock; the kmalloc cache
+// pointers are written once in `new`; caches are Sync.
 unsafe impl<A: Arch> Send for Kmem<A> {}
 // SAFETY: as for Send.
 unsafe impl<A: Arch> Sync for Kmem<A> {}
@@ -58,20 +63,9 @@ impl<A: Arch> Kmem<A> {
     pub fn new(pages: PageAllocator<A>) -> Result<Kmem<A>, SlabError> {
         let info = pages.info();
         let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
-        let mut kmalloc: [KmallocCaches<A>; NR_ZONES] =
-            core::array::from_fn(|_| core::array::from_fn(|_| None));
+        let mut kmalloc = [core::ptr::null(); NR_ZONES];
         for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
-            for (c, slot) in kmalloc[z.index()].iter_mut().enumerate() {
-                let spec = CacheSpec {
-                    name: CacheName::numbered(ZONE_PREFIX[z.index()], CLASS_SIZES[c] as usize),
-                    size: CLASS_SIZES[c] as usize,
-                    align: class_align(c),
-                    flags: [SlabFlags::DMA, SlabFlags::DMA32, SlabFlags::NONE][z.index()],
-                    ctor: None,
-                    dtor: None,
-                };
-                *slot = Some(SlabCache::new(&pages, &spec)?);
-            }
+            kmalloc[z.index()] = Self::zone_caches(&pages, z)?;
         }
         let serving =
             core::array::from_fn(|z| ZoneKind::from_index(z).fallbacks().find(|&z| present(z)));
@@ -83,6 +77,50 @@ impl<A: Arch> Kmem<A> {
         })
     }
 
+    /// Creates zone `z`'s kmalloc caches in a page block of their own.
+    fn zone_caches(
+        pages: &PageAllocator<A>,
+        z: ZoneKind,
+    ) -> Result<*const KmallocCaches<A>, SlabError> {
+        let bytes = size_of::<KmallocCaches<A>>();
+        let order = bytes
+            .div_ceil(PAGE_SIZE as usize)
+            .next_power_of_two()
+            .trailing_zeros();
+        let pa = pages.alloc_pages(order, Gfp::KERNEL)?;
+        let caches = A::phys_to_virt(pa) as *mut SlabCache<A>;
+        for (c, &size) in CLASS_SIZES.iter().enumerate() {
+            let spec = CacheSpec {
+                name: CacheName::numbered(ZONE_PREFIX[z.index()], size as usize),
+                size: size as usize,
+                align: class_align(c),
+                flags: [SlabFlags::DMA, SlabFlags::DMA32, SlabFlags::NONE][z.index()],
+                ctor: None,
+                dtor: None,
+            };
+            match SlabCache::new(pages, &spec) {
+                // SAFETY: the block holds NR_CLASSES caches, is page-aligned and ours.
+                Ok(cache) => unsafe { caches.add(c).write(cache) },
+                Err(e) => {
+                    for done in 0..c {
+                        // SAFETY: caches below c were written above and never used.
+                        unsafe { (*caches.add(done)).release_arrays_to(pages) };
+                    }
+                    pages.free_pages(pa, order).expect("the block is live");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(caches.cast_const().cast())
+    }
+
+    /// Zone `z`'s kmalloc caches, if the zone has memory.
+    fn zone(&self, z: ZoneKind) -> Option<&KmallocCaches<A>> {
+        // SAFETY: non-null entries point at caches written in `zone_caches`, which live
+        // as long as `self` (they are never freed).
+        unsafe { self.kmalloc[z.index()].as_ref() }
+    }
+
     /// The page allocator underneath.
     pub fn pages(&self) -> &PageAllocator<A> {
         &self.pages
@@ -90,8 +128,7 @@ impl<A: Arch> Kmem<A> {
 
     #[inline]
     fn kmalloc_cache(&self, gfp: Gfp, class: usize) -> Option<&SlabCache<A>> {
-        let z = self.serving[gfp.zone().index()]?;
-        self.kmalloc[z.index()][class].as_ref()
+        Some(&self.zone(self.serving[gfp.zone().index()]?)?[class])
     }
 
     /// The kmalloc cache serving `size` bytes at `align` with `gfp`, if a slab serves it.
@@ -351,8 +388,8 @@ impl<A: Arch> Kmem<A> {
             f(cache);
             c = cache.next;
         }
-        for zone in &self.kmalloc {
-            zone.iter().rev().flatten().for_each(&mut f);
+        for z in ZoneKind::ALL {
+            self.zone(z).into_iter().flatten().rev().for_each(&mut f);
         }
     }
 

@@ -351,7 +351,11 @@ impl<A: Arch> SlabCache<A> {
 
     /// Gives the array block back; the cache must be empty and never used again.
     pub(crate) fn release_arrays(&self, k: &Kmem<A>) {
-        k.pages()
+        self.release_arrays_to(k.pages())
+    }
+
+    pub(crate) fn release_arrays_to(&self, pages: &crate::mm::PageAllocator<A>) {
+        pages
             .free_pages(self.arrays.0, self.arrays.1)
             .expect("the array block is live");
     }
