@@ -11,15 +11,16 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use embedded_io::Write as _;
 
-use super::device_driver::pl011::Pl011;
+use super::board::Uart;
 
-/// The UART's MMIO base. Plain loads and stores only: usable with the MMU off.
+/// The UART's base (MMIO address or I/O port). Plain loads and stores only: usable with
+/// the MMU off.
 static UART: AtomicUsize = AtomicUsize::new(super::board::FALLBACK_UART);
 static LOCKING: AtomicBool = AtomicBool::new(false);
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
-/// Sends console output to the PL011 at `base` (from `/chosen/stdout-path`) and
-/// initialises it.
+/// Sends console output to the board's UART at `base` (from `/chosen/stdout-path`, or
+/// the platform's fixed port) and initialises it.
 pub fn set_uart(base: usize) {
     UART.store(base, Relaxed);
     uart().init();
@@ -30,15 +31,16 @@ pub fn enable_locking() {
     LOCKING.store(true, Relaxed);
 }
 
-fn uart() -> Pl011 {
-    // SAFETY: UART holds a PL011 base from the device tree or the board's fallback,
-    // mapped as device memory; concurrent writers are serialised by LOCK once several
-    // cores run (the panic path accepts interleaving rather than silence).
-    unsafe { Pl011::new(UART.load(Relaxed)) }
+fn uart() -> Uart {
+    // SAFETY: UART holds the base of the board's UART from the boot information or the
+    // board's fallback, mapped as device memory; concurrent writers are serialised by
+    // LOCK once several cores run (the panic path accepts interleaving rather than
+    // silence).
+    unsafe { Uart::new(UART.load(Relaxed)) }
 }
 
 /// `core::fmt` onto the UART, with `\n` sent as `\r\n` for terminals.
-struct Out(Pl011);
+struct Out(Uart);
 
 impl fmt::Write for Out {
     fn write_str(&mut self, s: &str) -> fmt::Result {

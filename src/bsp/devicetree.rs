@@ -11,6 +11,7 @@ use dtoolkit::fdt::{Fdt, FdtNode};
 use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
+use super::Cpus;
 use crate::arch::aarch64::cpu::MAX_CPUS;
 use crate::arch::aarch64::psci::Conduit;
 use crate::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
@@ -184,16 +185,7 @@ pub fn add_memory(
     Ok(stats)
 }
 
-/// The CPUs `/cpus` lists, by hardware id (`MPIDR` affinity), at most [`MAX_CPUS`].
-pub struct Cpus {
-    pub hwids: [u64; MAX_CPUS],
-    /// How many of `hwids` are valid.
-    pub len: usize,
-    /// How many the tree lists (may exceed [`MAX_CPUS`]).
-    pub in_tree: usize,
-}
-
-/// Reads `/cpus`, putting `boot_hwid` first so that logical id 0 is the boot core.
+/// Reads `/cpus` (at most [`MAX_CPUS`]), putting `boot_hwid` first so that logical id 0 is the boot core.
 pub fn cpus(fdt: Fdt<'static>, boot_hwid: u64) -> Result<Cpus, DtError> {
     let mut out = Cpus {
         hwids: [0; MAX_CPUS],

@@ -2,9 +2,13 @@
 //!
 //! The board interface, which each board module (`virt`, later `rpi3`, `rpi4`, …)
 //! provides and the firmware reaches as `bsp::board`:
-//! - `NAME` and `FALLBACK_UART`, the console to use before the device tree is read;
-//! - `probe(boot_arg) -> Result<BootInfo, DtError>`: everything the firmware needs to know
-//!   about the machine, read with the MMU off (no locks, no atomics);
+//! - `NAME`; `Uart`, the console driver type (`unsafe fn new(base)`, `init()`, the
+//!   `embedded-io` `Read` and `Write`), `UART_NAME`, and `FALLBACK_UART`, the console to
+//!   use before the boot information is read;
+//! - `BOOT_DATA`, what the loader passes (`"dtb"`, `"hvm_start_info"`);
+//! - `probe(boot_arg, boot_hwid) -> Result<BootInfo, impl Display>`: everything the
+//!   firmware needs to know about the machine, read before the MMU is set up (on aarch64
+//!   with it off: no locks, no atomics);
 //! - `start_cpu(hwid, logical) -> Result<(), i64>`: starts a secondary core at the arch
 //!   entry point with its logical id.
 //!
@@ -13,6 +17,7 @@
 
 pub mod console;
 pub mod device_driver;
+#[cfg(feature = "virt")]
 pub mod devicetree;
 
 #[cfg(feature = "virt")]
@@ -30,14 +35,23 @@ pub use virt as board;
 ))]
 compile_error!("more than one board feature is set: pick exactly one of virt, rpi3, rpi4, x86_64");
 
-use crate::arch::aarch64::psci::Conduit;
+use crate::arch::cpu::MAX_CPUS;
 use crate::mm::memmap::{NormalizedMap, PhysRange};
 use crate::mm::zone::ZoneLimits;
-use devicetree::Cpus;
+
+/// The CPUs the boot information lists, by hardware id (`MPIDR` affinity, local APIC
+/// id), the boot core first, at most [`MAX_CPUS`].
+pub struct Cpus {
+    pub hwids: [u64; MAX_CPUS],
+    /// How many of `hwids` are valid.
+    pub len: usize,
+    /// How many the boot information lists (may exceed [`MAX_CPUS`]).
+    pub in_tree: usize,
+}
 
 /// What the board found out about the machine at boot.
 pub struct BootInfo {
-    /// The device tree's `model`.
+    /// The device tree's `model`, or what the firmware tables say the machine is.
     pub model: &'static str,
     /// Usable RAM with the image, the DTB and every firmware reservation cut out.
     pub map: NormalizedMap,
@@ -47,14 +61,16 @@ pub struct BootInfo {
     /// Highest address devices reach by DMA, when a `dma-ranges` restricts it.
     pub dma_limit: Option<u64>,
     pub cpus: Cpus,
-    /// How to reach PSCI, when the machine has it.
-    pub psci: Option<Conduit>,
+    /// How secondary cores are started (`"PSCI"`, `"INIT-SIPI"`), when the machine has
+    /// a way.
+    pub cpu_start: Option<&'static str>,
     /// MMIO base of the console UART, and whether `/chosen/stdout-path` named it.
     pub uart: usize,
     pub uart_from_dt: bool,
     pub bootargs: &'static str,
     pub rng_seed: &'static [u8],
-    /// Where the firmware image and the DTB sit (both reserved in `map`).
+    /// Where the firmware image and the boot data (`board::BOOT_DATA`) sit (both reserved
+    /// in `map`).
     pub image: PhysRange,
-    pub dtb: PhysRange,
+    pub boot_data: PhysRange,
 }

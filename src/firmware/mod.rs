@@ -1,8 +1,10 @@
 //! The firmware: boot sequence and report, then the self-test suite or the monitor.
 //!
-//! Boot order matters: the device tree is read with the MMU off (no locks or atomic
-//! read-modify-writes until then), the identity map is built from what it says and
-//! turned on, and only then do locks, the page allocator and the other cores come up.
+//! Boot order matters: the boot information is read first (on aarch64 with the MMU off:
+//! no locks or atomic read-modify-writes until then), the identity map is built from what
+//! it says and turned on, and only then do locks, the page allocator and the other cores
+//! come up. The ISA is reached only through `crate::arch::cpu`, the board through
+//! `bsp::board`.
 
 mod heap;
 pub mod monitor;
@@ -16,28 +18,25 @@ mod workload;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use aarch64_cpu::registers::{MPIDR_EL1, Readable};
-
 use crate::arch::Arch;
-use crate::arch::aarch64::cpu::{self, MAX_CPUS};
-use crate::arch::aarch64::{AArch64, mmu, psci};
+use crate::arch::cpu::{self, Cpu, MAX_CPUS, mmu};
 use crate::bsp::{board, console};
 use crate::kmalloc::Kmem;
 use crate::mm::PageAllocator;
 use crate::println;
 
-static KMEM: spin::Once<Kmem<AArch64>> = spin::Once::new();
+static KMEM: spin::Once<Kmem<Cpu>> = spin::Once::new();
 
 /// `/chosen/rng-seed`, kept for hardening (freelist pointer encoding, randomisation).
 static RNG_SEED: spin::Once<&'static [u8]> = spin::Once::new();
 
 /// The allocator; the boot core creates it before any test or command runs.
-pub fn kmem() -> &'static Kmem<AArch64> {
+pub fn kmem() -> &'static Kmem<Cpu> {
     KMEM.get().expect("allocator used before boot created it")
 }
 
 /// The page allocator under [`kmem`].
-pub fn pages() -> &'static PageAllocator<AArch64> {
+pub fn pages() -> &'static PageAllocator<Cpu> {
     kmem().pages()
 }
 
@@ -46,36 +45,28 @@ pub fn rng_seed() -> &'static [u8] {
     RNG_SEED.get().copied().unwrap_or(&[])
 }
 
-/// MPIDR affinity fields (Aff3..Aff0), the form device trees use for CPU ids.
-fn mpidr_affinity() -> u64 {
-    MPIDR_EL1.get() & 0xff_00ff_ffff
-}
-
 /// The boot core's path from `kernel_init` on. `x0` is the loader's boot argument.
 pub fn boot(x0: usize) -> ! {
-    let info = match board::probe(x0, mpidr_affinity()) {
+    let info = match board::probe(x0, cpu::boot_hwid()) {
         Ok(info) => info,
         Err(e) => {
             println!("kmem: cannot boot on {}: {e}", board::NAME);
-            AArch64::exit(1);
+            Cpu::exit(1);
         }
     };
-    // SAFETY: boot core, MMU off, nothing else running; the image, the DTB and the stack
-    // are in RAM (the image and the DTB are listed; the stack is in the image).
+    // SAFETY: boot core, nothing else running; the image, the boot data and the stack
+    // are in RAM (the image and the boot data are listed; the stack is in the image).
     unsafe {
-        mmu::build(&[info.map.usable(), &[info.image, info.dtb]]);
+        mmu::build(&[info.map.usable(), &[info.image, info.boot_data]]);
         mmu::enable();
     }
     console::enable_locking();
-    if let Some(c) = info.psci {
-        psci::set_conduit(c);
-    }
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
     // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
     // as normal memory by the tables just built.
     let pages = unsafe {
-        PageAllocator::<AArch64>::new(
+        PageAllocator::<Cpu>::new(
             &info.map,
             info.zone_limits,
             info.cpus.len,
@@ -94,7 +85,7 @@ pub fn boot(x0: usize) -> ! {
     report::memory(&info, kmem.pages());
     if info.bootargs.split_whitespace().any(|w| w == "selftest") {
         let ok = selftest::run();
-        AArch64::exit(if ok { 0 } else { 1 });
+        Cpu::exit(if ok { 0 } else { 1 });
     }
     workload::demo();
     monitor::run()
@@ -103,7 +94,7 @@ pub fn boot(x0: usize) -> ! {
 /// Reports why the allocator could not start, and ends the machine failing.
 fn fail(why: core::fmt::Arguments<'_>) -> ! {
     println!("kmem: {why}");
-    AArch64::exit(1)
+    Cpu::exit(1)
 }
 
 /// A secondary core's path from `kernel_secondary` on.
@@ -119,13 +110,13 @@ static PANICKING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MA
 /// Prints the panic and ends the machine with a failing status. A panic while printing
 /// one ends it at once.
 pub fn panic(info: &PanicInfo<'_>) -> ! {
-    let id = cpu::current().id();
+    let id = Cpu::cpu_id();
     // Per-core flag with plain loads and stores: no exclusives, so it also works before
     // the MMU is on.
     if PANICKING[id].load(Relaxed) {
-        AArch64::exit(1);
+        Cpu::exit(1);
     }
     PANICKING[id].store(true, Relaxed);
     console::print_unlocked(format_args!("\nkmem: panic on cpu {id}: {info}\n"));
-    AArch64::exit(1)
+    Cpu::exit(1)
 }

@@ -1,7 +1,7 @@
 //! The monitor: a command line on the console for looking at and poking the allocator.
 
 use crate::arch::Arch;
-use crate::arch::aarch64::AArch64;
+use crate::arch::cpu::Cpu;
 use crate::bsp::console;
 use crate::gfp::Gfp;
 use crate::mm::BuddyInfo;
@@ -125,7 +125,7 @@ fn execute(line: &str) {
             Ok(()) => println!("freed"),
             Err(e) => println!("error: {e}"),
         },
-        ("poweroff", _) => AArch64::exit(0),
+        ("poweroff", _) => Cpu::exit(0),
         ("kmalloc" | "kfree" | "pages" | "free" | "stress", _) => {
             println!("usage: see `help`")
         }

@@ -7,8 +7,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::arch::Arch;
-use crate::arch::aarch64::AArch64;
-use crate::arch::aarch64::cpu::MAX_CPUS;
+use crate::arch::cpu::{Cpu, MAX_CPUS};
 use crate::gfp::Gfp;
 use crate::mm::buddy::MAX_ORDER;
 use crate::mm::memmap::PAGE_SIZE;
@@ -24,13 +23,13 @@ fn ensure(ok: bool, reason: &'static str) -> R {
 }
 
 /// Free pages with nothing parked in per-CPU lists.
-fn free_pages(p: &PageAllocator<AArch64>) -> u64 {
+fn free_pages(p: &PageAllocator<Cpu>) -> u64 {
     p.drain_all_pcp();
     p.info().free_pages()
 }
 
 /// Runs `f`, then checks that every page it took came back.
-fn conserving(f: impl FnOnce(&PageAllocator<AArch64>) -> R) -> R {
+fn conserving(f: impl FnOnce(&PageAllocator<Cpu>) -> R) -> R {
     let p = pages();
     let before = free_pages(p);
     f(p)?;
@@ -41,7 +40,7 @@ fn conserving(f: impl FnOnce(&PageAllocator<AArch64>) -> R) -> R {
 }
 
 fn ptr(pa: PhysAddr) -> *mut u64 {
-    AArch64::phys_to_virt(pa) as *mut u64
+    Cpu::phys_to_virt(pa) as *mut u64
 }
 
 /// Writes `tag` to the first and last word of a block, to read back later.

@@ -1,7 +1,7 @@
 //! The boot report: banner, machine summary, memory map, zones and page-descriptor
 //! overhead.
 
-use crate::arch::aarch64::AArch64;
+use crate::arch::cpu::Cpu;
 use crate::bsp::{BootInfo, board};
 use crate::mm::PageAllocator;
 use crate::mm::memmap::PAGE_SIZE;
@@ -19,7 +19,8 @@ pub fn banner(info: &BootInfo) {
         info.model
     );
     println!(
-        "console: PL011 at {:#x}{}",
+        "console: {} at {:#x}{}",
+        board::UART_NAME,
         info.uart,
         if info.uart_from_dt {
             ""
@@ -28,7 +29,12 @@ pub fn banner(info: &BootInfo) {
         }
     );
     println!("bootargs: \"{}\"", info.bootargs);
-    println!("dtb: {}  image: {}", info.dtb, info.image);
+    println!(
+        "{}: {}  image: {}",
+        board::BOOT_DATA,
+        info.boot_data,
+        info.image
+    );
     println!("rng-seed: {} bytes kept", info.rng_seed.len());
     if info.cpus.in_tree > info.cpus.len {
         println!(
@@ -49,7 +55,7 @@ pub fn banner(info: &BootInfo) {
 }
 
 /// The normalised map, zones, and the allocator's own figures.
-pub fn memory(info: &BootInfo, pages: &PageAllocator<AArch64>) {
+pub fn memory(info: &BootInfo, pages: &PageAllocator<Cpu>) {
     println!("memory map ({} MiB usable):", info.map.usable_bytes() / MIB);
     crate::print!("{}", info.map);
     let page_info = pages.info();

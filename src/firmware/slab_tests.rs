@@ -13,8 +13,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::Arch;
-use crate::arch::aarch64::AArch64;
-use crate::arch::aarch64::cpu::MAX_CPUS;
+use crate::arch::cpu::{Cpu, MAX_CPUS};
 use crate::gfp::Gfp;
 use crate::kmalloc::classes::CLASS_SIZES;
 use crate::kmalloc::{Kmem, ZERO_SIZE_PTR};
@@ -29,14 +28,14 @@ fn ensure(ok: bool, reason: &'static str) -> R {
     if ok { Ok(()) } else { Err(reason) }
 }
 
-fn free_pages(k: &Kmem<AArch64>) -> u64 {
+fn free_pages(k: &Kmem<Cpu>) -> u64 {
     k.shrink_all();
     k.pages().drain_all_pcp();
     k.pages().info().free_pages()
 }
 
 /// Runs `f`, then checks that every page it took came back once caches are shrunk.
-fn conserving(f: impl FnOnce(&'static Kmem<AArch64>) -> R) -> R {
+fn conserving(f: impl FnOnce(&'static Kmem<Cpu>) -> R) -> R {
     let k = kmem();
     let before = free_pages(k);
     f(k)?;
@@ -149,7 +148,7 @@ pub fn dma_flags() -> R {
                 .any(|z| z.managed_pages > 0);
             match k.kmalloc(100, gfp) {
                 Ok(p) => {
-                    let pa = AArch64::virt_to_phys(p.as_ptr() as usize);
+                    let pa = Cpu::virt_to_phys(p.as_ptr() as usize);
                     let zone = k.pages().frame(pa).ok_or("not a managed frame")?.zone();
                     ensure(zone <= highest, "a DMA object came from a higher zone")?;
                     kf(p.as_ptr())?;

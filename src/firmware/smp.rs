@@ -5,16 +5,13 @@
 //! CPU id it finds in statics (the page allocator, test state). [`run_on_all`] posts one
 //! job to every online core, runs it on the boot core too, and waits for all of them, so
 //! a test written as a job exercises the allocator from every CPU at once. Between jobs
-//! the secondaries wait in `wfe`; the boot core's `sev` wakes them.
+//! the secondaries idle in `cpu::wait_for_event`; the boot core's `cpu::wake_waiters`
+//! wakes them.
 
 use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 
-use aarch64_cpu::asm::{sev, wfe};
-use aarch64_cpu::registers::{CNTFRQ_EL0, Readable};
-
 use crate::arch::Arch;
-use crate::arch::aarch64::AArch64;
-use crate::arch::aarch64::cpu::MAX_CPUS;
+use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::bsp::{BootInfo, board};
 use crate::println;
 
@@ -35,29 +32,29 @@ const ONLINE_TIMEOUT_MS: u64 = 2_000;
 const JOB_TIMEOUT_MS: u64 = 100_000;
 
 fn deadline(ms: u64) -> u64 {
-    AArch64::cycles() + CNTFRQ_EL0.get() * ms / 1000
+    Cpu::cycles() + cpu::cycles_per_second() * ms / 1000
 }
 
 /// Starts every CPU the board listed and waits until each is online (or gives up on it),
 /// then prints how many are.
 pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
-    if info.psci.is_some() {
+    if let Some(how) = info.cpu_start {
         for (logical, &hwid) in info.cpus.hwids[..info.cpus.len].iter().enumerate().skip(1) {
             if let Err(e) = board::start_cpu(hwid, logical) {
-                println!("smp: cpu {logical} (mpidr {hwid:#x}) refused to start: PSCI error {e}");
+                println!("smp: cpu {logical} (hwid {hwid:#x}) refused to start: {how} error {e}");
                 continue;
             }
             let end = deadline(ONLINE_TIMEOUT_MS);
-            while !ONLINE[logical].load(Acquire) && AArch64::cycles() < end {
+            while !ONLINE[logical].load(Acquire) && Cpu::cycles() < end {
                 core::hint::spin_loop();
             }
             if !ONLINE[logical].load(Acquire) {
-                println!("smp: cpu {logical} (mpidr {hwid:#x}) did not come online");
+                println!("smp: cpu {logical} (hwid {hwid:#x}) did not come online");
             }
         }
     } else if info.cpus.len > 1 {
-        println!("smp: no /psci node, staying on the boot cpu");
+        println!("smp: the boot information gives no way to start cores, staying on the boot cpu");
     }
     println!("smp: {} cpus online", online());
 }
@@ -79,9 +76,9 @@ pub fn secondary_loop(id: usize) -> ! {
             Some(job) => {
                 let r = job(id);
                 *MAILBOX[id].lock() = Slot::Done(r);
-                sev();
+                cpu::wake_waiters();
             }
-            None => wfe(),
+            None => cpu::wait_for_event(),
         }
     }
 }
@@ -93,7 +90,7 @@ pub fn run_on_all(job: Job) -> Result<(), &'static str> {
     for c in cpus.clone() {
         *MAILBOX[c].lock() = Slot::Posted(job);
     }
-    sev();
+    cpu::wake_waiters();
     let mut result = job(0);
     let end = deadline(JOB_TIMEOUT_MS);
     for c in cpus {
@@ -104,7 +101,7 @@ pub fn run_on_all(job: Job) -> Result<(), &'static str> {
                 break r;
             }
             drop(slot);
-            if AArch64::cycles() > end {
+            if Cpu::cycles() > end {
                 return Err("a secondary cpu did not finish its job in time");
             }
             core::hint::spin_loop();

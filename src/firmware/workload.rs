@@ -4,11 +4,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use aarch64_cpu::registers::{CNTFRQ_EL0, Readable};
-
 use crate::arch::Arch;
-use crate::arch::aarch64::AArch64;
-use crate::arch::aarch64::cpu::MAX_CPUS;
+use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::gfp::Gfp;
 use crate::kmalloc::SlabInfoTable;
 use crate::println;
@@ -94,13 +91,13 @@ fn free(o: Obj) -> Result<(), &'static str> {
 fn done(step: u64) -> bool {
     match DEADLINE.load(Relaxed) {
         0 => step >= ROUNDS.load(Relaxed),
-        end => AArch64::cycles() >= end,
+        end => Cpu::cycles() >= end,
     }
 }
 
 /// One core's share of the workload.
 fn mixed(cpu: usize) -> Result<(), &'static str> {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((cpu as u64 + 1) << 32) ^ AArch64::cycles();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((cpu as u64 + 1) << 32) ^ Cpu::cycles();
     let mut held = [Obj(0, 0, 0); HELD];
     let (mut ops, mut remote) = (0u64, 0u64);
     let mut step = 0;
@@ -162,7 +159,7 @@ pub fn run(seconds: u64, rounds: u64) -> Result<(u64, u64), &'static str> {
     let end = if seconds == 0 {
         0
     } else {
-        AArch64::cycles() + CNTFRQ_EL0.get() * seconds
+        Cpu::cycles() + cpu::cycles_per_second() * seconds
     };
     DEADLINE.store(end, Relaxed);
     let r = smp::run_on_all(mixed);

@@ -11,11 +11,27 @@ pub mod psci;
 pub mod semihosting;
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CNTVCT_EL0, DAIF, ReadWriteable, Readable, Writeable};
+use aarch64_cpu::registers::{
+    CNTFRQ_EL0, CNTVCT_EL0, DAIF, MPIDR_EL1, ReadWriteable, Readable, Writeable,
+};
 
 use crate::arch::Arch;
 
+pub use AArch64 as Cpu;
+pub use aarch64_cpu::asm::{sev as wake_waiters, wfe as wait_for_event};
 pub use boot::secondary_entry;
+pub use cpu::MAX_CPUS;
+
+/// Frequency of the counter [`Arch::cycles`] reads.
+pub fn cycles_per_second() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// The running core's MPIDR affinity fields (Aff3..Aff0), the form device trees use for
+/// CPU ids.
+pub fn boot_hwid() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
 
 /// [`Arch`] for aarch64 at EL1 with the identity map that [`mmu`] builds.
 pub struct AArch64;

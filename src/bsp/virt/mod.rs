@@ -11,6 +11,12 @@ use crate::mm::zone::ZoneLimits;
 
 pub const NAME: &str = "QEMU virt (aarch64)";
 
+/// What the loader passes: a flattened device tree.
+pub const BOOT_DATA: &str = "dtb";
+
+pub use super::device_driver::pl011::Pl011 as Uart;
+pub const UART_NAME: &str = "PL011";
+
 /// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
 pub const FALLBACK_UART: usize = 0x0900_0000;
 
@@ -45,6 +51,11 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     let (image, dtb) = (image(), dt::extent(fdt));
     map.add_range(RegionKind::Reserved, image)?;
     map.add_range(RegionKind::Reserved, dtb)?;
+    let psci = dt::psci(fdt)?;
+    if let Some(c) = psci {
+        // A plain store: fine with the MMU off.
+        psci::set_conduit(c);
+    }
     let dma_limit = dt::dma_limit(fdt)?;
     let zone_limits = match dma_limit {
         Some(l) if l < ZoneLimits::DMA32_ONLY.dma32_end => ZoneLimits {
@@ -60,13 +71,13 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
         zone_limits,
         dma_limit,
         cpus: dt::cpus(fdt, boot_hwid)?,
-        psci: dt::psci(fdt)?,
+        cpu_start: psci.map(|_| "PSCI"),
         uart: uart.unwrap_or(FALLBACK_UART),
         uart_from_dt: uart.is_some(),
         bootargs: dt::chosen_str(fdt, "bootargs"),
         rng_seed: dt::rng_seed(fdt),
         image,
-        dtb,
+        boot_data: dtb,
     })
 }
 
