@@ -35,37 +35,58 @@ MEM ?= 1G
 SELFTEST_TIMEOUT ?= 120
 
 TARGET_virt := aarch64-unknown-none
-QEMU_virt := qemu-system-aarch64 -M virt -cpu cortex-a72
+QEMU_virt := qemu-system-aarch64 -M virt -cpu cortex-a72 -semihosting
+# Semihosting exit passes the status through.
+OK_STATUS_virt := 0
+
+# x86_64 boots through PVH (QEMU reads the ELF note; no bootloader). isa-debug-exit ends
+# QEMU with (v << 1) | 1, never 0: the firmware writes 0x10 for success, so QEMU's 33
+# means success and anything else failure. -no-reboot: a triple fault ends QEMU (with
+# status 0, a failure here) instead of rebooting into a loop.
+TARGET_x86_64 := x86_64-unknown-none
+QEMU_x86_64 := qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04
+OK_STATUS_x86_64 := 33
 
 TARGET := $(TARGET_$(BOARD))
 IMAGE := build/$(BOARD)/kmem.elf
-QEMU := $(QEMU_$(BOARD)) -smp $(SMP) -m $(MEM) -nographic -semihosting -kernel $(IMAGE)
+QEMU := $(QEMU_$(BOARD)) -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
+# Runs QEMU with the given arguments and exits 0 when QEMU's status is the board's
+# success status, else with QEMU's status (124 is `timeout`'s).
+QEMU_STATUS = s=0; $(1) || s=$$?; \
+	if [ $$s -eq $(OK_STATUS_$(BOARD)) ]; then exit 0; fi; \
+	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
+	exit $$(( s == 0 ? 1 : s ))
 
 .PHONY: image run selftest qemu-test lint-firmware
 
 ## image: the release firmware for BOARD, at build/BOARD/kmem.elf.
 image: toolchain
-	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt)"; exit 2; }
+	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt x86_64)"; exit 2; }
 	$(CARGO) build --release --target $(TARGET) --no-default-features --features $(BOARD) --bin kmem
 	@mkdir -p build/$(BOARD)
 	cp target/$(TARGET)/release/kmem $(IMAGE)
 
 ## run: boots the firmware under QEMU with the monitor on the terminal (Ctrl-A X quits).
 run: image
-	$(QEMU)
+	@$(call QEMU_STATUS,$(QEMU))
 
 ## selftest: boots with `selftest` in the boot arguments; the exit status is the suite's.
 selftest: image
-	timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null
+	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null)
 
-## qemu-test: the self-tests on virt with 4 cores, with little and with much memory.
+## qemu-test: the self-tests on virt and on x86_64 (q35) with 4 cores, with little and
+## with much memory (5G puts RAM above the 4 GiB hole on x86_64).
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=2G
+	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
+	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
 
-## lint-firmware: clippy for the firmware binary on its bare-metal target.
+## lint-firmware: clippy for the firmware binary of every board on its bare-metal target.
 lint-firmware: toolchain
 	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features virt --bin kmem -- -D warnings
+	$(CARGO) clippy --target x86_64-unknown-none --no-default-features --features x86_64 --bin kmem -- -D warnings
 
 test: qemu-test
 lint: lint-firmware

@@ -32,7 +32,19 @@ pub use kmalloc::Kmem;
 pub use mm::{PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};
 
-#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+#[cfg(all(
+    target_os = "none",
+    any(
+        all(target_arch = "aarch64", feature = "virt"),
+        all(target_arch = "x86_64", feature = "x86_64")
+    )
+))]
 pub mod bsp;
-#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+#[cfg(all(
+    target_os = "none",
+    any(
+        all(target_arch = "aarch64", feature = "virt"),
+        all(target_arch = "x86_64", feature = "x86_64")
+    )
+))]
 pub mod firmware;

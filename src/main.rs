@@ -7,16 +7,23 @@
 
 #[cfg(all(
     target_os = "none",
-    not(all(target_arch = "aarch64", feature = "virt"))
+    not(any(
+        all(target_arch = "aarch64", feature = "virt"),
+        all(target_arch = "x86_64", feature = "x86_64")
+    ))
 ))]
-compile_error!("the firmware needs a board: build with --features virt for aarch64-unknown-none");
+compile_error!(
+    "the firmware needs a board: build with --features virt for aarch64-unknown-none, \
+     or --features x86_64 for x86_64-unknown-none"
+);
 
 #[cfg(target_os = "none")]
 mod firmware {
-    /// The boot core's first Rust function; `dtb` is the loader's `x0`.
+    /// The boot core's first Rust function; `boot_arg` is what the loader passed (the
+    /// DTB's address in `x0` on aarch64, `hvm_start_info` in `%ebx` on x86_64).
     #[unsafe(no_mangle)]
-    extern "C" fn kernel_init(dtb: usize) -> ! {
-        kmem::firmware::boot(dtb)
+    extern "C" fn kernel_init(boot_arg: usize) -> ! {
+        kmem::firmware::boot(boot_arg)
     }
 
     /// A secondary core's first Rust function, with its logical id.

@@ -47,7 +47,11 @@ pub trait Arch: 'static {
 
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub mod aarch64;
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+pub mod x86_64;
 
+#[cfg(all(target_os = "none", target_arch = "x86_64"))]
+pub use self::x86_64 as cpu;
 /// The ISA the firmware is built for, under one name, so that `crate::firmware` names no
 /// ISA. Each ISA module provides at its root: `Cpu` (its [`Arch`] impl), `MAX_CPUS`,
 /// `cycles_per_second()`, `boot_hwid()` (the boot core's id as firmware tables list

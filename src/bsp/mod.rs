@@ -1,7 +1,7 @@
 //! Board support: what differs between boards that share an ISA.
 //!
-//! The board interface, which each board module (`virt`, later `rpi3`, `rpi4`, …)
-//! provides and the firmware reaches as `bsp::board`:
+//! The board interface, which each board module (`virt`, `x86_64`, later `rpi3`, `rpi4`,
+//! …) provides and the firmware reaches as `bsp::board`:
 //! - `NAME`; `Uart`, the console driver type (`unsafe fn new(base)`, `init()`, the
 //!   `embedded-io` `Read` and `Write`), `UART_NAME`, and `FALLBACK_UART`, the console to
 //!   use before the boot information is read;
@@ -24,6 +24,10 @@ pub mod devicetree;
 pub mod virt;
 #[cfg(feature = "virt")]
 pub use virt as board;
+#[cfg(feature = "x86_64")]
+pub mod x86_64;
+#[cfg(feature = "x86_64")]
+pub use self::x86_64 as board;
 
 #[cfg(any(
     all(

@@ -1,0 +1,73 @@
+//! Boot entry: `_start32` and `_ap_start32` (boot.s) up to the first Rust functions, and
+//! the real-mode trampoline (trampoline.s) that application processors start in.
+//!
+//! The boot core calls `kernel_init(start_info: usize) -> !`, which the firmware binary
+//! defines (`src/main.rs`); a core started by INIT-SIPI-SIPI calls
+//! `kernel_secondary(id: usize) -> !`. Both run in long mode on the boot page tables with
+//! their own stack, GS at their per-CPU area, interrupts off and the IDT loaded.
+
+use core::mem::size_of;
+use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+use super::cpu::{CPU_AREAS, CpuArea, MAX_CPUS, STACK_SIZE, STACKS};
+use super::exception;
+
+unsafe extern "C" {
+    fn kernel_init(start_info: usize) -> !;
+    fn kernel_secondary(id: usize) -> !;
+    static __ap_trampoline_start: u8;
+    static __ap_trampoline_end: u8;
+}
+
+/// Where the trampoline runs: below 1 MiB (real mode), page-aligned (a SIPI names a
+/// page). The board keeps the first MiB out of the memory map.
+pub const TRAMPOLINE: usize = 0x8000;
+
+/// The logical id the next application processor takes (boot.s swaps in `u32::MAX`).
+static AP_LOGICAL: AtomicU32 = AtomicU32::new(u32::MAX);
+
+core::arch::global_asm!(
+    include_str!("boot.s"),
+    include_str!("trampoline.s"),
+    rust_entry = sym rust_entry,
+    ap_logical = sym AP_LOGICAL,
+    stacks = sym STACKS,
+    cpu_areas = sym CPU_AREAS,
+    stack_size = const STACK_SIZE,
+    area_size = const size_of::<CpuArea>(),
+    max_cpus = const MAX_CPUS,
+    base = const TRAMPOLINE,
+    options(att_syntax),
+);
+
+/// Every core's first Rust function, called by boot.s with its logical id and (on the
+/// boot core) the PVH loader's `%ebx`.
+extern "C" fn rust_entry(id: usize, start_info: usize) -> ! {
+    if id == 0 {
+        exception::build_idt();
+    }
+    exception::load_idt();
+    // SAFETY: the firmware binary defines both; each is entered once per core.
+    unsafe {
+        if id == 0 {
+            kernel_init(start_info)
+        } else {
+            kernel_secondary(id)
+        }
+    }
+}
+
+/// Puts the trampoline at [`TRAMPOLINE`] and posts `logical` for the next application
+/// processor to take. Returns the SIPI vector that starts a core there.
+///
+/// # Safety
+/// [`TRAMPOLINE`]'s page is RAM that nothing else uses, and no other core is between
+/// its SIPI and taking its id.
+pub unsafe fn prepare_ap(logical: usize) -> u8 {
+    let start = &raw const __ap_trampoline_start;
+    let len = &raw const __ap_trampoline_end as usize - start as usize;
+    // SAFETY: the caller guarantees the page is ours; the trampoline is a few dozen bytes.
+    unsafe { core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len) };
+    AP_LOGICAL.store(logical as u32, SeqCst);
+    (TRAMPOLINE >> 12) as u8
+}

@@ -1,0 +1,53 @@
+# The exception entry stubs: one per vector 0-31, 16 bytes apart, each pushing a dummy
+# error code where the CPU pushes none, then its vector. No exception is expected (the
+# firmware runs with interrupts off and takes no traps), so the common entry reports and
+# ends the machine through exception.rs. The one interrupt taken on purpose, the wake-up
+# IPI that ends an idle core's `hlt`, has its own stub at the end. A fault while doing so must not loop: the entry
+# counts nesting per core in its CpuArea and the second nested exception ends QEMU here,
+# through isa-debug-exit, without using the stack.
+
+.macro VECTOR n
+.balign 16
+    .if \n == 8 || (\n >= 10 && \n <= 14) || \n == 17 || \n == 21 || \n == 29 || \n == 30
+    .else
+    push    $0
+    .endif
+    push    $\n
+    jmp     .Lexception_entry
+.endm
+
+.section .text
+.balign 16
+.global __exception_stubs
+__exception_stubs:
+.irp n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    VECTOR \n
+.endr
+
+# Stack: vector, error code, RIP, CS, RFLAGS, RSP, SS.
+.Lexception_entry:
+    lock incl %gs:{depth}
+    cmpl    $1, %gs:{depth}
+    jne     .Lnested
+    mov     (%rsp), %rdi            # vector
+    mov     8(%rsp), %rsi           # error code
+    mov     16(%rsp), %rdx          # RIP
+    mov     40(%rsp), %rcx          # RSP at the fault
+    and     $-16, %rsp
+    call    {handler}
+.Lnested:
+    mov     $1, %eax
+    out     %eax, $0xf4             # isa-debug-exit: status 3
+1:  cli
+    hlt
+    jmp     1b
+
+# The wake-up IPI: acknowledge it at the local APIC ({eoi} holds the EOI register's
+# address) and return to the `hlt` it interrupted.
+.global __wake_stub
+__wake_stub:
+    push    %rax
+    mov     {eoi}, %rax
+    movl    $0, (%rax)
+    pop     %rax
+    iretq
