@@ -169,7 +169,10 @@ impl Heap for TalcHeap {
     }
 }
 
-struct LinkedListHeap(spin::Mutex<linked_list_allocator::Heap>, #[allow(dead_code)] Arena);
+struct LinkedListHeap(
+    spin::Mutex<linked_list_allocator::Heap>,
+    #[allow(dead_code)] Arena,
+);
 // SAFETY: the allocator is only reached through its lock.
 unsafe impl Sync for LinkedListHeap {}
 
@@ -197,7 +200,10 @@ impl Heap for LinkedListHeap {
     }
 }
 
-struct BuddyHeap(spin::Mutex<buddy_system_allocator::Heap<32>>, #[allow(dead_code)] Arena);
+struct BuddyHeap(
+    spin::Mutex<buddy_system_allocator::Heap<32>>,
+    #[allow(dead_code)] Arena,
+);
 
 impl BuddyHeap {
     fn new(size: usize) -> Self {
@@ -257,7 +263,11 @@ impl Heap for RlsfHeap {
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: forwarded.
-        unsafe { self.0.lock().deallocate(NonNull::new_unchecked(p), l.align()) }
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(p), l.align())
+        }
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
@@ -612,7 +622,7 @@ fn producer_consumer<H: Heap>(h: &H, n: usize) -> f64 {
                 // SAFETY: valid layout.
                 let p = unsafe { h.alloc(l) } as usize;
                 while i - tail.load(Ordering::Acquire) >= CAP {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
                 ring[i % CAP].store(p, Ordering::Relaxed);
                 head.store(i + 1, Ordering::Release);
@@ -621,7 +631,7 @@ fn producer_consumer<H: Heap>(h: &H, n: usize) -> f64 {
         s.spawn(|| {
             for i in 0..n {
                 while head.load(Ordering::Acquire) <= i {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
                 let p = ring[i % CAP].load(Ordering::Relaxed);
                 tail.store(i + 1, Ordering::Release);
@@ -770,7 +780,8 @@ fn page_rows(cfg: &Cfg) -> Vec<Row> {
             vals,
         });
     }
-    drop(pages);
+    // The allocator has no Drop; the region goes last.
+    let _ = pages;
     drop(region);
     rows
 }
@@ -833,6 +844,10 @@ fn main() {
     for p in PEERS {
         header += &format!(" {:>12}", p);
     }
+    println!(
+        "kmem per-CPU slots owned lock-free by threads: {}",
+        kmem::hosted::owned_slots()
+    );
     println!("{header}");
     let mut rows: Vec<Row> = Vec::new();
     let emit = |r: Row, rows: &mut Vec<Row>| {
