@@ -67,6 +67,10 @@ unsafe impl<A: Arch, T: Send> Sync for PerCpu<A, T> {}
 /// Whether this platform lets slot owners in without the lock (hosted only; decided at
 /// compile time after monomorphisation).
 #[inline(always)]
+#[cfg_attr(
+    not(any(test, feature = "hosted")),
+    allow(clippy::extra_unused_type_parameters)
+)]
 fn owned_slots<A: Arch>() -> bool {
     #[cfg(any(test, feature = "hosted"))]
     {
@@ -81,6 +85,10 @@ fn owned_slots<A: Arch>() -> bool {
 /// Whether CPU id `id` (from [`Arch::cpu_id`]) exclusively owns slot `id` of a `PerCpu`
 /// with `n` slots: hosted thread ids below `MAX_IDS` belong to one live thread each.
 #[inline(always)]
+#[cfg_attr(
+    not(any(test, feature = "hosted")),
+    allow(clippy::extra_unused_type_parameters)
+)]
 fn owns_slot<A: Arch>(id: usize, n: usize) -> bool {
     #[cfg(any(test, feature = "hosted"))]
     {
@@ -175,14 +183,20 @@ impl<A: Arch, T> PerCpu<A, T> {
                     how: How::Owner,
                 };
             }
-            slot.busy.store(false, Ordering::Release);
-            // An outsider is in (or the slot is shared): queue on the lock like it.
-            return SlotGuard {
-                slot,
-                how: How::Locked(slot.lock.lock(), 0),
-            };
+            return Self::owner_locked(slot);
         }
         self.outsider(self.slot(id % self.n), SHARED)
+    }
+
+    /// The owner found an outsider in (or the slot shared): it queues on the lock too.
+    #[cold]
+    #[inline(never)]
+    fn owner_locked(slot: &Slot<A, T>) -> SlotGuard<'_, A, T> {
+        slot.busy.store(false, Ordering::Release);
+        SlotGuard {
+            slot,
+            how: How::Locked(slot.lock.lock(), 0),
+        }
     }
 
     /// CPU `i`'s value, held exclusively (for drains from another CPU).
@@ -194,6 +208,7 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
     /// the slot's mode, fences and waits for the owner to leave.
     #[cold]
+    #[inline(never)]
     fn outsider<'a>(&self, slot: &'a Slot<A, T>, bit: u8) -> SlotGuard<'a, A, T> {
         let guard = slot.lock.lock();
         if !owned_slots::<A>() {
