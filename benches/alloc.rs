@@ -751,8 +751,8 @@ fn page_rows(cfg: &Cfg) -> Vec<Row> {
     let fa = spin::Mutex::new(fa);
     for order in [0u32, 3, 9, 10] {
         let iters = cfg.n(match order {
-            0 | 3 => 2_000_000,
-            _ => 500_000,
+            0 | 3 => 500_000,
+            _ => 200_000,
         });
         let k = measure(cfg, || {
             let t = Instant::now();
@@ -837,7 +837,7 @@ fn main() {
         .and_then(|i| args.get(i + 1).cloned());
     let cfg = Cfg {
         quick,
-        reps: if quick { 2 } else { 7 },
+        reps: if quick { 2 } else { 5 },
     };
     let want = |g: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == g));
     let mut header = format!("{:<28}", "workload (ns/op; best)");
@@ -872,7 +872,7 @@ fn main() {
 
     if want("hot") {
         for size in [8, 24, 64, 100, 129, 257, 1000, 3000, 4096] {
-            let iters = cfg.n(2_000_000);
+            let iters = cfg.n(500_000);
             let vals = all_peers(&mut |h| measure(&cfg, || h.hot_pair(size, iters)));
             let r = Row {
                 group: "hot",
@@ -904,7 +904,7 @@ fn main() {
     }
     if want("random") {
         for max in [200, 30_000] {
-            let actions = cfg.n(if max == 200 { 1_000_000 } else { 300_000 });
+            let actions = cfg.n(if max == 200 { 300_000 } else { 100_000 });
             let vals = all_peers(&mut |h| measure(&cfg, || h.random_actions(max, actions)));
             emit(
                 Row {
@@ -951,7 +951,7 @@ fn main() {
         );
     }
     if want("threads") {
-        let rounds = cfg.n(20_000);
+        let rounds = cfg.n(5_000);
         for threads in [1, 2] {
             let vals = all_peers(&mut |h| measure(&cfg, || h.independent(threads, rounds)));
             emit(
@@ -964,7 +964,7 @@ fn main() {
                 &mut rows,
             );
         }
-        let n = cfg.n(1_000_000);
+        let n = cfg.n(300_000);
         let vals = all_peers(&mut |h| measure(&cfg, || h.producer_consumer(n)));
         emit(
             Row {
