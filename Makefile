@@ -3,14 +3,26 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test host-test lint deps toolchain
+.PHONY: test host-test lint deps toolchain bench bench-smoke
 
 ## test: every test — host tests, format, clippy for every target, and the QEMU self-tests.
 test: deps host-test lint
 
-## host-test: the allocator core's unit, model and stress tests on the host.
+## host-test: the allocator core's unit, model and stress tests on the host, and a
+## seconds-long smoke run of the benchmark program.
 host-test: toolchain
 	$(CARGO) test --release --features hosted
+	$(MAKE) bench-smoke
+
+## bench: kmem against its peers in one process; writes docs/bench.json and docs/bench.svg
+## (BENCHMARKS.md explains the method). Not part of `make test`.
+bench: toolchain
+	$(CARGO) bench --features hosted --bench alloc -- --json docs/bench.json
+	python3 scripts/bench_svg.py docs/bench.json docs/bench.svg
+
+## bench-smoke: every workload of the benchmark program, shrunk 50x (a few seconds).
+bench-smoke: toolchain
+	$(CARGO) bench --features hosted --bench alloc -- --quick >/dev/null
 
 ## lint: rustfmt, and clippy on the host and every bare-metal target.
 lint: toolchain

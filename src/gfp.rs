@@ -21,11 +21,13 @@ impl Gfp {
     pub const ATOMIC: Gfp = Gfp(1 << 3);
 
     /// Whether every flag in `other` is set.
+    #[inline]
     pub const fn contains(self, other: Gfp) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// The flags in `self` but not in `other`.
+    #[inline]
     pub const fn without(self, other: Gfp) -> Gfp {
         Gfp(self.0 & !other.0)
     }
@@ -36,6 +38,7 @@ impl Gfp {
     }
 
     /// The highest zone these flags accept.
+    #[inline]
     pub const fn zone(self) -> ZoneKind {
         if self.contains(Gfp::DMA) {
             ZoneKind::Dma

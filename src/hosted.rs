@@ -2,14 +2,16 @@
 //!
 //! [`Region`] takes a block of memory from the OS and presents it as physical RAM (the
 //! process's virtual addresses serve as physical ones, so `phys_to_virt` is the
-//! identity). [`HostArch`] maps threads to CPU slots: each thread gets the next ordinal on
-//! first use, and the per-CPU code folds ordinals past the slot count onto existing
-//! slots, whose locks keep sharing correct. Host tests and benchmarks run on this, and
+//! identity). [`HostArch`] maps threads to CPU slots: each thread takes the lowest free id
+//! on first use and gives it back at exit, so live threads own distinct slots and enter
+//! them without a lock (see `crate::percpu`); ids past a slot count fold onto existing
+//! slots, which then fall back to their locks. Host tests and benchmarks run on this, and
 //! users can try kmem here before porting it. [`Kmem`] makes all of it the process's
 //! `#[global_allocator]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering, fence};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use crate::arch::Arch;
 use crate::mm::PageAllocator;
@@ -20,10 +22,177 @@ use crate::mm::zone::ZoneLimits;
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
 pub struct HostArch;
 
-static NEXT_CPU: AtomicUsize = AtomicUsize::new(0);
+// --- Thread ids: exclusive while the thread lives -------------------------------------
+//
+// A thread takes the lowest free id on its first call into kmem and gives it back when it
+// exits, so live threads never share an id and ids stay dense. A thread that finds every
+// id taken (more than `MAX_IDS` live threads), or that runs after its id was given back
+// (in late thread-local destructors), gets a *shared* id, at or above `MAX_IDS`: it is
+// no slot's owner, so it always takes a slot's lock (see `crate::percpu`).
+
+/// Exclusive ids available (live threads beyond this many share slots).
+pub(crate) const MAX_IDS: usize = 256;
+static IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
+/// Source of shared ids for threads without an exclusive one.
+static NEXT_SHARED: AtomicUsize = AtomicUsize::new(MAX_IDS);
+
+/// No id yet.
+const UNCLAIMED: usize = usize::MAX;
 
 std::thread_local! {
-    static CPU: usize = NEXT_CPU.fetch_add(1, Ordering::Relaxed);
+    // No destructor, so reading it is a plain thread-local load.
+    static CPU: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    // Gives the exclusive id back when the thread exits.
+    static RELEASE: IdRelease = const { IdRelease };
+}
+
+struct IdRelease;
+
+impl Drop for IdRelease {
+    fn drop(&mut self) {
+        let _ = CPU.try_with(|c| {
+            let id = c.get();
+            // From now on this thread is no slot's owner: later calls (from other
+            // thread-local destructors) take the locked path under a shared id.
+            c.set(NEXT_SHARED.fetch_add(1, Ordering::Relaxed).max(MAX_IDS));
+            if id < MAX_IDS {
+                // Release: a thread that takes the id next sees everything this one
+                // did in the slots it owned.
+                IDS[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
+            }
+        });
+    }
+}
+
+#[cold]
+fn claim_id() -> usize {
+    let mut id = None;
+    if barrier_available() {
+        'words: for (w, word) in IDS.iter().enumerate() {
+            let mut v = word.load(Ordering::Relaxed);
+            while v != u64::MAX {
+                let bit = v.trailing_ones() as usize;
+                match word.compare_exchange_weak(
+                    v,
+                    v | 1 << bit,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        id = Some(w * 64 + bit);
+                        break 'words;
+                    }
+                    Err(now) => v = now,
+                }
+            }
+        }
+    }
+    let id = match id {
+        // Registering the destructor may fail during thread teardown: then keep no
+        // exclusive id (give it back at once) and share.
+        Some(id) if RELEASE.try_with(|_| ()).is_ok() => id,
+        Some(id) => {
+            IDS[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
+            NEXT_SHARED.fetch_add(1, Ordering::Relaxed).max(MAX_IDS)
+        }
+        None => NEXT_SHARED.fetch_add(1, Ordering::Relaxed).max(MAX_IDS),
+    };
+    let _ = CPU.try_with(|c| c.set(id));
+    id
+}
+
+/// The calling thread's id: below `MAX_IDS` it is exclusive to this thread for as long
+/// as the thread lives.
+#[inline]
+fn thread_id() -> usize {
+    match CPU.try_with(Cell::get) {
+        Ok(UNCLAIMED) => claim_id(),
+        Ok(id) => id,
+        Err(_) => MAX_IDS,
+    }
+}
+
+// --- The process-wide barrier ----------------------------------------------------------
+//
+// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` runs a full memory barrier on every CPU
+// that is running a thread of this process. A slot's owner announces itself with a
+// plain store and a compiler fence; a thread that wants the slot from outside sets a flag
+// and then calls this barrier, which makes the pair behave as if both sides had issued a
+// full fence (the asymmetric Dekker handshake of Linux's membarrier(2), folly's
+// `asymmetricHeavyBarrier`). Where the call is unavailable, no thread gets an exclusive
+// id, so no slot is ever entered without its lock and no barrier is needed.
+
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod membarrier {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    #[cfg(target_arch = "x86_64")]
+    const SYS_MEMBARRIER: i64 = 324;
+    #[cfg(target_arch = "aarch64")]
+    const SYS_MEMBARRIER: i64 = 283;
+    const CMD_PRIVATE_EXPEDITED: i64 = 1 << 3;
+    const CMD_REGISTER_PRIVATE_EXPEDITED: i64 = 1 << 4;
+
+    unsafe extern "C" {
+        fn syscall(num: i64, ...) -> i64;
+    }
+
+    /// 0 unknown, 1 available, 2 unavailable.
+    static STATE: AtomicU8 = AtomicU8::new(0);
+
+    pub fn available() -> bool {
+        match STATE.load(Ordering::Acquire) {
+            1 => true,
+            2 => false,
+            _ => {
+                // SAFETY: membarrier takes two integer arguments and touches no memory
+                // of ours; registering twice is harmless.
+                let ok = unsafe {
+                    syscall(SYS_MEMBARRIER, CMD_REGISTER_PRIVATE_EXPEDITED, 0i64) == 0
+                        && syscall(SYS_MEMBARRIER, CMD_PRIVATE_EXPEDITED, 0i64) == 0
+                };
+                STATE.store(if ok { 1 } else { 2 }, Ordering::Release);
+                ok
+            }
+        }
+    }
+
+    pub fn barrier() {
+        if available() {
+            // SAFETY: as in `available`; the process is registered.
+            let r = unsafe { syscall(SYS_MEMBARRIER, CMD_PRIVATE_EXPEDITED, 0i64) };
+            assert_eq!(r, 0, "membarrier failed after registration");
+        }
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod membarrier {
+    pub fn available() -> bool {
+        false
+    }
+    pub fn barrier() {}
+}
+
+fn barrier_available() -> bool {
+    membarrier::available()
+}
+
+/// A full memory barrier on every thread of the process that is running now (see above).
+/// A no-op where no thread can own a slot.
+pub(crate) fn process_barrier() {
+    membarrier::barrier()
+}
+
+/// Whether threads own their CPU slots (lock-free per-CPU fast paths) in this process.
+pub fn owned_slots() -> bool {
+    barrier_available()
 }
 
 impl Arch for HostArch {
@@ -31,7 +200,7 @@ impl Arch for HostArch {
 
     #[inline]
     fn cpu_id() -> usize {
-        CPU.with(|c| *c)
+        thread_id()
     }
 
     #[inline]

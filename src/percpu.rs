@@ -1,17 +1,55 @@
-//! Per-CPU data: one value per CPU, each behind its own lock, in caller-provided memory.
+//! Per-CPU data: one value per CPU in caller-provided memory, reached by its owner
+//! without an atomic read-modify-write, and by anyone else under the slot's lock.
 //!
-//! The owning CPU reaches its slot in O(1) from [`Arch::cpu_id`]; the lock is almost
-//! always uncontended (only drains from other CPUs and hosted threads sharing a slot take
-//! it) and is held with interrupts off, so an interrupt handler on the same CPU can't see
-//! the slot half-updated. Slots are cache-line aligned so that CPUs never share a line.
+//! The owning CPU reaches its slot in O(1) from [`Arch::cpu_id`]. Slots are cache-line
+//! aligned so that CPUs never share a line. Every slot has a lock (an [`IrqMutex`], held
+//! with interrupts off so that an interrupt handler on the same CPU can't see the slot
+//! half-updated); who takes it depends on the platform:
+//!
+//! - **Bare metal**: everyone, always — the owner's lock is almost always uncontended
+//!   (only drains from other CPUs take it), but it is an atomic RMW per access.
+//! - **Hosted** (`A` is [`HostArch`](crate::hosted::HostArch)): a live thread owns the slot
+//!   of its id exclusively (ids are unique among live threads), and enters it with plain
+//!   stores — `busy = true`, a compiler fence, then a look at `mode`. Anyone else (a drain
+//!   from another thread: shrink, reap, destroy, figures; or a thread whose id folds onto
+//!   the slot) takes the lock, sets a bit in `mode`, runs a process-wide memory barrier
+//!   ([`process_barrier`](crate::hosted::process_barrier), `membarrier(2)`) and waits for
+//!   `busy` to clear. The barrier stands in for the full fence the owner skipped: after
+//!   it, either the owner's `busy = true` is visible to the outsider (who waits), or the
+//!   owner's later look at `mode` sees the bit (and the owner takes the lock instead).
+//!   That is Dekker's handshake with the expensive half on the rare side.
+//!
+//! `mode` has two bits. `REMOTE` is set for one drain and cleared after it, so drains
+//! cost the owner nothing once they are over. `SHARED` is set the first time a thread
+//! that is not the owner uses the slot as its own (more live threads than slots) and is
+//! never cleared: from then on the owner takes the lock too, and the sharing threads
+//! need no barrier — the slot behaves exactly as the bare-metal one.
+//!
+//! Values are only touched through the guard these functions return, which proves one of
+//! the two forms of exclusive access above.
 
+use core::cell::UnsafeCell;
 use core::mem::{align_of, size_of};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering, compiler_fence};
 
 use crate::arch::Arch;
 use crate::sync::{IrqMutex, IrqMutexGuard};
 
+/// `mode` bit: an outsider holds the slot for one drain.
+const REMOTE: u8 = 1;
+/// `mode` bit, sticky: non-owners use the slot as theirs; everyone takes the lock.
+const SHARED: u8 = 2;
+
 #[repr(align(64))]
-struct Slot<A: Arch, T>(IrqMutex<A, T>);
+struct Slot<A: Arch, T> {
+    /// Set by the owner, with plain stores, while it is inside the slot lock-free.
+    busy: AtomicBool,
+    /// `REMOTE | SHARED`; written only under `lock`.
+    mode: AtomicU8,
+    lock: IrqMutex<A, ()>,
+    value: UnsafeCell<T>,
+}
 
 /// One `T` per CPU. Values are never dropped: `T` holds plain data (counts, indices,
 /// pointers into allocator-owned memory) whose owner tears it down explicitly.
@@ -20,10 +58,55 @@ pub struct PerCpu<A: Arch, T> {
     n: usize,
 }
 
-// SAFETY: every access to a slot's value goes through that slot's lock.
+// SAFETY: a slot's value is only reached through a `SlotGuard`, which holds either the
+// slot's lock or its owner's exclusive lock-free entry (see the module doc).
 unsafe impl<A: Arch, T: Send> Send for PerCpu<A, T> {}
-// SAFETY: as for Send; `&PerCpu` only yields values under their lock.
+// SAFETY: as for Send.
 unsafe impl<A: Arch, T: Send> Sync for PerCpu<A, T> {}
+
+/// Whether this platform lets slot owners in without the lock (hosted only; decided at
+/// compile time after monomorphisation).
+#[inline(always)]
+#[cfg_attr(
+    not(any(test, feature = "hosted")),
+    allow(clippy::extra_unused_type_parameters)
+)]
+fn owned_slots<A: Arch>() -> bool {
+    #[cfg(any(test, feature = "hosted"))]
+    {
+        core::any::TypeId::of::<A>() == core::any::TypeId::of::<crate::hosted::HostArch>()
+    }
+    #[cfg(not(any(test, feature = "hosted")))]
+    {
+        false
+    }
+}
+
+/// Whether CPU id `id` (from [`Arch::cpu_id`]) exclusively owns slot `id` of a `PerCpu`
+/// with `n` slots: hosted thread ids below `MAX_IDS` belong to one live thread each.
+#[inline(always)]
+#[cfg_attr(
+    not(any(test, feature = "hosted")),
+    allow(clippy::extra_unused_type_parameters)
+)]
+fn owns_slot<A: Arch>(id: usize, n: usize) -> bool {
+    #[cfg(any(test, feature = "hosted"))]
+    {
+        owned_slots::<A>() && id < n && id < crate::hosted::MAX_IDS
+    }
+    #[cfg(not(any(test, feature = "hosted")))]
+    {
+        let _ = (id, n);
+        false
+    }
+}
+
+fn process_barrier<A: Arch>() {
+    #[cfg(any(test, feature = "hosted"))]
+    if owned_slots::<A>() {
+        crate::hosted::process_barrier();
+    }
+}
 
 impl<A: Arch, T> PerCpu<A, T> {
     /// Bytes of memory [`PerCpu::init_at`] needs for `n` CPUs.
@@ -46,7 +129,14 @@ impl<A: Arch, T> PerCpu<A, T> {
         let slots = mem.cast::<Slot<A, T>>();
         for i in 0..n {
             // SAFETY: i < n and the caller provided room for n aligned slots.
-            unsafe { slots.add(i).write(Slot(IrqMutex::new(init(i)))) };
+            unsafe {
+                slots.add(i).write(Slot {
+                    busy: AtomicBool::new(false),
+                    mode: AtomicU8::new(0),
+                    lock: IrqMutex::new(()),
+                    value: UnsafeCell::new(init(i)),
+                })
+            };
         }
         PerCpu { slots, n }
     }
@@ -68,22 +158,180 @@ impl<A: Arch, T> PerCpu<A, T> {
         if cpu < self.n { cpu } else { cpu % self.n }
     }
 
-    /// The running CPU's value, locked with interrupts off.
     #[inline]
-    pub fn local(&self) -> IrqMutexGuard<'_, A, T> {
-        self.cpu(self.this_cpu())
-    }
-
-    /// CPU `i`'s value, locked with interrupts off (for drains from another CPU).
-    #[inline]
-    pub fn cpu(&self, i: usize) -> IrqMutexGuard<'_, A, T> {
+    fn slot(&self, i: usize) -> &Slot<A, T> {
         assert!(i < self.n, "cpu {i} out of range");
         // SAFETY: i < n, and init_at initialised n slots that live as long as self.
-        unsafe { (*self.slots.add(i)).0.lock() }
+        unsafe { &*self.slots.add(i) }
+    }
+
+    /// The running CPU's value, held exclusively (lock-free for a hosted slot's owner).
+    #[inline]
+    pub fn local(&self) -> SlotGuard<'_, A, T> {
+        let id = A::cpu_id();
+        if owns_slot::<A>(id, self.n) {
+            // SAFETY: id < n, and init_at initialised n slots that live as long as self.
+            let slot = unsafe { &*self.slots.add(id) };
+            slot.busy.store(true, Ordering::Relaxed);
+            // Paired with the outsider's process barrier (module doc): the store above
+            // is ordered before the load below on every path an outsider can observe.
+            compiler_fence(Ordering::SeqCst);
+            // Acquire: see what an outsider that held the slot before us wrote.
+            if slot.mode.load(Ordering::Acquire) == 0 {
+                return SlotGuard {
+                    slot,
+                    how: How::Owner,
+                };
+            }
+            return Self::owner_locked(slot);
+        }
+        self.outsider(self.slot(id % self.n), SHARED)
+    }
+
+    /// The owner found an outsider in (or the slot shared): it queues on the lock too.
+    #[cold]
+    #[inline(never)]
+    fn owner_locked(slot: &Slot<A, T>) -> SlotGuard<'_, A, T> {
+        slot.busy.store(false, Ordering::Release);
+        SlotGuard {
+            slot,
+            how: How::Locked(slot.lock.lock(), 0),
+        }
+    }
+
+    /// CPU `i`'s value, held exclusively (for drains from another CPU).
+    #[inline]
+    pub fn cpu(&self, i: usize) -> SlotGuard<'_, A, T> {
+        self.outsider(self.slot(i), REMOTE)
+    }
+
+    /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
+    /// the slot's mode, fences and waits for the owner to leave.
+    #[cold]
+    #[inline(never)]
+    fn outsider<'a>(&self, slot: &'a Slot<A, T>, bit: u8) -> SlotGuard<'a, A, T> {
+        let guard = slot.lock.lock();
+        if !owned_slots::<A>() {
+            return SlotGuard {
+                slot,
+                how: How::Locked(guard, 0),
+            };
+        }
+        let mode = slot.mode.load(Ordering::Relaxed);
+        if mode & SHARED != 0 {
+            // The owner already takes the lock: we hold it, so we are alone.
+            return SlotGuard {
+                slot,
+                how: How::Locked(guard, 0),
+            };
+        }
+        slot.mode.store(mode | bit, Ordering::Relaxed);
+        process_barrier::<A>();
+        // Acquire: see everything the owner wrote before it cleared `busy`.
+        while slot.busy.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        SlotGuard {
+            slot,
+            how: How::Locked(guard, bit & REMOTE),
+        }
     }
 
     /// Start of the memory the slots occupy (to give it back on teardown).
     pub fn memory(&self) -> *mut u8 {
         self.slots.cast()
+    }
+}
+
+enum How<'a, A: Arch> {
+    /// The slot's owner, in lock-free (`busy` set).
+    Owner,
+    /// Under the slot's lock; the `mode` bits to clear on the way out.
+    Locked(IrqMutexGuard<'a, A, ()>, u8),
+}
+
+/// Exclusive access to one CPU's value; released when dropped.
+pub struct SlotGuard<'a, A: Arch, T> {
+    slot: &'a Slot<A, T>,
+    how: How<'a, A>,
+}
+
+impl<A: Arch, T> Drop for SlotGuard<'_, A, T> {
+    #[inline]
+    fn drop(&mut self) {
+        match &self.how {
+            // Release: an outsider that sees `busy` clear sees our writes to the value.
+            How::Owner => self.slot.busy.store(false, Ordering::Release),
+            How::Locked(_, clear) => {
+                if *clear != 0 {
+                    // Release: the owner's Acquire load of `mode` sees our writes.
+                    let m = self.slot.mode.load(Ordering::Relaxed);
+                    self.slot.mode.store(m & !clear, Ordering::Release);
+                }
+                // The lock guard is dropped after this, with the struct's fields.
+            }
+        }
+    }
+}
+
+impl<A: Arch, T> Deref for SlotGuard<'_, A, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the guard proves exclusive access to the value (module doc).
+        unsafe { &*self.slot.value.get() }
+    }
+}
+
+impl<A: Arch, T> DerefMut for SlotGuard<'_, A, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for Deref; `&mut self` makes this the only reference.
+        unsafe { &mut *self.slot.value.get() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hosted::HostArch;
+
+    /// Owners bump their own counters lock-free while another thread drains every slot
+    /// over and over; not one increment may be lost.
+    #[test]
+    fn drains_never_race_lock_free_owners() {
+        const N: usize = 4;
+        const ROUNDS: u64 = 200_000;
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(N) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, N, |_| 0) };
+        let drained = std::sync::atomic::AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..3)
+                .map(|_| {
+                    s.spawn(|| {
+                        for _ in 0..ROUNDS {
+                            *pc.local() += 1;
+                        }
+                    })
+                })
+                .collect();
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..N {
+                        let mut v = pc.cpu(i);
+                        drained.fetch_add(core::mem::take(&mut *v), Ordering::Relaxed);
+                    }
+                }
+            });
+            for w in workers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let left: u64 = (0..N).map(|i| *pc.cpu(i)).sum();
+        assert_eq!(drained.into_inner() + left, 3 * ROUNDS);
     }
 }

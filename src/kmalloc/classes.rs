@@ -48,7 +48,7 @@ pub const fn class_align(c: usize) -> usize {
 }
 
 /// Requests up to this size are resolved by one table load.
-const SMALL_MAX: usize = 1024;
+pub(crate) const SMALL_MAX: usize = 1024;
 
 /// `SMALL_TABLE[(n + 7) / 8]` is the class of a request of n ≤ 1024 bytes.
 static SMALL_TABLE: [u8; SMALL_MAX / 8 + 1] = small_table();
@@ -66,6 +66,12 @@ const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
         i += 1;
     }
     t
+}
+
+/// The class of a request of 1 ≤ `size` ≤ [`SMALL_MAX`] bytes at alignment ≤ 8: one load.
+#[inline(always)]
+pub(crate) fn small_class(size: usize) -> usize {
+    SMALL_TABLE[size.div_ceil(8)] as usize
 }
 
 /// The class that serves `size` bytes at alignment `align` (a power of two), or `None`

@@ -24,7 +24,7 @@ use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
 use crate::slab::{CacheName, CacheSpec, ObjectFn, SlabCache, SlabError, SlabFlags};
 use crate::sync::IrqMutex;
-use classes::{CLASS_SIZES, NR_CLASSES, class_align, class_for};
+use classes::{CLASS_SIZES, NR_CLASSES, SMALL_MAX, class_align, class_for, small_class};
 pub use info::{MemInfo, SlabInfoTable};
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by
@@ -162,6 +162,25 @@ impl<A: Arch> Kmem<A> {
         align: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, SlabError> {
+        // Fast path: 1 to 1024 bytes at alignment 1, 2, 4 or 8 — one table load.
+        if size.wrapping_sub(1) < SMALL_MAX
+            && align.wrapping_sub(1) < 8
+            && align & (align - 1) == 0
+            && let Some(cache) = self.kmalloc_cache(gfp, small_class(size))
+        {
+            return cache.alloc(self, gfp);
+        }
+        self.kmalloc_general(size, align, gfp)
+    }
+
+    /// Every request the fast path of [`Kmem::kmalloc_aligned`] does not take.
+    #[inline(never)]
+    fn kmalloc_general(
+        &self,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, SlabError> {
         if !align.is_power_of_two() {
             return Err(SlabError::BadAlign { align });
         }
@@ -210,7 +229,27 @@ impl<A: Arch> Kmem<A> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return Ok(());
         }
-        self.free_checked(ptr as usize, None)
+        // Fast path: a live slab object. Anything else — a large block, or a pointer that
+        // is not a live object start — goes the slow way, which says what is wrong.
+        let addr = ptr as usize;
+        if let Some(frame) = self.pages.frame(A::virt_to_phys(addr)) {
+            let owner = frame.owner();
+            if owner > LARGE_OWNER {
+                // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live
+                // cache whose slab holds this frame (set by grow, cleared on release).
+                let cache = unsafe { &*(owner as *const SlabCache<A>) };
+                if cache.free_fast(self, frame, addr) {
+                    return Ok(());
+                }
+            }
+        }
+        self.kfree_slow(addr)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn kfree_slow(&self, addr: usize) -> Result<(), SlabError> {
+        self.free_checked(addr, None)
             .inspect_err(|e| log::error!("kfree: {e}"))
     }
 

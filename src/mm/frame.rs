@@ -56,6 +56,7 @@ pub enum FrameState {
 }
 
 impl FrameState {
+    #[inline]
     fn from_bits(b: u32) -> FrameState {
         match b & 0xF {
             1 => FrameState::Free,
@@ -100,19 +101,23 @@ impl PageFrame {
         }
     }
 
+    #[inline]
     pub fn state(&self) -> FrameState {
         FrameState::from_bits(self.flags.load(Relaxed))
     }
 
+    #[inline]
     pub fn zone(&self) -> ZoneKind {
         ZoneKind::from_index(((self.flags.load(Relaxed) >> ZONE_SHIFT) & 3) as usize)
     }
 
     /// Order of the block this frame heads (meaningful for heads only).
+    #[inline]
     pub fn order(&self) -> u32 {
         (self.flags.load(Relaxed) >> ORDER_SHIFT) & 0x1F
     }
 
+    #[inline]
     pub(crate) fn set(&self, state: FrameState, order: u32) {
         self.flags.store(pack(state, self.zone(), order), Relaxed);
     }
@@ -136,38 +141,48 @@ impl PageFrame {
             .map(|_| ())
     }
 
+    #[inline]
     pub(crate) fn next(&self) -> u32 {
         self.next.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn prev(&self) -> u32 {
         self.prev.load(Relaxed)
     }
+    #[inline]
     pub(crate) fn set_next(&self, i: u32) {
         self.next.store(i, Relaxed)
     }
+    #[inline]
     pub(crate) fn set_prev(&self, i: u32) {
         self.prev.store(i, Relaxed)
     }
 
     /// Owner back-pointer (0 when the block has no registered owner).
+    #[inline]
     pub fn owner(&self) -> usize {
         self.owner.load(core::sync::atomic::Ordering::Acquire)
     }
     /// Registers the owner of an allocated block. Release: a CPU that later finds an
     /// object of this block and reads `owner` sees the owner's initialised state.
+    #[inline]
     pub fn set_owner(&self, owner: usize) {
         self.owner
             .store(owner, core::sync::atomic::Ordering::Release)
     }
+    #[inline]
     pub fn private(&self) -> usize {
         self.private.load(Relaxed)
     }
+    #[inline]
     pub fn set_private(&self, v: usize) {
         self.private.store(v, Relaxed)
     }
+    #[inline]
     pub fn count(&self) -> u32 {
         self.count.load(Relaxed)
     }
+    #[inline]
     pub fn set_count(&self, v: u32) {
         self.count.store(v, Relaxed)
     }
@@ -244,6 +259,7 @@ impl FrameTable {
     }
 
     /// Number of descriptors.
+    #[inline]
     pub fn len(&self) -> u32 {
         self.len
     }
@@ -275,6 +291,7 @@ impl FrameTable {
     }
 
     /// Frame number of descriptor `idx` (< `len`).
+    #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
         let banks = self.banks();
         let i = banks.partition_point(|b| b.first <= idx) - 1;
@@ -292,7 +309,19 @@ impl FrameTable {
     /// Descriptor of the frame holding physical address `pa`.
     #[inline]
     pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
-        let idx = self.index_of_pfn(pa >> PAGE_SHIFT)?;
+        let pfn = pa >> PAGE_SHIFT;
+        if self.nbanks == 1 {
+            // The common case, on the kmalloc/kfree fast paths: one bank, one compare.
+            let b = &self.banks[0];
+            let off = pfn.wrapping_sub(b.start_pfn);
+            if off >= b.end_pfn - b.start_pfn {
+                return None;
+            }
+            let idx = b.first + off as u32;
+            // SAFETY: idx < first + bank length ≤ len, all initialised by `init`.
+            return Some((idx, unsafe { &*self.frames.add(idx as usize) }));
+        }
+        let idx = self.index_of_pfn(pfn)?;
         Some((idx, self.frame(idx)))
     }
 

@@ -382,8 +382,9 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-const MODEL_CASES: u32 = 64;
-const MODEL_OPS: usize = 2_000;
+// Miri runs the same model, smaller: it interprets every instruction.
+const MODEL_CASES: u32 = if cfg!(miri) { 2 } else { 64 };
+const MODEL_OPS: usize = if cfg!(miri) { 150 } else { 2_000 };
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: MODEL_CASES, ..ProptestConfig::default() })]

@@ -21,10 +21,12 @@ pub enum ZoneKind {
 impl ZoneKind {
     pub const ALL: [ZoneKind; NR_ZONES] = [ZoneKind::Dma, ZoneKind::Dma32, ZoneKind::Normal];
 
+    #[inline]
     pub const fn index(self) -> usize {
         self as usize
     }
 
+    #[inline]
     pub const fn from_index(i: usize) -> ZoneKind {
         match i {
             0 => ZoneKind::Dma,

@@ -29,15 +29,19 @@ impl ArrayCache {
         }
     }
 
+    #[inline]
     pub fn avail(&self) -> usize {
         self.avail as usize
     }
+    #[inline]
     pub fn limit(&self) -> usize {
         self.limit as usize
     }
+    #[inline]
     pub fn batchcount(&self) -> usize {
         self.batchcount as usize
     }
+    #[inline]
     pub fn is_full(&self) -> bool {
         self.avail == self.limit
     }

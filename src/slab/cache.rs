@@ -70,6 +70,21 @@ impl<A: Arch> SlabCache<A> {
         Ok((slab, idx))
     }
 
+    /// The slab and index of an object known to be one of this cache's object starts (it
+    /// came from an array): no checks, as the arrays only ever hold object starts.
+    #[inline(always)]
+    fn locate_array_object(&self, k: &Kmem<A>, obj: usize) -> (SlabPtr, usize) {
+        let frame = k.pages().frame(A::virt_to_phys(obj));
+        debug_assert!(frame.is_some(), "an object in a cache array lies in a slab");
+        // SAFETY: the object lies in one of this cache's live slabs, whose page
+        // descriptors name the slab in `private` (set by grow, cleared on release).
+        let slab = unsafe { SlabPtr::from_raw(frame.unwrap_unchecked().private() as *mut Slab) };
+        // The reciprocal is exact at object starts.
+        let idx = (((obj - slab.s_mem()) as u64 * self.recip) >> 32) as usize;
+        debug_assert_eq!(self.locate_known(k, obj), (slab, idx));
+        (slab, idx)
+    }
+
     /// The slab and index of an object known to be one of this cache's (from an array).
     fn locate_known(&self, k: &Kmem<A>, obj: usize) -> (SlabPtr, usize) {
         let frame = k
@@ -90,7 +105,7 @@ impl<A: Arch> SlabCache<A> {
                 None => self.refill(k, &mut ac, gfp)?,
             }
         };
-        let (slab, idx) = self.locate_known(k, obj);
+        let (slab, idx) = self.locate_array_object(k, obj);
         slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
         if gfp.contains(Gfp::ZERO) {
             // SAFETY: the object is ours now and `object_size` bytes long.
@@ -119,6 +134,32 @@ impl<A: Arch> SlabCache<A> {
         Ok((slab, idx))
     }
 
+    /// The fast path of [`SlabCache::free`]: frees `obj` and returns true when it is a
+    /// live object start of this cache; otherwise changes nothing and returns false (the
+    /// caller then takes the slow path, which finds and reports what is wrong).
+    #[inline(always)]
+    pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
+        // SAFETY: as in `locate`: the descriptor's owner is this cache.
+        let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
+        let off = obj.wrapping_sub(slab.s_mem());
+        // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
+        let idx = ((off as u64).wrapping_mul(self.recip) >> 32) as usize;
+        if idx >= slab.num() || idx * self.layout.stride != off {
+            return false;
+        }
+        let e = slab.bufctl(idx);
+        if e.load(Relaxed) != BUFCTL_ACTIVE {
+            return false;
+        }
+        e.store(BUFCTL_CACHED, Relaxed);
+        let mut ac = self.cpu.local();
+        if ac.is_full() {
+            self.flush(k, &mut ac);
+        }
+        ac.push(obj);
+        true
+    }
+
     /// Frees `obj`, whose page descriptor `frame` names this cache. Refuses interior
     /// pointers, pointers outside objects and objects that are not allocated, before
     /// changing anything.
@@ -140,6 +181,7 @@ impl<A: Arch> SlabCache<A> {
     /// Refills an empty array with up to `batchcount` objects — from the shared array,
     /// then partial slabs, then free slabs, then new slabs — and returns one of them.
     #[cold]
+    #[inline(never)]
     fn refill(&self, k: &Kmem<A>, ac: &mut ArrayCache, gfp: Gfp) -> Result<usize, SlabError> {
         let want = ac.batchcount();
         let mut node = self.node.lock();
@@ -224,6 +266,7 @@ impl<A: Arch> SlabCache<A> {
     /// Moves the oldest `batchcount` objects of a full array to the shared array, or
     /// back to their slabs when it is full.
     #[cold]
+    #[inline(never)]
     fn flush(&self, k: &Kmem<A>, ac: &mut ArrayCache) {
         let batch = ac.batchcount().min(ac.avail());
         let mut node = self.node.lock();
@@ -236,7 +279,7 @@ impl<A: Arch> SlabCache<A> {
     /// page allocator when the node already holds more than `free_limit` free objects.
     fn free_block(&self, k: &Kmem<A>, node: &mut Node, objs: &[usize]) {
         for &obj in objs {
-            let (slab, idx) = self.locate_known(k, obj);
+            let (slab, idx) = self.locate_array_object(k, obj);
             debug_assert_eq!(slab.bufctl(idx).load(Relaxed), BUFCTL_CACHED);
             slab.put(idx);
             node.free_objects += 1;

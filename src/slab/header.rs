@@ -94,10 +94,12 @@ pub struct SlabPtr(*mut Slab);
 impl SlabPtr {
     /// # Safety
     /// `p` must come from [`Slab::init`] and the slab must still be live.
+    #[inline]
     pub unsafe fn from_raw(p: *mut Slab) -> SlabPtr {
         SlabPtr(p)
     }
 
+    #[inline]
     pub fn as_raw(self) -> *mut Slab {
         self.0
     }
@@ -112,31 +114,37 @@ impl SlabPtr {
         unsafe { &*self.0.add(1).cast::<AtomicU16>().add(i) }
     }
 
+    #[inline]
     pub fn num(self) -> usize {
         // SAFETY: live slab (type invariant); `num` never changes after init.
         unsafe { (*self.0).num as usize }
     }
 
+    #[inline]
     pub fn s_mem(self) -> usize {
         // SAFETY: as for `num`.
         unsafe { (*self.0).s_mem }
     }
 
+    #[inline]
     pub fn base(self) -> usize {
         // SAFETY: as for `num`.
         unsafe { (*self.0).base }
     }
 
+    #[inline]
     pub fn inuse(self) -> usize {
         // SAFETY: live slab; read under the node lock.
         unsafe { (*self.0).inuse as usize }
     }
 
+    #[inline]
     pub fn list(self) -> ListKind {
         // SAFETY: as for `inuse`.
         unsafe { (*self.0).list }
     }
 
+    #[inline]
     pub fn has_free(self) -> bool {
         // SAFETY: as for `inuse`.
         unsafe { (*self.0).free != BUFCTL_END }

@@ -1,0 +1,1017 @@
+//! kmem side by side with the allocators a firmware author would otherwise pick, in one
+//! process run over equal arenas. `make bench` runs it; BENCHMARKS.md explains the method.
+//!
+//! Usage: `cargo bench --features hosted --bench alloc -- [--quick] [--json FILE]`.
+//! `--quick` shrinks every workload (a smoke run for `make test`).
+//!
+//! Every peer that needs a lock sits behind `spin::Mutex`, the lock kmem itself uses.
+//! Each measurement is repeated (after a warm-up run) and the best and the median of the
+//! repetitions are kept; tables show the best, the JSON holds both.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use kmem::hosted::{HostArch, Region};
+use kmem::mm::zone::ZoneLimits;
+use kmem::{Gfp, Kmem, PageAllocator};
+
+/// Arena every peer gets for the speed workloads.
+const ARENA: usize = 64 << 20;
+/// Arena for the heap-efficiency workload.
+const EFF_ARENA: usize = 16 << 20;
+/// CPU slots of kmem's allocator (the machine's cores, plus room for the bench threads).
+const CPUS: usize = 4;
+
+// ------------------------------------------------------------------------------------
+// The peers.
+
+/// What the workloads need from an allocator.
+trait Heap: Sync {
+    /// # Safety
+    /// As `GlobalAlloc::alloc`.
+    unsafe fn alloc(&self, l: Layout) -> *mut u8;
+    /// # Safety
+    /// As `GlobalAlloc::dealloc`.
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout);
+    /// # Safety
+    /// As `GlobalAlloc::realloc`.
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: the caller's contract; both blocks are live for min(old, new) bytes.
+        unsafe {
+            let n = self.alloc(Layout::from_size_align_unchecked(new, l.align()));
+            if !n.is_null() {
+                std::ptr::copy_nonoverlapping(p, n, l.size().min(new));
+                self.dealloc(p, l);
+            }
+            n
+        }
+    }
+}
+
+fn region_pages(bytes: usize) -> (Region, PageAllocator<HostArch>) {
+    let region = Region::new(bytes).expect("region");
+    // SAFETY: the region outlives the allocator (callers keep both, allocator dropped first).
+    let pages = unsafe {
+        PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, CPUS, None)
+            .expect("page allocator")
+    };
+    (region, pages)
+}
+
+/// kmem's kmalloc over its own region (page descriptors and caches carved from it).
+struct KmemHeap {
+    kmem: Box<Kmem<HostArch>>,
+    _region: Region,
+}
+
+impl KmemHeap {
+    fn new(bytes: usize) -> Self {
+        let (region, pages) = region_pages(bytes);
+        KmemHeap {
+            kmem: Box::new(Kmem::new(pages).expect("kmem")),
+            _region: region,
+        }
+    }
+}
+
+impl Heap for KmemHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.kmem
+            .kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
+        let _ = self.kmem.kfree(p);
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        self.kmem
+            .krealloc_aligned(p, new, l.align(), Gfp::KERNEL)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+}
+
+/// A peer that owns a plain arena from the OS.
+struct Arena {
+    base: *mut u8,
+    size: usize,
+}
+
+impl Arena {
+    fn new(size: usize) -> Arena {
+        let l = Layout::from_size_align(size, 4096).unwrap();
+        // SAFETY: non-zero size.
+        let base = unsafe { System.alloc(l) };
+        assert!(!base.is_null());
+        Arena { base, size }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { System.dealloc(self.base, Layout::from_size_align(self.size, 4096).unwrap()) }
+    }
+}
+
+type TalcCore = talc::base::Talc<talc::source::Manual, talc::DefaultBinning>;
+
+struct TalcHeap(spin::Mutex<TalcCore>, #[allow(dead_code)] Arena);
+// SAFETY: the allocator is only reached through its lock.
+unsafe impl Sync for TalcHeap {}
+// SAFETY: as for Sync.
+unsafe impl Send for TalcHeap {}
+
+impl TalcHeap {
+    fn new(size: usize) -> Self {
+        let a = Arena::new(size);
+        let mut t = TalcCore::new(talc::source::Manual);
+        // SAFETY: the arena is ours and outlives the allocator.
+        unsafe { t.claim(a.base, a.size).expect("claim") };
+        TalcHeap(spin::Mutex::new(t), a)
+    }
+}
+
+impl Heap for TalcHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { self.0.lock().allocate(l) }.map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.0.lock().deallocate(p, l) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // As talc's own TalcLock::realloc: in place if it can, else move under the lock.
+        let mut t = self.0.lock();
+        // SAFETY: the caller's contract.
+        unsafe {
+            if t.try_realloc_in_place(p, l, new) {
+                return p;
+            }
+            match t.allocate(Layout::from_size_align_unchecked(new, l.align())) {
+                Some(n) => {
+                    std::ptr::copy_nonoverlapping(p, n.as_ptr(), l.size().min(new));
+                    t.deallocate(p, l);
+                    n.as_ptr()
+                }
+                None => std::ptr::null_mut(),
+            }
+        }
+    }
+}
+
+struct LinkedListHeap(
+    spin::Mutex<linked_list_allocator::Heap>,
+    #[allow(dead_code)] Arena,
+);
+// SAFETY: the allocator is only reached through its lock.
+unsafe impl Sync for LinkedListHeap {}
+
+impl LinkedListHeap {
+    fn new(size: usize) -> Self {
+        let a = Arena::new(size);
+        // SAFETY: the arena is ours and outlives the allocator.
+        let h = unsafe { linked_list_allocator::Heap::new(a.base, a.size) };
+        LinkedListHeap(spin::Mutex::new(h), a)
+    }
+}
+
+impl Heap for LinkedListHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(l)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.0.lock().deallocate(NonNull::new_unchecked(p), l) }
+    }
+}
+
+struct BuddyHeap(
+    spin::Mutex<buddy_system_allocator::Heap<32>>,
+    #[allow(dead_code)] Arena,
+);
+
+impl BuddyHeap {
+    fn new(size: usize) -> Self {
+        let a = Arena::new(size);
+        let mut h = buddy_system_allocator::Heap::<32>::empty();
+        // SAFETY: the arena is ours and outlives the allocator.
+        unsafe { h.init(a.base as usize, a.size) };
+        BuddyHeap(spin::Mutex::new(h), a)
+    }
+}
+// SAFETY: the allocator is only reached through its lock.
+unsafe impl Sync for BuddyHeap {}
+
+impl Heap for BuddyHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .alloc(l)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe { self.0.lock().dealloc(NonNull::new_unchecked(p), l) }
+    }
+}
+
+type TlsfCore = rlsf::Tlsf<'static, u32, u32, 28, 32>;
+
+struct RlsfHeap(spin::Mutex<TlsfCore>, #[allow(dead_code)] Arena);
+// SAFETY: the allocator is only reached through its lock.
+unsafe impl Sync for RlsfHeap {}
+
+impl RlsfHeap {
+    fn new(size: usize) -> Self {
+        let a = Arena::new(size);
+        let mut t = TlsfCore::new();
+        // SAFETY: the arena is ours and outlives the allocator.
+        unsafe {
+            t.insert_free_block_ptr(
+                NonNull::new(std::ptr::slice_from_raw_parts_mut(a.base, a.size)).unwrap(),
+            )
+        };
+        RlsfHeap(spin::Mutex::new(t), a)
+    }
+}
+
+impl Heap for RlsfHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate(l)
+            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(p), l.align())
+        }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded; same alignment.
+        unsafe {
+            self.0
+                .lock()
+                .reallocate(
+                    NonNull::new_unchecked(p),
+                    Layout::from_size_align_unchecked(new, l.align()),
+                )
+                .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+        }
+    }
+}
+
+/// slabmalloc's ZoneAllocator with kmem's page allocator as its page provider: 4 KiB
+/// pages for objects up to 256 B, 2 MiB pages (order 9) above.
+struct SlabmallocHeap {
+    zone: spin::Mutex<slabmalloc::ZoneAllocator<'static>>,
+    pages: Box<PageAllocator<HostArch>>,
+    _region: Region,
+}
+// SAFETY: the zone allocator is only reached through its lock; the page allocator is Sync.
+unsafe impl Sync for SlabmallocHeap {}
+
+impl SlabmallocHeap {
+    fn new(size: usize) -> Self {
+        let (region, pages) = region_pages(size);
+        SlabmallocHeap {
+            zone: spin::Mutex::new(slabmalloc::ZoneAllocator::new()),
+            pages: Box::new(pages),
+            _region: region,
+        }
+    }
+}
+
+impl Heap for SlabmallocHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        use slabmalloc::{AllocationError, Allocator};
+        let mut z = self.zone.lock();
+        loop {
+            match z.allocate(l) {
+                Ok(p) => return p.as_ptr(),
+                Err(AllocationError::OutOfMemory) => {
+                    let small = l.size() <= slabmalloc::ZoneAllocator::MAX_BASE_ALLOC_SIZE;
+                    let Ok(pa) = self.pages.alloc_pages(if small { 0 } else { 9 }, Gfp::ZERO)
+                    else {
+                        return std::ptr::null_mut();
+                    };
+                    // SAFETY: a fresh, zeroed, suitably aligned block of the page size
+                    // slabmalloc expects; it lives as long as the page allocator, which
+                    // outlives the zone allocator in this struct.
+                    unsafe {
+                        if small {
+                            z.refill(l, &mut *(pa as *mut slabmalloc::ObjectPage<'static>))
+                                .unwrap()
+                        } else {
+                            z.refill_large(
+                                l,
+                                &mut *(pa as *mut slabmalloc::LargeObjectPage<'static>),
+                            )
+                            .unwrap()
+                        }
+                    }
+                }
+                Err(_) => return std::ptr::null_mut(),
+            }
+        }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        use slabmalloc::Allocator;
+        // SAFETY: p came from this allocator.
+        let _ = self
+            .zone
+            .lock()
+            .deallocate(unsafe { NonNull::new_unchecked(p) }, l);
+    }
+}
+
+struct SystemHeap;
+impl Heap for SystemHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { System.alloc(l) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+struct MiHeap;
+impl Heap for MiHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { mimalloc::MiMalloc.alloc(l) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: forwarded.
+        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+    }
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe { mimalloc::MiMalloc.realloc(p, l, new) }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Harness.
+
+struct Cfg {
+    quick: bool,
+    reps: usize,
+}
+
+impl Cfg {
+    fn n(&self, full: usize) -> usize {
+        if self.quick { (full / 50).max(1) } else { full }
+    }
+}
+
+/// Runs `f` (which returns ns per operation) once to warm up, then `reps` times; returns
+/// (best, median).
+fn measure(cfg: &Cfg, mut f: impl FnMut() -> f64) -> (f64, f64) {
+    f();
+    let mut v: Vec<f64> = (0..cfg.reps).map(|_| f()).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[0], v[v.len() / 2])
+}
+
+fn ns_per(start: Instant, ops: usize) -> f64 {
+    start.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// xorshift64*: the same sequence for every peer.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+// ------------------------------------------------------------------------------------
+// Workloads. Each returns ns per operation (as its row says).
+
+fn hot_pair<H: Heap>(h: &H, size: usize, iters: usize) -> f64 {
+    let l = layout(size);
+    let t = Instant::now();
+    for _ in 0..iters {
+        // SAFETY: a valid layout; the block is freed with it.
+        unsafe {
+            let p = h.alloc(black_box(l));
+            black_box(p);
+            h.dealloc(p, l);
+        }
+    }
+    ns_per(t, iters)
+}
+
+#[derive(Clone, Copy)]
+enum Order {
+    Lifo,
+    Fifo,
+    Random,
+}
+
+/// Allocates `n` 64-byte objects, then frees them in `order`; ns per object (alloc+free).
+fn batch<H: Heap>(h: &H, n: usize, order: Order, ptrs: &mut Vec<*mut u8>) -> f64 {
+    let l = layout(64);
+    ptrs.clear();
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: valid layout.
+        ptrs.push(unsafe { h.alloc(l) });
+    }
+    match order {
+        Order::Lifo => {
+            while let Some(p) = ptrs.pop() {
+                // SAFETY: allocated above with l.
+                unsafe { h.dealloc(p, l) };
+            }
+        }
+        Order::Fifo | Order::Random => {
+            for &p in ptrs.iter() {
+                // SAFETY: allocated above with l.
+                unsafe { h.dealloc(p, l) };
+            }
+        }
+    }
+    ns_per(t, n)
+}
+
+/// A random permutation of `n` allocations is precomputed by shuffling the pointers
+/// before the timed free loop, so shuffling is not timed.
+fn batch_random<H: Heap>(h: &H, n: usize, seed: u64) -> f64 {
+    let l = layout(64);
+    let mut ptrs = Vec::with_capacity(n);
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: valid layout.
+        ptrs.push(unsafe { h.alloc(l) });
+    }
+    let alloc_ns = t.elapsed().as_nanos() as f64;
+    let mut rng = Rng(seed);
+    for i in (1..ptrs.len()).rev() {
+        ptrs.swap(i, rng.below(i + 1));
+    }
+    let t = Instant::now();
+    for &p in &ptrs {
+        // SAFETY: allocated above with l.
+        unsafe { h.dealloc(p, l) };
+    }
+    (alloc_ns + t.elapsed().as_nanos() as f64) / n as f64
+}
+
+/// talc's "random actions": alloc / free / realloc at random, 300 to 1000 live blocks,
+/// sizes uniform in 1..=max. ns per action.
+fn random_actions<H: Heap>(h: &H, max: usize, actions: usize) -> f64 {
+    let mut rng = Rng(0x5EED_0000 + max as u64);
+    let mut live: Vec<(*mut u8, Layout)> = Vec::with_capacity(1100);
+    let t = Instant::now();
+    for _ in 0..actions {
+        let pick = if live.len() < 300 {
+            0
+        } else if live.len() >= 1000 {
+            1
+        } else {
+            rng.below(3)
+        };
+        match pick {
+            0 => {
+                let l = layout(1 + rng.below(max));
+                // SAFETY: valid layout.
+                let p = unsafe { h.alloc(l) };
+                if !p.is_null() {
+                    live.push((p, l));
+                }
+            }
+            1 => {
+                let (p, l) = live.swap_remove(rng.below(live.len()));
+                // SAFETY: live block with its layout.
+                unsafe { h.dealloc(p, l) };
+            }
+            _ => {
+                let i = rng.below(live.len());
+                let (p, l) = live[i];
+                let new = 1 + rng.below(max);
+                // SAFETY: live block with its layout; valid new size.
+                let n = unsafe { h.realloc(p, l, new) };
+                if !n.is_null() {
+                    live[i] = (n, layout(new));
+                }
+            }
+        }
+    }
+    let ns = ns_per(t, actions);
+    for (p, l) in live {
+        // SAFETY: live block with its layout.
+        unsafe { h.dealloc(p, l) };
+    }
+    ns
+}
+
+/// Fills a fresh heap with random sizes in 1..=max until the first failure; returns
+/// live requested bytes / arena bytes.
+fn efficiency<H: Heap>(h: &H, arena: usize, max: usize) -> f64 {
+    let mut rng = Rng(0xEFF1 + max as u64);
+    let mut live = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        let l = layout(1 + rng.below(max));
+        // SAFETY: valid layout.
+        let p = unsafe { h.alloc(l) };
+        if p.is_null() {
+            break;
+        }
+        bytes += l.size();
+        live.push((p, l));
+    }
+    for (p, l) in live {
+        // SAFETY: live block with its layout.
+        unsafe { h.dealloc(p, l) };
+    }
+    bytes as f64 / arena as f64
+}
+
+fn independent<H: Heap>(h: &H, threads: usize, rounds: usize) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || {
+                let mut rng = Rng(0x7EAD + t as u64);
+                let sizes: Vec<Layout> = (0..100).map(|_| layout(8 + rng.below(193))).collect();
+                let mut ptrs = Vec::with_capacity(100);
+                for _ in 0..rounds {
+                    for &l in &sizes {
+                        // SAFETY: valid layout.
+                        ptrs.push(unsafe { h.alloc(l) });
+                    }
+                    for (&p, &l) in ptrs.iter().zip(&sizes) {
+                        // SAFETY: allocated just above with l.
+                        unsafe { h.dealloc(p, l) };
+                    }
+                    ptrs.clear();
+                }
+            });
+        }
+    });
+}
+
+/// `threads` threads each run batches of 100 allocations (sizes 8..=200) and free them;
+/// ns per operation pair across all threads (wall time / total pairs, thread start included).
+fn independent_timed<H: Heap>(h: &H, threads: usize, rounds: usize) -> f64 {
+    let t = Instant::now();
+    independent(h, threads, rounds);
+    ns_per(t, threads * rounds * 100)
+}
+
+/// One thread allocates 64-byte objects and hands them to another through a ring; the
+/// other frees them (remote frees). ns per object.
+fn producer_consumer<H: Heap>(h: &H, n: usize) -> f64 {
+    const CAP: usize = 1024;
+    let ring: Vec<AtomicUsize> = (0..CAP).map(|_| AtomicUsize::new(0)).collect();
+    let (head, tail) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let l = layout(64);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..n {
+                // SAFETY: valid layout.
+                let p = unsafe { h.alloc(l) } as usize;
+                while i - tail.load(Ordering::Acquire) >= CAP {
+                    std::thread::yield_now();
+                }
+                ring[i % CAP].store(p, Ordering::Relaxed);
+                head.store(i + 1, Ordering::Release);
+            }
+        });
+        s.spawn(|| {
+            for i in 0..n {
+                while head.load(Ordering::Acquire) <= i {
+                    std::thread::yield_now();
+                }
+                let p = ring[i % CAP].load(Ordering::Relaxed);
+                tail.store(i + 1, Ordering::Release);
+                // SAFETY: allocated by the producer with l, handed over once.
+                unsafe { h.dealloc(p as *mut u8, l) };
+            }
+        });
+    });
+    ns_per(t, n)
+}
+
+// ------------------------------------------------------------------------------------
+// The run.
+
+const PEERS: [&str; 8] = [
+    "kmem",
+    "talc",
+    "linked_list",
+    "buddy_system",
+    "rlsf",
+    "slabmalloc",
+    "system",
+    "mimalloc",
+];
+
+/// Calls `f` with a fresh instance of peer `i` over an arena of `bytes`.
+fn with_peer<R>(i: usize, bytes: usize, f: &mut dyn FnMut(&dyn HeapDyn) -> R) -> R {
+    match i {
+        0 => f(&KmemHeap::new(bytes)),
+        1 => f(&TalcHeap::new(bytes)),
+        2 => f(&LinkedListHeap::new(bytes)),
+        3 => f(&BuddyHeap::new(bytes)),
+        4 => f(&RlsfHeap::new(bytes)),
+        5 => f(&SlabmallocHeap::new(bytes)),
+        6 => f(&SystemHeap),
+        _ => f(&MiHeap),
+    }
+}
+
+/// Object-safe front over the generic workloads, so each is monomorphised per peer.
+trait HeapDyn: Sync {
+    fn hot_pair(&self, size: usize, iters: usize) -> f64;
+    fn batch(&self, n: usize, order: Order) -> f64;
+    fn random_actions(&self, max: usize, actions: usize) -> f64;
+    fn efficiency(&self, arena: usize, max: usize) -> f64;
+    fn independent(&self, threads: usize, rounds: usize) -> f64;
+    fn producer_consumer(&self, n: usize) -> f64;
+}
+
+impl<H: Heap> HeapDyn for H {
+    fn hot_pair(&self, size: usize, iters: usize) -> f64 {
+        hot_pair(self, size, iters)
+    }
+    fn batch(&self, n: usize, order: Order) -> f64 {
+        match order {
+            Order::Random => batch_random(self, n, 42),
+            _ => batch(self, n, order, &mut Vec::with_capacity(n)),
+        }
+    }
+    fn random_actions(&self, max: usize, actions: usize) -> f64 {
+        random_actions(self, max, actions)
+    }
+    fn efficiency(&self, arena: usize, max: usize) -> f64 {
+        efficiency(self, arena, max)
+    }
+    fn independent(&self, threads: usize, rounds: usize) -> f64 {
+        independent_timed(self, threads, rounds)
+    }
+    fn producer_consumer(&self, n: usize) -> f64 {
+        producer_consumer(self, n)
+    }
+}
+
+/// One result row: a workload, its unit, and per peer (best, median) or None.
+struct Row {
+    group: &'static str,
+    name: String,
+    unit: &'static str,
+    vals: Vec<Option<(f64, f64)>>,
+}
+
+fn print_row(r: &Row, peers: &[&str]) {
+    let mut line = format!("{:<28}", r.name);
+    for v in &r.vals {
+        match v {
+            Some((b, _)) => line += &format!(" {:>12.2}", b),
+            None => line += &format!(" {:>12}", "-"),
+        }
+    }
+    println!("{line}");
+    let k = r.vals[0].map(|v| v.0);
+    if let (Some(k), "ns") = (k, r.unit) {
+        let mut line = format!("{:<28}", "  ratio peer/kmem");
+        for v in &r.vals {
+            match v {
+                Some((b, _)) => line += &format!(" {:>11.2}x", b / k),
+                None => line += &format!(" {:>12}", "-"),
+            }
+        }
+        println!("{line}");
+    }
+    let _ = peers;
+}
+
+/// Page allocator: alloc+free pairs of `order` on kmem's PageAllocator and on
+/// buddy_system_allocator's FrameAllocator (behind spin::Mutex), same arena.
+fn page_rows(cfg: &Cfg) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (region, pages) = region_pages(ARENA);
+    let mut fa = buddy_system_allocator::FrameAllocator::<33>::new();
+    let info = pages.info();
+    // Give the frame allocator the same frames kmem manages (the region minus kmem's
+    // metadata), as frame numbers.
+    let start = (info.meta.end >> 12) as usize;
+    let end = ((region.start() + region.size()) >> 12) as usize;
+    fa.add_frame(start, end);
+    let fa = spin::Mutex::new(fa);
+    for order in [0u32, 3, 9, 10] {
+        let iters = cfg.n(match order {
+            0 | 3 => 500_000,
+            _ => 200_000,
+        });
+        let k = measure(cfg, || {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let pa = pages.alloc_pages(black_box(order), Gfp::KERNEL).unwrap();
+                pages.free_pages(black_box(pa), order).unwrap();
+            }
+            ns_per(t, iters)
+        });
+        let b = measure(cfg, || {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let f = fa.lock().alloc(black_box(1 << order)).unwrap();
+                fa.lock().dealloc(black_box(f), 1 << order);
+            }
+            ns_per(t, iters)
+        });
+        let mut vals = vec![None; PEERS.len()];
+        vals[0] = Some(k);
+        vals[3] = Some(b);
+        rows.push(Row {
+            group: "page",
+            name: format!("page order {order} pair"),
+            unit: "ns",
+            vals,
+        });
+    }
+    // The allocator has no Drop; the region goes last.
+    let _ = pages;
+    drop(region);
+    rows
+}
+
+/// Page descriptors + slab management (headers, bufctl, per-CPU and shared arrays) as a
+/// fraction of managed memory, after the 200-byte efficiency fill.
+fn metadata_fraction() -> f64 {
+    let h = KmemHeap::new(EFF_ARENA);
+    let mut rng = Rng(7);
+    let mut live = Vec::new();
+    loop {
+        let s = 1 + rng.below(200);
+        match h.kmem.kmalloc(s, Gfp::KERNEL) {
+            Ok(p) => live.push(p),
+            Err(_) => break,
+        }
+    }
+    let info = h.kmem.meminfo();
+    let managed = info.pages.managed_pages() as f64 * 4096.0;
+    let mut mgmt = 0.0;
+    h.kmem.slabinfo(|s| {
+        // Off-slab management lives in kmalloc objects already counted as slabs of a
+        // small cache; count on-slab headers and bufctl here, off-slab through the
+        // mgmt size too (it is management either way) — a slight overcount.
+        mgmt += (s.num_slabs * kmem::slab::layout::mgmt_bytes(s.objperslab)) as f64;
+    });
+    let arrays = info.array_pages as f64 * 4096.0;
+    let desc = info.pages.meta.size() as f64;
+    for p in live {
+        let _ = h.kmem.kfree(p.as_ptr());
+    }
+    println!(
+        "metadata after 200-B fill: descriptors {:.3} %, slab headers+bufctl {:.3} %, cache arrays {:.3} % of {:.0} MiB managed",
+        desc / managed * 100.0,
+        mgmt / managed * 100.0,
+        arrays / managed * 100.0,
+        managed / (1 << 20) as f64
+    );
+    (desc + mgmt + arrays) / managed
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1).cloned());
+    // `--only hot,batch,random,eff,threads,page` runs those groups.
+    let only: Option<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let cfg = Cfg {
+        quick,
+        reps: if quick { 2 } else { 5 },
+    };
+    let want = |g: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == g));
+    let mut header = format!("{:<28}", "workload (ns/op; best)");
+    for p in PEERS {
+        header += &format!(" {:>12}", p);
+    }
+    println!(
+        "kmem per-CPU slots owned lock-free by threads: {}",
+        kmem::hosted::owned_slots()
+    );
+    println!("{header}");
+    let mut rows: Vec<Row> = Vec::new();
+    let emit = |r: Row, rows: &mut Vec<Row>| {
+        print_row(&r, &PEERS);
+        rows.push(r);
+    };
+    // `--peers kmem,talc` runs only those (for profiling under callgrind).
+    let peers: Option<String> = args
+        .iter()
+        .position(|a| a == "--peers")
+        .and_then(|i| args.get(i + 1).cloned());
+    let on = |i: usize| {
+        peers
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == PEERS[i]))
+    };
+    let all_peers = |f: &mut dyn FnMut(&dyn HeapDyn) -> (f64, f64)| {
+        (0..PEERS.len())
+            .map(|i| on(i).then(|| with_peer(i, ARENA, f)))
+            .collect::<Vec<_>>()
+    };
+
+    if want("hot") {
+        for size in [8, 24, 64, 100, 129, 257, 1000, 3000, 4096] {
+            let iters = cfg.n(500_000);
+            let vals = all_peers(&mut |h| measure(&cfg, || h.hot_pair(size, iters)));
+            let r = Row {
+                group: "hot",
+                name: format!("hot pair {size} B"),
+                unit: "ns",
+                vals,
+            };
+            emit(r, &mut rows);
+        }
+    }
+    if want("batch") {
+        for (name, order) in [
+            ("LIFO", Order::Lifo),
+            ("FIFO", Order::Fifo),
+            ("random", Order::Random),
+        ] {
+            let n = if quick { 1000 } else { 10_000 };
+            let vals = all_peers(&mut |h| measure(&cfg, || h.batch(n, order)));
+            emit(
+                Row {
+                    group: "batch",
+                    name: format!("batch 10k x 64 B {name}"),
+                    unit: "ns",
+                    vals,
+                },
+                &mut rows,
+            );
+        }
+    }
+    if want("random") {
+        for max in [200, 30_000] {
+            let actions = cfg.n(if max == 200 { 300_000 } else { 100_000 });
+            let vals = all_peers(&mut |h| measure(&cfg, || h.random_actions(max, actions)));
+            emit(
+                Row {
+                    group: "random",
+                    name: format!("random actions <= {max} B"),
+                    unit: "ns",
+                    vals,
+                },
+                &mut rows,
+            );
+        }
+    }
+    if want("eff") {
+        for max in [200, 30_000] {
+            let vals = (0..PEERS.len())
+                .map(|i| {
+                    (i < 6 && on(i)).then(|| {
+                        let e = with_peer(i, EFF_ARENA, &mut |h| h.efficiency(EFF_ARENA, max));
+                        (e * 100.0, e * 100.0)
+                    })
+                })
+                .collect();
+            emit(
+                Row {
+                    group: "eff",
+                    name: format!("heap efficiency <= {max} B"),
+                    unit: "%",
+                    vals,
+                },
+                &mut rows,
+            );
+        }
+        let m = metadata_fraction() * 100.0;
+        let mut vals = vec![None; PEERS.len()];
+        vals[0] = Some((m, m));
+        emit(
+            Row {
+                group: "eff",
+                name: "kmem metadata".into(),
+                unit: "%",
+                vals,
+            },
+            &mut rows,
+        );
+    }
+    if want("threads") {
+        let rounds = cfg.n(5_000);
+        for threads in [1, 2] {
+            let vals = all_peers(&mut |h| measure(&cfg, || h.independent(threads, rounds)));
+            emit(
+                Row {
+                    group: "threads",
+                    name: format!("{threads} thread(s) independent"),
+                    unit: "ns",
+                    vals,
+                },
+                &mut rows,
+            );
+        }
+        let n = cfg.n(300_000);
+        let vals = all_peers(&mut |h| measure(&cfg, || h.producer_consumer(n)));
+        emit(
+            Row {
+                group: "threads",
+                name: "producer/consumer".into(),
+                unit: "ns",
+                vals,
+            },
+            &mut rows,
+        );
+    }
+    if want("page") {
+        for r in page_rows(&cfg) {
+            emit(r, &mut rows);
+        }
+    }
+    if let Some(path) = json {
+        let mut out = String::from("{\n  \"peers\": [");
+        out += &PEERS
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += "],\n  \"rows\": [\n";
+        let rs: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let vals: Vec<String> = r
+                    .vals
+                    .iter()
+                    .map(|v| match v {
+                        Some((b, m)) => format!("[{b:.4}, {m:.4}]"),
+                        None => "null".into(),
+                    })
+                    .collect();
+                format!(
+                    "    {{\"group\": \"{}\", \"name\": \"{}\", \"unit\": \"{}\", \"vals\": [{}]}}",
+                    r.group,
+                    r.name,
+                    r.unit,
+                    vals.join(", ")
+                )
+            })
+            .collect();
+        out += &rs.join(",\n");
+        out += "\n  ]\n}\n";
+        std::fs::write(&path, out).expect("write json");
+        eprintln!("wrote {path}");
+    }
+}
