@@ -31,7 +31,7 @@ pub struct HostArch;
 // no slot's owner, so it always takes a slot's lock (see `crate::percpu`).
 
 /// Exclusive ids available (live threads beyond this many share slots).
-pub(crate) const MAX_IDS: usize = 256;
+const MAX_IDS: usize = 256;
 static IDS: [AtomicU64; MAX_IDS / 64] = [const { AtomicU64::new(0) }; MAX_IDS / 64];
 /// Source of shared ids for threads without an exclusive one.
 static NEXT_SHARED: AtomicUsize = AtomicUsize::new(MAX_IDS);
@@ -184,12 +184,6 @@ fn barrier_available() -> bool {
     membarrier::available()
 }
 
-/// A full memory barrier on every thread of the process that is running now (see above).
-/// A no-op where no thread can own a slot.
-pub(crate) fn process_barrier() {
-    membarrier::barrier()
-}
-
 /// Whether threads own their CPU slots (lock-free per-CPU fast paths) in this process.
 pub fn owned_slots() -> bool {
     barrier_available()
@@ -197,6 +191,13 @@ pub fn owned_slots() -> bool {
 
 impl Arch for HostArch {
     type IrqState = ();
+    const OWNED_IDS: usize = MAX_IDS;
+
+    /// A full memory barrier on every thread of the process that is running now (see
+    /// above); a no-op where no thread can own a slot.
+    fn remote_barrier() {
+        membarrier::barrier()
+    }
 
     #[inline]
     fn cpu_id() -> usize {

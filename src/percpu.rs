@@ -8,13 +8,12 @@
 //!
 //! - **Bare metal**: everyone, always — the owner's lock is almost always uncontended
 //!   (only drains from other CPUs take it), but it is an atomic RMW per access.
-//! - **Hosted** (`A` is [`HostArch`](crate::hosted::HostArch)): a live thread owns the slot
-//!   of its id exclusively (ids are unique among live threads), and enters it with plain
-//!   stores — `busy = true`, a compiler fence, then a look at `mode`. Anyone else (a drain
-//!   from another thread: shrink, reap, destroy, figures; or a thread whose id folds onto
-//!   the slot) takes the lock, sets a bit in `mode`, runs a process-wide memory barrier
-//!   ([`process_barrier`](crate::hosted::process_barrier), `membarrier(2)`) and waits for
-//!   `busy` to clear. The barrier stands in for the full fence the owner skipped: after
+//! - **Owned ids** (`Arch::OWNED_IDS > 0`, the hosted platform): a CPU id below it belongs
+//!   to one live context, which enters the slot of its id with plain stores —
+//!   `busy = true`, a compiler fence, then a look at `mode`. Anyone else (a drain from
+//!   another thread: shrink, reap, destroy, figures; or a thread whose id folds onto the
+//!   slot) takes the lock, sets a bit in `mode`, runs [`Arch::remote_barrier`] (hosted:
+//!   `membarrier(2)`) and waits for `busy` to clear. The barrier stands in for the full fence the owner skipped: after
 //!   it, either the owner's `busy = true` is visible to the outsider (who waits), or the
 //!   owner's later look at `mode` sees the bit (and the owner takes the lock instead).
 //!   That is Dekker's handshake with the expensive half on the rare side.
@@ -64,48 +63,10 @@ unsafe impl<A: Arch, T: Send> Send for PerCpu<A, T> {}
 // SAFETY: as for Send.
 unsafe impl<A: Arch, T: Send> Sync for PerCpu<A, T> {}
 
-/// Whether this platform lets slot owners in without the lock (hosted only; decided at
-/// compile time after monomorphisation).
+/// Whether CPU id `id` exclusively owns slot `id` of a `PerCpu` with `n` slots.
 #[inline(always)]
-#[cfg_attr(
-    not(any(test, feature = "hosted")),
-    allow(clippy::extra_unused_type_parameters)
-)]
-fn owned_slots<A: Arch>() -> bool {
-    #[cfg(any(test, feature = "hosted"))]
-    {
-        core::any::TypeId::of::<A>() == core::any::TypeId::of::<crate::hosted::HostArch>()
-    }
-    #[cfg(not(any(test, feature = "hosted")))]
-    {
-        false
-    }
-}
-
-/// Whether CPU id `id` (from [`Arch::cpu_id`]) exclusively owns slot `id` of a `PerCpu`
-/// with `n` slots: hosted thread ids below `MAX_IDS` belong to one live thread each.
-#[inline(always)]
-#[cfg_attr(
-    not(any(test, feature = "hosted")),
-    allow(clippy::extra_unused_type_parameters)
-)]
 fn owns_slot<A: Arch>(id: usize, n: usize) -> bool {
-    #[cfg(any(test, feature = "hosted"))]
-    {
-        owned_slots::<A>() && id < n && id < crate::hosted::MAX_IDS
-    }
-    #[cfg(not(any(test, feature = "hosted")))]
-    {
-        let _ = (id, n);
-        false
-    }
-}
-
-fn process_barrier<A: Arch>() {
-    #[cfg(any(test, feature = "hosted"))]
-    if owned_slots::<A>() {
-        crate::hosted::process_barrier();
-    }
+    id < n && id < A::OWNED_IDS
 }
 
 impl<A: Arch, T> PerCpu<A, T> {
@@ -211,7 +172,7 @@ impl<A: Arch, T> PerCpu<A, T> {
     #[inline(never)]
     fn outsider<'a>(&self, slot: &'a Slot<A, T>, bit: u8) -> SlotGuard<'a, A, T> {
         let guard = slot.lock.lock();
-        if !owned_slots::<A>() {
+        if A::OWNED_IDS == 0 {
             return SlotGuard {
                 slot,
                 how: How::Locked(guard, 0),
@@ -226,7 +187,7 @@ impl<A: Arch, T> PerCpu<A, T> {
             };
         }
         slot.mode.store(mode | bit, Ordering::Relaxed);
-        process_barrier::<A>();
+        A::remote_barrier();
         // Acquire: see everything the owner wrote before it cleared `busy`.
         while slot.busy.load(Ordering::Acquire) {
             core::hint::spin_loop();

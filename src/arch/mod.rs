@@ -31,6 +31,16 @@ pub trait Arch: 'static {
     /// Orders earlier stores before later stores (`sfence`, `dmb ishst`).
     fn barrier_write();
 
+    /// CPU ids below this belong to one running context each, for as long as it runs,
+    /// so per-CPU data may be entered by that owner without a lock (see `crate::percpu`).
+    /// 0 (the default) means every per-CPU access takes its slot's lock — right on bare
+    /// metal, where a remote drain has no cheap way to fence the owner.
+    const OWNED_IDS: usize = 0;
+
+    /// A full memory barrier on every CPU running this program, issued by a thread that
+    /// wants to enter another context's per-CPU data (needed only when `OWNED_IDS > 0`).
+    fn remote_barrier() {}
+
     /// A free-running cycle counter for benchmarks and owner tracking.
     fn cycles() -> u64;
 
