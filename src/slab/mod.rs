@@ -16,10 +16,12 @@
 
 pub mod array;
 mod cache;
+pub mod debug;
 pub mod header;
 pub mod layout;
 
 use core::fmt;
+use core::sync::atomic::AtomicUsize;
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -28,7 +30,8 @@ use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use array::{AC_MAX, ArrayCache, SharedArray};
-use header::SlabList;
+use debug::{DebugFlags, DebugLayout};
+use header::{ChainKey, SlabList};
 use layout::SlabLayout;
 
 /// A constructor or destructor: called with the object's address.
@@ -134,6 +137,17 @@ pub struct CacheSpec {
     pub dtor: Option<ObjectFn>,
 }
 
+/// How a cache checks and hardens itself (from `kmalloc::Options`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hardening {
+    pub debug: DebugFlags,
+    pub init_on_alloc: bool,
+    pub init_on_free: bool,
+    pub random_freelist: bool,
+    /// Entropy for the free-list key.
+    pub seed: u64,
+}
+
 /// Why a slab or kmalloc operation was refused. Nothing changes when one is returned.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SlabError {
@@ -173,6 +187,8 @@ pub enum SlabError {
     },
     /// `destroy` of a cache that still has `live` objects (listed in the log).
     Busy { cache: CacheName, live: usize },
+    /// An allocation failed on purpose (`kmem.failslab`).
+    Injected { cache: CacheName },
     /// A page-level error underneath.
     Page(PageError),
 }
@@ -224,6 +240,12 @@ impl fmt::Display for SlabError {
             SlabError::Busy { cache, live } => {
                 write!(f, "{cache}: cannot destroy, {live} objects still allocated")
             }
+            SlabError::Injected { cache } => {
+                write!(
+                    f,
+                    "{cache}: allocation failed by fault injection (failslab)"
+                )
+            }
             SlabError::Page(e) => write!(f, "{e}"),
         }
     }
@@ -263,6 +285,15 @@ pub struct SlabCache<A: Arch> {
     node: IrqMutex<A, Node>,
     /// The page block holding the per-CPU arrays and the shared array.
     arrays: (PhysAddr, u32),
+    key: ChainKey,
+    debug: DebugLayout,
+    init_on_alloc: bool,
+    init_on_free: bool,
+    /// Any of the above: allocations and frees take the checked paths. The fast paths
+    /// test this one byte and nothing else.
+    slow: bool,
+    /// Problems found and reported (red zones, poison, free-list links).
+    reports: AtomicUsize,
     /// Next user-created cache in the registry (under the registry lock).
     pub(crate) next: *mut SlabCache<A>,
 }
@@ -287,7 +318,11 @@ fn array_limits(size: usize) -> (usize, usize) {
 
 impl<A: Arch> SlabCache<A> {
     /// A cache as `spec` describes, with arrays for `pages.nr_cpus()` CPUs.
-    pub(crate) fn new(pages: &PageAllocator<A>, spec: &CacheSpec) -> Result<Self, SlabError> {
+    pub(crate) fn new(
+        pages: &PageAllocator<A>,
+        spec: &CacheSpec,
+        hard: &Hardening,
+    ) -> Result<Self, SlabError> {
         let mut align = spec.align.max(1);
         if !align.is_power_of_two() || align > PAGE_SIZE as usize {
             return Err(SlabError::BadAlign { align });
@@ -295,8 +330,13 @@ impl<A: Arch> SlabCache<A> {
         if spec.flags.contains(SlabFlags::HWCACHE_ALIGN) {
             align = align.max(layout::CACHE_LINE);
         }
-        let layout =
-            SlabLayout::new(spec.size, align).ok_or(SlabError::TooLarge { size: spec.size })?;
+        let debug = DebugLayout::new(hard.debug, spec.size, align);
+        let slot = if hard.debug.is_empty() {
+            spec.size
+        } else {
+            debug.slot()
+        };
+        let layout = SlabLayout::new(slot, align).ok_or(SlabError::TooLarge { size: spec.size })?;
         let gfp = if spec.flags.contains(SlabFlags::DMA) {
             Gfp::DMA
         } else if spec.flags.contains(SlabFlags::DMA32) {
@@ -348,8 +388,34 @@ impl<A: Arch> SlabCache<A> {
                 shared,
             }),
             arrays: (pa, order),
+            key: ChainKey::new(hard.seed ^ pa, hard.random_freelist),
+            debug,
+            init_on_alloc: hard.init_on_alloc,
+            init_on_free: hard.init_on_free,
+            slow: !hard.debug.is_empty() || hard.init_on_alloc || hard.init_on_free,
+            reports: AtomicUsize::new(0),
             next: core::ptr::null_mut(),
         })
+    }
+
+    /// Bytes a user may use in each object: the stride, or the object part of a debug
+    /// slot (past it lies the right red zone).
+    pub fn usable_size(&self) -> usize {
+        if self.debug.flags.is_empty() {
+            self.layout.stride
+        } else {
+            self.debug.object
+        }
+    }
+
+    /// The cache's debug flags.
+    pub fn debug_flags(&self) -> DebugFlags {
+        self.debug.flags
+    }
+
+    /// Problems reported so far (red zones, poison, free-list links).
+    pub fn reports(&self) -> usize {
+        self.reports.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn name(&self) -> CacheName {
@@ -455,3 +521,6 @@ impl fmt::Display for SlabInfo {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;
