@@ -113,9 +113,28 @@ impl SlabFlags {
     pub const DMA: SlabFlags = SlabFlags(1 << 1);
     /// Take slabs from DMA32 (or DMA).
     pub const DMA32: SlabFlags = SlabFlags(1 << 2);
+    /// Debugging for this cache alone, as Linux's `SLAB_CONSISTENCY_CHECKS`,
+    /// `SLAB_RED_ZONE`, `SLAB_POISON` and `SLAB_STORE_USER` (see [`debug`]).
+    pub const SANITY: SlabFlags = SlabFlags(1 << 3);
+    pub const RED_ZONE: SlabFlags = SlabFlags(1 << 4);
+    pub const POISON: SlabFlags = SlabFlags(1 << 5);
+    pub const STORE_USER: SlabFlags = SlabFlags(1 << 6);
 
     pub const fn contains(self, o: SlabFlags) -> bool {
         self.0 & o.0 == o.0
+    }
+
+    /// The debug options these flags ask for.
+    pub fn debug(self) -> DebugFlags {
+        [
+            (SlabFlags::SANITY, DebugFlags::SANITY),
+            (SlabFlags::RED_ZONE, DebugFlags::RED_ZONE),
+            (SlabFlags::POISON, DebugFlags::POISON),
+            (SlabFlags::STORE_USER, DebugFlags::STORE_USER),
+        ]
+        .into_iter()
+        .filter(|(s, _)| self.contains(*s))
+        .fold(DebugFlags::NONE, |d, (_, f)| d.union(f))
     }
 }
 
@@ -330,8 +349,9 @@ impl<A: Arch> SlabCache<A> {
         if spec.flags.contains(SlabFlags::HWCACHE_ALIGN) {
             align = align.max(layout::CACHE_LINE);
         }
-        let debug = DebugLayout::new(hard.debug, spec.size, align);
-        let slot = if hard.debug.is_empty() {
+        let flags = hard.debug.union(spec.flags.debug());
+        let debug = DebugLayout::new(flags, spec.size, align);
+        let slot = if flags.is_empty() {
             spec.size
         } else {
             debug.slot()
@@ -392,7 +412,7 @@ impl<A: Arch> SlabCache<A> {
             debug,
             init_on_alloc: hard.init_on_alloc,
             init_on_free: hard.init_on_free,
-            slow: !hard.debug.is_empty() || hard.init_on_alloc || hard.init_on_free,
+            slow: !flags.is_empty() || hard.init_on_alloc || hard.init_on_free,
             reports: AtomicUsize::new(0),
             next: core::ptr::null_mut(),
         })
