@@ -3,7 +3,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test host-test lint deps toolchain bench bench-smoke
+.PHONY: test host-test lint deps toolchain bench bench-smoke check miri asan fuzz
 
 ## test: every test — host tests, format, clippy for every target, and the QEMU self-tests.
 test: deps host-test lint
@@ -102,3 +102,32 @@ lint-firmware: toolchain
 
 test: qemu-test
 lint: lint-firmware
+
+# --- Deeper checks: not in `make test` (they take minutes) ------------------------------
+FUZZ_SECONDS ?= 60
+# The core's tests that Miri runs: the unsafe code of every layer, at sizes an
+# interpreter finishes in minutes (the models shrink themselves under cfg(miri)).
+MIRI_TESTS ?= mm::memmap mm::pcp slab::array slab::layout percpu buddy_model \
+	bad_frees_are_refused kmalloc_and_cache_model bad_kfrees write_past_the_end \
+	write_after_free double_free_while corrupted_free_list
+
+## check: Miri on the core's tests, AddressSanitizer on the host tests, and the fuzzer.
+check: miri asan fuzz
+
+## miri: the core's tests under Miri (installs the nightly component).
+miri:
+	rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null
+	MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance" \
+		cargo +nightly miri test --features hosted --lib -- $(MIRI_TESTS)
+
+## asan: every host test with AddressSanitizer.
+asan: toolchain
+	RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Zsanitizer=address $(CARGO) test --release \
+		--target x86_64-unknown-linux-gnu --features hosted --target-dir target/asan
+
+## fuzz: the action-list fuzzer with a shadow model, for FUZZ_SECONDS (installs cargo-fuzz).
+fuzz:
+	rustup toolchain install nightly --profile minimal >/dev/null
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && cargo +nightly fuzz run actions -- -max_total_time=$(FUZZ_SECONDS)
+

@@ -23,6 +23,8 @@ pub mod mm;
 pub mod percpu;
 pub mod slab;
 pub mod sync;
+#[cfg(test)]
+mod test_log;
 
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;

@@ -74,7 +74,7 @@ pub fn boot(x0: usize) -> ! {
         )
     };
     let kmem = match pages {
-        Ok(p) => match Kmem::new(p) {
+        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
             Ok(k) => KMEM.call_once(|| k),
             Err(e) => fail(format_args!("{e}")),
         },
@@ -89,6 +89,23 @@ pub fn boot(x0: usize) -> ! {
     }
     workload::demo();
     monitor::run()
+}
+
+/// Allocator options from the kernel command line (`kmem.debug=`, `kmem.failslab=`,
+/// `init_on_alloc=`, …), keyed with the loader's `rng-seed` (else the cycle counter).
+/// A malformed option is reported and ignored: bad input must not stop the boot.
+fn options(bootargs: &str, rng_seed: &[u8]) -> crate::kmalloc::Options {
+    let seed = rng_seed
+        .iter()
+        .fold(Cpu::cycles(), |s, &b| s.rotate_left(8) ^ u64::from(b));
+    let base = crate::kmalloc::Options {
+        seed,
+        ..Default::default()
+    };
+    base.parse(bootargs).unwrap_or_else(|e| {
+        println!("kmem: {e}: ignored");
+        base
+    })
 }
 
 /// Reports why the allocator could not start, and ends the machine failing.

@@ -5,6 +5,7 @@ use crate::arch::cpu::Cpu;
 use crate::bsp::console;
 use crate::gfp::Gfp;
 use crate::mm::BuddyInfo;
+use crate::slab::CacheName;
 use crate::{print, println};
 
 use super::{kmem, pages, workload};
@@ -18,6 +19,9 @@ commands:
   kmalloc <size> [flags]   allocate, print the address; flags: zero dma dma32 atomic
   kfree <addr>             free a kmalloc block (a bad address prints the error)
   stress [seconds]         mixed kmalloc/kfree on every cpu, cross-cpu frees (default 2)
+  validate [cache]         walk every cache (or one): lists, arrays, red zones, poison
+  failslab <n> [cache]     make every nth slab allocation (of one cache) fail; 0 stops
+  options                  the allocator options in force (from the command line)
   reap                     drain idle per-CPU arrays, release empty slabs
   shrink                   drain every array and release every empty slab
   pages <order>            allocate 2^order pages, print the address
@@ -112,6 +116,22 @@ fn execute(line: &str) {
                 Err(e) => println!("stress: FAILED: {e}"),
             }
         }
+        ("validate", _) => match kmem().validate(rest.clone().next()) {
+            Some(0) => println!("validate: no problems"),
+            Some(n) => println!("validate: {n} problems (reported above)"),
+            None => println!("validate: no cache named that"),
+        },
+        ("failslab", (Some(n), _)) => {
+            let cache = rest.clone().nth(1).map(CacheName::new);
+            match cache.transpose() {
+                Ok(c) => {
+                    kmem().set_failslab(n as u32, c);
+                    println!("failslab: every {n}th allocation fails (0: off)");
+                }
+                Err(e) => println!("error: {e}"),
+            }
+        }
+        ("options", _) => println!("{:?}", kmem().options()),
         ("reap", _) => {
             let (objs, pages) = kmem().reap();
             println!("reap: {objs} objects drained, {pages} pages released");
@@ -126,7 +146,7 @@ fn execute(line: &str) {
             Err(e) => println!("error: {e}"),
         },
         ("poweroff", _) => Cpu::exit(0),
-        ("kmalloc" | "kfree" | "pages" | "free" | "stress", _) => {
+        ("kmalloc" | "kfree" | "pages" | "free" | "stress" | "failslab", _) => {
             println!("usage: see `help`")
         }
         _ => println!("unknown command `{cmd}`; `help` lists them"),

@@ -345,6 +345,45 @@ pub fn reap_and_shrink() -> R {
     })
 }
 
+/// The debug cache (red zones, poison, owner tracking) every core uses, by address.
+static DEBUG_CACHE: AtomicUsize = AtomicUsize::new(0);
+
+fn overflow_on_this_cpu(cpu: usize) -> R {
+    let c = DEBUG_CACHE.load(Relaxed) as *const crate::slab::SlabCache<Cpu>;
+    // SAFETY: the test stores a live cache before run_on_all and destroys it only after
+    // every job has finished.
+    let c = unsafe { c.as_ref() }.ok_or("no debug cache")?;
+    let p = c
+        .alloc(kmem(), Gfp::KERNEL)
+        .map_err(|_| "debug cache alloc failed")?
+        .as_ptr();
+    // SAFETY: one byte past a 40-byte object lies in its right red zone, inside the slab.
+    unsafe { p.add(40).write_volatile(cpu as u8) };
+    kmem()
+        .kfree(p)
+        .map_err(|_| "free of an overflowed object was refused")
+}
+
+pub fn debug_red_zones_on_every_core() -> R {
+    conserving(|k| {
+        let flags = SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER;
+        let c = k
+            .cache_create("selftest-debug", 40, 8, flags, None, None)
+            .map_err(|_| "cache_create failed")?;
+        DEBUG_CACHE.store(c.cache() as *const _ as usize, Relaxed);
+        let before = c.cache().reports();
+        smp::run_on_all(overflow_on_this_cpu)?;
+        DEBUG_CACHE.store(0, Relaxed);
+        let found = c.cache().reports() - before;
+        ensure(found == smp::online(), "not every overflow was reported")?;
+        ensure(
+            k.validate(Some("selftest-debug")) == Some(0),
+            "validate after repair",
+        )?;
+        c.destroy().map_err(|_| "destroy failed")
+    })
+}
+
 pub fn stress_all_cpus() -> R {
     conserving(|_| {
         let (ops, remote) = workload::run(0, 4000)?;

@@ -38,3 +38,55 @@ unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
         or_null(self.krealloc_aligned(ptr, new_size, l.align(), Gfp::KERNEL))
     }
 }
+
+/// `allocator_api2::alloc::Allocator` for `&Kmem`: collections of the `allocator-api2`
+/// crate (`Vec::new_in`, `Box::new_in`) on one particular allocator instance, on stable
+/// Rust.
+// SAFETY: blocks stay valid until deallocated (kmem never moves or reuses a live block),
+// are at least `layout.size()` long and aligned to `layout.align()`; deallocate/grow/
+// shrink receive blocks this allocator returned.
+unsafe impl<A: Arch> allocator_api2::alloc::Allocator for &Kmem<A> {
+    fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let p = self
+            .kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL)
+            .map_err(|_| allocator_api2::alloc::AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, l.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, _: Layout) {
+        // A refused free is logged by kfree; deallocate has no way to report it.
+        let _ = self.kfree(ptr.as_ptr());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use allocator_api2::vec::Vec;
+
+    use crate::hosted::Region;
+    use crate::mm::PageAllocator;
+    use crate::mm::zone::ZoneLimits;
+
+    #[test]
+    fn allocator_api2_collections_on_one_instance() {
+        let ram = Region::new(16 << 20).unwrap();
+        // SAFETY: the region outlives the allocator.
+        let pages = unsafe {
+            PageAllocator::<crate::hosted::HostArch>::new(
+                &ram.normalized().unwrap(),
+                ZoneLimits::FLAT,
+                1,
+                None,
+            )
+        }
+        .unwrap();
+        let k = super::Kmem::new(pages).unwrap();
+        let mut v = Vec::new_in(&k);
+        v.extend(0..10_000u32);
+        assert_eq!(v.iter().sum::<u32>(), 49_995_000);
+        assert!(
+            k.ksize(v.as_ptr() as *mut u8).is_ok(),
+            "the buffer is a kmem block"
+        );
+    }
+}

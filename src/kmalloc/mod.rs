@@ -13,6 +13,7 @@
 pub mod classes;
 mod global;
 mod info;
+pub mod options;
 
 use core::ptr::NonNull;
 
@@ -22,10 +23,12 @@ use crate::mm::buddy::MAX_ORDER;
 use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
-use crate::slab::{CacheName, CacheSpec, ObjectFn, SlabCache, SlabError, SlabFlags};
+use crate::slab::{CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags};
 use crate::sync::IrqMutex;
 use classes::{CLASS_SIZES, NR_CLASSES, SMALL_MAX, class_align, class_for, small_class};
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 pub use info::{MemInfo, SlabInfoTable};
+pub use options::Options;
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by
 /// `kfree` (Linux's `ZERO_SIZE_PTR`).
@@ -50,6 +53,11 @@ pub struct Kmem<A: Arch> {
     serving: [Option<ZoneKind>; NR_ZONES],
     /// Head of the list of user-created caches, linked through `SlabCache::next`.
     registry: IrqMutex<A, *mut SlabCache<A>>,
+    options: Options,
+    /// Fault injection: every `fail_every`-th allocation (of `fail_cache`) fails.
+    fail_every: AtomicU32,
+    fail_count: AtomicU32,
+    fail_cache: IrqMutex<A, Option<CacheName>>,
 }
 
 // SAFETY: the registry pointer is only followed under its lock; the kmalloc cache
@@ -61,11 +69,16 @@ unsafe impl<A: Arch> Sync for Kmem<A> {}
 impl<A: Arch> Kmem<A> {
     /// Builds the kmalloc caches (8 B to 1 MiB) for every non-empty zone over `pages`.
     pub fn new(pages: PageAllocator<A>) -> Result<Kmem<A>, SlabError> {
+        Self::with_options(pages, Options::default())
+    }
+
+    /// [`Kmem::new`] with debugging, hardening and fault-injection options.
+    pub fn with_options(pages: PageAllocator<A>, options: Options) -> Result<Kmem<A>, SlabError> {
         let info = pages.info();
         let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
         let mut kmalloc = [core::ptr::null(); NR_ZONES];
         for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
-            kmalloc[z.index()] = Self::zone_caches(&pages, z)?;
+            kmalloc[z.index()] = Self::zone_caches(&pages, z, &options)?;
         }
         let serving =
             core::array::from_fn(|z| ZoneKind::from_index(z).fallbacks().find(|&z| present(z)));
@@ -74,13 +87,65 @@ impl<A: Arch> Kmem<A> {
             kmalloc,
             serving,
             registry: IrqMutex::new(core::ptr::null_mut()),
+            fail_every: AtomicU32::new(options.failslab_every),
+            fail_count: AtomicU32::new(0),
+            fail_cache: IrqMutex::new(options.failslab_cache),
+            options,
         })
+    }
+
+    /// The options the allocator was built with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Makes every `every`-th slab allocation (of `cache` only, if named) fail; 0 stops.
+    pub fn set_failslab(&self, every: u32, cache: Option<CacheName>) {
+        *self.fail_cache.lock() = cache;
+        self.fail_count.store(0, Relaxed);
+        self.fail_every.store(every, Relaxed);
+    }
+
+    /// Whether fault injection is on (one load on the allocation fast path).
+    #[inline(always)]
+    pub(crate) fn failslab_armed(&self) -> bool {
+        self.fail_every.load(Relaxed) != 0
+    }
+
+    /// Counts an allocation of `cache` and says whether this one must fail.
+    #[cold]
+    pub(crate) fn failslab_fires(&self, cache: CacheName) -> bool {
+        if self.fail_cache.lock().is_some_and(|c| c != cache) {
+            return false;
+        }
+        let every = self.fail_every.load(Relaxed).max(1);
+        (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)
+    }
+
+    /// The security and debug settings a cache named `name` gets.
+    fn hardening(&self, name: &CacheName) -> Hardening {
+        hardening(&self.options, name)
+    }
+
+    /// Walks every cache (or the one named) and reports each inconsistency to the log;
+    /// returns how many were found, or `None` if no cache has that name.
+    pub fn validate(&self, name: Option<&str>) -> Option<usize> {
+        let mut problems = 0;
+        let mut seen = false;
+        self.for_each_cache(|c| {
+            if name.is_none_or(|n| c.name().as_str() == n) {
+                seen = true;
+                problems += c.validate(self);
+            }
+        });
+        seen.then_some(problems)
     }
 
     /// Creates zone `z`'s kmalloc caches in a page block of their own.
     fn zone_caches(
         pages: &PageAllocator<A>,
         z: ZoneKind,
+        options: &Options,
     ) -> Result<*const KmallocCaches<A>, SlabError> {
         let bytes = size_of::<KmallocCaches<A>>();
         let order = bytes
@@ -98,7 +163,7 @@ impl<A: Arch> Kmem<A> {
                 ctor: None,
                 dtor: None,
             };
-            match SlabCache::new(pages, &spec) {
+            match SlabCache::new(pages, &spec, &hardening(options, &spec.name)) {
                 // SAFETY: the block holds NR_CLASSES caches, is page-aligned and ours.
                 Ok(cache) => unsafe { caches.add(c).write(cache) },
                 Err(e) => {
@@ -138,16 +203,19 @@ impl<A: Arch> Kmem<A> {
 
     /// Allocates `size` bytes aligned to 8.
     #[inline]
+    #[track_caller]
     pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         self.kmalloc_aligned(size, 8, gfp)
     }
 
     /// Allocates `size` zeroed bytes.
+    #[track_caller]
     pub fn kzalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         self.kmalloc(size, gfp | Gfp::ZERO)
     }
 
     /// Allocates `n × size` zeroed bytes; an overflowing product is an error.
+    #[track_caller]
     pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         let bytes = n.checked_mul(size).ok_or(SlabError::Overflow)?;
         self.kzalloc(bytes, gfp)
@@ -156,6 +224,7 @@ impl<A: Arch> Kmem<A> {
     /// Allocates `size` bytes aligned to `align` (a power of two). Alignments up to 4 KiB
     /// come from the caches; larger ones, and sizes past 1 MiB, from the page allocator.
     #[inline]
+    #[track_caller]
     pub fn kmalloc_aligned(
         &self,
         size: usize,
@@ -225,6 +294,7 @@ impl<A: Arch> Kmem<A> {
     /// object start is refused with the reason — logged with the pointer and the cache —
     /// and nothing changes.
     #[inline]
+    #[track_caller]
     pub fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return Ok(());
@@ -248,6 +318,7 @@ impl<A: Arch> Kmem<A> {
 
     #[cold]
     #[inline(never)]
+    #[track_caller]
     fn kfree_slow(&self, addr: usize) -> Result<(), SlabError> {
         self.free_checked(addr, None)
             .inspect_err(|e| log::error!("kfree: {e}"))
@@ -274,6 +345,7 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Frees `addr`, which must belong to `expected` when given.
+    #[track_caller]
     fn free_checked(&self, addr: usize, expected: Option<&SlabCache<A>>) -> Result<(), SlabError> {
         match self.owner_of(addr)? {
             Owner::Large { pa, order } => match expected {
@@ -309,7 +381,7 @@ impl<A: Arch> Kmem<A> {
             Owner::Large { order, .. } => Ok((PAGE_SIZE as usize) << order),
             Owner::Slab { cache, frame } => {
                 cache.live_object(frame, ptr as usize)?;
-                Ok(cache.stride())
+                Ok(cache.usable_size())
             }
         }
     }
@@ -319,12 +391,14 @@ impl<A: Arch> Kmem<A> {
     /// `ptr` is checked against the page descriptors (as `kfree` checks it) before any
     /// byte is read, so a bad pointer is an error, not a wild copy.
     #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    #[track_caller]
     pub fn krealloc(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         self.krealloc_aligned(ptr, size, 8, gfp)
     }
 
     /// [`Kmem::krealloc`] with an alignment (a power of two) for the new block.
     #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    #[track_caller]
     pub fn krealloc_aligned(
         &self,
         ptr: *mut u8,
@@ -378,7 +452,7 @@ impl<A: Arch> Kmem<A> {
         if self.find_cache(&head, name).is_some() {
             return Err(SlabError::NameTaken { name: spec.name });
         }
-        let cache = SlabCache::new(&self.pages, &spec)?;
+        let cache = SlabCache::new(&self.pages, &spec, &self.hardening(&spec.name))?;
         let mem = match self.kmalloc_aligned(
             size_of::<SlabCache<A>>(),
             align_of::<SlabCache<A>>(),
@@ -487,6 +561,17 @@ impl<A: Arch> Kmem<A> {
     }
 }
 
+/// The settings a cache named `name` gets from `o`.
+fn hardening(o: &Options, name: &CacheName) -> Hardening {
+    Hardening {
+        debug: o.debug_for(name),
+        init_on_alloc: o.init_on_alloc,
+        init_on_free: o.init_on_free,
+        random_freelist: o.random_freelist,
+        seed: o.seed,
+    }
+}
+
 /// The owner of a live block, from its page descriptor.
 enum Owner<'k, A: Arch> {
     /// A block straight from the page allocator.
@@ -508,12 +593,14 @@ pub struct CacheRef<'k, A: Arch> {
 impl<'k, A: Arch> CacheRef<'k, A> {
     /// Allocates one object (constructed, if the cache has a constructor).
     #[inline]
+    #[track_caller]
     pub fn alloc(&self, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         self.cache.alloc(self.kmem, gfp)
     }
 
     /// Frees an object of this cache; an object of another cache is refused.
     #[inline]
+    #[track_caller]
     pub fn free(&self, obj: NonNull<u8>) -> Result<(), SlabError> {
         self.kmem
             .free_checked(obj.as_ptr() as usize, Some(self.cache))
@@ -533,7 +620,10 @@ impl<'k, A: Arch> CacheRef<'k, A> {
         let name = self.cache.name();
         self.cache.for_each_live(|obj| {
             live += 1;
-            log::error!("{name}: object {obj:#x} still allocated at destroy");
+            match self.cache.owner_record(obj) {
+                Some(t) => log::error!("{name}: object {obj:#x} still allocated at destroy, {t}"),
+                None => log::error!("{name}: object {obj:#x} still allocated at destroy"),
+            }
         });
         if live > 0 {
             let e = SlabError::Busy { cache: name, live };

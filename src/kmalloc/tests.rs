@@ -45,28 +45,10 @@ impl Heap {
     }
 }
 
-/// Log lines, captured for the tests that check what kmem reports.
-static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record) {
-        LOG.lock().unwrap().push(r.args().to_string());
-    }
-    fn flush(&self) {}
-}
-
-fn capture_log() {
-    let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Error);
-}
+use crate::test_log::capture as capture_log;
 
 fn logged(needle: &str) -> bool {
-    LOG.lock().unwrap().iter().any(|l| l.contains(needle))
+    crate::test_log::logged(&[needle])
 }
 
 #[test]

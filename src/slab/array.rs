@@ -108,6 +108,15 @@ impl SharedArray {
         self.cap
     }
 
+    /// The objects held, oldest first.
+    pub fn entries(&self) -> &[usize] {
+        if self.avail == 0 {
+            return &[];
+        }
+        // SAFETY: entries below avail were written by push_from and are initialised.
+        unsafe { core::slice::from_raw_parts(self.entries, self.avail) }
+    }
+
     /// Moves as many of `objs` as fit; returns how many.
     pub fn push_from(&mut self, objs: &[usize]) -> usize {
         let n = objs.len().min(self.cap - self.avail);

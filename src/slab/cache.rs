@@ -7,6 +7,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::array::ArrayCache;
+use super::debug::Damage;
 use super::header::{BUFCTL_ACTIVE, BUFCTL_CACHED, ListKind, Slab, SlabPtr};
 use super::{Node, SlabCache, SlabError};
 use crate::arch::Arch;
@@ -97,7 +98,11 @@ impl<A: Arch> SlabCache<A> {
 
     /// Allocates one object.
     #[inline]
+    #[track_caller]
     pub(crate) fn alloc(&self, k: &Kmem<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+        if k.failslab_armed() && k.failslab_fires(self.name) {
+            return Err(SlabError::Injected { cache: self.name });
+        }
         let obj = {
             let mut ac = self.cpu.local();
             match ac.pop() {
@@ -107,6 +112,9 @@ impl<A: Arch> SlabCache<A> {
         };
         let (slab, idx) = self.locate_array_object(k, obj);
         slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+        if self.slow {
+            self.on_alloc(obj);
+        }
         if gfp.contains(Gfp::ZERO) {
             // SAFETY: the object is ours now and `object_size` bytes long.
             unsafe { core::ptr::write_bytes(obj as *mut u8, 0, self.object_size) };
@@ -139,6 +147,9 @@ impl<A: Arch> SlabCache<A> {
     /// caller then takes the slow path, which finds and reports what is wrong).
     #[inline(always)]
     pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
+        if self.slow {
+            return false;
+        }
         // SAFETY: as in `locate`: the descriptor's owner is this cache.
         let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
         let off = obj.wrapping_sub(slab.s_mem());
@@ -152,29 +163,35 @@ impl<A: Arch> SlabCache<A> {
             return false;
         }
         e.store(BUFCTL_CACHED, Relaxed);
+        self.push_freed(k, obj);
+        true
+    }
+
+    /// Puts a freed object (already marked CACHED) on this CPU's array.
+    #[inline(always)]
+    fn push_freed(&self, k: &Kmem<A>, obj: usize) {
         let mut ac = self.cpu.local();
         if ac.is_full() {
             self.flush(k, &mut ac);
         }
         ac.push(obj);
-        true
     }
 
     /// Frees `obj`, whose page descriptor `frame` names this cache. Refuses interior
     /// pointers, pointers outside objects and objects that are not allocated, before
     /// changing anything.
     #[inline]
+    #[track_caller]
     pub(crate) fn free(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> Result<(), SlabError> {
         // Sequential double frees are always caught here. Two CPUs freeing the same
         // object in the same instant may both pass; closing that would cost an atomic
         // read-modify-write on every free.
         let (slab, idx) = self.live_object(frame, obj)?;
-        slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
-        let mut ac = self.cpu.local();
-        if ac.is_full() {
-            self.flush(k, &mut ac);
+        if self.slow {
+            self.on_free(obj);
         }
-        ac.push(obj);
+        slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
+        self.push_freed(k, obj);
         Ok(())
     }
 
@@ -201,9 +218,18 @@ impl<A: Arch> SlabCache<A> {
                 },
             };
             while ac.avail() < want && slab.has_free() {
-                let i = slab.take();
-                ac.push(slab.s_mem() + i * self.layout.stride);
-                node.free_objects -= 1;
+                let before = slab.num() - slab.inuse();
+                match slab.take(self.key) {
+                    Some(i) => {
+                        ac.push(slab.s_mem() + i * self.layout.stride);
+                        node.free_objects -= 1;
+                    }
+                    None => {
+                        // The slab quarantined its remaining free objects.
+                        node.free_objects -= before;
+                        self.report(slab.s_mem(), Damage::FreeList, 0, 0, 0, before);
+                    }
+                }
             }
             node.move_to(
                 slab,
@@ -229,9 +255,11 @@ impl<A: Arch> SlabCache<A> {
         let colour = node.colour_next;
         node.colour_next = if colour >= l.colours { 0 } else { colour + 1 };
         let start = base + colour * l.colour_off;
+        // Object 0 sits past slot 0's left red zone (0 bytes without debugging).
+        let first = start + self.debug.left;
         let (mgmt, s_mem) = if l.off_slab {
             match k.alloc_mgmt(l.mgmt_size, gfp) {
-                Some(m) => (m, start),
+                Some(m) => (m, first),
                 None => {
                     k.pages()
                         .free_pages(pa, l.order)
@@ -240,14 +268,27 @@ impl<A: Arch> SlabCache<A> {
                 }
             }
         } else {
-            (start, start + l.objects_offset())
+            (start, first + l.objects_offset())
         };
         // SAFETY: mgmt is either fresh kmalloc memory of mgmt_size bytes or the start of
         // the fresh slab, which reserves mgmt_size bytes before s_mem; 8-aligned either way.
-        let slab = unsafe { Slab::init(mgmt as *mut Slab, base, s_mem, l.num) };
-        if let Some(ctor) = self.ctor {
-            for i in 0..l.num {
-                ctor((s_mem + i * l.stride) as *mut u8);
+        let slab = unsafe {
+            Slab::init(
+                mgmt as *mut Slab,
+                base,
+                s_mem,
+                l.num,
+                self.key,
+                base as u64 ^ A::cycles(),
+            )
+        };
+        for i in 0..l.num {
+            let obj = s_mem + i * l.stride;
+            if let Some(ctor) = self.ctor {
+                ctor(obj as *mut u8);
+            }
+            if self.slow {
+                self.debug_init(obj);
             }
         }
         for p in 0..1u64 << l.order {
@@ -281,7 +322,7 @@ impl<A: Arch> SlabCache<A> {
         for &obj in objs {
             let (slab, idx) = self.locate_array_object(k, obj);
             debug_assert_eq!(slab.bufctl(idx).load(Relaxed), BUFCTL_CACHED);
-            slab.put(idx);
+            slab.put(idx, self.key);
             node.free_objects += 1;
             if slab.inuse() == 0 {
                 if node.free_objects > node.free_limit {
@@ -383,6 +424,91 @@ impl<A: Arch> SlabCache<A> {
                 }
             });
         }
+    }
+
+    /// Walks the cache — per-CPU arrays, the shared array, every slab's free chain and
+    /// every object's red zones and poison — reporting each inconsistency to the log.
+    /// Returns how many it found.
+    pub(crate) fn validate(&self, k: &Kmem<A>) -> usize {
+        let mut problems = 0;
+        for cpu in 0..self.cpu.len() {
+            let ac = self.cpu.cpu(cpu);
+            for &obj in ac.oldest(ac.avail()) {
+                problems += self.validate_cached(k, obj, "a per-CPU array");
+            }
+        }
+        let node = self.node.lock();
+        for &obj in node.shared.entries() {
+            problems += self.validate_cached(k, obj, "the shared array");
+        }
+        let mut chained = 0;
+        for (list, kind) in [
+            (&node.full, ListKind::Full),
+            (&node.partial, ListKind::Partial),
+            (&node.free, ListKind::Free),
+        ] {
+            list.for_each(|s| {
+                let (num, inuse) = (s.num(), s.inuse());
+                match s.chain_len(self.key) {
+                    None => {
+                        self.report(s.s_mem(), Damage::FreeList, 0, 0, 0, 0);
+                        problems += 1;
+                    }
+                    Some(n) if n != num - inuse => {
+                        log::error!(
+                            "validate {}: slab {:#x}: {n} objects on its free chain, but {} free by its count",
+                            self.name,
+                            s.base(),
+                            num - inuse
+                        );
+                        problems += 1;
+                    }
+                    Some(n) => chained += n,
+                }
+                let fits = match kind {
+                    ListKind::Full => inuse == num,
+                    ListKind::Partial => inuse > 0 && inuse < num,
+                    ListKind::Free => inuse == 0,
+                };
+                if !fits || s.list() != kind {
+                    log::error!(
+                        "validate {}: slab {:#x} with {inuse}/{num} in use is on the {kind:?} list",
+                        self.name,
+                        s.base()
+                    );
+                    problems += 1;
+                }
+                for i in 0..num {
+                    problems += self.validate_object(s, i);
+                }
+            });
+        }
+        if chained != node.free_objects {
+            log::error!(
+                "validate {}: {chained} objects on free chains, but the node counts {}",
+                self.name,
+                node.free_objects
+            );
+            problems += 1;
+        }
+        problems
+    }
+
+    /// Checks an object found in an array: a CACHED object start of this cache.
+    fn validate_cached(&self, k: &Kmem<A>, obj: usize, place: &str) -> usize {
+        let frame = k.pages().frame(A::virt_to_phys(obj));
+        let owner = frame.map(|f| f.owner());
+        let ok = owner == Some(self as *const Self as usize)
+            && frame
+                .and_then(|f| self.locate(f, obj).ok())
+                .is_some_and(|(s, i)| s.bufctl(i).load(Relaxed) == BUFCTL_CACHED);
+        if !ok {
+            log::error!(
+                "validate {}: {place} holds {obj:#x}, which is not a free object of this cache",
+                self.name
+            );
+        }
+        usize::from(!ok)
     }
 
     /// Pages held by this cache: its slabs, plus the block holding its arrays.

@@ -7,6 +7,12 @@
 //! - [`BUFCTL_ACTIVE`]: handed out to a user;
 //! - [`BUFCTL_CACHED`]: free, but held in a per-CPU or shared array.
 //!
+//! Chain links are stored encoded with the cache's [`ChainKey`] mixed with the entry's
+//! index, and checked when popped: a stray write into the management area yields an
+//! out-of-range link, which is reported instead of followed. Encoded links stay below
+//! 0x8000 and an encoded end mark has its top bit set and low bits `11`, so neither can
+//! pass for ACTIVE or CACHED.
+//!
 //! The chain and the header's counts change only under the cache's node lock. The
 //! ACTIVE ↔ CACHED moves happen on the lock-free fast paths, one `u16` each, so the
 //! entries are atomics; a free of an object that is not ACTIVE is a double free (or a
@@ -51,13 +57,62 @@ pub struct Slab {
 
 const _: () = assert!(core::mem::size_of::<Slab>() == SLAB_HEADER);
 
+/// A cache's secret for encoding chain links, and whether new slabs chain their objects
+/// in a shuffled order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainKey {
+    secret: u16,
+    shuffle: bool,
+}
+
+impl ChainKey {
+    /// A key from `seed` (any entropy: rng-seed, RDRAND, the cycle counter).
+    pub fn new(seed: u64, shuffle: bool) -> ChainKey {
+        let mixed = seed ^ (seed >> 29) ^ (seed >> 47);
+        ChainKey {
+            secret: (mixed as u16) & 0x7FFC,
+            shuffle,
+        }
+    }
+
+    /// The mask for entry `i`: below 0x8000, a multiple of 4.
+    #[inline]
+    fn mask(self, i: usize) -> u16 {
+        self.secret.wrapping_add((i as u16).wrapping_mul(0x9E34)) & 0x7FFC
+    }
+
+    #[inline]
+    fn encode(self, i: usize, next: u16) -> u16 {
+        next ^ self.mask(i)
+    }
+}
+
 impl Slab {
-    /// Writes a header with all `num` objects on the free chain at `mgmt`.
+    /// Writes a header with all `num` objects on the free chain at `mgmt` — in index
+    /// order, or, when the key says so, in an order drawn from `seed`: a random start and
+    /// a random step coprime with `num`, so that the next object is not predictable.
     ///
     /// # Safety
     /// `mgmt` must be writable for `mgmt_bytes(num)` bytes, 8-aligned, and unused; the
     /// result must only be used under the owning cache's node lock (see [`SlabPtr`]).
-    pub unsafe fn init(mgmt: *mut Slab, base: usize, s_mem: usize, num: usize) -> SlabPtr {
+    pub unsafe fn init(
+        mgmt: *mut Slab,
+        base: usize,
+        s_mem: usize,
+        num: usize,
+        key: ChainKey,
+        seed: u64,
+    ) -> SlabPtr {
+        let (start, step) = if key.shuffle && num > 1 {
+            let step = (1..num)
+                .cycle()
+                .skip((seed >> 16) as usize % num)
+                .find(|&s| gcd(s, num) == 1)
+                .unwrap_or(1);
+            (seed as usize % num, step)
+        } else {
+            (0, 1)
+        };
         // SAFETY: the caller gave us room for the header and num entries.
         unsafe {
             mgmt.write(Slab {
@@ -67,22 +122,28 @@ impl Slab {
                 base,
                 inuse: 0,
                 num: num as u32,
-                free: 0,
+                free: start as u16,
                 list: ListKind::Free,
                 _pad: [0; 5],
             });
             let bufctl = mgmt.add(1).cast::<AtomicU16>();
-            for i in 0..num {
-                let next = if i + 1 == num {
+            let mut i = start;
+            for k in 0..num {
+                let next = if k + 1 == num {
                     BUFCTL_END
                 } else {
-                    (i + 1) as u16
+                    ((i + step) % num) as u16
                 };
-                bufctl.add(i).write(AtomicU16::new(next));
+                bufctl.add(i).write(AtomicU16::new(key.encode(i, next)));
+                i = (i + step) % num;
             }
         }
         SlabPtr(mgmt)
     }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// A live slab. Raw rather than `&mut Slab` because the bufctl entries past the header
@@ -150,27 +211,52 @@ impl SlabPtr {
         unsafe { (*self.0).free != BUFCTL_END }
     }
 
-    /// Takes the first free object off the chain and marks it CACHED; returns its index.
-    pub fn take(self) -> usize {
+    /// Takes the first free object off the chain and marks it CACHED; returns its index,
+    /// or `None` when the link it found is out of range (corrupted management data). Then
+    /// the slab keeps the objects it has handed out and stops handing out more: its chain
+    /// is cut and the rest of its objects count as in use, so nothing follows the bad link.
+    pub fn take(self, key: ChainKey) -> Option<usize> {
         // SAFETY: live slab, node lock held by the caller; has_free() was checked.
         unsafe {
             let i = (*self.0).free as usize;
             let e = self.bufctl(i);
-            (*self.0).free = e.load(Relaxed);
+            let next = key.encode(i, e.load(Relaxed));
+            if next != BUFCTL_END && next as usize >= self.num() {
+                (*self.0).free = BUFCTL_END;
+                (*self.0).inuse = (*self.0).num;
+                return None;
+            }
+            (*self.0).free = next;
             e.store(BUFCTL_CACHED, Relaxed);
             (*self.0).inuse += 1;
-            i
+            Some(i)
         }
     }
 
     /// Puts object `i`, which the caller found CACHED, back on the chain.
-    pub fn put(self, i: usize) {
+    pub fn put(self, i: usize, key: ChainKey) {
         // SAFETY: live slab, node lock held by the caller.
         unsafe {
-            self.bufctl(i).store((*self.0).free, Relaxed);
+            self.bufctl(i).store(key.encode(i, (*self.0).free), Relaxed);
             (*self.0).free = i as u16;
             (*self.0).inuse -= 1;
         }
+    }
+
+    /// Length of the free chain, or `None` if it holds an out-of-range link or is longer
+    /// than the slab (a loop). For `validate`.
+    pub fn chain_len(self, key: ChainKey) -> Option<usize> {
+        // SAFETY: live slab, node lock held by the caller.
+        let mut i = unsafe { (*self.0).free };
+        let mut n = 0;
+        while i != BUFCTL_END {
+            if i as usize >= self.num() || n > self.num() {
+                return None;
+            }
+            n += 1;
+            i = key.encode(i as usize, self.bufctl(i as usize).load(Relaxed));
+        }
+        Some(n)
     }
 }
 

@@ -24,8 +24,9 @@ pub const OFF_SLAB_MIN: usize = PAGE_SIZE as usize / 8;
 /// Colouring step: a cache line.
 pub const CACHE_LINE: usize = 64;
 
-/// Most objects per slab: bufctl entries are `u16`, and the top values are markers.
-pub const MAX_OBJS: usize = 0xFFF0;
+/// Most objects per slab: bufctl entries are `u16`; encoded links stay below 0x8000,
+/// clear of the marker values at the top.
+pub const MAX_OBJS: usize = 0x7FF0;
 
 /// Bytes of the per-slab header (see `header::Slab`).
 pub const SLAB_HEADER: usize = 48;

@@ -16,10 +16,12 @@
 
 pub mod array;
 mod cache;
+pub mod debug;
 pub mod header;
 pub mod layout;
 
 use core::fmt;
+use core::sync::atomic::AtomicUsize;
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -28,7 +30,8 @@ use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use array::{AC_MAX, ArrayCache, SharedArray};
-use header::SlabList;
+use debug::{DebugFlags, DebugLayout};
+use header::{ChainKey, SlabList};
 use layout::SlabLayout;
 
 /// A constructor or destructor: called with the object's address.
@@ -110,9 +113,28 @@ impl SlabFlags {
     pub const DMA: SlabFlags = SlabFlags(1 << 1);
     /// Take slabs from DMA32 (or DMA).
     pub const DMA32: SlabFlags = SlabFlags(1 << 2);
+    /// Debugging for this cache alone, as Linux's `SLAB_CONSISTENCY_CHECKS`,
+    /// `SLAB_RED_ZONE`, `SLAB_POISON` and `SLAB_STORE_USER` (see [`debug`]).
+    pub const SANITY: SlabFlags = SlabFlags(1 << 3);
+    pub const RED_ZONE: SlabFlags = SlabFlags(1 << 4);
+    pub const POISON: SlabFlags = SlabFlags(1 << 5);
+    pub const STORE_USER: SlabFlags = SlabFlags(1 << 6);
 
     pub const fn contains(self, o: SlabFlags) -> bool {
         self.0 & o.0 == o.0
+    }
+
+    /// The debug options these flags ask for.
+    pub fn debug(self) -> DebugFlags {
+        [
+            (SlabFlags::SANITY, DebugFlags::SANITY),
+            (SlabFlags::RED_ZONE, DebugFlags::RED_ZONE),
+            (SlabFlags::POISON, DebugFlags::POISON),
+            (SlabFlags::STORE_USER, DebugFlags::STORE_USER),
+        ]
+        .into_iter()
+        .filter(|(s, _)| self.contains(*s))
+        .fold(DebugFlags::NONE, |d, (_, f)| d.union(f))
     }
 }
 
@@ -132,6 +154,17 @@ pub struct CacheSpec {
     pub flags: SlabFlags,
     pub ctor: Option<ObjectFn>,
     pub dtor: Option<ObjectFn>,
+}
+
+/// How a cache checks and hardens itself (from `kmalloc::Options`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Hardening {
+    pub debug: DebugFlags,
+    pub init_on_alloc: bool,
+    pub init_on_free: bool,
+    pub random_freelist: bool,
+    /// Entropy for the free-list key.
+    pub seed: u64,
 }
 
 /// Why a slab or kmalloc operation was refused. Nothing changes when one is returned.
@@ -173,6 +206,8 @@ pub enum SlabError {
     },
     /// `destroy` of a cache that still has `live` objects (listed in the log).
     Busy { cache: CacheName, live: usize },
+    /// An allocation failed on purpose (`kmem.failslab`).
+    Injected { cache: CacheName },
     /// A page-level error underneath.
     Page(PageError),
 }
@@ -224,6 +259,12 @@ impl fmt::Display for SlabError {
             SlabError::Busy { cache, live } => {
                 write!(f, "{cache}: cannot destroy, {live} objects still allocated")
             }
+            SlabError::Injected { cache } => {
+                write!(
+                    f,
+                    "{cache}: allocation failed by fault injection (failslab)"
+                )
+            }
             SlabError::Page(e) => write!(f, "{e}"),
         }
     }
@@ -263,6 +304,15 @@ pub struct SlabCache<A: Arch> {
     node: IrqMutex<A, Node>,
     /// The page block holding the per-CPU arrays and the shared array.
     arrays: (PhysAddr, u32),
+    key: ChainKey,
+    debug: DebugLayout,
+    init_on_alloc: bool,
+    init_on_free: bool,
+    /// Any of the above: allocations and frees take the checked paths. The fast paths
+    /// test this one byte and nothing else.
+    slow: bool,
+    /// Problems found and reported (red zones, poison, free-list links).
+    reports: AtomicUsize,
     /// Next user-created cache in the registry (under the registry lock).
     pub(crate) next: *mut SlabCache<A>,
 }
@@ -287,7 +337,11 @@ fn array_limits(size: usize) -> (usize, usize) {
 
 impl<A: Arch> SlabCache<A> {
     /// A cache as `spec` describes, with arrays for `pages.nr_cpus()` CPUs.
-    pub(crate) fn new(pages: &PageAllocator<A>, spec: &CacheSpec) -> Result<Self, SlabError> {
+    pub(crate) fn new(
+        pages: &PageAllocator<A>,
+        spec: &CacheSpec,
+        hard: &Hardening,
+    ) -> Result<Self, SlabError> {
         let mut align = spec.align.max(1);
         if !align.is_power_of_two() || align > PAGE_SIZE as usize {
             return Err(SlabError::BadAlign { align });
@@ -295,8 +349,14 @@ impl<A: Arch> SlabCache<A> {
         if spec.flags.contains(SlabFlags::HWCACHE_ALIGN) {
             align = align.max(layout::CACHE_LINE);
         }
-        let layout =
-            SlabLayout::new(spec.size, align).ok_or(SlabError::TooLarge { size: spec.size })?;
+        let flags = hard.debug.union(spec.flags.debug());
+        let debug = DebugLayout::new(flags, spec.size, align);
+        let slot = if flags.is_empty() {
+            spec.size
+        } else {
+            debug.slot()
+        };
+        let layout = SlabLayout::new(slot, align).ok_or(SlabError::TooLarge { size: spec.size })?;
         let gfp = if spec.flags.contains(SlabFlags::DMA) {
             Gfp::DMA
         } else if spec.flags.contains(SlabFlags::DMA32) {
@@ -348,8 +408,34 @@ impl<A: Arch> SlabCache<A> {
                 shared,
             }),
             arrays: (pa, order),
+            key: ChainKey::new(hard.seed ^ pa, hard.random_freelist),
+            debug,
+            init_on_alloc: hard.init_on_alloc,
+            init_on_free: hard.init_on_free,
+            slow: !flags.is_empty() || hard.init_on_alloc || hard.init_on_free,
+            reports: AtomicUsize::new(0),
             next: core::ptr::null_mut(),
         })
+    }
+
+    /// Bytes a user may use in each object: the stride, or the object part of a debug
+    /// slot (past it lies the right red zone).
+    pub fn usable_size(&self) -> usize {
+        if self.debug.flags.is_empty() {
+            self.layout.stride
+        } else {
+            self.debug.object
+        }
+    }
+
+    /// The cache's debug flags.
+    pub fn debug_flags(&self) -> DebugFlags {
+        self.debug.flags
+    }
+
+    /// Problems reported so far (red zones, poison, free-list links).
+    pub fn reports(&self) -> usize {
+        self.reports.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn name(&self) -> CacheName {
@@ -455,3 +541,6 @@ impl fmt::Display for SlabInfo {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

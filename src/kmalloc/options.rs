@@ -1,0 +1,127 @@
+//! Allocator options from the kernel command line (and the monitor), in the spirit of
+//! Linux's `slab_debug=`, `failslab`, `init_on_alloc=` and
+//! `slab_freelist_random`:
+//!
+//! | option | effect |
+//! | --- | --- |
+//! | `kmem.debug=FZPU[,cache]` | debug flags (see `slab::debug`) for every cache, or one |
+//! | `kmem.failslab=N[,cache]` | every Nth allocation (of one cache) fails |
+//! | `init_on_alloc=1` | zero every object when it is allocated |
+//! | `init_on_free=1` | zero every object when it is freed |
+//! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
+//!
+//! Unknown words are left alone (they belong to someone else); a malformed kmem option
+//! is an error that names it.
+
+use core::fmt;
+
+use crate::slab::CacheName;
+use crate::slab::debug::DebugFlags;
+
+/// Options that shape every cache; see the module doc.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub debug: DebugFlags,
+    /// Only this cache gets `debug` (all caches when `None`).
+    pub debug_cache: Option<CacheName>,
+    pub failslab_every: u32,
+    pub failslab_cache: Option<CacheName>,
+    pub init_on_alloc: bool,
+    pub init_on_free: bool,
+    pub random_freelist: bool,
+    /// Entropy for free-list encoding and shuffling (DTB rng-seed, RDRAND, a counter).
+    pub seed: u64,
+}
+
+/// A kmem option kmem could not read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct OptionError<'a>(pub &'a str);
+
+impl fmt::Display for OptionError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad allocator option `{}`", self.0)
+    }
+}
+
+/// `value[,cache]`.
+fn with_cache(v: &str) -> (&str, Option<&str>) {
+    match v.split_once(',') {
+        Some((a, c)) => (a, Some(c)),
+        None => (v, None),
+    }
+}
+
+fn cache_name(c: Option<&str>) -> Result<Option<CacheName>, ()> {
+    c.map(|c| CacheName::new(c).map_err(|_| ())).transpose()
+}
+
+fn flag(v: &str) -> Result<bool, ()> {
+    match v {
+        "1" | "on" | "y" => Ok(true),
+        "0" | "off" | "n" => Ok(false),
+        _ => Err(()),
+    }
+}
+
+impl Options {
+    /// Reads every option in `cmdline` (space-separated words) on top of `self`.
+    pub fn parse<'a>(mut self, cmdline: &'a str) -> Result<Options, OptionError<'a>> {
+        for word in cmdline.split_whitespace() {
+            let Some((key, v)) = word.split_once('=') else {
+                continue;
+            };
+            let bad = || OptionError(word);
+            match key {
+                "kmem.debug" | "slab_debug" => {
+                    let (flags, c) = with_cache(v);
+                    self.debug = DebugFlags::parse(flags).ok_or_else(bad)?;
+                    self.debug_cache = cache_name(c).map_err(|_| bad())?;
+                }
+                "kmem.failslab" => {
+                    let (n, c) = with_cache(v);
+                    self.failslab_every = n.parse().map_err(|_| bad())?;
+                    self.failslab_cache = cache_name(c).map_err(|_| bad())?;
+                }
+                "init_on_alloc" => self.init_on_alloc = flag(v).map_err(|_| bad())?,
+                "init_on_free" => self.init_on_free = flag(v).map_err(|_| bad())?,
+                "kmem.random_freelist" => self.random_freelist = flag(v).map_err(|_| bad())?,
+                _ => {}
+            }
+        }
+        Ok(self)
+    }
+
+    /// The debug flags for the cache named `name`.
+    pub fn debug_for(&self, name: &CacheName) -> DebugFlags {
+        match self.debug_cache {
+            Some(c) if c != *name => DebugFlags::NONE,
+            _ => self.debug,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_linux_style_options() {
+        let o = Options::default()
+            .parse("console=x kmem.debug=ZP,kmalloc-64 kmem.failslab=5 init_on_free=1 selftest")
+            .unwrap();
+        assert_eq!(o.debug, DebugFlags::RED_ZONE.union(DebugFlags::POISON));
+        let k64 = CacheName::new("kmalloc-64").unwrap();
+        assert_eq!(o.debug_for(&k64), o.debug);
+        assert!(
+            o.debug_for(&CacheName::new("kmalloc-8").unwrap())
+                .is_empty()
+        );
+        assert_eq!(o.failslab_every, 5);
+        assert!(o.init_on_free && !o.init_on_alloc);
+        assert_eq!(
+            Options::default().parse("kmem.debug=FQ").err(),
+            Some(OptionError("kmem.debug=FQ"))
+        );
+        assert!(Options::default().parse("kmem.failslab=x").is_err());
+    }
+}

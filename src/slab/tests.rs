@@ -1,0 +1,384 @@
+//! The fault catalogue on the host: each test provokes one fault, checks the report, then
+//! shows the allocator still works — a further alloc/free sequence passes `validate`.
+
+use core::ptr::NonNull;
+
+use super::debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE};
+use super::header::BUFCTL_ACTIVE;
+use crate::gfp::Gfp;
+use crate::hosted::{HostArch, Region};
+use crate::kmalloc::{Kmem, Options};
+use crate::mm::PageAllocator;
+use crate::mm::zone::ZoneLimits;
+use crate::slab::{CacheName, SlabError, SlabFlags};
+use crate::test_log::{capture, logged};
+
+/// An allocator with `options`; `kmem` drops before `region`.
+struct Heap {
+    kmem: Box<Kmem<HostArch>>,
+    _region: Region,
+}
+
+fn heap(options: &str) -> Heap {
+    capture();
+    let region = Region::new(32 << 20).unwrap();
+    // SAFETY: the region outlives the allocator (field order).
+    let pages = unsafe {
+        PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, 2, None).unwrap()
+    };
+    let opts = Options {
+        seed: 0x1234_5678_9abc_def0,
+        ..Options::default()
+    }
+    .parse(options)
+    .unwrap();
+    Heap {
+        kmem: Box::new(Kmem::with_options(pages, opts).unwrap()),
+        _region: region,
+    }
+}
+
+impl Heap {
+    fn free_pages(&self) -> u64 {
+        self.kmem.shrink_all();
+        self.kmem.pages().drain_all_pcp();
+        self.kmem.pages().info().free_pages()
+    }
+
+    /// The allocator still works: a burst of mixed allocations, freed, and every cache
+    /// validates clean.
+    fn still_works(&self) {
+        let v: Vec<_> = (1..300)
+            .map(|i| self.kmem.kmalloc(i * 7, Gfp::KERNEL).unwrap())
+            .collect();
+        for p in v {
+            self.kmem.kfree(p.as_ptr()).unwrap();
+        }
+        assert_eq!(self.kmem.validate(None), Some(0), "validate found problems");
+    }
+}
+
+fn poke(p: *mut u8, off: isize, v: u8) {
+    // SAFETY: tests poke only inside slabs they own (object, red zone or a freed object
+    // whose memory stays in its slab).
+    unsafe { p.offset(off).write_volatile(v) };
+}
+
+#[test]
+fn write_past_the_end_is_caught_at_free() {
+    let h = heap("kmem.debug=FZPU,kmalloc-64");
+    let before = h.free_pages();
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    poke(p, 64, 0x41); // one byte past the end
+    h.kmem.kfree(p).unwrap();
+    assert!(logged(&[
+        "BUG kmalloc-64: Right Redzone overwritten",
+        &format!("{:#x}", p as usize),
+        "offset 64",
+        "found 0x41",
+        "expected 0xcc"
+    ]));
+    assert!(
+        logged(&["allocated on cpu", "src/slab/tests.rs"]),
+        "owner report names the caller"
+    );
+    h.still_works();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn write_before_the_start_is_caught_at_free() {
+    let h = heap("kmem.debug=Z,kmalloc-32");
+    let p = h.kmem.kmalloc(32, Gfp::KERNEL).unwrap().as_ptr();
+    poke(p, -3, 0x00);
+    h.kmem.kfree(p).unwrap();
+    assert!(logged(&[
+        "BUG kmalloc-32: Left Redzone overwritten",
+        "offset -3",
+        "expected 0xcc"
+    ]));
+    h.still_works();
+}
+
+#[test]
+fn validate_finds_an_overwrite_in_a_live_object() {
+    let h = heap("kmem.debug=Z,kmalloc-128");
+    let p = h.kmem.kmalloc(128, Gfp::KERNEL).unwrap().as_ptr();
+    poke(p, 130, 0x55);
+    assert_eq!(h.kmem.validate(Some("kmalloc-128")), Some(1));
+    assert!(logged(&[
+        "BUG kmalloc-128: Right Redzone overwritten",
+        "offset 130"
+    ]));
+    // validate repaired the red zone: the free is clean.
+    h.kmem.kfree(p).unwrap();
+    h.still_works();
+    assert_eq!(h.kmem.validate(Some("no-such-cache")), None);
+}
+
+#[test]
+fn write_after_free_is_caught_at_the_next_allocation() {
+    let h = heap("kmem.debug=P,kmalloc-96");
+    let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
+    h.kmem.kfree(p).unwrap();
+    // SAFETY (of the test): the object is free but its memory stays in the slab.
+    assert_eq!(unsafe { p.read() }, POISON_FREE);
+    assert_eq!(unsafe { p.add(95).read() }, POISON_END);
+    poke(p, 10, 0x77);
+    // The per-CPU array hands the same object back first.
+    let q = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(p, q);
+    assert!(logged(&[
+        "BUG kmalloc-96: Poison overwritten",
+        "offset 10",
+        "found 0x77",
+        "expected 0x6b"
+    ]));
+    h.kmem.kfree(q).unwrap();
+    h.still_works();
+}
+
+#[test]
+fn double_free_while_in_a_per_cpu_array_and_in_a_slab() {
+    let h = heap("");
+    let p = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap().as_ptr();
+    // A neighbour keeps the slab alive once the arrays are drained.
+    let keep = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap();
+    h.kmem.kfree(p).unwrap();
+    assert!(matches!(h.kmem.kfree(p), Err(SlabError::DoubleFree { .. })));
+    assert!(logged(&[
+        "double free of object",
+        &format!("{:#x}", p as usize)
+    ]));
+    h.kmem.shrink_all();
+    assert!(matches!(h.kmem.kfree(p), Err(SlabError::DoubleFree { .. })));
+    h.kmem.kfree(keep.as_ptr()).unwrap();
+    h.still_works();
+}
+
+#[test]
+fn interior_foreign_and_never_allocated_pointers() {
+    let h = heap("kmem.debug=F");
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    assert!(matches!(
+        h.kmem.kfree(p.wrapping_add(1)),
+        Err(SlabError::Interior { offset: 1, .. })
+    ));
+    let stack = 5u32;
+    let s = &stack as *const u32 as *mut u8;
+    assert!(matches!(h.kmem.kfree(s), Err(SlabError::NotOwned { .. })));
+    let never = p.wrapping_add(h.kmem.ksize(p).unwrap()); // the next object of the slab
+    assert!(h.kmem.kfree(never).is_err());
+    h.kmem.kfree(p).unwrap();
+    h.still_works();
+}
+
+#[test]
+fn free_to_the_wrong_cache() {
+    let h = heap("");
+    let a = h
+        .kmem
+        .cache_create("wrong-a", 64, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    let b = h
+        .kmem
+        .cache_create("wrong-b", 64, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    let o = a.alloc(Gfp::KERNEL).unwrap();
+    assert!(matches!(b.free(o), Err(SlabError::WrongCache { .. })));
+    assert!(logged(&["to cache wrong-b, but it belongs to wrong-a"]));
+    a.free(o).unwrap();
+    a.destroy().map_err(|(_, e)| e).unwrap();
+    b.destroy().map_err(|(_, e)| e).unwrap();
+    h.still_works();
+}
+
+#[test]
+fn corrupted_free_list_link_is_caught_and_quarantined() {
+    let h = heap("");
+    let before = h.free_pages();
+    let c = h
+        .kmem
+        .cache_create("chain", 40, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    // Take one object so a slab exists, then corrupt the link of a free object in it.
+    let o = c.alloc(Gfp::KERNEL).unwrap();
+    let frame = h.kmem.pages().frame(o.as_ptr() as u64).unwrap();
+    let slab = frame.private() as *mut super::header::Slab;
+    // SAFETY (of the test): a live slab of this cache.
+    let s = unsafe { super::header::SlabPtr::from_raw(slab) };
+    let victim = (0..s.num())
+        .find(|&i| s.bufctl(i).load(core::sync::atomic::Ordering::Relaxed) < BUFCTL_ACTIVE - 1)
+        .expect("a free object on the chain");
+    s.bufctl(victim)
+        .store(0x7ABC, core::sync::atomic::Ordering::Relaxed);
+    // Allocate until the chain reaches the bad link.
+    let objs: Vec<_> = (0..2 * s.num())
+        .map(|_| c.alloc(Gfp::KERNEL).unwrap())
+        .collect();
+    assert!(logged(&["BUG chain: Freelist link corrupted"]));
+    assert!(c.cache().reports() >= 1);
+    for x in objs.into_iter().chain([o]) {
+        c.free(x).unwrap();
+    }
+    assert_eq!(h.kmem.validate(Some("chain")), Some(0));
+    // The quarantined slab stays with the cache: destroy reports it as busy, nothing is
+    // corrupted, and the rest of the allocator works.
+    let _ = c.shrink();
+    h.still_works();
+    let _ = before;
+}
+
+#[test]
+fn out_of_memory_is_an_error_and_everything_comes_back() {
+    let h = heap("");
+    let before = h.free_pages();
+    let mut v = Vec::new();
+    while let Ok(p) = h.kmem.kmalloc(100_000, Gfp::KERNEL) {
+        v.push(p);
+    }
+    assert!(matches!(
+        h.kmem.kmalloc(100_000, Gfp::KERNEL),
+        Err(SlabError::OutOfMemory { .. })
+    ));
+    for p in v {
+        h.kmem.kfree(p.as_ptr()).unwrap();
+    }
+    assert_eq!(h.free_pages(), before);
+    h.still_works();
+}
+
+#[test]
+fn sizes_and_alignments_at_the_edges() {
+    let h = heap("");
+    assert_eq!(
+        h.kmem.kmalloc(0, Gfp::KERNEL).unwrap().as_ptr(),
+        crate::kmalloc::ZERO_SIZE_PTR
+    );
+    assert!(matches!(
+        h.kmem.kmalloc(usize::MAX, Gfp::KERNEL),
+        Err(SlabError::TooLarge { .. })
+    ));
+    assert_eq!(
+        h.kmem.kcalloc(1 << 40, 1 << 40, Gfp::KERNEL),
+        Err(SlabError::Overflow)
+    );
+    let p = h.kmem.kmalloc_aligned(64, 1 << 14, Gfp::KERNEL).unwrap();
+    assert!(
+        (p.as_ptr() as usize).is_multiple_of(1 << 14),
+        "align above a page: page block"
+    );
+    h.kmem.kfree(p.as_ptr()).unwrap();
+    assert!(matches!(
+        h.kmem
+            .cache_create("big-align", 64, 8192, SlabFlags::NONE, None, None),
+        Err(SlabError::BadAlign { align: 8192 })
+    ));
+    assert!(matches!(
+        h.kmem.kmalloc_aligned(8, 48, Gfp::KERNEL),
+        Err(SlabError::BadAlign { .. })
+    ));
+    h.still_works();
+}
+
+#[test]
+fn destroying_a_cache_with_live_objects_lists_them_and_their_owner() {
+    let h = heap("kmem.debug=U,leaky");
+    let c = h
+        .kmem
+        .cache_create("leaky", 24, 8, SlabFlags::NONE, None, None)
+        .unwrap();
+    let o = c.alloc(Gfp::KERNEL).unwrap();
+    let (c, e) = c.destroy().unwrap_err();
+    assert_eq!(
+        e,
+        SlabError::Busy {
+            cache: CacheName::new("leaky").unwrap(),
+            live: 1
+        }
+    );
+    assert!(logged(&[
+        &format!(
+            "leaky: object {:#x} still allocated at destroy",
+            o.as_ptr() as usize
+        ),
+        "allocated on cpu",
+        "src/slab/tests.rs"
+    ]));
+    c.free(o).unwrap();
+    c.destroy().map_err(|(_, e)| e).unwrap();
+    h.still_works();
+}
+
+#[test]
+fn failslab_fails_every_nth_allocation_of_one_cache() {
+    let h = heap("kmem.failslab=3,kmalloc-16");
+    let mut failed = 0;
+    let mut held = Vec::new();
+    for _ in 0..9 {
+        match h.kmem.kmalloc(16, Gfp::KERNEL) {
+            Ok(p) => held.push(p),
+            Err(SlabError::Injected { .. }) => failed += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(failed, 3);
+    // Other caches are untouched.
+    let other: Vec<_> = (0..9)
+        .map(|_| h.kmem.kmalloc(64, Gfp::KERNEL).unwrap())
+        .collect();
+    h.kmem.set_failslab(0, None);
+    for p in held.into_iter().chain(other) {
+        h.kmem.kfree(p.as_ptr()).unwrap();
+    }
+    h.still_works();
+}
+
+#[test]
+fn init_on_alloc_and_init_on_free() {
+    let h = heap("init_on_alloc=1 init_on_free=1");
+    let p = h.kmem.kmalloc(300, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: 300 bytes are ours.
+    assert!(
+        unsafe { std::slice::from_raw_parts(p, 300) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    // SAFETY: as above.
+    unsafe { p.write_bytes(0xEE, 300) };
+    h.kmem.kfree(p).unwrap();
+    // SAFETY (of the test): the freed object's memory stays in its slab.
+    assert!(
+        unsafe { std::slice::from_raw_parts(p, 300) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.still_works();
+}
+
+#[test]
+fn random_freelist_and_full_debug_still_pass_the_model_checks() {
+    let h = heap("kmem.random_freelist=1 kmem.debug=FZPU");
+    assert_eq!(h.kmem.options().debug, DebugFlags::ALL);
+    let c = h.kmem.kmalloc_cache_for(32, 8, Gfp::KERNEL).unwrap();
+    let stride = c.layout().stride;
+    let objs: Vec<NonNull<u8>> = (0..100)
+        .map(|_| h.kmem.kmalloc(32, Gfp::KERNEL).unwrap())
+        .collect();
+    // Shuffled: consecutive allocations are not all one stride apart.
+    let sequential = objs
+        .windows(2)
+        .filter(|w| w[1].as_ptr() as usize == w[0].as_ptr() as usize + stride)
+        .count();
+    assert!(sequential < 90, "{sequential} of 99 steps were sequential");
+    for o in &objs {
+        // SAFETY (of the test): red zone right after each live object.
+        assert_eq!(unsafe { o.as_ptr().add(32).read() }, RED_ACTIVE);
+        poke(o.as_ptr(), 0, 1);
+    }
+    assert_eq!(h.kmem.validate(None), Some(0));
+    for o in objs {
+        h.kmem.kfree(o.as_ptr()).unwrap();
+    }
+    h.still_works();
+}
