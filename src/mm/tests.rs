@@ -67,8 +67,8 @@ fn assert_pristine(p: &Pages, initial_free: u64, limits: ZoneLimits) {
 }
 
 #[test]
-fn descriptor_is_at_most_32_bytes() {
-    assert!(size_of::<PageFrame>() <= 32);
+fn descriptor_is_24_bytes() {
+    assert_eq!(size_of::<PageFrame>(), 24);
 }
 
 #[test]
