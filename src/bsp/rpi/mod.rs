@@ -77,6 +77,9 @@ const PAGE_ZERO: PhysRange = PhysRange {
 };
 /// The console's pins: TXD and RXD on GPIO 14 and 15.
 const UART_PINS: [u32; 2] = [14, 15];
+/// Their pulls, as Linux's device trees set them: RXD is held high (idle) when nothing
+/// is wired to it, so a loose pin does not type noise into the monitor.
+const UART_PULLS: [Pull; 2] = [Pull::None, Pull::Up];
 /// Where QEMU leaves the ATAGs when `x0` does not point at them.
 const ATAGS_DEFAULT: usize = 0x100;
 /// Most `/memory` ranges taken from the mailbox or ATAGs.
@@ -292,8 +295,8 @@ fn setup_console(kind: UartKind, base: usize) -> Uart {
         UartKind::MiniUart => (Function::Alt5, clock::CORE, SOC.core_clock_hz),
     };
     let g = gpio();
-    for pin in UART_PINS {
-        g.set_pull(pin, Pull::None);
+    for (pin, pull) in UART_PINS.into_iter().zip(UART_PULLS) {
+        g.set_pull(pin, pull);
         g.set_function(pin, function);
     }
     let clock_hz = mailbox()
