@@ -34,7 +34,15 @@ pub use kmalloc::Kmem;
 pub use mm::{PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};
 
-#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+#[cfg(all(
+    target_os = "none",
+    target_arch = "aarch64",
+    any(feature = "virt", feature = "rpi3", feature = "rpi4")
+))]
 pub mod bsp;
-#[cfg(all(target_os = "none", target_arch = "aarch64", feature = "virt"))]
+#[cfg(all(
+    target_os = "none",
+    target_arch = "aarch64",
+    any(feature = "virt", feature = "rpi3", feature = "rpi4")
+))]
 pub mod firmware;

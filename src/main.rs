@@ -7,9 +7,15 @@
 
 #[cfg(all(
     target_os = "none",
-    not(all(target_arch = "aarch64", feature = "virt"))
+    not(all(
+        target_arch = "aarch64",
+        any(feature = "virt", feature = "rpi3", feature = "rpi4")
+    ))
 ))]
-compile_error!("the firmware needs a board: build with --features virt for aarch64-unknown-none");
+compile_error!(
+    "the firmware needs a board: build for aarch64-unknown-none with one of --features \
+     virt, rpi3, rpi4"
+);
 
 #[cfg(target_os = "none")]
 mod firmware {

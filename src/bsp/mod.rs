@@ -1,12 +1,15 @@
 //! Board support: what differs between boards that share an ISA.
 //!
-//! The board interface, which each board module (`virt`, later `rpi3`, `rpi4`, …)
-//! provides and the firmware reaches as `bsp::board`:
-//! - `NAME` and `FALLBACK_UART`, the console to use before the device tree is read;
-//! - `probe(boot_arg) -> Result<BootInfo, DtError>`: everything the firmware needs to know
-//!   about the machine, read with the MMU off (no locks, no atomics);
-//! - `start_cpu(hwid, logical) -> Result<(), i64>`: starts a secondary core at the arch
-//!   entry point with its logical id.
+//! The board interface, which each board module (`virt`, `rpi`, …) provides and the
+//! firmware reaches as `bsp::board`:
+//! - `NAME`, and `FALLBACK_UART`, the console to use before the boot information is read;
+//! - `probe(boot_arg, boot_hwid) -> Result<BootInfo, DtError>`: everything the firmware
+//!   needs to know about the machine, read with the MMU off (no locks, no atomics);
+//! - `start_cpu(cpus, logical) -> Result<(), StartError>`: starts a secondary core at the
+//!   arch entry point with its logical id;
+//! - `TESTS`: the board's own self-tests, run after the common ones;
+//! - `result_indicator(passed) -> Option<Indicator>`: how the board shows the self-test
+//!   result without a console (an LED pattern), run on a core of its own for ever.
 //!
 //! Drivers that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the console front end in [`console`].
@@ -20,6 +23,11 @@ pub mod virt;
 #[cfg(feature = "virt")]
 pub use virt as board;
 
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub mod rpi;
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub use rpi as board;
+
 #[cfg(any(
     all(
         feature = "virt",
@@ -30,16 +38,48 @@ pub use virt as board;
 ))]
 compile_error!("more than one board feature is set: pick exactly one of virt, rpi3, rpi4, x86_64");
 
+use core::fmt;
+
 use crate::arch::aarch64::psci::Conduit;
 use crate::mm::memmap::{NormalizedMap, PhysRange};
 use crate::mm::zone::ZoneLimits;
+use console::Uart;
 use devicetree::Cpus;
+
+/// A board's self-test: its name and what it runs.
+pub type Test = (&'static str, fn() -> Result<(), &'static str>);
+
+/// Work a board hands to a core of its own, which never returns (an LED pattern).
+pub type Indicator = fn(cpu: usize) -> Result<(), &'static str>;
+
+/// Where the board's description of the machine came from.
+#[derive(Clone, Copy, Debug)]
+pub enum BootSource {
+    /// A flattened device tree, at this extent.
+    DeviceTree(PhysRange),
+    /// An ATAG list (the Pi's firmware, or QEMU without `-dtb`), at this address.
+    Atags(u64),
+    /// Neither: the Pi's VideoCore mailbox answered.
+    Mailbox,
+}
+
+impl fmt::Display for BootSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootSource::DeviceTree(r) => write!(f, "device tree {r}"),
+            BootSource::Atags(a) => write!(f, "ATAGs at {a:#x} (no device tree)"),
+            BootSource::Mailbox => f.write_str("VideoCore mailbox (no device tree, no ATAGs)"),
+        }
+    }
+}
 
 /// What the board found out about the machine at boot.
 pub struct BootInfo {
-    /// The device tree's `model`.
+    /// The device tree's `model`, or the board's own description.
     pub model: &'static str,
-    /// Usable RAM with the image, the DTB and every firmware reservation cut out.
+    pub source: BootSource,
+    /// Usable RAM with the image, the boot information and every firmware reservation
+    /// cut out.
     pub map: NormalizedMap,
     /// RAM the tables could not map, left out of `map`.
     pub unmapped_ram: u64,
@@ -49,12 +89,54 @@ pub struct BootInfo {
     pub cpus: Cpus,
     /// How to reach PSCI, when the machine has it.
     pub psci: Option<Conduit>,
-    /// MMIO base of the console UART, and whether `/chosen/stdout-path` named it.
-    pub uart: usize,
+    /// The console UART, and whether `/chosen/stdout-path` named it.
+    pub uart: Uart,
     pub uart_from_dt: bool,
     pub bootargs: &'static str,
     pub rng_seed: &'static [u8],
-    /// Where the firmware image and the DTB sit (both reserved in `map`).
+    /// Where the firmware image and the DTB sit (both reserved in `map`; the DTB range is
+    /// empty without one).
     pub image: PhysRange,
     pub dtb: PhysRange,
+}
+
+impl BootInfo {
+    /// Whether the secondary cores can be started: through PSCI or a spin table.
+    pub fn can_start_cpus(&self) -> bool {
+        self.psci.is_some() || self.cpus.release[1..self.cpus.len].iter().any(|&a| a != 0)
+    }
+}
+
+/// `base` with its DMA zone ending at `dma_limit` when a `dma-ranges` restricts DMA more.
+pub fn zone_limits(base: ZoneLimits, dma_limit: Option<u64>) -> ZoneLimits {
+    match dma_limit {
+        Some(l) if l < base.dma32_end => ZoneLimits { dma_end: l, ..base },
+        _ => base,
+    }
+}
+
+/// Why a secondary core could not be started.
+#[derive(Debug)]
+pub enum StartError {
+    /// PSCI CPU_ON failed with this code (-4 ALREADY_ON, -2 INVALID_PARAMETERS, …).
+    Psci(i64),
+    /// The core has no spin-table release address.
+    NoReleaseAddress,
+    /// The spin-table entry finds logical ids by Aff0 alone; this MPIDR is beyond it.
+    UnsupportedMpidr(u64),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Psci(e) => write!(f, "PSCI error {e}"),
+            StartError::NoReleaseAddress => f.write_str("no spin-table release address"),
+            StartError::UnsupportedMpidr(m) => {
+                write!(
+                    f,
+                    "mpidr {m:#x} is beyond the spin-table entry (Aff0 < 8 only)"
+                )
+            }
+        }
+    }
 }

@@ -19,16 +19,16 @@ pub fn banner(info: &BootInfo) {
         info.model
     );
     println!(
-        "console: PL011 at {:#x}{}",
+        "console: {}{}",
         info.uart,
         if info.uart_from_dt {
             ""
         } else {
-            " (fallback: /chosen/stdout-path names none)"
+            " (the board's default: no usable /chosen/stdout-path)"
         }
     );
     println!("bootargs: \"{}\"", info.bootargs);
-    println!("dtb: {}  image: {}", info.dtb, info.image);
+    println!("boot info: {}  image: {}", info.source, info.image);
     println!("rng-seed: {} bytes kept", info.rng_seed.len());
     if info.cpus.in_tree > info.cpus.len {
         println!(

@@ -42,10 +42,10 @@ fn deadline(ms: u64) -> u64 {
 /// then prints how many are.
 pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
-    if info.psci.is_some() {
+    if info.can_start_cpus() {
         for (logical, &hwid) in info.cpus.hwids[..info.cpus.len].iter().enumerate().skip(1) {
-            if let Err(e) = board::start_cpu(hwid, logical) {
-                println!("smp: cpu {logical} (mpidr {hwid:#x}) refused to start: PSCI error {e}");
+            if let Err(e) = board::start_cpu(&info.cpus, logical) {
+                println!("smp: cpu {logical} (mpidr {hwid:#x}) refused to start: {e}");
                 continue;
             }
             let end = deadline(ONLINE_TIMEOUT_MS);
@@ -57,7 +57,7 @@ pub fn start_secondaries(info: &BootInfo) {
             }
         }
     } else if info.cpus.len > 1 {
-        println!("smp: no /psci node, staying on the boot cpu");
+        println!("smp: no PSCI and no spin table, staying on the boot cpu");
     }
     println!("smp: {} cpus online", online());
 }
@@ -84,6 +84,19 @@ pub fn secondary_loop(id: usize) -> ! {
             None => wfe(),
         }
     }
+}
+
+/// Hands `job` to the highest-numbered online secondary core and returns at once, for work
+/// that outlives the boot core (a board's result indicator keeps going after the boot
+/// core has ended the machine — on hardware, "ended" just parks it). False when only the
+/// boot core is online.
+pub fn detach(job: Job) -> bool {
+    let Some(c) = (1..MAX_CPUS).rev().find(|&c| ONLINE[c].load(Acquire)) else {
+        return false;
+    };
+    *MAILBOX[c].lock() = Slot::Posted(job);
+    sev();
+    true
 }
 
 /// Runs `job` on every online core at once (the boot core included) and returns the

@@ -3,8 +3,9 @@
 
 use dtoolkit::fdt::Fdt;
 
-use super::BootInfo;
-use super::devicetree::{self as dt, DtError};
+use super::console::{Uart, UartKind};
+use super::devicetree::{self as dt, Cpus, DtError};
+use super::{BootInfo, BootSource, StartError, Test};
 use crate::arch::aarch64::{mmu, psci, secondary_entry};
 use crate::mm::memmap::{MemoryMap, PhysRange, RegionKind};
 use crate::mm::zone::ZoneLimits;
@@ -12,7 +13,14 @@ use crate::mm::zone::ZoneLimits;
 pub const NAME: &str = "QEMU virt (aarch64)";
 
 /// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
-pub const FALLBACK_UART: usize = 0x0900_0000;
+pub const FALLBACK_UART: Uart = Uart {
+    kind: UartKind::Pl011,
+    base: 0x0900_0000,
+    clock_hz: None,
+};
+
+/// No board-specific self-tests.
+pub const TESTS: &[Test] = &[];
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
 const DTB_DEFAULT: usize = 0x4000_0000;
@@ -36,9 +44,12 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     // SAFETY: QEMU virt has RAM at both candidate addresses; the blob is reserved below
     // and never written.
     let fdt: Fdt<'static> = unsafe { dt::open(addr)? };
-    let uart = dt::stdout_base(fdt, "arm,pl011");
-    if let Some(base) = uart {
-        super::console::set_uart(base);
+    let uart = dt::stdout(fdt, &["arm,pl011"]).map(|(_, base)| Uart {
+        base,
+        ..FALLBACK_UART
+    });
+    if let Some(u) = uart {
+        super::console::set_uart(u);
     }
     let mut map = MemoryMap::new();
     let mem = dt::add_memory(fdt, &mut map, mmu::MAP_LIMIT)?;
@@ -46,18 +57,12 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     map.add_range(RegionKind::Reserved, image)?;
     map.add_range(RegionKind::Reserved, dtb)?;
     let dma_limit = dt::dma_limit(fdt)?;
-    let zone_limits = match dma_limit {
-        Some(l) if l < ZoneLimits::DMA32_ONLY.dma32_end => ZoneLimits {
-            dma_end: l,
-            ..ZoneLimits::DMA32_ONLY
-        },
-        _ => ZoneLimits::DMA32_ONLY,
-    };
     Ok(BootInfo {
         model: dt::model(fdt),
+        source: BootSource::DeviceTree(dtb),
         map: map.normalize()?,
         unmapped_ram: mem.above_limit,
-        zone_limits,
+        zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
         dma_limit,
         cpus: dt::cpus(fdt, boot_hwid)?,
         psci: dt::psci(fdt)?,
@@ -70,7 +75,12 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     })
 }
 
-/// Starts the core with MPIDR affinity `hwid` as logical core `logical`, through PSCI.
-pub fn start_cpu(hwid: u64, logical: usize) -> Result<(), i64> {
-    psci::cpu_on(hwid, secondary_entry(), logical as u64)
+/// Starts logical core `logical` of `cpus` through PSCI.
+pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
+    psci::cpu_on(cpus.hwids[logical], secondary_entry(), logical as u64).map_err(StartError::Psci)
+}
+
+/// QEMU ends the machine itself; there is nothing to show the result on.
+pub fn result_indicator(_passed: bool) -> Option<super::Indicator> {
+    None
 }
