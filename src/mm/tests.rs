@@ -258,6 +258,11 @@ fn bad_frees_are_refused_and_change_nothing() {
         })
     );
 
+    // A block the slab layer owns is refused.
+    p.frame(a).unwrap().set_owner(0xdead0);
+    assert_eq!(p.free_pages(a, 2), Err(PageError::Owned { addr: a }));
+    p.frame(a).unwrap().set_owner(0);
+
     p.free_pages(a, 2).unwrap();
     assert_eq!(p.free_pages(a, 2), Err(PageError::DoubleFree { addr: a }));
     p.free_pages(b, 0).unwrap();
