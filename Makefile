@@ -40,29 +40,49 @@ deps: toolchain
 	@scripts/install-qemu.sh
 
 # --- Firmware images and QEMU ----------------------------------------------------------
-# BOARD picks the board (a cargo feature); SMP and MEM size the QEMU machine.
+# BOARD picks the board (a cargo feature): virt, rpi3, rpi4 or x86_64. SMP and MEM size
+# the QEMU virt and x86_64 machines; QEMU's raspi3b and raspi4b have 4 cores and fixed
+# memory.
 BOARD ?= virt
 SMP ?= 4
 MEM ?= 1G
 SELFTEST_TIMEOUT ?= 120
+# How a Pi gets its boot information under QEMU: `dtb` passes build/BOARD/BOARD.dtb (from
+# boards/BOARD.dts; its console is serial1, the mini-UART, which is QEMU's second -serial),
+# `atags` passes none (QEMU leaves ATAGs; the console is the PL011, QEMU's first -serial).
+BOOT ?= dtb
 
 TARGET_virt := aarch64-unknown-none
-QEMU_virt := qemu-system-aarch64 -M virt -cpu cortex-a72 -semihosting
+QEMU_virt = qemu-system-aarch64 -M virt -cpu cortex-a72 -smp $(SMP) -m $(MEM) -nographic -semihosting -kernel $(IMAGE)
 # Semihosting exit passes the status through.
 OK_STATUS_virt := 0
+
+TARGET_rpi3 := aarch64-unknown-none
+TARGET_rpi4 := aarch64-unknown-none
+PI_BOARDS := rpi3 rpi4
+PI_SERIAL_dtb = -dtb $(OUT)/$(BOARD).dtb -serial null -serial mon:stdio
+PI_SERIAL_atags = -serial mon:stdio
+PI_QEMU = -display none -semihosting -kernel $(OUT)/kernel8.img $(PI_SERIAL_$(BOOT))
+QEMU_rpi3 = qemu-system-aarch64 -M raspi3b $(PI_QEMU)
+QEMU_rpi4 = qemu-system-aarch64 -M raspi4b $(PI_QEMU)
+OK_STATUS_rpi3 := 0
+OK_STATUS_rpi4 := 0
 
 # x86_64 boots through PVH (QEMU reads the ELF note; no bootloader). isa-debug-exit ends
 # QEMU with (v << 1) | 1, never 0: the firmware writes 0x10 for success, so QEMU's 33
 # means success and anything else failure. -no-reboot: a triple fault ends QEMU (with
 # status 0, a failure here) instead of rebooting into a loop.
 TARGET_x86_64 := x86_64-unknown-none
-QEMU_x86_64 := qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
-	-device isa-debug-exit,iobase=0xf4,iosize=0x04
+QEMU_x86_64 = qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
 OK_STATUS_x86_64 := 33
 
-TARGET := $(TARGET_$(BOARD))
-IMAGE := build/$(BOARD)/kmem.elf
-QEMU := $(QEMU_$(BOARD)) -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
+TARGET = $(TARGET_$(BOARD))
+OUT = build/$(BOARD)
+IMAGE = $(OUT)/kmem.elf
+# llvm-objcopy from the toolchain's llvm-tools component, else the machine's.
+OBJCOPY ?= $(firstword $(wildcard $(shell rustc --print sysroot 2>/dev/null)/lib/rustlib/*/bin/llvm-objcopy) llvm-objcopy)
+QEMU = $(QEMU_$(BOARD))
 # Runs QEMU with the given arguments and exits 0 when QEMU's status is the board's
 # success status, else with QEMU's status (124 is `timeout`'s).
 QEMU_STATUS = s=0; $(1) || s=$$?; \
@@ -72,12 +92,19 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 
 .PHONY: image run selftest qemu-test lint-firmware
 
-## image: the release firmware for BOARD, at build/BOARD/kmem.elf.
+## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
+## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
 image: toolchain
-	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt x86_64)"; exit 2; }
+	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt $(PI_BOARDS) x86_64)"; exit 2; }
+	@[ -n "$(filter $(BOARD),$(PI_BOARDS))" ] || [ "$(BOOT)" = dtb ] || { echo "BOOT applies to $(PI_BOARDS) only"; exit 2; }
 	$(CARGO) build --release --target $(TARGET) --no-default-features --features $(BOARD) --bin kmem
-	@mkdir -p build/$(BOARD)
+	@mkdir -p $(OUT)
 	cp target/$(TARGET)/release/kmem $(IMAGE)
+ifneq ($(filter $(BOARD),$(PI_BOARDS)),)
+	$(OBJCOPY) -O binary $(IMAGE) $(OUT)/kernel8.img
+	cp boards/config.txt $(OUT)/config.txt
+	dtc -q -I dts -O dtb -o $(OUT)/$(BOARD).dtb boards/$(BOARD).dts
+endif
 
 ## run: boots the firmware under QEMU with the monitor on the terminal (Ctrl-A X quits).
 run: image
@@ -87,17 +114,24 @@ run: image
 selftest: image
 	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null)
 
-## qemu-test: the self-tests on virt and on x86_64 (q35) with 4 cores, with little and
-## with much memory (5G puts RAM above the 4 GiB hole on x86_64).
+## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
+## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device
+## tree and with ATAGs.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=2G
+	$(MAKE) selftest BOARD=rpi3 BOOT=dtb
+	$(MAKE) selftest BOARD=rpi3 BOOT=atags
+	$(MAKE) selftest BOARD=rpi4 BOOT=dtb
+	$(MAKE) selftest BOARD=rpi4 BOOT=atags
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
 
 ## lint-firmware: clippy for the firmware binary of every board on its bare-metal target.
 lint-firmware: toolchain
 	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features virt --bin kmem -- -D warnings
+	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features rpi3 --bin kmem -- -D warnings
+	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features rpi4 --bin kmem -- -D warnings
 	$(CARGO) clippy --target x86_64-unknown-none --no-default-features --features x86_64 --bin kmem -- -D warnings
 
 test: qemu-test

@@ -3,7 +3,7 @@
 //! The layers, bottom up, each in its own module:
 //! - [`mm::memmap`]: physical memory as firmware reports it, normalised;
 //! - [`mm::zone`]: DMA / DMA32 / Normal zones with board-supplied limits;
-//! - [`mm::frame`]: one 32-byte [`mm::frame::PageFrame`] descriptor per usable 4 KiB frame;
+//! - [`mm::frame`]: one 24-byte [`mm::frame::PageFrame`] descriptor per usable 4 KiB frame;
 //! - [`mm::buddy`] and [`mm::pcp`]: the per-zone buddy allocator and per-CPU page lists,
 //!   tied together by [`mm::PageAllocator`];
 //! - [`slab`]: slab caches with per-CPU object arrays;
@@ -37,7 +37,10 @@ pub use slab::{SlabError, SlabFlags};
 #[cfg(all(
     target_os = "none",
     any(
-        all(target_arch = "aarch64", feature = "virt"),
+        all(
+            target_arch = "aarch64",
+            any(feature = "virt", feature = "rpi3", feature = "rpi4")
+        ),
         all(target_arch = "x86_64", feature = "x86_64")
     )
 ))]
@@ -45,7 +48,10 @@ pub mod bsp;
 #[cfg(all(
     target_os = "none",
     any(
-        all(target_arch = "aarch64", feature = "virt"),
+        all(
+            target_arch = "aarch64",
+            any(feature = "virt", feature = "rpi3", feature = "rpi4")
+        ),
         all(target_arch = "x86_64", feature = "x86_64")
     )
 ))]

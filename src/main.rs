@@ -8,19 +8,23 @@
 #[cfg(all(
     target_os = "none",
     not(any(
-        all(target_arch = "aarch64", feature = "virt"),
+        all(
+            target_arch = "aarch64",
+            any(feature = "virt", feature = "rpi3", feature = "rpi4")
+        ),
         all(target_arch = "x86_64", feature = "x86_64")
     ))
 ))]
 compile_error!(
-    "the firmware needs a board: build with --features virt for aarch64-unknown-none, \
-     or --features x86_64 for x86_64-unknown-none"
+    "the firmware needs a board: build for aarch64-unknown-none with one of --features \
+     virt, rpi3, rpi4, or for x86_64-unknown-none with --features x86_64"
 );
 
 #[cfg(target_os = "none")]
 mod firmware {
     /// The boot core's first Rust function; `boot_arg` is what the loader passed (the
-    /// DTB's address in `x0` on aarch64, `hvm_start_info` in `%ebx` on x86_64).
+    /// DTB's or the ATAGs' address, or 0, in `x0` on aarch64, `hvm_start_info` in `%ebx`
+    /// on x86_64).
     #[unsafe(no_mangle)]
     extern "C" fn kernel_init(boot_arg: usize) -> ! {
         kmem::firmware::boot(boot_arg)

@@ -217,7 +217,8 @@ fuzz_target!(|actions: Vec<Action>| {
                 if caches.is_empty() {
                     continue;
                 }
-                let (c, size, objs) = &mut caches[i as usize % 4 % caches.len().max(1)];
+                let n = caches.len();
+                let (c, size, objs) = &mut caches[i as usize % n];
                 if let Ok(p) = c.alloc(Gfp::KERNEL) {
                     let p = p.as_ptr() as usize;
                     insert(&mut all, h, p, *size, tag);

@@ -1,5 +1,6 @@
 //! Reading the flattened device tree (DTB) that the loader passes: memory banks and
-//! reservations, CPUs, the console, PSCI, DMA limits and `/chosen`.
+//! reservations, CPUs and their spin tables, the console and other devices (with bus
+//! addresses translated through their parents' `ranges`), PSCI, DMA limits and `/chosen`.
 //!
 //! Runs on the boot core with the MMU off, so it uses no locks and no atomics; `dtoolkit`
 //! validates the whole blob up front and returns errors instead of panicking, so a bad
@@ -185,10 +186,12 @@ pub fn add_memory(
     Ok(stats)
 }
 
-/// Reads `/cpus` (at most [`MAX_CPUS`]), putting `boot_hwid` first so that logical id 0 is the boot core.
+/// Reads `/cpus` (at most [`MAX_CPUS`], with their spin-table release addresses), putting
+/// `boot_hwid` first so that logical id 0 is the boot core.
 pub fn cpus(fdt: Fdt<'static>, boot_hwid: u64) -> Result<Cpus, DtError> {
     let mut out = Cpus {
         hwids: [0; MAX_CPUS],
+        release: [0; MAX_CPUS],
         len: 1,
         in_tree: 0,
     };
@@ -211,9 +214,19 @@ pub fn cpus(fdt: Fdt<'static>, boot_hwid: u64) -> Result<Cpus, DtError> {
             .ok_or_else(bad)?
             .address::<u64>()
             .map_err(|_| bad())?;
+        let release = match cpu.property("cpu-release-addr") {
+            None => 0,
+            Some(p) => p.value_as::<u64>().map_err(|_| DtError::BadProperty {
+                node: "/cpus",
+                prop: "cpu-release-addr",
+            })?,
+        };
         out.in_tree += 1;
-        if id != boot_hwid && out.len < MAX_CPUS {
+        if id == boot_hwid {
+            out.release[0] = release;
+        } else if out.len < MAX_CPUS {
             out.hwids[out.len] = id;
+            out.release[out.len] = release;
             out.len += 1;
         }
     }
@@ -259,9 +272,10 @@ pub fn model(fdt: Fdt<'static>) -> &'static str {
         .unwrap_or("")
 }
 
-/// MMIO base of the console `/chosen/stdout-path` names (a path or an alias, options
-/// after `:` ignored) when it is a device `compatible` with `compatible`.
-pub fn stdout_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
+/// The console `/chosen/stdout-path` names (a path or an alias, options after `:`
+/// ignored), when it is `compatible` with one of `compatibles`: which one, and its MMIO
+/// base as the CPU sees it.
+pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)> {
     let path = chosen_str(fdt, "stdout-path").split(':').next()?;
     let path = if path.starts_with('/') {
         path
@@ -271,12 +285,60 @@ pub fn stdout_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
             .value_as::<&'static str>()
             .ok()?
     };
-    let node = fdt.find_node(path)?;
-    if !node.is_compatible(compatible) {
-        return None;
+    let (node, addr) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
+    let which = compatibles.iter().position(|c| node.is_compatible(c))?;
+    Some((which, usize::try_from(addr).ok()?))
+}
+
+/// MMIO base, as the CPU sees it, of the first device `compatible` with `compatible`.
+pub fn device_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
+    usize::try_from(find_reg(fdt.root(), compatible)?).ok()
+}
+
+/// The node at `path` (relative to `bus`, no leading `/`) and its first `reg` address in
+/// `bus`'s children's address space translated to `bus`'s own.
+fn reg_at(bus: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let child = bus.child(name)?;
+    if rest.is_empty() || rest == "/" {
+        return Some((child, first_reg(child)?));
     }
-    let (addr, _) = regs(node, "stdout").ok()?.next()?.ok()?;
-    usize::try_from(addr).ok()
+    let (node, addr) = reg_at(child, rest)?;
+    Some((node, translate(child, addr)?))
+}
+
+/// Depth first under `bus`: the first `reg` address of the first node compatible with
+/// `compatible`, in `bus`'s children's address space.
+fn find_reg(bus: FdtNode<'static>, compatible: &str) -> Option<u64> {
+    bus.children().find_map(|child| {
+        if child.is_compatible(compatible) {
+            first_reg(child)
+        } else {
+            translate(child, find_reg(child, compatible)?)
+        }
+    })
+}
+
+fn first_reg(node: FdtNode<'static>) -> Option<u64> {
+    node.reg().ok()??.next()?.address::<u64>().ok()
+}
+
+/// `addr` in the child address space of `bus`, in `bus`'s parent's space, through its
+/// `ranges` (the Pi's `/soc` maps bus addresses 0x7e.. to 0x3f.. or 0xfe..). An empty
+/// `ranges` is the identity; no `ranges`, or no range covering `addr`, is untranslatable.
+fn translate(bus: FdtNode<'static>, addr: u64) -> Option<u64> {
+    let mut ranges = bus.ranges().ok()??.peekable();
+    if ranges.peek().is_none() {
+        return Some(addr);
+    }
+    ranges.find_map(|r| {
+        let child = r.child_bus_address::<u64>().ok()?;
+        let parent = r.parent_bus_address::<u64>().ok()?;
+        let len = r.length::<u64>().ok()?;
+        (child..child.checked_add(len)?)
+            .contains(&addr)
+            .then(|| parent + (addr - child))
+    })
 }
 
 /// The highest CPU address devices can reach by DMA, from the most restrictive

@@ -85,6 +85,9 @@ pub fn boot(x0: usize) -> ! {
     report::memory(&info, kmem.pages());
     if info.bootargs.split_whitespace().any(|w| w == "selftest") {
         let ok = selftest::run();
+        if let Some(indicator) = board::result_indicator(ok) {
+            smp::detach(indicator);
+        }
         Cpu::exit(if ok { 0 } else { 1 });
     }
     workload::demo();

@@ -25,16 +25,11 @@ pub fn banner(info: &BootInfo) {
         if info.uart_from_dt {
             ""
         } else {
-            " (fallback: /chosen/stdout-path names none)"
+            " (the board's default: no usable /chosen/stdout-path)"
         }
     );
     println!("bootargs: \"{}\"", info.bootargs);
-    println!(
-        "{}: {}  image: {}",
-        board::BOOT_DATA,
-        info.boot_data,
-        info.image
-    );
+    println!("boot info: {}  image: {}", info.source, info.image);
     println!("rng-seed: {} bytes kept", info.rng_seed.len());
     if info.cpus.in_tree > info.cpus.len {
         println!(

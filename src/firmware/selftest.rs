@@ -3,14 +3,13 @@
 //! Plain stable Rust: a table of named functions, each returning `Err(reason)` on
 //! failure. Tests run one after another on the boot core, on the real allocator and
 //! hardware; a test that needs every core hands work out through
-//! [`super::smp::run_on_all`]. To add tests, add rows to [`TESTS`].
+//! [`super::smp::run_on_all`]. To add tests, add rows to [`TESTS`]; a board adds its own
+//! in `board::TESTS`, which run after these.
 
+use crate::bsp::{Test, board};
 use crate::println;
 
 use super::{page_tests, slab_tests};
-
-/// A self-test: its name and what it runs.
-pub type Test = (&'static str, fn() -> Result<(), &'static str>);
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -48,9 +47,10 @@ pub const TESTS: &[Test] = &[
 
 /// Runs every test and prints one line each and a summary; true when all passed.
 pub fn run() -> bool {
-    println!("selftest: {} tests", TESTS.len());
+    let total = TESTS.len() + board::TESTS.len();
+    println!("selftest: {total} tests");
     let mut failed = 0;
-    for (name, test) in TESTS {
+    for (name, test) in TESTS.iter().chain(board::TESTS) {
         match test() {
             Ok(()) => println!("test {name} ... ok"),
             Err(reason) => {
@@ -59,6 +59,6 @@ pub fn run() -> bool {
             }
         }
     }
-    println!("selftest: {} passed, {failed} failed", TESTS.len() - failed);
+    println!("selftest: {} passed, {failed} failed", total - failed);
     failed == 0
 }

@@ -41,8 +41,8 @@ pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
     if let Some(how) = info.cpu_start {
         for (logical, &hwid) in info.cpus.hwids[..info.cpus.len].iter().enumerate().skip(1) {
-            if let Err(e) = board::start_cpu(hwid, logical) {
-                println!("smp: cpu {logical} (hwid {hwid:#x}) refused to start: {how} error {e}");
+            if let Err(e) = board::start_cpu(&info.cpus, logical) {
+                println!("smp: cpu {logical} (hwid {hwid:#x}) refused to start: {e}");
                 continue;
             }
             let end = deadline(ONLINE_TIMEOUT_MS);
@@ -50,7 +50,7 @@ pub fn start_secondaries(info: &BootInfo) {
                 core::hint::spin_loop();
             }
             if !ONLINE[logical].load(Acquire) {
-                println!("smp: cpu {logical} (hwid {hwid:#x}) did not come online");
+                println!("smp: cpu {logical} (hwid {hwid:#x}) did not come online ({how})");
             }
         }
     } else if info.cpus.len > 1 {
@@ -81,6 +81,19 @@ pub fn secondary_loop(id: usize) -> ! {
             None => cpu::wait_for_event(),
         }
     }
+}
+
+/// Hands `job` to the highest-numbered online secondary core and returns at once, for work
+/// that outlives the boot core (a board's result indicator keeps going after the boot
+/// core has ended the machine — on hardware, "ended" just parks it). False when only the
+/// boot core is online.
+pub fn detach(job: Job) -> bool {
+    let Some(c) = (1..MAX_CPUS).rev().find(|&c| ONLINE[c].load(Acquire)) else {
+        return false;
+    };
+    *MAILBOX[c].lock() = Slot::Posted(job);
+    cpu::wake_waiters();
+    true
 }
 
 /// Runs `job` on every online core at once (the boot core included) and returns the

@@ -46,6 +46,8 @@ pub enum PageError {
     NotBlockHead { addr: PhysAddr },
     /// The block is already free.
     DoubleFree { addr: PhysAddr },
+    /// The block belongs to a slab cache or kmalloc: it must be freed through them.
+    Owned { addr: PhysAddr },
     /// The block was allocated with a different order.
     OrderMismatch {
         addr: PhysAddr,
@@ -75,6 +77,10 @@ impl fmt::Display for PageError {
             PageError::NotBlockHead { addr } => write!(
                 f,
                 "free of {addr:#x}: inside a block but not its first frame"
+            ),
+            PageError::Owned { addr } => write!(
+                f,
+                "free of {addr:#x}: the block belongs to a slab cache or kmalloc; free it there"
             ),
             PageError::DoubleFree { addr } => {
                 write!(f, "double free of {addr:#x}: the block is already free")
@@ -384,6 +390,9 @@ impl<A: Arch> PageAllocator<A> {
             .table
             .frame_of(pa)
             .ok_or(PageError::NotManaged { addr: pa })?;
+        if f.owner() != 0 {
+            return Err(PageError::Owned { addr: pa });
+        }
         let zone = f.zone().index();
         if order == 0 {
             // The state change claims the frame: of two CPUs freeing it at once, one wins

@@ -67,8 +67,8 @@ fn assert_pristine(p: &Pages, initial_free: u64, limits: ZoneLimits) {
 }
 
 #[test]
-fn descriptor_is_at_most_32_bytes() {
-    assert!(size_of::<PageFrame>() <= 32);
+fn descriptor_is_24_bytes() {
+    assert_eq!(size_of::<PageFrame>(), 24);
 }
 
 #[test]
@@ -257,6 +257,11 @@ fn bad_frees_are_refused_and_change_nothing() {
             order: MAX_ORDER + 1
         })
     );
+
+    // A block the slab layer owns is refused.
+    p.frame(a).unwrap().set_owner(0xdead0);
+    assert_eq!(p.free_pages(a, 2), Err(PageError::Owned { addr: a }));
+    p.frame(a).unwrap().set_owner(0);
 
     p.free_pages(a, 2).unwrap();
     assert_eq!(p.free_pages(a, 2), Err(PageError::DoubleFree { addr: a }));

@@ -1,14 +1,17 @@
 //! aarch64: the [`Arch`] implementation, and the CPU code a bare-metal aarch64 firmware
 //! needs under it — boot entry and the EL2 → EL1 drop ([`boot`]), the per-CPU area
-//! ([`cpu`]), the MMU ([`mmu`]), exception vectors ([`exception`]), PSCI ([`psci`]) and
-//! semihosting ([`semihosting`]). Nothing here knows which board it runs on.
+//! ([`cpu`]), cache maintenance ([`cache`]), the MMU ([`mmu`]), exception vectors
+//! ([`exception`]), PSCI ([`psci`]) and spin tables ([`spin_table`]) for starting cores,
+//! and semihosting ([`semihosting`]). Nothing here knows which board it runs on.
 
 mod boot;
+pub mod cache;
 pub mod cpu;
 pub mod exception;
 pub mod mmu;
 pub mod psci;
 pub mod semihosting;
+pub mod spin_table;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{

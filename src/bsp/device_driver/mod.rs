@@ -1,6 +1,15 @@
 //! Device drivers that more than one board uses.
 
-#[cfg(feature = "virt")]
+#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
 pub mod pl011;
 #[cfg(feature = "x86_64")]
 pub mod uart16550;
+
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub mod bcm2835_gpio;
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub mod bcm2835_mailbox;
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub mod generic_timer;
+#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+pub mod mini_uart;

@@ -1,8 +1,9 @@
 //! The Arm PL011 UART (QEMU `virt`, the Raspberry Pi's first UART): polled transmit and
 //! receive through the `embedded-io` traits.
 //!
-//! The driver never programs the baud rate: QEMU ignores it and on real boards the boot
-//! firmware has set it for the clock it configured.
+//! The baud rate is programmed only when the caller knows the UART's reference clock (the
+//! Pi's firmware reports it); otherwise the divisor the boot firmware left is kept. QEMU
+//! ignores it either way.
 
 use core::convert::Infallible;
 
@@ -40,6 +41,8 @@ register_structs! {
         (0x04 => _reserved0),
         (0x18 => fr: ReadOnly<u32, FR::Register>),
         (0x1c => _reserved1),
+        (0x24 => ibrd: ReadWrite<u32>),
+        (0x28 => fbrd: ReadWrite<u32>),
         (0x2c => lcr_h: ReadWrite<u32, LCR_H::Register>),
         (0x30 => cr: ReadWrite<u32, CR::Register>),
         (0x34 => @END),
@@ -66,11 +69,24 @@ impl Pl011 {
         unsafe { &*self.regs }
     }
 
-    /// 8N1 with FIFOs, transmit and receive on.
+    /// 8N1 with FIFOs, transmit and receive on, at the rate the boot firmware set.
     pub fn init(&self) {
+        self.init_baud(None, 0);
+    }
+
+    /// 8N1 with FIFOs, transmit and receive on; `baud` from a `clock_hz` reference clock
+    /// when that is known (without it, `baud` is ignored).
+    pub fn init_baud(&self, clock_hz: Option<u32>, baud: u32) {
         let r = self.regs();
         r.cr.set(0);
         while r.fr.is_set(FR::BUSY) {}
+        if let Some(clock) = clock_hz {
+            // Divisor in 1/64ths: clock / (16 * baud) * 64, rounded to nearest.
+            let div = (u64::from(clock) * 8 / u64::from(baud)).div_ceil(2) as u32;
+            r.ibrd.set(div >> 6);
+            r.fbrd.set(div & 0x3f);
+        }
+        // The divisor takes effect with this write.
         r.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
         r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }

@@ -3,8 +3,8 @@
 
 use dtoolkit::fdt::Fdt;
 
-use super::BootInfo;
 use super::devicetree::{self as dt, DtError};
+use super::{BootInfo, BootSource, Cpus, StartError, Test};
 use crate::arch::aarch64::{mmu, psci, secondary_entry};
 use crate::mm::memmap::{MemoryMap, PhysRange, RegionKind};
 use crate::mm::zone::ZoneLimits;
@@ -19,6 +19,9 @@ pub const UART_NAME: &str = "PL011";
 
 /// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
 pub const FALLBACK_UART: usize = 0x0900_0000;
+
+/// No board-specific self-tests.
+pub const TESTS: &[Test] = &[];
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
 const DTB_DEFAULT: usize = 0x4000_0000;
@@ -42,7 +45,7 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     // SAFETY: QEMU virt has RAM at both candidate addresses; the blob is reserved below
     // and never written.
     let fdt: Fdt<'static> = unsafe { dt::open(addr)? };
-    let uart = dt::stdout_base(fdt, "arm,pl011");
+    let uart = dt::stdout(fdt, &["arm,pl011"]).map(|(_, base)| base);
     if let Some(base) = uart {
         super::console::set_uart(base);
     }
@@ -57,18 +60,12 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
         psci::set_conduit(c);
     }
     let dma_limit = dt::dma_limit(fdt)?;
-    let zone_limits = match dma_limit {
-        Some(l) if l < ZoneLimits::DMA32_ONLY.dma32_end => ZoneLimits {
-            dma_end: l,
-            ..ZoneLimits::DMA32_ONLY
-        },
-        _ => ZoneLimits::DMA32_ONLY,
-    };
     Ok(BootInfo {
         model: dt::model(fdt),
+        source: BootSource::BootData(dtb),
         map: map.normalize()?,
         unmapped_ram: mem.above_limit,
-        zone_limits,
+        zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
         dma_limit,
         cpus: dt::cpus(fdt, boot_hwid)?,
         cpu_start: psci.map(|_| "PSCI"),
@@ -81,7 +78,12 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
     })
 }
 
-/// Starts the core with MPIDR affinity `hwid` as logical core `logical`, through PSCI.
-pub fn start_cpu(hwid: u64, logical: usize) -> Result<(), i64> {
-    psci::cpu_on(hwid, secondary_entry(), logical as u64)
+/// Starts logical core `logical` of `cpus` through PSCI.
+pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
+    psci::cpu_on(cpus.hwids[logical], secondary_entry(), logical as u64).map_err(StartError::Psci)
+}
+
+/// QEMU ends the machine itself; there is nothing to show the result on.
+pub fn result_indicator(_passed: bool) -> Option<super::Indicator> {
+    None
 }

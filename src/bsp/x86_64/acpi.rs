@@ -42,6 +42,7 @@ pub unsafe fn read(rsdp: u64, boot_hwid: u64) -> Result<Machine, AcpiError> {
     let madt = tables.find_table::<Madt>()?;
     let mut cpus = Cpus {
         hwids: [0; MAX_CPUS],
+        release: [0; MAX_CPUS],
         len: 1,
         in_tree: 0,
     };

@@ -7,7 +7,7 @@ mod pvh;
 
 use core::fmt;
 
-use super::BootInfo;
+use super::{BootInfo, BootSource, Cpus, StartError, Test};
 use crate::arch::x86_64::{TRAMPOLINE, apic, mmu};
 use crate::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use crate::mm::zone::ZoneLimits;
@@ -23,6 +23,9 @@ pub const UART_NAME: &str = "16550 I/O port";
 
 /// COM1, the PC's first serial port: the console from the first line on.
 pub const FALLBACK_UART: usize = 0x3f8;
+
+/// No board-specific self-tests.
+pub const TESTS: &[Test] = &[];
 
 /// The real-mode area: BIOS data, the EBDA, option ROMs, the boot information and the AP
 /// trampoline all live here; none of it is handed out.
@@ -120,6 +123,7 @@ pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
     let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
     Ok(BootInfo {
         model: machine.oem,
+        source: BootSource::BootData(boot_data),
         map: map.normalize()?,
         unmapped_ram,
         zone_limits: ZoneLimits::X86,
@@ -136,10 +140,15 @@ pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
     })
 }
 
-/// Starts the core with local APIC id `hwid` as logical core `logical`.
-pub fn start_cpu(hwid: u64, logical: usize) -> Result<(), i64> {
+/// Starts logical core `logical` of `cpus` with INIT-SIPI-SIPI.
+pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
     // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
     // mapped uncached), one core at a time, waiting for each; the trampoline's page is in
     // LOW_MEMORY, reserved.
-    unsafe { apic::start_ap(hwid as u32, logical) }
+    unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
+}
+
+/// QEMU ends the machine itself; there is nothing to show the result on.
+pub fn result_indicator(_passed: bool) -> Option<super::Indicator> {
+    None
 }

@@ -1,0 +1,158 @@
+//! The BCM2835 auxiliary "mini-UART" (the Raspberry Pi 3's and 4's default console on
+//! GPIO 14/15): polled transmit and receive through the `embedded-io` traits.
+//!
+//! Its baud rate divides the VideoCore's core clock, so it is only reprogrammed when the
+//! caller knows that clock; otherwise the firmware's setting (`enable_uart=1`) is kept.
+
+use core::convert::Infallible;
+
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::registers::ReadWrite;
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    /// AUX_ENABLES: which auxiliary peripherals are powered.
+    ENABLES [
+        MINI_UART OFFSET(0) NUMBITS(1) []
+    ],
+    /// Line status.
+    LSR [
+        /// The transmit FIFO can take a byte.
+        TX_EMPTY OFFSET(5) NUMBITS(1) [],
+        /// The transmitter is idle and its FIFO empty.
+        TX_IDLE OFFSET(6) NUMBITS(1) [],
+        DATA_READY OFFSET(0) NUMBITS(1) []
+    ],
+    /// Line control.
+    LCR [
+        DATA_SIZE OFFSET(0) NUMBITS(2) [EightBit = 0b11]
+    ],
+    /// Interrupt identify; written, it clears the FIFOs.
+    IIR [
+        CLEAR_RX OFFSET(1) NUMBITS(1) [],
+        CLEAR_TX OFFSET(2) NUMBITS(1) []
+    ],
+    /// Extra control.
+    CNTL [
+        TX_ENABLE OFFSET(1) NUMBITS(1) [],
+        RX_ENABLE OFFSET(0) NUMBITS(1) []
+    ]
+}
+
+register_structs! {
+    /// The mini-UART block, from AUX_MU_IO (the address the device tree gives).
+    Registers {
+        (0x00 => io: ReadWrite<u32>),
+        (0x04 => ier: ReadWrite<u32>),
+        (0x08 => iir: ReadWrite<u32, IIR::Register>),
+        (0x0c => lcr: ReadWrite<u32, LCR::Register>),
+        (0x10 => mcr: ReadWrite<u32>),
+        (0x14 => lsr: ReadWrite<u32, LSR::Register>),
+        (0x18 => _reserved0),
+        (0x20 => cntl: ReadWrite<u32, CNTL::Register>),
+        (0x24 => _reserved1),
+        (0x28 => baud: ReadWrite<u32>),
+        (0x2c => @END),
+    }
+}
+
+/// AUX_ENABLES sits this far below AUX_MU_IO.
+const ENABLES_OFFSET: usize = 0x3c;
+
+/// A mini-UART at a fixed MMIO address.
+pub struct MiniUart {
+    regs: *const Registers,
+}
+
+impl MiniUart {
+    /// # Safety
+    /// `base` is the MMIO address of a BCM2835 mini-UART (AUX_MU_IO), mapped as device
+    /// memory (or the MMU is off), and whoever holds a `MiniUart` for it coordinates with
+    /// other holders.
+    pub const unsafe fn new(base: usize) -> MiniUart {
+        MiniUart {
+            regs: base as *const Registers,
+        }
+    }
+
+    fn regs(&self) -> &Registers {
+        // SAFETY: `new`'s contract: the address is a mini-UART's register block.
+        unsafe { &*self.regs }
+    }
+
+    /// 8N1, no interrupts, FIFOs cleared, transmit and receive on; `baud` from the core
+    /// clock `clock_hz` when that is known.
+    pub fn init(&self, clock_hz: Option<u32>, baud: u32) {
+        // SAFETY: AUX_ENABLES belongs to the same AUX block as the registers `new` was
+        // given; only the mini-UART bit is changed.
+        let enables = unsafe {
+            &*((self.regs as usize - ENABLES_OFFSET) as *const ReadWrite<u32, ENABLES::Register>)
+        };
+        enables.modify(ENABLES::MINI_UART::SET);
+        let r = self.regs();
+        while !r.lsr.is_set(LSR::TX_IDLE) {}
+        r.cntl.set(0);
+        r.ier.set(0);
+        r.lcr.write(LCR::DATA_SIZE::EightBit);
+        r.mcr.set(0);
+        r.iir.write(IIR::CLEAR_RX::SET + IIR::CLEAR_TX::SET);
+        if let Some(clock) = clock_hz {
+            // baud = clock / (8 * (divisor + 1)), rounded to nearest.
+            let div = (clock / 4 / baud).div_ceil(2);
+            r.baud.set(div.saturating_sub(1));
+        }
+        r.cntl.write(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
+    }
+
+    fn put(&self, b: u8) {
+        let r = self.regs();
+        while !r.lsr.is_set(LSR::TX_EMPTY) {}
+        r.io.set(u32::from(b));
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn try_read(&self) -> Option<u8> {
+        let r = self.regs();
+        r.lsr.is_set(LSR::DATA_READY).then(|| r.io.get() as u8)
+    }
+}
+
+impl embedded_io::ErrorType for MiniUart {
+    type Error = Infallible;
+}
+
+impl embedded_io::Write for MiniUart {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+        buf.iter().for_each(|&b| self.put(b));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), Infallible> {
+        while !self.regs().lsr.is_set(LSR::TX_IDLE) {}
+        Ok(())
+    }
+}
+
+impl embedded_io::Read for MiniUart {
+    /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        buf[0] = loop {
+            if let Some(b) = self.try_read() {
+                break b;
+            }
+            core::hint::spin_loop();
+        };
+        let mut n = 1;
+        while n < buf.len() {
+            match self.try_read() {
+                Some(b) => buf[n] = b,
+                None => break,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+}
