@@ -193,6 +193,12 @@ impl Arch for HostArch {
     type IrqState = ();
     const OWNED_IDS: usize = MAX_IDS;
 
+    /// Owners pay only a compiler fence; `remote_barrier` fences them from outside.
+    #[inline]
+    fn owner_fence() {
+        std::sync::atomic::compiler_fence(Ordering::SeqCst)
+    }
+
     /// A full memory barrier on every thread of the process that is running now (see
     /// above); a no-op where no thread can own a slot.
     fn remote_barrier() {

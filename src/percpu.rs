@@ -6,17 +6,18 @@
 //! with interrupts off so that an interrupt handler on the same CPU can't see the slot
 //! half-updated); who takes it depends on the platform:
 //!
-//! - **Bare metal**: everyone, always — the owner's lock is almost always uncontended
-//!   (only drains from other CPUs take it), but it is an atomic RMW per access.
-//! - **Owned ids** (`Arch::OWNED_IDS > 0`, the hosted platform): a CPU id below it belongs
-//!   to one live context, which enters the slot of its id with plain stores —
-//!   `busy = true`, a compiler fence, then a look at `mode`. Anyone else (a drain from
-//!   another thread: shrink, reap, destroy, figures; or a thread whose id folds onto the
-//!   slot) takes the lock, sets a bit in `mode`, runs [`Arch::remote_barrier`] (hosted:
-//!   `membarrier(2)`) and waits for `busy` to clear. The barrier stands in for the full fence the owner skipped: after
-//!   it, either the owner's `busy = true` is visible to the outsider (who waits), or the
-//!   owner's later look at `mode` sees the bit (and the owner takes the lock instead).
-//!   That is Dekker's handshake with the expensive half on the rare side.
+//! - **Owned ids** (`Arch::OWNED_IDS > 0`: every CPU on bare metal, threads with an
+//!   exclusive id on the hosted platform): the owner disables interrupts and enters the
+//!   slot of its id with plain stores — `busy = true`, [`Arch::owner_fence`], then a look
+//!   at `mode`. Anyone else (a drain from another CPU: shrink, reap, destroy, figures; or
+//!   a hosted thread whose id folds onto the slot) takes the lock, sets a bit in `mode`,
+//!   runs [`Arch::remote_barrier`] and waits for `busy` to clear. With a full fence on
+//!   each side (bare metal) this is Dekker's handshake; hosted owners issue only a
+//!   compiler fence and the outsider's barrier is `membarrier(2)`, which fences every
+//!   running thread — the expensive half on the rare side. Either way, either the
+//!   owner's `busy = true` is visible to the outsider (who waits), or the owner's look at
+//!   `mode` sees the bit (and the owner takes the lock instead).
+//! - **No owned ids** (`OWNED_IDS == 0`): everyone takes the lock, always.
 //!
 //! `mode` has two bits. `REMOTE` is set for one drain and cleared after it, so drains
 //! cost the owner nothing once they are over. `SHARED` is set the first time a thread
@@ -30,7 +31,7 @@
 use core::cell::UnsafeCell;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering, compiler_fence};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use crate::arch::Arch;
 use crate::sync::{IrqMutex, IrqMutexGuard};
@@ -126,34 +127,40 @@ impl<A: Arch, T> PerCpu<A, T> {
         unsafe { &*self.slots.add(i) }
     }
 
-    /// The running CPU's value, held exclusively (lock-free for a hosted slot's owner).
+    /// The running CPU's value, held exclusively, with interrupts off (lock-free for the
+    /// slot's owner).
     #[inline]
     pub fn local(&self) -> SlotGuard<'_, A, T> {
+        // Interrupts off first: the id must not change under us, and an interrupt
+        // handler on this CPU must not enter the slot while we are in it.
+        let irq = A::irq_save();
         let id = A::cpu_id();
         if owns_slot::<A>(id, self.n) {
             // SAFETY: id < n, and init_at initialised n slots that live as long as self.
             let slot = unsafe { &*self.slots.add(id) };
             slot.busy.store(true, Ordering::Relaxed);
-            // Paired with the outsider's process barrier (module doc): the store above
-            // is ordered before the load below on every path an outsider can observe.
-            compiler_fence(Ordering::SeqCst);
+            // Paired with the outsider's barrier (module doc): the store above is
+            // ordered before the load below on every path an outsider can observe.
+            A::owner_fence();
             // Acquire: see what an outsider that held the slot before us wrote.
             if slot.mode.load(Ordering::Acquire) == 0 {
                 return SlotGuard {
                     slot,
-                    how: How::Owner,
+                    how: How::Owner(irq),
                 };
             }
-            return Self::owner_locked(slot);
+            return Self::owner_locked(slot, irq);
         }
+        A::irq_restore(irq);
         self.outsider(self.slot(id % self.n), SHARED)
     }
 
     /// The owner found an outsider in (or the slot shared): it queues on the lock too.
     #[cold]
     #[inline(never)]
-    fn owner_locked(slot: &Slot<A, T>) -> SlotGuard<'_, A, T> {
+    fn owner_locked(slot: &Slot<A, T>, irq: A::IrqState) -> SlotGuard<'_, A, T> {
         slot.busy.store(false, Ordering::Release);
+        A::irq_restore(irq);
         SlotGuard {
             slot,
             how: How::Locked(slot.lock.lock(), 0),
@@ -205,8 +212,8 @@ impl<A: Arch, T> PerCpu<A, T> {
 }
 
 enum How<'a, A: Arch> {
-    /// The slot's owner, in lock-free (`busy` set).
-    Owner,
+    /// The slot's owner, in lock-free (`busy` set), with the interrupt state to restore.
+    Owner(A::IrqState),
     /// Under the slot's lock; the `mode` bits to clear on the way out.
     Locked(IrqMutexGuard<'a, A, ()>, u8),
 }
@@ -221,8 +228,11 @@ impl<A: Arch, T> Drop for SlotGuard<'_, A, T> {
     #[inline]
     fn drop(&mut self) {
         match &self.how {
-            // Release: an outsider that sees `busy` clear sees our writes to the value.
-            How::Owner => self.slot.busy.store(false, Ordering::Release),
+            How::Owner(irq) => {
+                // Release: an outsider that sees `busy` clear sees our writes to the value.
+                self.slot.busy.store(false, Ordering::Release);
+                A::irq_restore(*irq);
+            }
             How::Locked(_, clear) => {
                 if *clear != 0 {
                     // Release: the owner's Acquire load of `mode` sees our writes.

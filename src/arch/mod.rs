@@ -32,14 +32,26 @@ pub trait Arch: 'static {
     fn barrier_write();
 
     /// CPU ids below this belong to one running context each, for as long as it runs,
-    /// so per-CPU data may be entered by that owner without a lock (see `crate::percpu`).
-    /// 0 (the default) means every per-CPU access takes its slot's lock — right on bare
-    /// metal, where a remote drain has no cheap way to fence the owner.
+    /// so per-CPU data may be entered by that owner without a lock (see `crate::percpu`):
+    /// on bare metal, every CPU id (the owner runs with interrupts off); hosted, the
+    /// threads that hold an exclusive id. 0 makes every per-CPU access take its slot's
+    /// lock.
     const OWNED_IDS: usize = 0;
 
-    /// A full memory barrier on every CPU running this program, issued by a thread that
-    /// wants to enter another context's per-CPU data (needed only when `OWNED_IDS > 0`).
-    fn remote_barrier() {}
+    /// The owner's half of the handshake with a remote drain: orders the owner's "busy"
+    /// store before its look at the slot's mode. A full fence by default.
+    #[inline]
+    fn owner_fence() {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The remote half: a full barrier that, together with [`Arch::owner_fence`], lets
+    /// one side see the other's store (Dekker). A full fence by default; a platform whose
+    /// owners issue only a compiler fence must fence every running CPU here.
+    #[inline]
+    fn remote_barrier() {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst)
+    }
 
     /// A free-running cycle counter for benchmarks and owner tracking.
     fn cycles() -> u64;

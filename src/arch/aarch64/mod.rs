@@ -42,6 +42,8 @@ pub struct AArch64;
 impl Arch for AArch64 {
     /// The whole of DAIF as it was.
     type IrqState = u64;
+    /// Each core is the only one with its id, and runs per-CPU code with interrupts off.
+    const OWNED_IDS: usize = cpu::MAX_CPUS;
 
     #[inline]
     fn cpu_id() -> usize {

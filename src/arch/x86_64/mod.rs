@@ -36,6 +36,8 @@ pub struct X86_64;
 impl Arch for X86_64 {
     /// Whether interrupts were enabled (RFLAGS.IF).
     type IrqState = bool;
+    /// Each core is the only one with its id, and runs per-CPU code with interrupts off.
+    const OWNED_IDS: usize = MAX_CPUS;
 
     #[inline]
     fn cpu_id() -> usize {
