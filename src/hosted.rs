@@ -122,9 +122,11 @@ fn thread_id() -> usize {
 // `asymmetricHeavyBarrier`). Where the call is unavailable, no thread gets an exclusive
 // id, so no slot is ever entered without its lock and no barrier is needed.
 
+// Miri does not model membarrier: under it, every slot takes its lock.
 #[cfg(all(
     target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(miri)
 ))]
 mod membarrier {
     use std::sync::atomic::{AtomicU8, Ordering};
@@ -171,7 +173,8 @@ mod membarrier {
 
 #[cfg(not(all(
     target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
+    any(target_arch = "x86_64", target_arch = "aarch64"),
+    not(miri)
 )))]
 mod membarrier {
     pub fn available() -> bool {
@@ -229,12 +232,13 @@ impl Arch for HostArch {
     }
 
     fn cycles() -> u64 {
-        #[cfg(target_arch = "x86_64")]
+        // Miri does not model rdtsc: it gets the clock below.
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
         // SAFETY: rdtsc has no preconditions on x86_64.
         unsafe {
             core::arch::x86_64::_rdtsc()
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(not(all(target_arch = "x86_64", not(miri))))]
         {
             use std::time::Instant;
             static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
