@@ -3,7 +3,7 @@
 //! The board interface, which each board module (`virt`, `rpi`, `x86_64`, …) provides
 //! and the firmware reaches as `bsp::board`:
 //! - `NAME`; `Uart`, the console driver type (`unsafe fn new(base)`, `init()`, the
-//!   `embedded-io` `Read` and `Write`), `UART_NAME`, and `FALLBACK_UART`, the console to
+//!   `embedded-io` `Read` and `Write`), `uart_name()`, and `FALLBACK_UART`, the console to
 //!   use before the boot information is read;
 //! - `BOOT_DATA`, what the loader passes (`"dtb"`, `"hvm_start_info"`);
 //! - `probe(boot_arg, boot_hwid) -> Result<BootInfo, impl Display>`: everything the

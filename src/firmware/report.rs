@@ -20,7 +20,7 @@ pub fn banner(info: &BootInfo) {
     );
     println!(
         "console: {} at {:#x}{}",
-        board::UART_NAME,
+        board::uart_name(),
         info.uart,
         if info.uart_from_dt {
             ""

@@ -65,8 +65,14 @@ pub const NAME: &str = SOC.name;
 /// What the firmware passes in `x0`, when it passes anything: a flattened device tree.
 pub const BOOT_DATA: &str = "dtb";
 
-/// The console is one of two UARTs; the MMIO base in the report tells which.
-pub const UART_NAME: &str = "PL011 or mini-UART";
+/// The console UART the probe chose: the PL011 or the mini-UART.
+pub fn uart_name() -> &'static str {
+    if uart::KIND.load(core::sync::atomic::Ordering::Relaxed) == UartKind::MiniUart as usize {
+        "mini-UART"
+    } else {
+        "PL011"
+    }
+}
 
 /// The PL011, the UART the firmware sets up when nothing says otherwise.
 pub const FALLBACK_UART: usize = SOC.peripherals + 0x20_1000;

@@ -15,7 +15,10 @@ pub const NAME: &str = "QEMU virt (aarch64)";
 pub const BOOT_DATA: &str = "dtb";
 
 pub use super::device_driver::pl011::Pl011 as Uart;
-pub const UART_NAME: &str = "PL011";
+/// The console UART.
+pub fn uart_name() -> &'static str {
+    "PL011"
+}
 
 /// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
 pub const FALLBACK_UART: usize = 0x0900_0000;

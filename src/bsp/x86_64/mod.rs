@@ -19,7 +19,10 @@ pub const NAME: &str = "QEMU x86_64 (PVH)";
 pub const BOOT_DATA: &str = "hvm_start_info";
 
 pub use super::device_driver::uart16550::Uart16550 as Uart;
-pub const UART_NAME: &str = "16550 I/O port";
+/// The console UART.
+pub fn uart_name() -> &'static str {
+    "16550 I/O port"
+}
 
 /// COM1, the PC's first serial port: the console from the first line on.
 pub const FALLBACK_UART: usize = 0x3f8;
