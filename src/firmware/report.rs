@@ -43,9 +43,13 @@ pub fn banner(info: &BootInfo) {
             info.unmapped_ram / MIB
         );
     }
-    match info.dma_limit {
-        Some(l) => println!("dma-ranges: devices reach below {l:#x}"),
-        None => println!("dma-ranges: none, 64-bit DMA"),
+    let z = info.zone_limits;
+    println!(
+        "dma: DMA zone below {:#x}, DMA32 below {:#x}",
+        z.dma_end, z.dma32_end
+    );
+    if let Some(l) = info.dma_limit {
+        println!("dma-ranges: devices reach below {l:#x}");
     }
 }
 
