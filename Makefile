@@ -3,7 +3,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test host-test lint deps toolchain bench bench-smoke check miri asan fuzz
+.PHONY: test host-test lint deps toolchain bench bench-smoke check miri asan fuzz firmware-bench
 
 ## test: every test — host tests, format, clippy for every target, and the QEMU self-tests.
 test: deps host-test lint
@@ -15,10 +15,15 @@ host-test: toolchain
 	$(MAKE) bench-smoke
 
 ## bench: kmem against its peers in one process; writes docs/bench.json and docs/bench.svg
-## (BENCHMARKS.md explains the method). Not part of `make test`.
+## (BENCHMARKS.md explains the method). Not part of `make test`. With BOARD=... on the
+## command line: the in-firmware benchmark on that board (kmem, talc, linked_list_allocator).
+ifeq ($(origin BOARD),command line)
+bench: firmware-bench
+else
 bench: toolchain
 	$(CARGO) bench --features hosted --bench alloc -- --json docs/bench.json
 	python3 scripts/bench_svg.py docs/bench.json docs/bench.svg
+endif
 
 ## bench-smoke: every workload of the benchmark program, shrunk 50x (a few seconds).
 bench-smoke: toolchain
@@ -113,6 +118,10 @@ run: image
 ## selftest: boots with `selftest` in the boot arguments; the exit status is the suite's.
 selftest: image
 	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null)
+
+## firmware-bench: boots BOARD with `bench` on the command line (see `make bench`).
+firmware-bench: image
+	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append bench </dev/null)
 
 ## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
 ## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device

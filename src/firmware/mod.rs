@@ -6,6 +6,7 @@
 //! come up. The ISA is reached only through `crate::arch::cpu`, the board through
 //! `bsp::board`.
 
+mod bench;
 mod heap;
 pub mod monitor;
 mod page_tests;
@@ -89,6 +90,13 @@ pub fn boot(x0: usize) -> ! {
             smp::detach(indicator);
         }
         Cpu::exit(if ok { 0 } else { 1 });
+    }
+    if info.bootargs.split_whitespace().any(|w| w == "bench") {
+        let r = bench::run();
+        if let Err(e) = r {
+            println!("bench: FAILED: {e}");
+        }
+        Cpu::exit(u32::from(r.is_err()));
     }
     workload::demo();
     monitor::run()

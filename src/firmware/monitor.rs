@@ -19,6 +19,7 @@ commands:
   kmalloc <size> [flags]   allocate, print the address; flags: zero dma dma32 atomic
   kfree <addr>             free a kmalloc block (a bad address prints the error)
   stress [seconds]         mixed kmalloc/kfree on every cpu, cross-cpu frees (default 2)
+  bench                    kmem against talc and linked_list_allocator on every cpu
   validate [cache]         walk every cache (or one): lists, arrays, red zones, poison
   failslab <n> [cache]     make every nth slab allocation (of one cache) fail; 0 stops
   options                  the allocator options in force (from the command line)
@@ -132,6 +133,11 @@ fn execute(line: &str) {
             }
         }
         ("options", _) => println!("{:?}", kmem().options()),
+        ("bench", _) => {
+            if let Err(e) = super::bench::run() {
+                println!("bench: FAILED: {e}");
+            }
+        }
         ("reap", _) => {
             let (objs, pages) = kmem().reap();
             println!("reap: {objs} objects drained, {pages} pages released");
