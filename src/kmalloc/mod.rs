@@ -465,10 +465,9 @@ impl<A: Arch> Kmem<A> {
             }
         };
         // SAFETY: mem is a fresh, suitably aligned block for one SlabCache.
-        unsafe {
-            mem.as_ptr().write(cache);
-            (*mem.as_ptr()).next = *head;
-        }
+        unsafe { mem.as_ptr().write(cache) };
+        // SAFETY: just written; only this thread knows the cache yet.
+        unsafe { mem.as_ref() }.next.store(*head, Relaxed);
         *head = mem.as_ptr();
         // SAFETY: the cache lives until `destroy`, which consumes the only CacheRef.
         Ok(CacheRef {
@@ -499,7 +498,7 @@ impl<A: Arch> Kmem<A> {
             // which the caller holds or has just read `head` under.
             let cache = unsafe { &*c };
             f(cache);
-            c = cache.next;
+            c = cache.next.load(Relaxed);
         }
         for z in ZoneKind::ALL {
             self.zone(z).into_iter().flatten().rev().for_each(&mut f);
@@ -545,14 +544,22 @@ impl<A: Arch> Kmem<A> {
     fn unregister(&self, cache: &SlabCache<A>) {
         let mut head = self.registry.lock();
         let target = cache as *const SlabCache<A> as *mut SlabCache<A>;
-        let mut link: *mut *mut SlabCache<A> = &mut *head;
-        // SAFETY: we walk live registry members under the registry lock.
-        unsafe {
-            while !(*link).is_null() && *link != target {
-                link = &mut (**link).next;
+        let after = cache.next.load(Relaxed);
+        if *head == target {
+            *head = after;
+        } else {
+            let mut c = *head;
+            loop {
+                assert!(!c.is_null(), "a CacheRef's cache is registered");
+                // SAFETY: registry members are live while the registry lock is held.
+                let member = unsafe { &*c };
+                let next = member.next.load(Relaxed);
+                if next == target {
+                    member.next.store(after, Relaxed);
+                    break;
+                }
+                c = next;
             }
-            assert!(!(*link).is_null(), "a CacheRef's cache is registered");
-            *link = cache.next;
         }
         drop(head);
         cache.release_arrays(self);

@@ -313,8 +313,10 @@ pub struct SlabCache<A: Arch> {
     slow: bool,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
-    /// Next user-created cache in the registry (under the registry lock).
-    pub(crate) next: *mut SlabCache<A>,
+    /// Next user-created cache in the registry, written under the registry lock. An
+    /// atomic because other holders of `&SlabCache` may read the cache meanwhile: no
+    /// `&mut` to a live cache may exist.
+    pub(crate) next: core::sync::atomic::AtomicPtr<SlabCache<A>>,
 }
 
 // SAFETY: all mutable state is behind the per-CPU and node locks; raw pointers point into
@@ -414,7 +416,7 @@ impl<A: Arch> SlabCache<A> {
             init_on_free: hard.init_on_free,
             slow: !flags.is_empty() || hard.init_on_alloc || hard.init_on_free,
             reports: AtomicUsize::new(0),
-            next: core::ptr::null_mut(),
+            next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         })
     }
 
