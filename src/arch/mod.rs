@@ -77,6 +77,7 @@ pub use self::x86_64 as cpu;
 /// The ISA the firmware is built for, under one name, so that `crate::firmware` names no
 /// ISA. Each ISA module provides at its root: `Cpu` (its [`Arch`] impl), `MAX_CPUS`,
 /// `cycles_per_second()`, `boot_hwid()` (the boot core's id as firmware tables list
-/// CPUs), `mmu::{build, enable}`, and `wait_for_event()`/`wake_waiters()` for idle cores.
+/// CPUs), `mmu::{build, enable}`, `wait_for_event()`/`wake_waiters()` for idle cores, and
+/// `enable_interrupts()`.
 #[cfg(all(target_os = "none", target_arch = "aarch64"))]
 pub use aarch64 as cpu;

@@ -295,6 +295,18 @@ pub fn device_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
     usize::try_from(find_reg(fdt.root(), compatible)?).ok()
 }
 
+/// Distributor and CPU-interface bases of the root's GICv2 (`arm,cortex-a15-gic`,
+/// `arm,gic-400`): its first two `reg` entries.
+pub fn gicv2(fdt: Fdt<'static>) -> Option<(usize, usize)> {
+    let node = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
+    let mut regs = node.reg().ok()??;
+    let mut next = || usize::try_from(regs.next()?.address::<u64>().ok()?).ok();
+    Some((next()?, next()?))
+}
+
 /// The node at `path` (relative to `bus`, no leading `/`) and its first `reg` address in
 /// `bus`'s children's address space translated to `bus`'s own.
 fn reg_at(bus: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {

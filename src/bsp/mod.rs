@@ -13,7 +13,9 @@
 //!   arch entry point with its logical id;
 //! - `TESTS`: the board's own self-tests, run after the common ones;
 //! - `result_indicator(passed) -> Option<Indicator>`: how the board shows the self-test
-//!   result without a console (an LED pattern), run on a core of its own for ever.
+//!   result without a console (an LED pattern), run on a core of its own for ever;
+//! - `ticks_start(period_us)` and `ticks_stop()`: a periodic timer interrupt on the
+//!   running core (see [`ticks`]).
 //!
 //! Drivers that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the console front end in [`console`].
@@ -22,6 +24,7 @@ pub mod console;
 pub mod device_driver;
 #[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
 pub mod devicetree;
+pub mod ticks;
 
 #[cfg(feature = "virt")]
 pub mod virt;

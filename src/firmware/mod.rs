@@ -8,6 +8,7 @@
 
 mod bench;
 mod heap;
+mod irq_tests;
 pub mod monitor;
 mod page_tests;
 mod report;

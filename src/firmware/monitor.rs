@@ -109,7 +109,7 @@ fn execute(line: &str) {
         },
         ("stress", (secs, None)) => {
             let secs = secs.unwrap_or(2).max(1);
-            match workload::run(secs, 0) {
+            match workload::run(secs, 0, workload::mixed) {
                 Ok((ops, remote)) => println!(
                     "stress: {ops} steps in {secs} s on {} cpus, {remote} cross-cpu frees",
                     super::smp::online()

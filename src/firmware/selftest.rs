@@ -9,7 +9,7 @@
 use crate::bsp::{Test, board};
 use crate::println;
 
-use super::{page_tests, slab_tests};
+use super::{irq_tests, page_tests, slab_tests};
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -43,6 +43,10 @@ pub const TESTS: &[Test] = &[
         slab_tests::debug_red_zones_on_every_core,
     ),
     ("stress_all_cpus", slab_tests::stress_all_cpus),
+    (
+        "alloc_in_interrupts_during_stress",
+        irq_tests::alloc_in_interrupts_during_stress,
+    ),
 ];
 
 /// Runs every test and prints one line each and a summary; true when all passed.

@@ -24,7 +24,7 @@ use super::{kmem, smp, workload};
 
 type R = Result<(), &'static str>;
 
-fn ensure(ok: bool, reason: &'static str) -> R {
+pub(super) fn ensure(ok: bool, reason: &'static str) -> R {
     if ok { Ok(()) } else { Err(reason) }
 }
 
@@ -35,7 +35,7 @@ fn free_pages(k: &Kmem<Cpu>) -> u64 {
 }
 
 /// Runs `f`, then checks that every page it took came back once caches are shrunk.
-fn conserving(f: impl FnOnce(&'static Kmem<Cpu>) -> R) -> R {
+pub(super) fn conserving(f: impl FnOnce(&'static Kmem<Cpu>) -> R) -> R {
     let k = kmem();
     let before = free_pages(k);
     f(k)?;
@@ -386,7 +386,7 @@ pub fn debug_red_zones_on_every_core() -> R {
 
 pub fn stress_all_cpus() -> R {
     conserving(|_| {
-        let (ops, remote) = workload::run(0, 4000)?;
+        let (ops, remote) = workload::run(0, 4000, workload::mixed)?;
         ensure(ops > 0, "no work done")?;
         ensure(
             remote > 0 || smp::online() == 1,

@@ -96,7 +96,7 @@ fn done(step: u64) -> bool {
 }
 
 /// One core's share of the workload.
-fn mixed(cpu: usize) -> Result<(), &'static str> {
+pub fn mixed(cpu: usize) -> Result<(), &'static str> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((cpu as u64 + 1) << 32) ^ Cpu::cycles();
     let mut held = [Obj(0, 0, 0); HELD];
     let (mut ops, mut remote) = (0u64, 0u64);
@@ -152,9 +152,10 @@ fn mixed(cpu: usize) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Runs the workload on every core, for `seconds` (or `rounds` steps per core when
-/// `seconds` is 0), empties the exchange ring, and returns (operations, remote frees).
-pub fn run(seconds: u64, rounds: u64) -> Result<(u64, u64), &'static str> {
+/// Runs `job` — [`mixed`], or something that calls it — on every core, for `seconds` (or
+/// `rounds` steps per core when `seconds` is 0), empties the exchange ring, and returns
+/// (operations, remote frees).
+pub fn run(seconds: u64, rounds: u64, job: smp::Job) -> Result<(u64, u64), &'static str> {
     ROUNDS.store(rounds, Relaxed);
     let end = if seconds == 0 {
         0
@@ -162,7 +163,7 @@ pub fn run(seconds: u64, rounds: u64) -> Result<(u64, u64), &'static str> {
         Cpu::cycles() + cpu::cycles_per_second() * seconds
     };
     DEADLINE.store(end, Relaxed);
-    let r = smp::run_on_all(mixed);
+    let r = smp::run_on_all(job);
     loop {
         let o = {
             let mut x = EXCHANGE.lock();
@@ -183,7 +184,7 @@ pub fn run(seconds: u64, rounds: u64) -> Result<(u64, u64), &'static str> {
 
 /// The boot demonstration: a short run on every core, then slabinfo and meminfo.
 pub fn demo() {
-    match run(0, 3000) {
+    match run(0, 3000, mixed) {
         Ok((ops, remote)) => println!(
             "demo: {ops} kmalloc/kfree steps on {} cpus, {remote} objects freed by another cpu",
             smp::online()

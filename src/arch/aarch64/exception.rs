@@ -1,6 +1,8 @@
-//! Exception handling: every exception is unexpected (the firmware uses no interrupts
-//! and no traps), so the vectors (vectors.s) report it and end the machine with a
-//! failing status — through a panic, so that the firmware's panic path prints it.
+//! Exception handling. IRQs go to the one handler the board installed with
+//! [`set_irq_handler`] (its interrupt controller knows which device raised them). Every
+//! other exception is unexpected (the firmware takes no traps), so the vectors
+//! (vectors.s) report it and end the machine with a failing status — through a panic, so
+//! that the firmware's panic path prints it.
 //!
 //! One exception is expected after all: the semihosting `hlt` faults when QEMU runs
 //! without `-semihosting`, and then exiting falls back to PSCI SYSTEM_OFF.
@@ -16,7 +18,28 @@ core::arch::global_asm!(
     handler = sym unexpected_exception,
     exit_block = sym semihosting::EXIT_FAILURE,
     conduit = sym psci::CONDUIT,
+    irq = sym irq,
 );
+
+/// The board's IRQ handler.
+static IRQ_HANDLER: spin::Once<fn()> = spin::Once::new();
+
+/// Makes `handler` run for every IRQ, on the core that takes it, with IRQs masked. It
+/// must acknowledge the interrupt at its controller. The first handler installed stays.
+pub fn set_irq_handler(handler: fn()) {
+    IRQ_HANDLER.call_once(|| handler);
+}
+
+/// Called by the IRQ entry in vectors.s, with every caller-saved register saved.
+extern "C" fn irq() {
+    match IRQ_HANDLER.get() {
+        Some(handler) => handler(),
+        None => panic!(
+            "IRQ on cpu {} with no handler installed",
+            cpu::current().id()
+        ),
+    }
+}
 
 const KINDS: [&str; 4] = ["synchronous", "IRQ", "FIQ", "SError"];
 const ORIGINS: [&str; 4] = [

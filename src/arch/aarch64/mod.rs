@@ -25,6 +25,12 @@ pub use aarch64_cpu::asm::{sev as wake_waiters, wfe as wait_for_event};
 pub use boot::secondary_entry;
 pub use cpu::MAX_CPUS;
 
+/// Lets this core take IRQs. The firmware runs with them masked; the allocator masks
+/// them itself around its per-CPU and locked paths.
+pub fn enable_interrupts() {
+    DAIF.modify(DAIF::I::Unmasked);
+}
+
 /// Frequency of the counter [`Arch::cycles`] reads.
 pub fn cycles_per_second() -> u64 {
     CNTFRQ_EL0.get()

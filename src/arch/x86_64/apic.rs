@@ -1,9 +1,11 @@
 //! The local APIC (xAPIC, at the address in `IA32_APIC_BASE`, mapped uncached by
-//! [`super::mmu`]): starting application processors with INIT-SIPI-SIPI, and the wake-up
-//! IPI that idle cores sleep in `hlt` for.
+//! [`super::mmu`]): starting application processors with INIT-SIPI-SIPI, the wake-up
+//! IPI that idle cores sleep in `hlt` for, and the periodic local timer; and the legacy
+//! 8259 PICs switched off, so that the local APIC is the only source of interrupts.
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+use pic8259::ChainedPics;
 use x86_64::registers::model_specific::Msr;
 
 use super::exception::WAKE_VECTOR;
@@ -23,6 +25,20 @@ const STARTUP: u32 = 0x4600;
 /// ICR: fixed interrupt to every core but this one, with the vector in the low byte.
 const FIXED_ALL_BUT_SELF: u32 = 0xc_4000;
 const EOI: usize = 0xb0;
+const LVT_TIMER: usize = 0x320;
+const TIMER_INITIAL: usize = 0x380;
+const TIMER_CURRENT: usize = 0x390;
+const TIMER_DIVIDE: usize = 0x3e0;
+/// LVT: the interrupt is masked.
+const LVT_MASKED: u32 = 1 << 16;
+/// LVT timer: periodic mode (reloads the initial count).
+const LVT_PERIODIC: u32 = 1 << 17;
+/// Divide configuration: the bus clock divided by 16.
+const DIVIDE_BY_16: u32 = 0b0011;
+
+/// Local timer counts per millisecond (the same on every core), measured against the TSC
+/// the first time a timer starts; 0 until then.
+static TIMER_PER_MS: AtomicU32 = AtomicU32::new(0);
 
 /// Address of the EOI register, for the wake-up stub in vectors.s (set before any core
 /// can be woken).
@@ -44,6 +60,22 @@ fn write(reg: usize, value: u32) {
 fn read(reg: usize) -> u32 {
     // SAFETY: as for write.
     unsafe { ((base() + reg) as *const u32).read_volatile() }
+}
+
+/// Vectors the legacy PICs are moved to: past the exceptions, and without gates, so a
+/// stray one faults loudly instead of passing for an exception (left where they start,
+/// the timer's IRQ 0 arrives as vector 8, a "double fault").
+const LEGACY_PIC_VECTORS: (u8, u8) = (0x20, 0x28);
+
+/// Remaps the legacy PICs and masks every line. Boot core, before interrupts are on.
+pub(super) fn disable_legacy_pic() {
+    // SAFETY: every PC has the PIC pair at the standard ports; nothing else drives them,
+    // and interrupts are off while they are reprogrammed.
+    unsafe {
+        let mut pics = ChainedPics::new(LEGACY_PIC_VECTORS.0, LEGACY_PIC_VECTORS.1);
+        pics.initialize();
+        pics.disable();
+    }
 }
 
 /// Software-enables this core's APIC, which it must be to take the wake-up IPI.
@@ -92,4 +124,41 @@ pub unsafe fn start_ap(apic_id: u32, logical: usize) -> Result<(), i64> {
         tsc::delay_us(200);
     }
     Ok(())
+}
+
+/// Counts this core's local timer makes in a millisecond, measured against the TSC.
+fn timer_per_ms() -> u32 {
+    let known = TIMER_PER_MS.load(Relaxed);
+    if known != 0 {
+        return known;
+    }
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, LVT_MASKED);
+    write(TIMER_INITIAL, u32::MAX);
+    tsc::delay_us(1000);
+    let per_ms = (u32::MAX - read(TIMER_CURRENT)).max(1);
+    write(TIMER_INITIAL, 0);
+    TIMER_PER_MS.store(per_ms, Relaxed);
+    per_ms
+}
+
+/// Makes this core's local timer raise `vector` every `period_us` microseconds.
+pub(super) fn timer_start(vector: u8, period_us: u64) {
+    enable();
+    let per_ms = u64::from(timer_per_ms());
+    let count = (per_ms * period_us / 1000).clamp(1, u64::from(u32::MAX));
+    write(TIMER_DIVIDE, DIVIDE_BY_16);
+    write(LVT_TIMER, LVT_PERIODIC | u32::from(vector));
+    write(TIMER_INITIAL, count as u32);
+}
+
+/// Stops this core's local timer.
+pub(super) fn timer_stop() {
+    write(LVT_TIMER, LVT_MASKED);
+    write(TIMER_INITIAL, 0);
+}
+
+/// Ends the interrupt this core is handling.
+pub(super) fn end_of_interrupt() {
+    write(EOI, 0);
 }

@@ -10,7 +10,7 @@ use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::cpu::{CPU_AREAS, CpuArea, MAX_CPUS, STACK_SIZE, STACKS};
-use super::exception;
+use super::{apic, exception};
 
 unsafe extern "C" {
     fn kernel_init(start_info: usize) -> !;
@@ -44,6 +44,7 @@ core::arch::global_asm!(
 /// boot core) the PVH loader's `%ebx`.
 extern "C" fn rust_entry(id: usize, start_info: usize) -> ! {
     if id == 0 {
+        apic::disable_legacy_pic();
         exception::build_idt();
     }
     exception::load_idt();

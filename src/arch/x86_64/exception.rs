@@ -1,8 +1,10 @@
 //! Exception handling: every exception is unexpected (the firmware runs with interrupts
 //! off and uses no traps), so the IDT's stubs (vectors.s) report it — vector, error code,
 //! RIP, CR2 and the core — and end the machine with a failing status, through a panic so
-//! that the firmware's panic path prints it. The only interrupt is [`WAKE_VECTOR`], the
-//! IPI that wakes an idle core; any other vector has no gate and so faults (#GP).
+//! that the firmware's panic path prints it. Two interrupts are expected: [`WAKE_VECTOR`],
+//! the IPI that wakes an idle core, and [`TIMER_VECTOR`], the local timer, which runs the
+//! handler installed with [`set_timer_handler`]. Any other vector has no gate and so
+//! faults (#GP).
 
 use core::cell::UnsafeCell;
 
@@ -20,16 +22,20 @@ core::arch::global_asm!(
     depth = const DEPTH_OFFSET,
     handler = sym unexpected_exception,
     eoi = sym apic::EOI_REGISTER,
+    timer = sym timer_interrupt,
     options(att_syntax),
 );
 
 unsafe extern "C" {
     static __exception_stubs: u8;
     static __wake_stub: u8;
+    static __timer_stub: u8;
 }
 
 /// Vector of the wake-up IPI (`super::wake_waiters`).
 pub const WAKE_VECTOR: u8 = 0xf0;
+/// Vector of the local timer (below the wake-up IPI's priority class).
+pub const TIMER_VECTOR: u8 = 0xe0;
 /// Vectors with an exception stub: the architectural exceptions.
 const EXCEPTIONS: usize = 32;
 /// Entries in the IDT: every vector, so that a stray one faults on a non-present gate.
@@ -99,6 +105,35 @@ pub(super) fn build_idt() {
         *g = gate(stubs + (v * STUB_SIZE) as u64, cs);
     }
     idt[usize::from(WAKE_VECTOR)] = gate(&raw const __wake_stub as u64, cs);
+    idt[usize::from(TIMER_VECTOR)] = gate(&raw const __timer_stub as u64, cs);
+}
+
+/// What a local-timer interrupt runs.
+static TIMER_HANDLER: spin::Once<fn()> = spin::Once::new();
+
+/// Makes every local-timer interrupt run `handler` on the core that takes it, with
+/// interrupts off. The first handler installed stays.
+pub fn set_timer_handler(handler: fn()) {
+    TIMER_HANDLER.call_once(|| handler);
+}
+
+/// Starts this core's local timer: an interrupt every `period_us` microseconds.
+pub fn timer_start(period_us: u64) {
+    apic::timer_start(TIMER_VECTOR, period_us);
+}
+
+/// Stops this core's local timer.
+pub fn timer_stop() {
+    apic::timer_stop();
+}
+
+/// Called by the timer stub with every caller-saved register saved.
+extern "C" fn timer_interrupt() {
+    // Ending it first is safe: the gate keeps interrupts off until `iretq`.
+    apic::end_of_interrupt();
+    if let Some(handler) = TIMER_HANDLER.get() {
+        handler();
+    }
 }
 
 /// Loads the IDT on this core.

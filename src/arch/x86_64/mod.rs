@@ -123,6 +123,12 @@ pub fn wait_for_event() {
     unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
 }
 
+/// Lets this core take interrupts. The firmware runs with them off; the allocator turns
+/// them off itself around its per-CPU and locked paths.
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
 /// Wakes every core sleeping in [`wait_for_event`].
 pub fn wake_waiters() {
     apic::wake_others();

@@ -1,8 +1,9 @@
 # The exception entry stubs: one per vector 0-31, 16 bytes apart, each pushing a dummy
 # error code where the CPU pushes none, then its vector. No exception is expected (the
 # firmware runs with interrupts off and takes no traps), so the common entry reports and
-# ends the machine through exception.rs. The one interrupt taken on purpose, the wake-up
-# IPI that ends an idle core's `hlt`, has its own stub at the end. A fault while doing so must not loop: the entry
+# ends the machine through exception.rs. The interrupts taken on purpose have stubs of
+# their own at the end: the wake-up IPI that ends an idle core's `hlt`, and the local
+# timer. A fault while reporting must not loop: the entry
 # counts nesting per core in its CpuArea and the second nested exception ends QEMU here,
 # through isa-debug-exit, without using the stack.
 
@@ -49,5 +50,32 @@ __wake_stub:
     push    %rax
     mov     {eoi}, %rax
     movl    $0, (%rax)
+    pop     %rax
+    iretq
+
+# The local timer: save the registers a Rust function may clobber (the kernel target has
+# no SSE state and no red zone), call exception.rs with a 16-byte aligned stack, return.
+# The CPU aligned RSP to 16 before its 5-word frame; 9 pushes make it aligned again.
+.global __timer_stub
+__timer_stub:
+    push    %rax
+    push    %rcx
+    push    %rdx
+    push    %rsi
+    push    %rdi
+    push    %r8
+    push    %r9
+    push    %r10
+    push    %r11
+    cld
+    call    {timer}
+    pop     %r11
+    pop     %r10
+    pop     %r9
+    pop     %r8
+    pop     %rdi
+    pop     %rsi
+    pop     %rdx
+    pop     %rcx
     pop     %rax
     iretq

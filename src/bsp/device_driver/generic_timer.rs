@@ -1,8 +1,15 @@
-//! The Arm generic timer's physical counter (`CNTPCT_EL0`, ticking at `CNTFRQ_EL0`) as an
-//! `embedded-hal` busy-wait [`Delay`], and [`Deadline`]s for polling with a time limit.
+//! The Arm generic timer: its physical counter (`CNTPCT_EL0`, ticking at `CNTFRQ_EL0`) as
+//! an `embedded-hal` busy-wait [`Delay`] and [`Deadline`]s for polling with a time limit,
+//! and each core's virtual timer as a periodic interrupt source ([`arm`], [`rearm`],
+//! [`disarm`]). The virtual timer is the one EL1 always owns: EL2 may trap the physical
+//! one, and boot.s sets `CNTVOFF_EL2` to 0 when it drops from EL2.
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, Readable};
+use aarch64_cpu::registers::{
+    CNTFRQ_EL0, CNTPCT_EL0, CNTV_CTL_EL0, CNTV_TVAL_EL0, Readable, Writeable,
+};
 use embedded_hal::delay::DelayNs;
 
 /// Counter ticks per second. The boot firmware sets CNTFRQ; a zero there would make every
@@ -43,4 +50,32 @@ impl DelayNs for Delay {
             core::hint::spin_loop();
         }
     }
+}
+
+/// The virtual timer's interrupt: PPI 11, interrupt id 27 at a GIC.
+pub const VIRTUAL_TIMER_PPI: u32 = 27;
+
+/// Counter ticks between two timer interrupts (the same on every core).
+static PERIOD: AtomicU64 = AtomicU64::new(0);
+
+/// Makes this core's virtual timer interrupt `period_us` microseconds from now, and again
+/// each time [`rearm`] runs.
+pub fn arm(period_us: u64) {
+    PERIOD.store(
+        (frequency() * period_us).div_ceil(1_000_000).max(1),
+        Relaxed,
+    );
+    rearm();
+}
+
+/// Sets the next interrupt one period from now. Writing the timer value also lowers the
+/// interrupt line, so the handler calls this before it ends the interrupt.
+pub fn rearm() {
+    CNTV_TVAL_EL0.set(PERIOD.load(Relaxed));
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+}
+
+/// Stops this core's virtual timer and lowers its interrupt.
+pub fn disarm() {
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::CLEAR + CNTV_CTL_EL0::IMASK::SET);
 }

@@ -10,6 +10,7 @@
 mod atags;
 mod led;
 mod tests;
+mod ticks;
 mod uart;
 
 use core::fmt;
@@ -28,6 +29,9 @@ use crate::mm::zone::ZoneLimits;
 
 pub use led::result_indicator;
 pub use tests::TESTS;
+#[cfg(feature = "rpi4")]
+pub use ticks::gic;
+pub use ticks::{ticks_start, ticks_stop};
 pub use uart::Uart;
 use uart::UartKind;
 

@@ -1,8 +1,12 @@
 //! QEMU `virt` (aarch64): the device tree at `x0` or 0x4000_0000, a PL011 console, RAM
-//! from 0x4000_0000, PSCI for starting cores, no DMA restrictions below 4 GiB.
+//! from 0x4000_0000, PSCI for starting cores, no DMA restrictions below 4 GiB, and ticks
+//! from each core's virtual timer through the GICv2 the device tree names.
+
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use dtoolkit::fdt::Fdt;
 
+use super::device_driver::gicv2::Gicv2;
 use super::devicetree::{self as dt, DtError};
 use super::{BootInfo, BootSource, Cpus, StartError, Test};
 use crate::arch::aarch64::{mmu, psci, secondary_entry};
@@ -25,6 +29,24 @@ pub const FALLBACK_UART: usize = 0x0900_0000;
 
 /// No board-specific self-tests.
 pub const TESTS: &[Test] = &[];
+
+pub use super::ticks::gic::{start as ticks_start, stop as ticks_stop};
+
+/// The GIC's distributor and CPU interface from the device tree; 0 when it names none.
+/// Plain stores at probe (MMU off), read-only afterwards.
+static GIC_DISTRIBUTOR: AtomicUsize = AtomicUsize::new(0);
+static GIC_CPU_INTERFACE: AtomicUsize = AtomicUsize::new(0);
+
+/// The GICv2 the device tree named, if any.
+pub fn gic() -> Option<Gicv2> {
+    let (d, c) = (
+        GIC_DISTRIBUTOR.load(Relaxed),
+        GIC_CPU_INTERFACE.load(Relaxed),
+    );
+    // SAFETY: non-zero values are the device tree's GICv2 register blocks, below 4 GiB
+    // and so mapped as device memory.
+    (d != 0 && c != 0).then(|| unsafe { Gicv2::new(d, c) })
+}
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
 const DTB_DEFAULT: usize = 0x4000_0000;
@@ -63,6 +85,11 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
         psci::set_conduit(c);
     }
     let dma_limit = dt::dma_limit(fdt)?;
+    // Only below 4 GiB, where the identity map has device memory.
+    if let Some((d, c)) = dt::gicv2(fdt).filter(|&(d, c)| d.max(c) < 1 << 32) {
+        GIC_DISTRIBUTOR.store(d, Relaxed);
+        GIC_CPU_INTERFACE.store(c, Relaxed);
+    }
     Ok(BootInfo {
         model: dt::model(fdt),
         source: BootSource::BootData(dtb),

@@ -1,6 +1,7 @@
 //! x86_64 under QEMU (`q35` or `pc`), booted through PVH: `hvm_start_info` at `%ebx` with
 //! the e820 map and the command line, the CPUs from the ACPI MADT, the console on COM1,
-//! zones DMA / DMA32 / Normal as on every PC, and INIT-SIPI-SIPI for starting cores.
+//! zones DMA / DMA32 / Normal as on every PC, INIT-SIPI-SIPI for starting cores, and
+//! each core's local APIC timer for ticks.
 
 mod acpi;
 mod pvh;
@@ -8,7 +9,7 @@ mod pvh;
 use core::fmt;
 
 use super::{BootInfo, BootSource, Cpus, StartError, Test};
-use crate::arch::x86_64::{TRAMPOLINE, apic, mmu};
+use crate::arch::x86_64::{TRAMPOLINE, apic, exception, mmu};
 use crate::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use crate::mm::zone::ZoneLimits;
 use pvh::{E820_RAM, PvhError, StartInfo};
@@ -29,6 +30,18 @@ pub const FALLBACK_UART: usize = 0x3f8;
 
 /// No board-specific self-tests.
 pub const TESTS: &[Test] = &[];
+
+/// Starts this core's ticks (`bsp::ticks`): its local APIC timer, every `period_us`.
+pub fn ticks_start(period_us: u64) -> Result<(), &'static str> {
+    exception::set_timer_handler(super::ticks::fire);
+    exception::timer_start(period_us);
+    Ok(())
+}
+
+/// Stops this core's ticks.
+pub fn ticks_stop() {
+    exception::timer_stop();
+}
 
 /// The real-mode area: BIOS data, the EBDA, option ROMs, the boot information and the AP
 /// trampoline all live here; none of it is handed out.
