@@ -24,6 +24,8 @@ pub mod console;
 pub mod device_driver;
 #[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
 pub mod devicetree;
+#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
+pub mod devicetree_tests;
 pub mod ticks;
 
 #[cfg(feature = "virt")]

@@ -20,6 +20,10 @@ pub const TESTS: &[Test] = &[
     ("rpi_act_led_read_back", act_led_read_back),
     ("rpi_timer_delay", timer_delay),
     ("rpi_mailbox_arm_memory", mailbox_arm_memory),
+    (
+        "device_tree_errors",
+        crate::bsp::devicetree_tests::device_tree_errors,
+    ),
 ];
 
 fn ensure(ok: bool, why: &'static str) -> R {

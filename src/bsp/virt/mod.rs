@@ -27,8 +27,11 @@ pub fn uart_name() -> &'static str {
 /// QEMU's PL011, used until the device tree says otherwise (and when it says nothing).
 pub const FALLBACK_UART: usize = 0x0900_0000;
 
-/// No board-specific self-tests.
-pub const TESTS: &[Test] = &[];
+/// The board's own self-tests: the device-tree parser on broken trees.
+pub const TESTS: &[Test] = &[(
+    "device_tree_errors",
+    super::devicetree_tests::device_tree_errors,
+)];
 
 pub use super::ticks::gic::{start as ticks_start, stop as ticks_stop};
 
