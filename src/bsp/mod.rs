@@ -122,6 +122,8 @@ pub struct BootInfo {
     pub uart: usize,
     pub uart_from_dt: bool,
     pub bootargs: &'static str,
+    /// Entropy for the allocator's hardening secrets: the device tree's `/chosen/rng-seed`,
+    /// or what the board drew (RDRAND on a PC); empty when there is none.
     pub rng_seed: &'static [u8],
     /// Where the firmware image and the boot data (`board::BOOT_DATA`) sit (both reserved
     /// in `map`; the boot data range is empty without any).

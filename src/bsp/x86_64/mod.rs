@@ -9,6 +9,8 @@ mod pvh;
 use core::fmt;
 
 use super::{BootInfo, BootSource, Cpus, StartError, Test};
+use ::x86_64::instructions::random::RdRand;
+
 use crate::arch::x86_64::{TRAMPOLINE, apic, exception, mmu};
 use crate::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use crate::mm::zone::ZoneLimits;
@@ -150,10 +152,28 @@ pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
         // COM1 is where PCs put the console: nothing to fall back from.
         uart_from_dt: true,
         bootargs,
-        rng_seed: &[],
+        rng_seed: rdrand_seed(),
         image,
         boot_data,
     })
+}
+
+/// 32 bytes from RDRAND, the allocator's hardening entropy on a PC (there is no
+/// `rng-seed` to pass it); empty when the CPU lacks RDRAND or it keeps failing, and the
+/// firmware then keys the secrets with the cycle counter alone.
+fn rdrand_seed() -> &'static [u8] {
+    static SEED: spin::Once<Option<[u8; 32]>> = spin::Once::new();
+    let seed = SEED.call_once(|| {
+        let rng = RdRand::new()?;
+        let mut seed = [0u8; 32];
+        for chunk in seed.chunks_mut(8) {
+            // Intel's guidance: retry a failed draw up to 10 times.
+            let word = (0..10).find_map(|_| rng.get_u64())?;
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        Some(seed)
+    });
+    seed.as_ref().map_or(&[], |s| &s[..])
 }
 
 /// Starts logical core `logical` of `cpus` with INIT-SIPI-SIPI.
