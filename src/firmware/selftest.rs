@@ -39,8 +39,8 @@ pub const TESTS: &[Test] = &[
     ("alloc_collections", slab_tests::alloc_collections),
     ("reap_and_shrink", slab_tests::reap_and_shrink),
     (
-        "debug_red_zones_on_every_core",
-        slab_tests::debug_red_zones_on_every_core,
+        "debug_faults_on_every_core",
+        slab_tests::debug_faults_on_every_core,
     ),
     ("stress_all_cpus", slab_tests::stress_all_cpus),
     (

@@ -348,23 +348,45 @@ pub fn reap_and_shrink() -> R {
 /// The debug cache (red zones, poison, owner tracking) every core uses, by address.
 static DEBUG_CACHE: AtomicUsize = AtomicUsize::new(0);
 
-fn overflow_on_this_cpu(cpu: usize) -> R {
+/// On this core, with the object in this core's per-CPU array where the fault involves
+/// one: a write past the end (red zone, reported at free), a write after free (poison,
+/// reported when the same object comes back from the array), and a double free of an
+/// object the array holds (refused).
+fn faults_on_this_cpu(cpu: usize) -> R {
     let c = DEBUG_CACHE.load(Relaxed) as *const crate::slab::SlabCache<Cpu>;
     // SAFETY: the test stores a live cache before run_on_all and destroys it only after
     // every job has finished.
     let c = unsafe { c.as_ref() }.ok_or("no debug cache")?;
-    let p = c
-        .alloc(kmem(), Gfp::KERNEL)
-        .map_err(|_| "debug cache alloc failed")?
-        .as_ptr();
+    let alloc = || {
+        c.alloc(kmem(), Gfp::KERNEL)
+            .map(NonNull::as_ptr)
+            .map_err(|_| "debug cache alloc failed")
+    };
+    let p = alloc()?;
     // SAFETY: one byte past a 40-byte object lies in its right red zone, inside the slab.
     unsafe { p.add(40).write_volatile(cpu as u8) };
-    kmem()
-        .kfree(p)
-        .map_err(|_| "free of an overflowed object was refused")
+    kf(p).map_err(|_| "free of an overflowed object was refused")?;
+    let q = alloc()?;
+    kf(q)?;
+    // SAFETY: q is free but its slab is live (the array holds it): the write lands in
+    // poison, which is what the test provokes.
+    unsafe { q.add(8).write_volatile(0x5a) };
+    let again = alloc()?;
+    ensure(
+        again == q,
+        "the per-CPU array did not hand back its last free",
+    )?;
+    ensure(
+        matches!(kmem().kfree(again), Ok(())),
+        "free after a poison report refused",
+    )?;
+    ensure(
+        matches!(kmem().kfree(again), Err(SlabError::DoubleFree { .. })),
+        "double free of an object in this core's array not refused",
+    )
 }
 
-pub fn debug_red_zones_on_every_core() -> R {
+pub fn debug_faults_on_every_core() -> R {
     conserving(|k| {
         let flags = SlabFlags::RED_ZONE | SlabFlags::POISON | SlabFlags::STORE_USER;
         let c = k
@@ -372,10 +394,14 @@ pub fn debug_red_zones_on_every_core() -> R {
             .map_err(|_| "cache_create failed")?;
         DEBUG_CACHE.store(c.cache() as *const _ as usize, Relaxed);
         let before = c.cache().reports();
-        smp::run_on_all(overflow_on_this_cpu)?;
+        let r = smp::run_on_all(faults_on_this_cpu);
         DEBUG_CACHE.store(0, Relaxed);
+        r?;
         let found = c.cache().reports() - before;
-        ensure(found == smp::online(), "not every overflow was reported")?;
+        ensure(
+            found == 2 * smp::online(),
+            "not every overflow and write after free was reported",
+        )?;
         ensure(
             k.validate(Some("selftest-debug")) == Some(0),
             "validate after repair",
