@@ -48,7 +48,7 @@ pub const fn class_align(c: usize) -> usize {
 }
 
 /// Requests up to this size are resolved by one table load.
-pub(crate) const SMALL_MAX: usize = 1024;
+const SMALL_MAX: usize = 1024;
 
 /// `SMALL_TABLE[(n + 7) / 8]` is the class of a request of n ≤ 1024 bytes.
 static SMALL_TABLE: [u8; SMALL_MAX / 8 + 1] = small_table();
@@ -68,26 +68,29 @@ const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
     t
 }
 
-/// The class of a request of 1 ≤ `size` ≤ [`SMALL_MAX`] bytes at alignment ≤ 8: one load.
+/// The class of a request of 1 ≤ `size` ≤ [`KMALLOC_MAX`] bytes at alignment ≤ 8: one
+/// table load up to [`SMALL_MAX`], a leading-zero count above.
 #[inline(always)]
-pub(crate) fn small_class(size: usize) -> usize {
-    SMALL_TABLE[size.div_ceil(8)] as usize
+pub(crate) fn class_of(size: usize) -> usize {
+    debug_assert!((1..=KMALLOC_MAX).contains(&size));
+    if size <= SMALL_MAX {
+        SMALL_TABLE[size.div_ceil(8)] as usize
+    } else {
+        // Four classes per power of two: find the power, then the quarter.
+        let k = usize::BITS - 1 - (size - 1).leading_zeros(); // 2^k < size ≤ 2^(k+1)
+        let quarter = ((size - 1) >> (k - 2)) & 3; // which quarter of (2^k, 2^(k+1)]
+        7 + 4 * (k as usize - 6) + quarter + 1
+    }
 }
 
 /// The class that serves `size` bytes at alignment `align` (a power of two), or `None`
 /// when the request must go to the page allocator.
 #[inline]
 pub fn class_for(size: usize, align: usize) -> Option<usize> {
-    let c = if size <= SMALL_MAX {
-        SMALL_TABLE[size.div_ceil(8)] as usize
-    } else if size <= KMALLOC_MAX {
-        // Four classes per power of two: find the power, then the quarter.
-        let k = usize::BITS - 1 - (size - 1).leading_zeros(); // 2^k < size ≤ 2^(k+1)
-        let quarter = ((size - 1) >> (k - 2)) & 3; // which quarter of (2^k, 2^(k+1)]
-        7 + 4 * (k as usize - 6) + quarter + 1
-    } else {
+    if size > KMALLOC_MAX {
         return None;
-    };
+    }
+    let c = class_of(size.max(1));
     if align <= 8 {
         return Some(c);
     }

@@ -298,7 +298,7 @@ impl FrameTable {
     }
 
     /// Descriptor of the frame holding physical address `pa`.
-    #[inline]
+    #[inline(always)]
     pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
         let pfn = pa >> PAGE_SHIFT;
         if self.nbanks == 1 {
@@ -312,6 +312,13 @@ impl FrameTable {
             // SAFETY: idx < first + bank length ≤ len, all initialised by `init`.
             return Some((idx, unsafe { &*self.frames.add(idx as usize) }));
         }
+        self.frame_of_banked(pfn)
+    }
+
+    /// [`FrameTable::frame_of`] with more than one bank: a binary search, out of line so
+    /// that the one-bank case stays small enough to inline.
+    #[inline(never)]
+    fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
         let idx = self.index_of_pfn(pfn)?;
         Some((idx, self.frame(idx)))
     }

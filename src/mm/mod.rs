@@ -435,7 +435,7 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Descriptor of the frame holding physical address `pa`, if kmem manages it.
-    #[inline]
+    #[inline(always)]
     pub fn frame(&self, pa: PhysAddr) -> Option<&PageFrame> {
         self.table.frame_of(pa).map(|(_, f)| f)
     }

@@ -96,8 +96,29 @@ impl<A: Arch> SlabCache<A> {
             .expect("an object in a cache array is an object start")
     }
 
+    /// Allocates one object from this CPU's array, or returns `None` when the array is
+    /// empty or the cache needs more than the plain path (debugging, hardening, fault
+    /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&self, k: &Kmem<A>, gfp: Gfp) -> Option<NonNull<u8>> {
+        if self.slow || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
+            return None;
+        }
+        let obj = self.cpu.with_local(ArrayCache::pop)?;
+        self.mark_active(k, obj);
+        // SAFETY: objects never sit at address 0 (see `alloc`).
+        Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
+    }
+
+    /// Records that `obj`, just taken from an array, is handed out.
+    #[inline(always)]
+    fn mark_active(&self, k: &Kmem<A>, obj: usize) {
+        let (slab, idx) = self.locate_array_object(k, obj);
+        slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+    }
+
     /// Allocates one object.
-    #[inline]
+    #[inline(never)]
     #[track_caller]
     pub(crate) fn alloc(&self, k: &Kmem<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         if k.failslab_armed() && k.failslab_fires(self.name) {
@@ -110,8 +131,7 @@ impl<A: Arch> SlabCache<A> {
                 None => self.refill(k, &mut ac, gfp)?,
             }
         };
-        let (slab, idx) = self.locate_array_object(k, obj);
-        slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+        self.mark_active(k, obj);
         if self.slow {
             self.on_alloc(obj);
         }
@@ -170,6 +190,15 @@ impl<A: Arch> SlabCache<A> {
     /// Puts a freed object (already marked CACHED) on this CPU's array.
     #[inline(always)]
     fn push_freed(&self, k: &Kmem<A>, obj: usize) {
+        if !self.cpu.with_local(|ac| ac.try_push(obj)) {
+            self.push_flushing(k, obj);
+        }
+    }
+
+    /// [`SlabCache::push_freed`] when the array was full: makes room, then pushes.
+    #[cold]
+    #[inline(never)]
+    fn push_flushing(&self, k: &Kmem<A>, obj: usize) {
         let mut ac = self.cpu.local();
         if ac.is_full() {
             self.flush(k, &mut ac);
