@@ -51,7 +51,7 @@ pub enum FrameState {
     Free = 1,
     /// Head of a block handed out by the page allocator.
     Allocated = 2,
-    /// Order-0 frame held in a per-CPU page list: free for users, not in the buddy lists.
+    /// Head of a block held in a per-CPU page list: free for users, not in the buddy lists.
     PcpCached = 3,
     /// Never handed out (holds kmem's own metadata).
     Reserved = 4,
@@ -259,6 +259,7 @@ impl FrameTable {
         self.len == 0
     }
 
+    #[inline]
     fn banks(&self) -> &[Bank] {
         &self.banks[..self.nbanks]
     }
@@ -284,6 +285,10 @@ impl FrameTable {
     /// Frame number of descriptor `idx` (< `len`).
     #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
+        if self.nbanks == 1 {
+            // The common case: one bank, no search.
+            return self.banks[0].start_pfn + u64::from(idx - self.banks[0].first);
+        }
         let banks = self.banks();
         let i = banks.partition_point(|b| b.first <= idx) - 1;
         banks[i].start_pfn + u64::from(idx - banks[i].first)
