@@ -155,6 +155,34 @@ impl<A: Arch, T> PerCpu<A, T> {
         self.outsider(self.slot(id % self.n), SHARED)
     }
 
+    /// Runs `f` on the running CPU's value, held as [`PerCpu::local`] holds it. The same
+    /// handshake without a guard: on the owner's path nothing has to remember how the slot
+    /// was entered, so the hot paths keep everything in registers.
+    #[inline(always)]
+    pub fn with_local<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let irq = A::irq_save();
+        let id = A::cpu_id();
+        if owns_slot::<A>(id, self.n) {
+            // SAFETY: id < n, and init_at initialised n slots that live as long as self.
+            let slot = unsafe { &*self.slots.add(id) };
+            slot.busy.store(true, Ordering::Relaxed);
+            // As in `local`: paired with the outsider's barrier.
+            A::owner_fence();
+            if slot.mode.load(Ordering::Acquire) == 0 {
+                // SAFETY: `busy` is set and no outsider was in: the value is ours alone
+                // until `busy` clears (module doc).
+                let r = f(unsafe { &mut *slot.value.get() });
+                // Release: an outsider that sees `busy` clear sees our writes.
+                slot.busy.store(false, Ordering::Release);
+                A::irq_restore(irq);
+                return r;
+            }
+            return f(&mut Self::owner_locked(slot, irq));
+        }
+        A::irq_restore(irq);
+        f(&mut self.outsider(self.slot(id % self.n), SHARED))
+    }
+
     /// The owner found an outsider in (or the slot shared): it queues on the lock too.
     #[cold]
     #[inline(never)]

@@ -25,7 +25,7 @@ use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
 use crate::slab::{CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags};
 use crate::sync::IrqMutex;
-use classes::{CLASS_SIZES, NR_CLASSES, SMALL_MAX, class_align, class_for, small_class};
+use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 pub use info::{MemInfo, SlabInfoTable};
 pub use options::Options;
@@ -231,13 +231,16 @@ impl<A: Arch> Kmem<A> {
         align: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, SlabError> {
-        // Fast path: 1 to 1024 bytes at alignment 1, 2, 4 or 8 — one table load.
-        if size.wrapping_sub(1) < SMALL_MAX
+        // Fast path: 1 byte to 1 MiB at alignment 1, 2, 4 or 8.
+        if size.wrapping_sub(1) < KMALLOC_MAX
             && align.wrapping_sub(1) < 8
             && align & (align - 1) == 0
-            && let Some(cache) = self.kmalloc_cache(gfp, small_class(size))
+            && let Some(cache) = self.kmalloc_cache(gfp, class_of(size))
         {
-            return cache.alloc(self, gfp);
+            return match cache.alloc_fast(self, gfp) {
+                Some(obj) => Ok(obj),
+                None => cache.alloc(self, gfp),
+            };
         }
         self.kmalloc_general(size, align, gfp)
     }

@@ -51,7 +51,7 @@ pub enum FrameState {
     Free = 1,
     /// Head of a block handed out by the page allocator.
     Allocated = 2,
-    /// Order-0 frame held in a per-CPU page list: free for users, not in the buddy lists.
+    /// Head of a block held in a per-CPU page list: free for users, not in the buddy lists.
     PcpCached = 3,
     /// Never handed out (holds kmem's own metadata).
     Reserved = 4,
@@ -259,6 +259,7 @@ impl FrameTable {
         self.len == 0
     }
 
+    #[inline]
     fn banks(&self) -> &[Bank] {
         &self.banks[..self.nbanks]
     }
@@ -284,6 +285,10 @@ impl FrameTable {
     /// Frame number of descriptor `idx` (< `len`).
     #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
+        if self.nbanks == 1 {
+            // The common case: one bank, no search.
+            return self.banks[0].start_pfn + u64::from(idx - self.banks[0].first);
+        }
         let banks = self.banks();
         let i = banks.partition_point(|b| b.first <= idx) - 1;
         banks[i].start_pfn + u64::from(idx - banks[i].first)
@@ -298,7 +303,7 @@ impl FrameTable {
     }
 
     /// Descriptor of the frame holding physical address `pa`.
-    #[inline]
+    #[inline(always)]
     pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
         let pfn = pa >> PAGE_SHIFT;
         if self.nbanks == 1 {
@@ -312,6 +317,13 @@ impl FrameTable {
             // SAFETY: idx < first + bank length ≤ len, all initialised by `init`.
             return Some((idx, unsafe { &*self.frames.add(idx as usize) }));
         }
+        self.frame_of_banked(pfn)
+    }
+
+    /// [`FrameTable::frame_of`] with more than one bank: a binary search, out of line so
+    /// that the one-bank case stays small enough to inline.
+    #[inline(never)]
+    fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
         let idx = self.index_of_pfn(pfn)?;
         Some((idx, self.frame(idx)))
     }

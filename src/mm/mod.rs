@@ -25,7 +25,7 @@ use crate::sync::IrqMutex;
 use buddy::{FreeArea, MAX_ORDER, NR_ORDERS};
 use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
-use pcp::{PCP_BATCH, PcpList, PcpLists};
+use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
 
 /// A physical address.
@@ -233,7 +233,7 @@ impl fmt::Display for BuddyInfo<'_> {
 pub struct PageAllocator<A: Arch> {
     table: FrameTable,
     zones: [Zone<A>; NR_ZONES],
-    pcp: PerCpu<A, PcpLists>,
+    pcp: PerCpu<A, PcpZones>,
     meta: PhysRange,
     _arch: PhantomData<fn() -> A>,
 }
@@ -259,10 +259,10 @@ impl<A: Arch> PageAllocator<A> {
         let nframes = FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
         let pcp_off = align_up(
             nframes as u64 * size_of::<PageFrame>() as u64,
-            PerCpu::<A, PcpLists>::align() as u64,
+            PerCpu::<A, PcpZones>::align() as u64,
         );
         let bytes = align_up(
-            pcp_off + PerCpu::<A, PcpLists>::bytes_needed(nr_cpus) as u64,
+            pcp_off + PerCpu::<A, PcpZones>::bytes_needed(nr_cpus) as u64,
             PAGE_SIZE,
         );
         let meta = place_metadata(usable, bytes, place_after)
@@ -274,7 +274,7 @@ impl<A: Arch> PageAllocator<A> {
         // SAFETY: as above; pcp_off is aligned for the per-CPU slots.
         let pcp = unsafe {
             PerCpu::init_at(base.add(pcp_off as usize), nr_cpus, |_| {
-                core::array::from_fn(|_| PcpList::new())
+                core::array::from_fn(|_| PcpLists::new())
             })
         };
         let mut zones: [Zone<A>; NR_ZONES] = core::array::from_fn(|_| Zone {
@@ -344,36 +344,47 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     fn try_alloc(&self, order: u32, highest: ZoneKind) -> Option<u32> {
-        highest
-            .fallbacks()
-            .filter(|z| self.zones[z.index()].managed != 0)
-            .find_map(|z| {
-                if order == 0 {
-                    self.pcp_alloc(z)
-                } else {
-                    self.zones[z.index()].area.lock().alloc(
-                        &self.table,
-                        order,
-                        FrameState::Allocated,
-                    )
-                }
-            })
-    }
-
-    fn pcp_alloc(&self, z: ZoneKind) -> Option<u32> {
-        let mut lists = self.pcp.local();
-        let list = &mut lists[z.index()];
-        if list.is_empty() {
-            let mut area = self.zones[z.index()].area.lock();
-            for _ in 0..PCP_BATCH {
-                match area.alloc(&self.table, 0, FrameState::PcpCached) {
-                    Some(idx) => list.push(idx),
-                    None => break,
-                }
+        let list = pcp_list(order);
+        // The zones of `highest.fallbacks()`, as a plain loop: this is the page fast path.
+        for z in (0..=highest.index()).rev() {
+            if self.zones[z].managed == 0 {
+                continue;
+            }
+            let got = match list {
+                Some(l) => self.pcp_alloc(z, l),
+                None => self.zones[z]
+                    .area
+                    .lock()
+                    .alloc(&self.table, order, FrameState::Allocated),
+            };
+            if got.is_some() {
+                return got;
             }
         }
-        let idx = list.pop()?;
-        self.table.frame(idx).set(FrameState::Allocated, 0);
+        None
+    }
+
+    /// A block from this CPU's list `l` of zone `z`, refilling the list when empty.
+    fn pcp_alloc(&self, z: usize, l: usize) -> Option<u32> {
+        let order = PCP_ORDERS[l];
+        let idx = match self.pcp.with_local(|lists| lists[z].pop(l)) {
+            Some(idx) => idx,
+            None => {
+                let mut lists = self.pcp.local();
+                let list = &mut lists[z];
+                if list.is_empty(l) {
+                    let mut area = self.zones[z].area.lock();
+                    for _ in 0..PcpLists::batch(l) {
+                        match area.alloc(&self.table, order, FrameState::PcpCached) {
+                            Some(idx) => list.push(l, idx),
+                            None => break,
+                        }
+                    }
+                }
+                list.pop(l)?
+            }
+        };
+        self.table.frame(idx).set(FrameState::Allocated, order);
         Some(idx)
     }
 
@@ -394,18 +405,29 @@ impl<A: Arch> PageAllocator<A> {
             return Err(PageError::Owned { addr: pa });
         }
         let zone = f.zone().index();
-        if order == 0 {
-            // The state change claims the frame: of two CPUs freeing it at once, one wins
-            // and the other sees PcpCached and reports a double free.
-            f.transition(FrameState::Allocated, 0, FrameState::PcpCached)
-                .map_err(|_| free_error(f, pa, 0))?;
-            let mut lists = self.pcp.local();
-            let list = &mut lists[zone];
-            if list.is_full() {
-                let mut area = self.zones[zone].area.lock();
-                list.take_cold(PCP_BATCH, |i| area.free(&self.table, i, 0));
+        if let Some(l) = pcp_list(order) {
+            // The state change claims the block: of two CPUs freeing it at once, one wins
+            // and the other sees PcpCached and reports a double free. It also checks the
+            // order, which is part of the state word.
+            f.transition(FrameState::Allocated, order, FrameState::PcpCached)
+                .map_err(|_| free_error(f, pa, order))?;
+            let pushed = self.pcp.with_local(|lists| {
+                let list = &mut lists[zone];
+                let room = !list.is_full(l);
+                if room {
+                    list.push(l, idx);
+                }
+                room
+            });
+            if !pushed {
+                let mut lists = self.pcp.local();
+                let list = &mut lists[zone];
+                if list.is_full(l) {
+                    let mut area = self.zones[zone].area.lock();
+                    list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
+                }
+                list.push(l, idx);
             }
-            list.push(idx);
         } else {
             let mut area = self.zones[zone].area.lock();
             if f.state() != FrameState::Allocated || f.order() != order {
@@ -416,13 +438,16 @@ impl<A: Arch> PageAllocator<A> {
         Ok(())
     }
 
-    /// Gives every frame in CPU `cpu`'s lists back to the zones.
+    /// Gives every block in CPU `cpu`'s lists back to the zones.
     pub fn drain_pcp(&self, cpu: usize) {
         let mut lists = self.pcp.cpu(cpu);
-        for (z, list) in lists.iter_mut().enumerate() {
-            if !list.is_empty() {
+        for (z, zone_lists) in lists.iter_mut().enumerate() {
+            for (l, &order) in PCP_ORDERS.iter().enumerate() {
+                if zone_lists.is_empty(l) {
+                    continue;
+                }
                 let mut area = self.zones[z].area.lock();
-                list.take_cold(usize::MAX, |i| area.free(&self.table, i, 0));
+                zone_lists.take_cold(l, usize::MAX, |i| area.free(&self.table, i, order));
             }
         }
     }
@@ -435,7 +460,7 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Descriptor of the frame holding physical address `pa`, if kmem manages it.
-    #[inline]
+    #[inline(always)]
     pub fn frame(&self, pa: PhysAddr) -> Option<&PageFrame> {
         self.table.frame_of(pa).map(|(_, f)| f)
     }
@@ -451,7 +476,7 @@ impl<A: Arch> PageAllocator<A> {
         for cpu in 0..self.pcp.len() {
             let lists = self.pcp.cpu(cpu);
             for (z, l) in lists.iter().enumerate() {
-                pcp_pages[z] += l.len() as u64;
+                pcp_pages[z] += l.frames_held();
             }
         }
         PageInfo {

@@ -274,6 +274,37 @@ fn bad_frees_are_refused_and_change_nothing() {
     assert_pristine(&p, initial, limits);
 }
 
+/// Blocks of every order the per-CPU lists cache: a block held on a list is refused on a
+/// second free (at its order or another), and a list's blocks come back on drain.
+#[test]
+fn per_cpu_cached_blocks_of_every_order_refuse_double_frees() {
+    let (r, limits) = zoned(32);
+    let p = pages(&r, limits, 2);
+    let initial = p.info().free_pages();
+    for order in pcp::PCP_ORDERS {
+        let a = p.alloc_pages(order, Gfp::KERNEL).unwrap();
+        assert!(
+            a.is_multiple_of(PAGE_SIZE << order),
+            "order {order} aligned"
+        );
+        p.free_pages(a, order).unwrap();
+        assert_eq!(
+            p.free_pages(a, order),
+            Err(PageError::DoubleFree { addr: a })
+        );
+        let other = if order == 0 { 1 } else { order - 1 };
+        assert_eq!(
+            p.free_pages(a, other),
+            Err(PageError::DoubleFree { addr: a })
+        );
+        // The hot block comes straight back from this CPU's list.
+        assert_eq!(p.alloc_pages(order, Gfp::KERNEL), Ok(a));
+        p.free_pages(a, order).unwrap();
+    }
+    assert!(p.info().zones.iter().map(|z| z.pcp_pages).sum::<u64>() > 0);
+    assert_pristine(&p, initial, limits);
+}
+
 #[test]
 fn out_of_memory_is_an_error_and_everything_comes_back() {
     let (r, limits) = zoned(16);

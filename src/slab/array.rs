@@ -20,6 +20,7 @@ pub struct ArrayCache {
 
 impl ArrayCache {
     pub const fn new(limit: usize, batchcount: usize) -> ArrayCache {
+        assert!(limit <= AC_MAX, "an array holds at most AC_MAX entries");
         ArrayCache {
             avail: 0,
             limit: limit as u32,
@@ -55,7 +56,10 @@ impl ArrayCache {
     pub fn pop(&mut self) -> Option<usize> {
         self.avail = self.avail.checked_sub(1)?;
         self.touched = true;
-        Some(self.entries[self.avail as usize])
+        debug_assert!((self.avail as usize) < AC_MAX);
+        // SAFETY: avail never exceeds limit ≤ AC_MAX (push checks), so the decremented
+        // avail indexes an entry.
+        Some(unsafe { *self.entries.get_unchecked(self.avail as usize) })
     }
 
     /// Pushes an object; the caller makes room first when the array is full.
@@ -63,6 +67,19 @@ impl ArrayCache {
     pub fn push(&mut self, obj: usize) {
         self.entries[self.avail as usize] = obj;
         self.avail += 1;
+    }
+
+    /// Pushes an object unless the array is full; returns whether it did.
+    #[inline]
+    pub fn try_push(&mut self, obj: usize) -> bool {
+        if self.avail >= self.limit {
+            return false;
+        }
+        debug_assert!((self.avail as usize) < AC_MAX);
+        // SAFETY: avail < limit ≤ AC_MAX (`new` is only given limits up to AC_MAX).
+        unsafe { *self.entries.get_unchecked_mut(self.avail as usize) = obj };
+        self.avail += 1;
+        true
     }
 
     /// The oldest `n` entries (at most `avail`).

@@ -2,9 +2,30 @@
 //! flush through the shared array and the slab lists (`cache_alloc_refill`,
 //! `cache_flusharray`, `free_block` in seeds 001 and 003), growing from and shrinking to
 //! the page allocator, draining and reaping.
+//!
+//! Per-object state. Every object is in one of three states: free on its slab's chain,
+//! free in an array (per-CPU or shared), or handed out; a free is refused unless the
+//! object is handed out, so double frees are caught even while an array holds the
+//! object. The slab state is its bufctl entry (a chain link, or CACHED once out of the
+//! slab). The other two are told apart in one of two ways:
+//!
+//! - **Tagged caches** (no constructor or destructor, no debugging or init-on-alloc/free:
+//!   all kmalloc caches by default): an object in an array holds `address ^ tag` in its
+//!   first word; allocation writes 0 there. The fast paths touch only the object, which
+//!   the user touches anyway — not the bufctl line, which stays read-mostly and so is
+//!   not bounced between CPUs that free each other's objects. A free that finds the tag
+//!   looks for the object in every array (holding them all, so nothing moves meanwhile)
+//!   before calling it a double free: a user who stored the tag's exact value gets no
+//!   false report, just a slow free.
+//! - **Other caches**: the bufctl entry itself says ACTIVE (handed out) or CACHED (in an
+//!   array); the objects' contents are never touched.
+//!
+//! What tagging gives up: a use-after-free write into the first word of an object in an
+//! array hides a later double free of that object (as SLUB's free pointer does; the debug
+//! options, which turn tagging off, catch both).
 
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::array::ArrayCache;
 use super::debug::Damage;
@@ -96,8 +117,73 @@ impl<A: Arch> SlabCache<A> {
             .expect("an object in a cache array is an object start")
     }
 
+    /// Allocates one object from this CPU's array, or returns `None` when the array is
+    /// empty or the cache needs more than the plain path (debugging, hardening, fault
+    /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
+    #[inline(always)]
+    pub(crate) fn alloc_fast(&self, k: &Kmem<A>, gfp: Gfp) -> Option<NonNull<u8>> {
+        if self.slow || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
+            return None;
+        }
+        let obj = self.cpu.with_local(ArrayCache::pop)?;
+        self.mark_active(k, obj);
+        // SAFETY: objects never sit at address 0 (see `alloc`).
+        Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
+    }
+
+    /// Records that `obj`, just taken from an array, is handed out.
+    #[inline(always)]
+    fn mark_active(&self, k: &Kmem<A>, obj: usize) {
+        if self.tag != 0 {
+            self.object_word(obj).store(0, Relaxed);
+        } else {
+            let (slab, idx) = self.locate_array_object(k, obj);
+            slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+        }
+    }
+
+    /// Records that `obj`, whose bufctl entry says CACHED, is going into an array.
+    #[inline(always)]
+    fn mark_cached(&self, slab: SlabPtr, idx: usize, obj: usize) {
+        if self.tag != 0 {
+            self.object_word(obj).store(obj ^ self.tag, Relaxed);
+        } else {
+            slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
+        }
+    }
+
+    /// The first word of object `obj` of a tagged cache, as an atomic: a racing double
+    /// free on another CPU may read it while its owner writes it.
+    #[inline(always)]
+    fn object_word(&self, obj: usize) -> &AtomicUsize {
+        debug_assert!(self.tag != 0 && obj.is_multiple_of(8));
+        // SAFETY: `obj` is an object start of one of this cache's live slabs: at least
+        // 8 bytes, 8-aligned (SlabLayout), and the slab outlives this use. Its first word
+        // is the allocator's while the object is free and the freeing caller's to give
+        // up when it frees; other accesses are the user's bug, which the atomic keeps
+        // from being undefined behaviour on our side.
+        unsafe { AtomicUsize::from_ptr(obj as *mut usize) }
+    }
+
+    /// Whether object `obj` (bufctl CACHED) of a tagged cache is handed out rather than
+    /// held in an array.
+    fn handed_out(&self, obj: usize) -> bool {
+        self.object_word(obj).load(Relaxed) != obj ^ self.tag || !self.in_arrays(obj, 0)
+    }
+
+    /// Whether `obj` is in the per-CPU arrays of CPUs `cpu..` or the shared array. Holds
+    /// every CPU's array (in index order, as drains take them) and then the node while it
+    /// looks, so no object moves between arrays meanwhile. Recursion: one frame per CPU.
+    fn in_arrays(&self, obj: usize, cpu: usize) -> bool {
+        if cpu == self.cpu.len() {
+            return self.node.lock().shared.entries().contains(&obj);
+        }
+        let ac = self.cpu.cpu(cpu);
+        ac.oldest(ac.avail()).contains(&obj) || self.in_arrays(obj, cpu + 1)
+    }
+
     /// Allocates one object.
-    #[inline]
+    #[inline(never)]
     #[track_caller]
     pub(crate) fn alloc(&self, k: &Kmem<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         if k.failslab_armed() && k.failslab_fires(self.name) {
@@ -110,8 +196,7 @@ impl<A: Arch> SlabCache<A> {
                 None => self.refill(k, &mut ac, gfp)?,
             }
         };
-        let (slab, idx) = self.locate_array_object(k, obj);
-        slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
+        self.mark_active(k, obj);
         if self.slow {
             self.on_alloc(obj);
         }
@@ -133,7 +218,13 @@ impl<A: Arch> SlabCache<A> {
         obj: usize,
     ) -> Result<(SlabPtr, usize), SlabError> {
         let (slab, idx) = self.locate(frame, obj)?;
-        if slab.bufctl(idx).load(Relaxed) != BUFCTL_ACTIVE {
+        let state = slab.bufctl(idx).load(Relaxed);
+        let live = if self.tag != 0 {
+            state == BUFCTL_CACHED && self.handed_out(obj)
+        } else {
+            state == BUFCTL_ACTIVE
+        };
+        if !live {
             return Err(SlabError::DoubleFree {
                 addr: obj,
                 cache: self.name,
@@ -159,10 +250,19 @@ impl<A: Arch> SlabCache<A> {
             return false;
         }
         let e = slab.bufctl(idx);
-        if e.load(Relaxed) != BUFCTL_ACTIVE {
-            return false;
+        if self.tag != 0 {
+            // Out of the slab and without the tag: handed out.
+            let word = self.object_word(obj);
+            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ self.tag {
+                return false;
+            }
+            word.store(obj ^ self.tag, Relaxed);
+        } else {
+            if e.load(Relaxed) != BUFCTL_ACTIVE {
+                return false;
+            }
+            e.store(BUFCTL_CACHED, Relaxed);
         }
-        e.store(BUFCTL_CACHED, Relaxed);
         self.push_freed(k, obj);
         true
     }
@@ -170,6 +270,15 @@ impl<A: Arch> SlabCache<A> {
     /// Puts a freed object (already marked CACHED) on this CPU's array.
     #[inline(always)]
     fn push_freed(&self, k: &Kmem<A>, obj: usize) {
+        if !self.cpu.with_local(|ac| ac.try_push(obj)) {
+            self.push_flushing(k, obj);
+        }
+    }
+
+    /// [`SlabCache::push_freed`] when the array was full: makes room, then pushes.
+    #[cold]
+    #[inline(never)]
+    fn push_flushing(&self, k: &Kmem<A>, obj: usize) {
         let mut ac = self.cpu.local();
         if ac.is_full() {
             self.flush(k, &mut ac);
@@ -190,7 +299,7 @@ impl<A: Arch> SlabCache<A> {
         if self.slow {
             self.on_free(obj);
         }
-        slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
+        self.mark_cached(slab, idx, obj);
         self.push_freed(k, obj);
         Ok(())
     }
@@ -221,7 +330,9 @@ impl<A: Arch> SlabCache<A> {
                 let before = slab.num() - slab.inuse();
                 match slab.take(self.key) {
                     Some(i) => {
-                        ac.push(slab.s_mem() + i * self.layout.stride);
+                        let obj = slab.s_mem() + i * self.layout.stride;
+                        self.mark_cached(slab, i, obj);
+                        ac.push(obj);
                         node.free_objects -= 1;
                     }
                     None => {
@@ -412,14 +523,24 @@ impl<A: Arch> SlabCache<A> {
         (drained, self.release_free_slabs(k, &mut node))
     }
 
-    /// Calls `f` with every object handed out and not yet freed.
+    /// Calls `f` with every object handed out and not yet freed. For a tagged cache, an
+    /// object out of its slab counts as free when it holds its tag: call this after a
+    /// shrink (as `destroy` does), when the arrays are empty, for an exact answer.
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(usize)) {
         let node = self.node.lock();
         for list in [&node.full, &node.partial] {
             list.for_each(|s| {
                 for i in 0..s.num() {
-                    if s.bufctl(i).load(Relaxed) == BUFCTL_ACTIVE {
-                        f(s.s_mem() + i * self.layout.stride);
+                    let obj = s.s_mem() + i * self.layout.stride;
+                    let state = s.bufctl(i).load(Relaxed);
+                    let live = if self.tag != 0 {
+                        state == BUFCTL_CACHED
+                            && self.object_word(obj).load(Relaxed) != obj ^ self.tag
+                    } else {
+                        state == BUFCTL_ACTIVE
+                    };
+                    if live {
+                        f(obj);
                     }
                 }
             });
@@ -494,14 +615,16 @@ impl<A: Arch> SlabCache<A> {
         problems
     }
 
-    /// Checks an object found in an array: a CACHED object start of this cache.
+    /// Checks an object found in an array: a CACHED object start of this cache (holding
+    /// its tag, in a tagged cache).
     fn validate_cached(&self, k: &Kmem<A>, obj: usize, place: &str) -> usize {
         let frame = k.pages().frame(A::virt_to_phys(obj));
         let owner = frame.map(|f| f.owner());
         let ok = owner == Some(self as *const Self as usize)
             && frame
                 .and_then(|f| self.locate(f, obj).ok())
-                .is_some_and(|(s, i)| s.bufctl(i).load(Relaxed) == BUFCTL_CACHED);
+                .is_some_and(|(s, i)| s.bufctl(i).load(Relaxed) == BUFCTL_CACHED)
+            && (self.tag == 0 || self.object_word(obj).load(Relaxed) == obj ^ self.tag);
         if !ok {
             log::error!(
                 "validate {}: {place} holds {obj:#x}, which is not a free object of this cache",

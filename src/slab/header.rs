@@ -16,7 +16,9 @@
 //! The chain and the header's counts change only under the cache's node lock. The
 //! ACTIVE ↔ CACHED moves happen on the lock-free fast paths, one `u16` each, so the
 //! entries are atomics; a free of an object that is not ACTIVE is a double free (or a
-//! free of something never allocated) and is refused before anything changes.
+//! free of something never allocated) and is refused before anything changes. Tagged
+//! caches never use ACTIVE: their entries say only chain or CACHED (out of the slab), and
+//! the object's first word tells handed out from held in an array (see `cache`).
 
 use core::ptr;
 use core::sync::atomic::{AtomicU16, Ordering::Relaxed};

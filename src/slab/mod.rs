@@ -311,6 +311,11 @@ pub struct SlabCache<A: Arch> {
     /// Any of the above: allocations and frees take the checked paths. The fast paths
     /// test this one byte and nothing else.
     slow: bool,
+    /// Non-zero: the cache keeps "free, in an array" in the object's first word rather
+    /// than in its bufctl entry (see [`cache`](self::cache)); the word then holds
+    /// `address ^ tag`. Zero for caches with a constructor or destructor (their objects'
+    /// contents are the user's even while free) and for slow caches.
+    tag: usize,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
     /// Next user-created cache in the registry, written under the registry lock. An
@@ -391,6 +396,7 @@ impl<A: Arch> SlabCache<A> {
                 SharedArray::new(mem.add(cpu_bytes).cast(), shared_cap),
             )
         };
+        let slow = !flags.is_empty() || hard.init_on_alloc || hard.init_on_free;
         Ok(SlabCache {
             name: spec.name,
             object_size: spec.size,
@@ -414,7 +420,14 @@ impl<A: Arch> SlabCache<A> {
             debug,
             init_on_alloc: hard.init_on_alloc,
             init_on_free: hard.init_on_free,
-            slow: !flags.is_empty() || hard.init_on_alloc || hard.init_on_free,
+            slow,
+            // The top bit keeps the tag of any object unequal to 0 (what allocation
+            // leaves in the word) and to any user-space or low kernel address.
+            tag: if slow || spec.ctor.is_some() || spec.dtor.is_some() {
+                0
+            } else {
+                (hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1)
+            },
             reports: AtomicUsize::new(0),
             next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         })

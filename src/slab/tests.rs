@@ -156,6 +156,33 @@ fn double_free_while_in_a_per_cpu_array_and_in_a_slab() {
     h.still_works();
 }
 
+/// Tagged caches keep "in an array" in the object's first word: a double free is still
+/// caught when another CPU's array holds the object, and a user who stores the tag's
+/// exact value in a live object gets no false report.
+#[test]
+fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
+    let h = heap("");
+    let cache = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap();
+    assert_ne!(cache.tag, 0, "kmalloc caches are tagged");
+    // Freed by another thread (another CPU slot), then again here.
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr() as usize;
+    std::thread::scope(|s| {
+        s.spawn(|| h.kmem.kfree(p as *mut u8).unwrap());
+    });
+    assert!(matches!(
+        h.kmem.kfree(p as *mut u8),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    // A live object that holds its own tag: ksize and kfree accept it.
+    let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: q is a live 64-byte block.
+    unsafe { q.cast::<usize>().write(q as usize ^ cache.tag) };
+    assert_eq!(h.kmem.ksize(q), Ok(64));
+    h.kmem.kfree(q).unwrap();
+    assert!(matches!(h.kmem.kfree(q), Err(SlabError::DoubleFree { .. })));
+    h.still_works();
+}
+
 #[test]
 fn interior_foreign_and_never_allocated_pointers() {
     let h = heap("kmem.debug=F");
