@@ -19,7 +19,7 @@ impl log::Log for Capture {
 /// Starts capturing (idempotent).
 pub fn capture() {
     let _ = log::set_logger(&Capture);
-    log::set_max_level(log::LevelFilter::Error);
+    log::set_max_level(log::LevelFilter::Warn);
 }
 
 /// Whether any captured line contains every one of `needles`.

@@ -6,6 +6,7 @@ use crate::bsp::console;
 use crate::gfp::Gfp;
 use crate::mm::BuddyInfo;
 use crate::slab::CacheName;
+use crate::slab::debug::DebugFlags;
 use crate::{print, println};
 
 use super::{kmem, pages, workload};
@@ -21,6 +22,9 @@ commands:
   stress [seconds]         mixed kmalloc/kfree on every cpu, cross-cpu frees (default 2)
   bench                    kmem against talc and linked_list_allocator on every cpu
   validate [cache]         walk every cache (or one): lists, arrays, red zones, poison
+  debug <FZPU|-> [cache]   set the debug flags of every cache (or one) that holds no
+                           objects once drained (F checks, Z red zones, P poison,
+                           U owners; - none); caches holding objects are listed
   failslab <n> [cache]     make every nth slab allocation (of one cache) fail; 0 stops
   options                  the allocator options in force (from the command line)
   reap                     drain idle per-CPU arrays, release empty slabs
@@ -130,6 +134,20 @@ fn execute(line: &str) {
                     println!("failslab: every {n}th allocation fails (0: off)");
                 }
                 Err(e) => println!("error: {e}"),
+            }
+        }
+        ("debug", _) => {
+            let mut words = rest.clone();
+            match words.next().map(DebugFlags::parse) {
+                Some(Some(flags)) => match kmem().set_debug(words.next(), flags) {
+                    Some((changed, 0)) => println!("debug: {flags} on {changed} caches"),
+                    Some((changed, left)) => println!(
+                        "debug: {flags} on {changed} caches; {left} hold objects and \
+                         keep their flags (listed above; `shrink` or free them first)"
+                    ),
+                    None => println!("debug: no cache named that"),
+                },
+                _ => println!("usage: debug <FZPU|-> [cache]"),
             }
         }
         ("options", _) => println!("{:?}", kmem().options()),

@@ -23,6 +23,7 @@ use crate::mm::buddy::MAX_ORDER;
 use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
+use crate::slab::debug::DebugFlags;
 use crate::slab::{CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags};
 use crate::sync::IrqMutex;
 use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
@@ -139,6 +140,37 @@ impl<A: Arch> Kmem<A> {
             }
         });
         seen.then_some(problems)
+    }
+
+    /// Gives every cache (or the one named) debug `flags` in place of its own, as
+    /// `kmem.debug=` would have at boot — for the caches that hold no objects once
+    /// drained (see `SlabCache::set_debug`); each cache still holding objects is logged
+    /// and left as it was. Returns (caches changed, caches left), or `None` if no cache
+    /// has that name.
+    pub fn set_debug(&self, name: Option<&str>, flags: DebugFlags) -> Option<(usize, usize)> {
+        let (mut changed, mut left) = (0, 0);
+        let mut seen = false;
+        self.for_each_cache(|c| {
+            if name.is_none_or(|n| c.name().as_str() == n) {
+                seen = true;
+                match c.set_debug(self, flags) {
+                    Ok(()) => changed += 1,
+                    Err(SlabError::Busy { live, .. }) => {
+                        log::warn!(
+                            "{}: {live} objects still allocated: debug flags stay {}",
+                            c.name(),
+                            c.debug_flags()
+                        );
+                        left += 1;
+                    }
+                    Err(e) => {
+                        log::warn!("{e}: debug flags stay {}", c.debug_flags());
+                        left += 1;
+                    }
+                }
+            }
+        });
+        seen.then_some((changed, left))
     }
 
     /// Creates zone `z`'s kmalloc caches in a page block of their own.

@@ -10,6 +10,8 @@
 //! | `init_on_free=1` | zero every object when it is freed |
 //! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
 //!
+//! `Kmem::set_debug` (the monitor's `debug`) changes debug flags later, on empty caches.
+//!
 //! Unknown words are left alone (they belong to someone else); a malformed kmem option
 //! is an error that names it.
 

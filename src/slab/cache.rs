@@ -28,9 +28,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::array::ArrayCache;
-use super::debug::Damage;
+use super::debug::{Damage, DebugFlags};
 use super::header::{BUFCTL_ACTIVE, BUFCTL_CACHED, ListKind, Slab, SlabPtr};
-use super::{Node, SlabCache, SlabError};
+use super::{Geometry, Hardening, Node, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::kmalloc::Kmem;
@@ -72,15 +72,15 @@ impl<A: Arch> SlabCache<A> {
             return Err(not_object);
         }
         let off = obj - s_mem;
-        let mut idx = ((off as u64 * self.recip) >> 32) as usize;
+        let mut idx = ((off as u64 * self.geo().recip) >> 32) as usize;
         // The reciprocal is exact at object starts; past one it may round up by one.
-        if idx * self.layout.stride > off {
+        if idx * self.geo().layout.stride > off {
             idx -= 1;
         }
         if idx >= slab.num() {
             return Err(not_object);
         }
-        let start = idx * self.layout.stride;
+        let start = idx * self.geo().layout.stride;
         if start != off {
             return Err(SlabError::Interior {
                 addr: obj,
@@ -102,7 +102,7 @@ impl<A: Arch> SlabCache<A> {
         // descriptors name the slab in `private` (set by grow, cleared on release).
         let slab = unsafe { SlabPtr::from_raw(frame.unwrap_unchecked().private() as *mut Slab) };
         // The reciprocal is exact at object starts.
-        let idx = (((obj - slab.s_mem()) as u64 * self.recip) >> 32) as usize;
+        let idx = (((obj - slab.s_mem()) as u64 * self.geo().recip) >> 32) as usize;
         debug_assert_eq!(self.locate_known(k, obj), (slab, idx));
         (slab, idx)
     }
@@ -122,7 +122,7 @@ impl<A: Arch> SlabCache<A> {
     /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
     #[inline(always)]
     pub(crate) fn alloc_fast(&self, k: &Kmem<A>, gfp: Gfp) -> Option<NonNull<u8>> {
-        if self.slow || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
+        if self.slow() || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
             return None;
         }
         let obj = self.cpu.with_local(ArrayCache::pop)?;
@@ -134,7 +134,7 @@ impl<A: Arch> SlabCache<A> {
     /// Records that `obj`, just taken from an array, is handed out.
     #[inline(always)]
     fn mark_active(&self, k: &Kmem<A>, obj: usize) {
-        if self.tag != 0 {
+        if self.tag() != 0 {
             self.object_word(obj).store(0, Relaxed);
         } else {
             let (slab, idx) = self.locate_array_object(k, obj);
@@ -145,8 +145,8 @@ impl<A: Arch> SlabCache<A> {
     /// Records that `obj`, whose bufctl entry says CACHED, is going into an array.
     #[inline(always)]
     fn mark_cached(&self, slab: SlabPtr, idx: usize, obj: usize) {
-        if self.tag != 0 {
-            self.object_word(obj).store(obj ^ self.tag, Relaxed);
+        if self.tag() != 0 {
+            self.object_word(obj).store(obj ^ self.tag(), Relaxed);
         } else {
             slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
         }
@@ -156,7 +156,7 @@ impl<A: Arch> SlabCache<A> {
     /// free on another CPU may read it while its owner writes it.
     #[inline(always)]
     fn object_word(&self, obj: usize) -> &AtomicUsize {
-        debug_assert!(self.tag != 0 && obj.is_multiple_of(8));
+        debug_assert!(self.tag() != 0 && obj.is_multiple_of(8));
         // SAFETY: `obj` is an object start of one of this cache's live slabs: at least
         // 8 bytes, 8-aligned (SlabLayout), and the slab outlives this use. Its first word
         // is the allocator's while the object is free and the freeing caller's to give
@@ -168,7 +168,7 @@ impl<A: Arch> SlabCache<A> {
     /// Whether object `obj` (bufctl CACHED) of a tagged cache is handed out rather than
     /// held in an array.
     fn handed_out(&self, obj: usize) -> bool {
-        self.object_word(obj).load(Relaxed) != obj ^ self.tag || !self.in_arrays(obj, 0)
+        self.object_word(obj).load(Relaxed) != obj ^ self.tag() || !self.in_arrays(obj, 0)
     }
 
     /// Whether `obj` is in the per-CPU arrays of CPUs `cpu..` or the shared array. Holds
@@ -197,7 +197,7 @@ impl<A: Arch> SlabCache<A> {
             }
         };
         self.mark_active(k, obj);
-        if self.slow {
+        if self.slow() {
             self.on_alloc(obj);
         }
         if gfp.contains(Gfp::ZERO) {
@@ -219,7 +219,7 @@ impl<A: Arch> SlabCache<A> {
     ) -> Result<(SlabPtr, usize), SlabError> {
         let (slab, idx) = self.locate(frame, obj)?;
         let state = slab.bufctl(idx).load(Relaxed);
-        let live = if self.tag != 0 {
+        let live = if self.tag() != 0 {
             state == BUFCTL_CACHED && self.handed_out(obj)
         } else {
             state == BUFCTL_ACTIVE
@@ -238,25 +238,25 @@ impl<A: Arch> SlabCache<A> {
     /// caller then takes the slow path, which finds and reports what is wrong).
     #[inline(always)]
     pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
-        if self.slow {
+        if self.slow() {
             return false;
         }
         // SAFETY: as in `locate`: the descriptor's owner is this cache.
         let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
         let off = obj.wrapping_sub(slab.s_mem());
         // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
-        let idx = ((off as u64).wrapping_mul(self.recip) >> 32) as usize;
-        if idx >= slab.num() || idx * self.layout.stride != off {
+        let idx = ((off as u64).wrapping_mul(self.geo().recip) >> 32) as usize;
+        if idx >= slab.num() || idx * self.geo().layout.stride != off {
             return false;
         }
         let e = slab.bufctl(idx);
-        if self.tag != 0 {
+        if self.tag() != 0 {
             // Out of the slab and without the tag: handed out.
             let word = self.object_word(obj);
-            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ self.tag {
+            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ self.tag() {
                 return false;
             }
-            word.store(obj ^ self.tag, Relaxed);
+            word.store(obj ^ self.tag(), Relaxed);
         } else {
             if e.load(Relaxed) != BUFCTL_ACTIVE {
                 return false;
@@ -296,7 +296,7 @@ impl<A: Arch> SlabCache<A> {
         // object in the same instant may both pass; closing that would cost an atomic
         // read-modify-write on every free.
         let (slab, idx) = self.live_object(frame, obj)?;
-        if self.slow {
+        if self.slow() {
             self.on_free(obj);
         }
         self.mark_cached(slab, idx, obj);
@@ -330,7 +330,7 @@ impl<A: Arch> SlabCache<A> {
                 let before = slab.num() - slab.inuse();
                 match slab.take(self.key) {
                     Some(i) => {
-                        let obj = slab.s_mem() + i * self.layout.stride;
+                        let obj = slab.s_mem() + i * self.geo().layout.stride;
                         self.mark_cached(slab, i, obj);
                         ac.push(obj);
                         node.free_objects -= 1;
@@ -357,7 +357,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Makes a new slab (on the free list) from the page allocator.
     fn grow(&self, k: &Kmem<A>, node: &mut Node, gfp: Gfp) -> Result<SlabPtr, SlabError> {
-        let l = &self.layout;
+        let l = &self.geo().layout;
         let oom = SlabError::OutOfMemory { cache: self.name };
         let zone = self.gfp | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
         let pa = k.pages().alloc_pages(l.order, zone).map_err(|_| oom)?;
@@ -367,7 +367,7 @@ impl<A: Arch> SlabCache<A> {
         node.colour_next = if colour >= l.colours { 0 } else { colour + 1 };
         let start = base + colour * l.colour_off;
         // Object 0 sits past slot 0's left red zone (0 bytes without debugging).
-        let first = start + self.debug.left;
+        let first = start + self.geo().debug.left;
         let (mgmt, s_mem) = if l.off_slab {
             match k.alloc_mgmt(l.mgmt_size, gfp) {
                 Some(m) => (m, first),
@@ -398,7 +398,7 @@ impl<A: Arch> SlabCache<A> {
             if let Some(ctor) = self.ctor {
                 ctor(obj as *mut u8);
             }
-            if self.slow {
+            if self.slow() {
                 self.debug_init(obj);
             }
         }
@@ -451,7 +451,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Runs destructors and gives a slab, which is on no list, back to the pages.
     fn destroy_slab(&self, k: &Kmem<A>, slab: SlabPtr) {
-        let l = &self.layout;
+        let l = &self.geo().layout;
         let (base, s_mem) = (slab.base(), slab.s_mem());
         if let Some(dtor) = self.dtor {
             for i in 0..l.num {
@@ -491,7 +491,7 @@ impl<A: Arch> SlabCache<A> {
             node.free.remove(s);
             node.free_objects -= s.num();
             self.destroy_slab(k, s);
-            pages += 1 << self.layout.order;
+            pages += 1 << self.geo().layout.order;
         }
         pages
     }
@@ -507,6 +507,53 @@ impl<A: Arch> SlabCache<A> {
             self.free_block(k, &mut node, &[obj]);
         }
         self.release_free_slabs(k, &mut node)
+    }
+
+    /// Replaces the cache's debug flags (F, Z, P, U; init-on-alloc/free stay as they
+    /// are), as if the cache had been created with them. Only an empty cache changes:
+    /// its arrays are drained and its free slabs released first, and a cache that still
+    /// holds objects is refused with `Busy` and keeps its flags (Linux allows the same
+    /// changes only on caches without objects).
+    ///
+    /// Sound while other CPUs run: the geometry is written under the node lock while no
+    /// slab exists. Objects come only from slabs and slabs are made only under that lock,
+    /// so no CPU holds an object laid out the old way, and the next CPU to allocate finds
+    /// its array empty, takes the lock and sees the new geometry. Before any lock the fast
+    /// paths read only `slow` and `tag`, which are atomics.
+    pub(crate) fn set_debug(&self, k: &Kmem<A>, flags: DebugFlags) -> Result<(), SlabError> {
+        self.shrink(k);
+        let mut node = self.node.lock();
+        let mut live = 0;
+        for list in [&node.full, &node.partial] {
+            list.for_each(|s| live += s.inuse());
+        }
+        if live > 0 || !node.free.is_empty() {
+            return Err(SlabError::Busy {
+                cache: self.name,
+                live,
+            });
+        }
+        let old = *self.geo();
+        let hard = Hardening {
+            debug: flags,
+            init_on_alloc: old.init_on_alloc,
+            init_on_free: old.init_on_free,
+            random_freelist: false,
+            seed: 0,
+        };
+        let new = Geometry::new(self.object_size, self.align, flags, &hard).ok_or(
+            SlabError::TooLarge {
+                size: self.object_size,
+            },
+        )?;
+        node.free_limit = node.free_limit - old.layout.num + new.layout.num;
+        // SAFETY: the node lock is held and the cache has no slab: no reader exists
+        // (see `geo`).
+        unsafe { *self.geo.get() = new };
+        self.slow.store(new.slow(), Relaxed);
+        let tag = if new.slow() { 0 } else { self.tag_secret };
+        self.tag.store(tag, Relaxed);
+        Ok(())
     }
 
     /// One reap pass: drains the arrays not used since the last pass and releases empty
@@ -531,11 +578,11 @@ impl<A: Arch> SlabCache<A> {
         for list in [&node.full, &node.partial] {
             list.for_each(|s| {
                 for i in 0..s.num() {
-                    let obj = s.s_mem() + i * self.layout.stride;
+                    let obj = s.s_mem() + i * self.geo().layout.stride;
                     let state = s.bufctl(i).load(Relaxed);
-                    let live = if self.tag != 0 {
+                    let live = if self.tag() != 0 {
                         state == BUFCTL_CACHED
-                            && self.object_word(obj).load(Relaxed) != obj ^ self.tag
+                            && self.object_word(obj).load(Relaxed) != obj ^ self.tag()
                     } else {
                         state == BUFCTL_ACTIVE
                     };
@@ -624,7 +671,7 @@ impl<A: Arch> SlabCache<A> {
             && frame
                 .and_then(|f| self.locate(f, obj).ok())
                 .is_some_and(|(s, i)| s.bufctl(i).load(Relaxed) == BUFCTL_CACHED)
-            && (self.tag == 0 || self.object_word(obj).load(Relaxed) == obj ^ self.tag);
+            && (self.tag() == 0 || self.object_word(obj).load(Relaxed) == obj ^ self.tag());
         if !ok {
             log::error!(
                 "validate {}: {place} holds {obj:#x}, which is not a free object of this cache",
@@ -638,7 +685,7 @@ impl<A: Arch> SlabCache<A> {
     pub(crate) fn pages_held(&self) -> (usize, usize) {
         let node = self.node.lock();
         let slabs = node.full.len() + node.partial.len() + node.free.len();
-        (slabs << self.layout.order, 1 << self.arrays.1)
+        (slabs << self.geo().layout.order, 1 << self.arrays.1)
     }
 
     /// Gives the array block back; the cache must be empty and never used again.

@@ -249,13 +249,13 @@ use crate::arch::Arch;
 
 impl<A: Arch> SlabCache<A> {
     fn track(&self, obj: usize) -> *mut Track {
-        (obj + self.debug.object + self.debug.right) as *mut Track
+        (obj + self.geo().debug.object + self.geo().debug.right) as *mut Track
     }
 
     /// Puts a new slab's object into its free state: red zones inactive, poisoned
     /// (unless a constructor owns its contents), no owner.
     pub(crate) fn debug_init(&self, obj: usize) {
-        let d = &self.debug;
+        let d = &self.geo().debug;
         // SAFETY: the slot [obj - left, obj + object + right + track) lies in the fresh
         // slab, which nobody else can reach yet.
         unsafe {
@@ -281,7 +281,7 @@ impl<A: Arch> SlabCache<A> {
     /// Checks and marks an object on its way to a user.
     #[track_caller]
     pub(crate) fn on_alloc(&self, obj: usize) {
-        let d = self.debug;
+        let d = self.geo().debug;
         if d.flags.contains(DebugFlags::POISON) && self.ctor.is_none() {
             // SAFETY: the object is ours (just taken from an array).
             let bad = unsafe { check_poison(obj, d.object) };
@@ -299,7 +299,7 @@ impl<A: Arch> SlabCache<A> {
                 t.alloc_cycles = A::cycles();
             }
         }
-        if self.init_on_alloc {
+        if self.geo().init_on_alloc {
             // SAFETY: the object is ours.
             unsafe { fill(obj, self.object_size, 0) };
         }
@@ -308,7 +308,7 @@ impl<A: Arch> SlabCache<A> {
     /// Checks and marks an object a user frees (already found live).
     #[track_caller]
     pub(crate) fn on_free(&self, obj: usize) {
-        let d = self.debug;
+        let d = self.geo().debug;
         self.check_red(obj, RED_ACTIVE, RED_INACTIVE);
         if d.flags.contains(DebugFlags::STORE_USER) {
             // SAFETY: the track record of an object being freed by its owner.
@@ -321,7 +321,7 @@ impl<A: Arch> SlabCache<A> {
         if d.flags.contains(DebugFlags::POISON) && self.ctor.is_none() {
             // SAFETY: as above.
             unsafe { poison(obj, d.object) };
-        } else if self.init_on_free {
+        } else if self.geo().init_on_free {
             // SAFETY: as above.
             unsafe { fill(obj, self.object_size, 0) };
         }
@@ -329,7 +329,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Checks both red zones hold `want`, reports and repairs them, then sets `next`.
     fn check_red(&self, obj: usize, want: u8, next: u8) {
-        let d = self.debug;
+        let d = self.geo().debug;
         if !d.flags.contains(DebugFlags::RED_ZONE) {
             return;
         }
@@ -369,7 +369,7 @@ impl<A: Arch> SlabCache<A> {
             bad_bytes,
         };
         log::error!("{r}");
-        if self.debug.flags.contains(DebugFlags::STORE_USER) && damage != Damage::FreeList {
+        if self.geo().debug.flags.contains(DebugFlags::STORE_USER) && damage != Damage::FreeList {
             // SAFETY: the object's slot is in a live slab of this cache.
             log::error!("  {}", unsafe { *self.track(object) });
         }
@@ -378,7 +378,8 @@ impl<A: Arch> SlabCache<A> {
 
     /// Who allocated `obj` (for leak reports), when the cache tracks owners.
     pub(crate) fn owner_record(&self, obj: usize) -> Option<Track> {
-        self.debug
+        self.geo()
+            .debug
             .flags
             .contains(DebugFlags::STORE_USER)
             // SAFETY: obj is an object of a live slab of this cache.
@@ -388,8 +389,8 @@ impl<A: Arch> SlabCache<A> {
     /// Checks one object of `slab` against its bufctl state: red zones match it, a free
     /// object's poison is intact. Returns the problems found (each reported).
     pub(crate) fn validate_object(&self, slab: SlabPtr, i: usize) -> usize {
-        let d = self.debug;
-        let obj = slab.s_mem() + i * self.layout.stride;
+        let d = self.geo().debug;
+        let obj = slab.s_mem() + i * self.geo().layout.stride;
         let active = slab.bufctl(i).load(Relaxed) == BUFCTL_ACTIVE;
         let before = self.reports();
         if d.flags.contains(DebugFlags::RED_ZONE) {

@@ -20,8 +20,9 @@ pub mod debug;
 pub mod header;
 pub mod layout;
 
+use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -294,9 +295,11 @@ struct Node {
 pub struct SlabCache<A: Arch> {
     name: CacheName,
     object_size: usize,
-    layout: SlabLayout,
-    /// ⌈2^32 / stride⌉: offset → index by multiply and shift (exact for slab offsets).
-    recip: u64,
+    /// Object alignment, as the layout was built for (kept to rebuild it).
+    align: usize,
+    /// The slot layout and debug settings. Changed only by [`SlabCache::set_debug`],
+    /// while the cache has no slab and holds its node lock (see there).
+    geo: UnsafeCell<Geometry>,
     gfp: Gfp,
     ctor: Option<ObjectFn>,
     dtor: Option<ObjectFn>,
@@ -305,17 +308,17 @@ pub struct SlabCache<A: Arch> {
     /// The page block holding the per-CPU arrays and the shared array.
     arrays: (PhysAddr, u32),
     key: ChainKey,
-    debug: DebugLayout,
-    init_on_alloc: bool,
-    init_on_free: bool,
-    /// Any of the above: allocations and frees take the checked paths. The fast paths
-    /// test this one byte and nothing else.
-    slow: bool,
+    /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
+    /// paths. The fast paths test this one byte and nothing else. An atomic (relaxed:
+    /// a plain load) because they read it before any lock, and `set_debug` may write it.
+    slow: AtomicBool,
     /// Non-zero: the cache keeps "free, in an array" in the object's first word rather
     /// than in its bufctl entry (see [`cache`](self::cache)); the word then holds
     /// `address ^ tag`. Zero for caches with a constructor or destructor (their objects'
-    /// contents are the user's even while free) and for slow caches.
-    tag: usize,
+    /// contents are the user's even while free) and for slow caches. Atomic as `slow`.
+    tag: AtomicUsize,
+    /// The tag this cache uses whenever it may use one.
+    tag_secret: usize,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
     /// Next user-created cache in the registry, written under the registry lock. An
@@ -324,8 +327,8 @@ pub struct SlabCache<A: Arch> {
     pub(crate) next: core::sync::atomic::AtomicPtr<SlabCache<A>>,
 }
 
-// SAFETY: all mutable state is behind the per-CPU and node locks; raw pointers point into
-// memory the cache owns.
+// SAFETY: all mutable state is behind the per-CPU and node locks (the geometry: see
+// `set_debug`); raw pointers point into memory the cache owns.
 unsafe impl<A: Arch> Send for SlabCache<A> {}
 // SAFETY: as for Send.
 unsafe impl<A: Arch> Sync for SlabCache<A> {}
@@ -340,6 +343,38 @@ fn array_limits(size: usize) -> (usize, usize) {
         _ => AC_MAX,
     };
     (limit, limit.div_ceil(2))
+}
+
+/// What a cache's debug flags decide: where objects sit in a slab and which checks run.
+#[derive(Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) layout: SlabLayout,
+    /// ⌈2^32 / stride⌉: offset → index by multiply and shift (exact for slab offsets).
+    pub(crate) recip: u64,
+    pub(crate) debug: DebugLayout,
+    pub(crate) init_on_alloc: bool,
+    pub(crate) init_on_free: bool,
+}
+
+impl Geometry {
+    /// The geometry of `size`-byte objects aligned to `align` with debug `flags`.
+    fn new(size: usize, align: usize, flags: DebugFlags, hard: &Hardening) -> Option<Geometry> {
+        let debug = DebugLayout::new(flags, size, align);
+        let slot = if flags.is_empty() { size } else { debug.slot() };
+        let layout = SlabLayout::new(slot, align)?;
+        Some(Geometry {
+            layout,
+            recip: (1u64 << 32).div_ceil(layout.stride as u64),
+            debug,
+            init_on_alloc: hard.init_on_alloc,
+            init_on_free: hard.init_on_free,
+        })
+    }
+
+    /// Whether allocations and frees must take the checked paths.
+    fn slow(&self) -> bool {
+        !self.debug.flags.is_empty() || self.init_on_alloc || self.init_on_free
+    }
 }
 
 impl<A: Arch> SlabCache<A> {
@@ -357,13 +392,9 @@ impl<A: Arch> SlabCache<A> {
             align = align.max(layout::CACHE_LINE);
         }
         let flags = hard.debug.union(spec.flags.debug());
-        let debug = DebugLayout::new(flags, spec.size, align);
-        let slot = if flags.is_empty() {
-            spec.size
-        } else {
-            debug.slot()
-        };
-        let layout = SlabLayout::new(slot, align).ok_or(SlabError::TooLarge { size: spec.size })?;
+        let geo = Geometry::new(spec.size, align, flags, hard)
+            .ok_or(SlabError::TooLarge { size: spec.size })?;
+        let layout = geo.layout;
         let gfp = if spec.flags.contains(SlabFlags::DMA) {
             Gfp::DMA
         } else if spec.flags.contains(SlabFlags::DMA32) {
@@ -396,12 +427,15 @@ impl<A: Arch> SlabCache<A> {
                 SharedArray::new(mem.add(cpu_bytes).cast(), shared_cap),
             )
         };
-        let slow = !flags.is_empty() || hard.init_on_alloc || hard.init_on_free;
-        Ok(SlabCache {
+        // The top bit keeps the tag of any object unequal to 0 (what allocation leaves
+        // in the word) and to any user-space or low kernel address.
+        let tag_secret = (hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1);
+        let tagged = spec.ctor.is_none() && spec.dtor.is_none();
+        let cache = SlabCache {
             name: spec.name,
             object_size: spec.size,
-            layout,
-            recip: (1u64 << 32).div_ceil(layout.stride as u64),
+            align,
+            geo: UnsafeCell::new(geo),
             gfp,
             ctor: spec.ctor,
             dtor: spec.dtor,
@@ -417,35 +451,49 @@ impl<A: Arch> SlabCache<A> {
             }),
             arrays: (pa, order),
             key: ChainKey::new(hard.seed ^ pa, hard.random_freelist),
-            debug,
-            init_on_alloc: hard.init_on_alloc,
-            init_on_free: hard.init_on_free,
-            slow,
-            // The top bit keeps the tag of any object unequal to 0 (what allocation
-            // leaves in the word) and to any user-space or low kernel address.
-            tag: if slow || spec.ctor.is_some() || spec.dtor.is_some() {
-                0
-            } else {
-                (hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1)
-            },
+            slow: AtomicBool::new(geo.slow()),
+            tag: AtomicUsize::new(if geo.slow() || !tagged { 0 } else { tag_secret }),
+            tag_secret: if tagged { tag_secret } else { 0 },
             reports: AtomicUsize::new(0),
             next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
-        })
+        };
+        Ok(cache)
+    }
+
+    /// The slot layout and debug settings.
+    #[inline(always)]
+    pub(crate) fn geo(&self) -> &Geometry {
+        // SAFETY: `set_debug` writes the geometry only while the cache has no slab and
+        // holds the node lock; every reader either holds that lock or holds an object
+        // (which only a slab made under the lock can give), so no read overlaps a write.
+        unsafe { &*self.geo.get() }
+    }
+
+    /// Whether allocations and frees take the checked paths.
+    #[inline(always)]
+    pub(crate) fn slow(&self) -> bool {
+        self.slow.load(Relaxed)
+    }
+
+    /// The array tag, or 0 when the cache does not tag objects.
+    #[inline(always)]
+    pub(crate) fn tag(&self) -> usize {
+        self.tag.load(Relaxed)
     }
 
     /// Bytes a user may use in each object: the stride, or the object part of a debug
     /// slot (past it lies the right red zone).
     pub fn usable_size(&self) -> usize {
-        if self.debug.flags.is_empty() {
-            self.layout.stride
+        if self.geo().debug.flags.is_empty() {
+            self.geo().layout.stride
         } else {
-            self.debug.object
+            self.geo().debug.object
         }
     }
 
     /// The cache's debug flags.
     pub fn debug_flags(&self) -> DebugFlags {
-        self.debug.flags
+        self.geo().debug.flags
     }
 
     /// Problems reported so far (red zones, poison, free-list links).
@@ -464,11 +512,11 @@ impl<A: Arch> SlabCache<A> {
 
     /// Distance between objects: the usable size of each.
     pub fn stride(&self) -> usize {
-        self.layout.stride
+        self.geo().layout.stride
     }
 
     pub fn layout(&self) -> &SlabLayout {
-        &self.layout
+        &self.geo().layout
     }
 
     /// Current figures, in the shape of a `/proc/slabinfo` line.
@@ -482,23 +530,23 @@ impl<A: Arch> SlabCache<A> {
         }
         let node = self.node.lock();
         let slabs = node.full.len() + node.partial.len() + node.free.len();
-        let total = slabs * self.layout.num;
+        let total = slabs * self.geo().layout.num;
         let shared = node.shared.avail();
         SlabInfo {
             name: self.name,
             active_objs: total - node.free_objects - cpu_cached - shared,
             num_objs: total,
-            objsize: self.layout.stride,
-            objperslab: self.layout.num,
-            pagesperslab: 1 << self.layout.order,
+            objsize: self.geo().layout.stride,
+            objperslab: self.geo().layout.num,
+            pagesperslab: 1 << self.geo().layout.order,
             limit,
             batchcount,
             cpu_cached,
             shared_avail: shared,
             active_slabs: node.full.len() + node.partial.len(),
             num_slabs: slabs,
-            waste_permille: self.layout.waste_permille(),
-            off_slab: self.layout.off_slab,
+            waste_permille: self.geo().layout.waste_permille(),
+            off_slab: self.geo().layout.off_slab,
         }
     }
 }

@@ -163,7 +163,7 @@ fn double_free_while_in_a_per_cpu_array_and_in_a_slab() {
 fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     let h = heap("");
     let cache = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap();
-    assert_ne!(cache.tag, 0, "kmalloc caches are tagged");
+    assert_ne!(cache.tag(), 0, "kmalloc caches are tagged");
     // Freed by another thread (another CPU slot), then again here.
     let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr() as usize;
     std::thread::scope(|s| {
@@ -176,7 +176,7 @@ fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     // A live object that holds its own tag: ksize and kfree accept it.
     let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     // SAFETY: q is a live 64-byte block.
-    unsafe { q.cast::<usize>().write(q as usize ^ cache.tag) };
+    unsafe { q.cast::<usize>().write(q as usize ^ cache.tag()) };
     assert_eq!(h.kmem.ksize(q), Ok(64));
     h.kmem.kfree(q).unwrap();
     assert!(matches!(h.kmem.kfree(q), Err(SlabError::DoubleFree { .. })));
@@ -408,4 +408,53 @@ fn random_freelist_and_full_debug_still_pass_the_model_checks() {
         h.kmem.kfree(o.as_ptr()).unwrap();
     }
     h.still_works();
+}
+
+#[test]
+fn debug_flags_change_at_run_time_on_empty_caches_only() {
+    let h = heap("");
+    let before = h.free_pages();
+    let zp = DebugFlags::RED_ZONE.union(DebugFlags::POISON);
+    // A cache holding an object keeps its flags, and says why.
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(h.kmem.set_debug(Some("kmalloc-64"), zp), Some((0, 1)));
+    assert!(logged(&[
+        "kmalloc-64: 1 objects still allocated: debug flags stay -"
+    ]));
+    h.kmem.kfree(p).unwrap();
+    // Empty (once drained): the flags change, and the new layout is in force.
+    assert_eq!(h.kmem.set_debug(Some("kmalloc-64"), zp), Some((1, 0)));
+    let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    poke(p, 64, 0x41);
+    h.kmem.kfree(p).unwrap();
+    assert!(logged(&[
+        "BUG kmalloc-64: Right Redzone overwritten",
+        "found 0x41"
+    ]));
+    let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    h.kmem.kfree(q).unwrap();
+    poke(q, 3, 0x77);
+    let r = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    assert_eq!(q, r);
+    assert!(logged(&[
+        "BUG kmalloc-64: Poison overwritten",
+        "found 0x77"
+    ]));
+    h.kmem.kfree(r).unwrap();
+    // And off again: the fast paths, double frees still caught in the array.
+    assert_eq!(
+        h.kmem.set_debug(Some("kmalloc-64"), DebugFlags::NONE),
+        Some((1, 0))
+    );
+    let s = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    h.kmem.kfree(s).unwrap();
+    assert!(matches!(h.kmem.kfree(s), Err(SlabError::DoubleFree { .. })));
+    assert_eq!(h.kmem.set_debug(Some("no-such-cache"), zp), None);
+    // Every cache at once: all are empty here but the ones the burst below refills.
+    let (changed, left) = h.kmem.set_debug(None, DebugFlags::SANITY).unwrap();
+    assert!(changed > 0 && left == 0);
+    h.still_works();
+    assert_eq!(h.kmem.set_debug(None, DebugFlags::NONE).unwrap().1, 0);
+    h.still_works();
+    assert_eq!(h.free_pages(), before);
 }
