@@ -1,6 +1,6 @@
 //! Fuzz target: an action list (kmalloc, krealloc, kfree, bad frees, cache create /
-//! alloc / free / destroy, shrink) driven against kmem with a shadow model of every live
-//! block. Any overlap, lost byte, accepted bad free, refused good free or leaked page
+//! alloc / free / destroy, shrink, debug flags switched at run time) driven against kmem
+//! with a shadow model of every live block. Any overlap, lost byte, accepted bad free, refused good free or leaked page
 //! after the list is undone is a crash.
 #![no_main]
 
@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use kmem::hosted::{HostArch, Region};
 use kmem::mm::zone::ZoneLimits;
+use kmem::slab::debug::DebugFlags;
 use kmem::{Gfp, Kmem, PageAllocator, SlabFlags};
 use libfuzzer_sys::fuzz_target;
 
@@ -53,6 +54,10 @@ enum Action {
         pick: u8,
     },
     Shrink,
+    /// `Kmem::set_debug` on every cache, with these of F, Z, P, U (bits 0..3).
+    SetDebug {
+        flags: u8,
+    },
 }
 
 struct Heap {
@@ -249,6 +254,16 @@ fuzz_target!(|actions: Vec<Action>| {
             }
             Action::Shrink => {
                 k.shrink_all();
+            }
+            Action::SetDebug { flags } => {
+                let letters: String = "FZPU"
+                    .chars()
+                    .enumerate()
+                    .filter(|&(i, _)| flags & 1 << i != 0)
+                    .map(|(_, c)| c)
+                    .collect();
+                let flags = DebugFlags::parse(&letters).unwrap();
+                assert!(k.set_debug(None, flags).is_some(), "no cache at all");
             }
         }
     }
