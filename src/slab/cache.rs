@@ -547,6 +547,8 @@ impl<A: Arch> SlabCache<A> {
             },
         )?;
         node.free_limit = node.free_limit - old.layout.num + new.layout.num;
+        // The new layout may have fewer colours than the cycle has reached.
+        node.colour_next = 0;
         // SAFETY: the node lock is held and the cache has no slab: no reader exists
         // (see `geo`).
         unsafe { *self.geo.get() = new };

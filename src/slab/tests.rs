@@ -450,6 +450,23 @@ fn debug_flags_change_at_run_time_on_empty_caches_only() {
     h.kmem.kfree(s).unwrap();
     assert!(matches!(h.kmem.kfree(s), Err(SlabError::DoubleFree { .. })));
     assert_eq!(h.kmem.set_debug(Some("no-such-cache"), zp), None);
+    // A few slabs first, so that the colour cycle has moved on: with red zones and owner
+    // records kmalloc-448 has 1 colour instead of 7, and its next slab must start at
+    // one it has, not run past its end.
+    let burst = |n| -> Vec<_> {
+        (0..n)
+            .map(|_| h.kmem.kmalloc(448, Gfp::KERNEL).unwrap())
+            .collect()
+    };
+    burst(40)
+        .into_iter()
+        .for_each(|p| h.kmem.kfree(p.as_ptr()).unwrap());
+    let zpu = zp.union(DebugFlags::STORE_USER);
+    assert_eq!(h.kmem.set_debug(Some("kmalloc-448"), zpu), Some((1, 0)));
+    let objs = burst(100);
+    assert_eq!(h.kmem.validate(Some("kmalloc-448")), Some(0));
+    objs.into_iter()
+        .for_each(|p| h.kmem.kfree(p.as_ptr()).unwrap());
     // Every cache at once: all are empty here but the ones the burst below refills.
     let (changed, left) = h.kmem.set_debug(None, DebugFlags::SANITY).unwrap();
     assert!(changed > 0 && left == 0);
