@@ -255,7 +255,7 @@ impl<A: Arch> Kmem<A> {
 
     /// Allocates `size` bytes aligned to `align` (a power of two). Alignments up to 4 KiB
     /// come from the caches; larger ones, and sizes past 1 MiB, from the page allocator.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn kmalloc_aligned(
         &self,
@@ -328,7 +328,7 @@ impl<A: Arch> Kmem<A> {
     /// [`ZERO_SIZE_PTR`] are accepted and ignored. Anything else that is not a live
     /// object start is refused with the reason — logged with the pointer and the cache —
     /// and nothing changes.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {

@@ -123,6 +123,7 @@ impl PageFrame {
 
     /// Atomically moves a head from `from` to `to` keeping its order, or returns the state
     /// actually found. Two CPUs freeing the same block race here; exactly one wins.
+    #[inline]
     pub(crate) fn transition(
         &self,
         from: FrameState,

@@ -411,14 +411,7 @@ impl<A: Arch> PageAllocator<A> {
             // order, which is part of the state word.
             f.transition(FrameState::Allocated, order, FrameState::PcpCached)
                 .map_err(|_| free_error(f, pa, order))?;
-            let pushed = self.pcp.with_local(|lists| {
-                let list = &mut lists[zone];
-                let room = !list.is_full(l);
-                if room {
-                    list.push(l, idx);
-                }
-                room
-            });
+            let pushed = self.pcp.with_local(|lists| lists[zone].try_push(l, idx));
             if !pushed {
                 let mut lists = self.pcp.local();
                 let list = &mut lists[zone];

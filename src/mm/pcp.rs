@@ -87,15 +87,30 @@ impl PcpLists {
     #[inline]
     pub fn pop(&mut self, l: usize) -> Option<u32> {
         self.count[l] = self.count[l].checked_sub(1)?;
-        Some(self.frames[OFFSETS[l] + self.count[l] as usize])
+        let at = OFFSETS[l] + self.count[l] as usize;
+        debug_assert!(at < OFFSETS[l + 1]);
+        // SAFETY: count[l] ≤ PCP_HIGH[l] (pushes stop there), so the decremented count
+        // indexes list l's part of `frames`, which ends at OFFSETS[l + 1] ≤ its length.
+        Some(unsafe { *self.frames.get_unchecked(at) })
     }
 
     /// Pushes a block head; the caller makes room first when the list is full.
     #[inline]
     pub fn push(&mut self, l: usize, idx: u32) {
-        assert!(!self.is_full(l), "pcp list {l} is full");
-        self.frames[OFFSETS[l] + self.count[l] as usize] = idx;
+        assert!(self.try_push(l, idx), "pcp list {l} is full");
+    }
+
+    /// Pushes a block head unless the list is full; returns whether it did.
+    #[inline]
+    pub fn try_push(&mut self, l: usize, idx: u32) -> bool {
+        let n = self.count[l] as usize;
+        if n >= PCP_HIGH[l] {
+            return false;
+        }
+        // SAFETY: n < PCP_HIGH[l], so OFFSETS[l] + n < OFFSETS[l + 1] ≤ frames' length.
+        unsafe { *self.frames.get_unchecked_mut(OFFSETS[l] + n) = idx };
         self.count[l] += 1;
+        true
     }
 
     /// Removes up to `n` of the coldest (oldest) blocks of list `l`, passing each to
