@@ -131,6 +131,38 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// slot's owner).
     #[inline]
     pub fn local(&self) -> SlotGuard<'_, A, T> {
+        match self.enter() {
+            Ok((slot, irq)) => SlotGuard {
+                slot,
+                how: How::Owner(irq),
+            },
+            Err(guard) => guard,
+        }
+    }
+
+    /// Runs `f` on the running CPU's value, held as [`PerCpu::local`] holds it, but with
+    /// no guard on the owner's path: nothing has to remember how the slot was entered, so
+    /// the hot paths keep everything in registers.
+    #[inline(always)]
+    pub fn with_local<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        match self.enter() {
+            Ok((slot, irq)) => {
+                // SAFETY: `enter` set `busy` and saw no outsider: the value is ours alone
+                // until `busy` clears (module doc).
+                let r = f(unsafe { &mut *slot.value.get() });
+                // Release: an outsider that sees `busy` clear sees our writes.
+                slot.busy.store(false, Ordering::Release);
+                A::irq_restore(irq);
+                r
+            }
+            Err(mut guard) => f(&mut guard),
+        }
+    }
+
+    /// Enters the running CPU's slot: `Ok` for its owner, lock-free (`busy` set,
+    /// interrupts off, with the state to restore), or a locked guard otherwise.
+    #[inline(always)]
+    fn enter(&self) -> Result<OwnerEntry<'_, A, T>, SlotGuard<'_, A, T>> {
         // Interrupts off first: the id must not change under us, and an interrupt
         // handler on this CPU must not enter the slot while we are in it.
         let irq = A::irq_save();
@@ -144,43 +176,12 @@ impl<A: Arch, T> PerCpu<A, T> {
             A::owner_fence();
             // Acquire: see what an outsider that held the slot before us wrote.
             if slot.mode.load(Ordering::Acquire) == 0 {
-                return SlotGuard {
-                    slot,
-                    how: How::Owner(irq),
-                };
+                return Ok((slot, irq));
             }
-            return Self::owner_locked(slot, irq);
+            return Err(Self::owner_locked(slot, irq));
         }
         A::irq_restore(irq);
-        self.outsider(self.slot(id % self.n), SHARED)
-    }
-
-    /// Runs `f` on the running CPU's value, held as [`PerCpu::local`] holds it. The same
-    /// handshake without a guard: on the owner's path nothing has to remember how the slot
-    /// was entered, so the hot paths keep everything in registers.
-    #[inline(always)]
-    pub fn with_local<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let irq = A::irq_save();
-        let id = A::cpu_id();
-        if owns_slot::<A>(id, self.n) {
-            // SAFETY: id < n, and init_at initialised n slots that live as long as self.
-            let slot = unsafe { &*self.slots.add(id) };
-            slot.busy.store(true, Ordering::Relaxed);
-            // As in `local`: paired with the outsider's barrier.
-            A::owner_fence();
-            if slot.mode.load(Ordering::Acquire) == 0 {
-                // SAFETY: `busy` is set and no outsider was in: the value is ours alone
-                // until `busy` clears (module doc).
-                let r = f(unsafe { &mut *slot.value.get() });
-                // Release: an outsider that sees `busy` clear sees our writes.
-                slot.busy.store(false, Ordering::Release);
-                A::irq_restore(irq);
-                return r;
-            }
-            return f(&mut Self::owner_locked(slot, irq));
-        }
-        A::irq_restore(irq);
-        f(&mut self.outsider(self.slot(id % self.n), SHARED))
+        Err(self.outsider(self.slot(id % self.n), SHARED))
     }
 
     /// The owner found an outsider in (or the slot shared): it queues on the lock too.
@@ -238,6 +239,9 @@ impl<A: Arch, T> PerCpu<A, T> {
         self.slots.cast()
     }
 }
+
+/// The owner's lock-free hold on its slot: the slot and the interrupt state to restore.
+type OwnerEntry<'a, A, T> = (&'a Slot<A, T>, <A as Arch>::IrqState);
 
 enum How<'a, A: Arch> {
     /// The slot's owner, in lock-free (`busy` set), with the interrupt state to restore.
