@@ -90,9 +90,9 @@ impl Heap for KmemHeap {
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        self.kmem
-            .krealloc_aligned(p, new, l.align(), Gfp::KERNEL)
-            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+        // Through GlobalAlloc, which knows the old layout (as talc's realloc does).
+        // SAFETY: the caller's contract is GlobalAlloc::realloc's.
+        unsafe { GlobalAlloc::realloc(&*self.kmem, p, l, new) }
     }
 }
 

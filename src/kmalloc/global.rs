@@ -35,7 +35,8 @@ unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        or_null(self.krealloc_aligned(ptr, new_size, l.align(), Gfp::KERNEL))
+        // Only the old layout's bytes are the caller's: copy those, not the whole class.
+        or_null(self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size()))
     }
 }
 
@@ -88,5 +89,36 @@ mod tests {
             k.ksize(v.as_ptr() as *mut u8).is_ok(),
             "the buffer is a kmem block"
         );
+    }
+
+    /// `realloc` keeps the old layout's bytes (all it must keep), moving or not.
+    #[test]
+    fn global_realloc_keeps_the_old_layouts_bytes() {
+        use core::alloc::{GlobalAlloc, Layout};
+        let ram = Region::new(16 << 20).unwrap();
+        // SAFETY: the region outlives the allocator.
+        let pages = unsafe {
+            PageAllocator::<crate::hosted::HostArch>::new(
+                &ram.normalized().unwrap(),
+                ZoneLimits::FLAT,
+                1,
+                None,
+            )
+        }
+        .unwrap();
+        let k = super::Kmem::new(pages).unwrap();
+        let l = Layout::from_size_align(100, 8).unwrap();
+        // SAFETY: a valid layout; every block is used within its size and freed with it.
+        unsafe {
+            for new in [120, 5000, 70_000, 50] {
+                let p = k.alloc(l);
+                p.write_bytes(0xA5, 100);
+                let q = k.realloc(p, l, new);
+                assert!(!q.is_null());
+                let kept = core::slice::from_raw_parts(q, new.min(100));
+                assert!(kept.iter().all(|&b| b == 0xA5), "resized to {new}");
+                k.dealloc(q, Layout::from_size_align(new, 8).unwrap());
+            }
+        }
     }
 }

@@ -441,6 +441,21 @@ impl<A: Arch> Kmem<A> {
         align: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, SlabError> {
+        self.krealloc_keeping(ptr, size, align, gfp, usize::MAX)
+    }
+
+    /// [`Kmem::krealloc_aligned`] that, when the block moves, copies at most `keep` bytes:
+    /// a caller that knows how much of the old block it uses (`GlobalAlloc::realloc`'s old
+    /// layout) saves copying the rest of the class.
+    #[track_caller]
+    pub(crate) fn krealloc_keeping(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+        keep: usize,
+    ) -> Result<NonNull<u8>, SlabError> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return self.kmalloc_aligned(size, align, gfp);
         }
@@ -454,11 +469,12 @@ impl<A: Arch> Kmem<A> {
             return Ok(unsafe { NonNull::new_unchecked(ptr) });
         }
         let new = self.kmalloc_aligned(size, align, gfp.without(Gfp::ZERO))?;
-        // SAFETY: both blocks are live, distinct, and at least min(old, size) long.
-        unsafe { core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), old.min(size)) };
-        if gfp.contains(Gfp::ZERO) && size > old {
-            // SAFETY: the tail [old, size) of the new block is ours.
-            unsafe { core::ptr::write_bytes(new.as_ptr().add(old), 0, size - old) };
+        let kept = old.min(size).min(keep);
+        // SAFETY: both blocks are live, distinct, and at least min(old, size) ≥ kept long.
+        unsafe { core::ptr::copy_nonoverlapping(ptr, new.as_ptr(), kept) };
+        if gfp.contains(Gfp::ZERO) && size > kept {
+            // SAFETY: the tail [kept, size) of the new block is ours.
+            unsafe { core::ptr::write_bytes(new.as_ptr().add(kept), 0, size - kept) };
         }
         self.kfree(ptr)?;
         Ok(new)

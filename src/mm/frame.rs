@@ -89,6 +89,10 @@ const fn pack(state: FrameState, zone: ZoneKind, order: u32) -> u32 {
     state as u32 | (zone as u32) << ZONE_SHIFT | order << ORDER_SHIFT
 }
 
+/// The zone's bits of a packed word, in place (the zone never changes after init, so the
+/// hot paths carry these over rather than decode and re-encode them).
+const ZONE_BITS: u32 = 3 << ZONE_SHIFT;
+
 impl PageFrame {
     /// A fresh descriptor for a frame in `zone`.
     pub(crate) const fn new(state: FrameState, zone: ZoneKind) -> PageFrame {
@@ -118,7 +122,9 @@ impl PageFrame {
 
     #[inline]
     pub(crate) fn set(&self, state: FrameState, order: u32) {
-        self.flags.store(pack(state, self.zone(), order), Relaxed);
+        let zone = self.flags.load(Relaxed) & ZONE_BITS;
+        self.flags
+            .store(state as u32 | zone | order << ORDER_SHIFT, Relaxed);
     }
 
     /// Atomically moves a head from `from` to `to` keeping its order, or returns the state
@@ -130,11 +136,11 @@ impl PageFrame {
         order: u32,
         to: FrameState,
     ) -> Result<(), u32> {
-        let zone = self.zone();
+        let zone = self.flags.load(Relaxed) & ZONE_BITS;
         self.flags
             .compare_exchange(
-                pack(from, zone, order),
-                pack(to, zone, order),
+                from as u32 | zone | order << ORDER_SHIFT,
+                to as u32 | zone | order << ORDER_SHIFT,
                 core::sync::atomic::Ordering::AcqRel,
                 Relaxed,
             )
