@@ -1,5 +1,7 @@
 //! Per-CPU lists of free blocks, after Linux's `per_cpu_pages`: one list per cached
-//! order (0–3, the slab orders, and 9, the 2 MiB block — Linux caches the same orders).
+//! order (0–3, the slab orders, and 9, the 2 MiB block — Linux caches the same orders —
+//! plus the top order, [`MAX_ORDER`]: a top-order block never merges with anything, so
+//! holding one on a CPU's list keeps no other block from coalescing).
 //!
 //! Small-block traffic — the slab layer's bread and butter — is served from the running
 //! CPU's list without touching the zone lock. An empty list refills its batch of blocks
@@ -7,21 +9,22 @@
 //! coldest blocks back. Block heads on a list are in state `PcpCached` with their order:
 //! free for users, invisible to buddy merging.
 
+use super::buddy::MAX_ORDER;
 use super::zone::NR_ZONES;
 
 /// Number of cached orders (lists per zone).
-pub const NR_PCP_LISTS: usize = 5;
+pub const NR_PCP_LISTS: usize = 6;
 
 /// The order each list caches.
-pub const PCP_ORDERS: [u32; NR_PCP_LISTS] = [0, 1, 2, 3, 9];
+pub const PCP_ORDERS: [u32; NR_PCP_LISTS] = [0, 1, 2, 3, 9, MAX_ORDER];
 
 /// Blocks each list holds before it gives a batch back to the zone: about 62 frames'
-/// worth for the small orders, and two 2 MiB blocks (enough for an alloc/free pair not to
-/// reach the zone, few enough not to strand much memory).
-const PCP_HIGH: [usize; NR_PCP_LISTS] = [62, 31, 15, 8, 2];
+/// worth for the small orders, two 2 MiB blocks and one top-order block (enough for an
+/// alloc/free pair not to reach the zone, few enough not to strand much memory).
+const PCP_HIGH: [usize; NR_PCP_LISTS] = [62, 31, 15, 8, 2, 1];
 
 /// Blocks moved between a list and its zone at a time.
-const PCP_BATCH: [usize; NR_PCP_LISTS] = [16, 8, 4, 2, 1];
+const PCP_BATCH: [usize; NR_PCP_LISTS] = [16, 8, 4, 2, 1, 1];
 
 /// Where each list's entries start in [`PcpLists::frames`].
 const OFFSETS: [usize; NR_PCP_LISTS + 1] = {
@@ -40,6 +43,7 @@ pub const fn pcp_list(order: u32) -> Option<usize> {
     match order {
         0..=3 => Some(order as usize),
         9 => Some(4),
+        MAX_ORDER => Some(5),
         _ => None,
     }
 }
