@@ -5,8 +5,11 @@
 //! `--quick` shrinks every workload (a smoke run for `make test`).
 //!
 //! Every peer that needs a lock sits behind `spin::Mutex`, the lock kmem itself uses.
-//! Each measurement is repeated (after a warm-up run) and the best and the median of the
-//! repetitions are kept; tables show the best, the JSON holds both.
+//! Each workload runs in rounds — a warm-up round, then timed rounds in which every peer
+//! runs it once, in turn — so that a slow spell of a shared machine falls on all peers
+//! alike. Per peer it keeps the best and the median time, and the ratio to kmem as the
+//! median over rounds of (peer's time / kmem's time in the same round). The run ends with
+//! the targets and how each fared; nothing is asserted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -402,13 +405,59 @@ impl Cfg {
     }
 }
 
-/// Runs `f` (which returns ns per operation) once to warm up, then `reps` times; returns
-/// (best, median).
-fn measure(cfg: &Cfg, mut f: impl FnMut() -> f64) -> (f64, f64) {
-    f();
-    let mut v: Vec<f64> = (0..cfg.reps).map(|_| f()).collect();
+/// One peer's figures in a row: best and median over the rounds, and (time rows) the
+/// median over rounds of its time / kmem's time in the same round.
+#[derive(Clone, Copy)]
+struct Fig {
+    best: f64,
+    median: f64,
+    ratio: Option<f64>,
+}
+
+impl Fig {
+    /// A figure measured once (percentages).
+    fn once(v: f64) -> Fig {
+        Fig {
+            best: v,
+            median: v,
+            ratio: None,
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (v[0], v[v.len() / 2])
+    v[v.len() / 2]
+}
+
+/// Runs `work(i)` (ns per operation of peer `i`) for every `i` with `on[i]`: one warm-up
+/// round, then `cfg.reps` timed rounds, each starting one peer further along so that no
+/// peer always runs first. Ratios are against peer 0 (kmem), when it runs.
+fn measure_rounds(cfg: &Cfg, on: &[bool], mut work: impl FnMut(usize) -> f64) -> Vec<Option<Fig>> {
+    let ids: Vec<usize> = (0..on.len()).filter(|&i| on[i]).collect();
+    for &i in &ids {
+        work(i);
+    }
+    let mut times = vec![Vec::new(); on.len()];
+    for round in 0..cfg.reps {
+        for k in 0..ids.len() {
+            let i = ids[(round + k) % ids.len()];
+            times[i].push(work(i));
+        }
+    }
+    (0..on.len())
+        .map(|i| {
+            on[i].then(|| {
+                let t = &times[i];
+                Fig {
+                    best: t.iter().cloned().fold(f64::INFINITY, f64::min),
+                    median: median(t.clone()),
+                    ratio: on[0]
+                        .then(|| median(t.iter().zip(&times[0]).map(|(p, k)| p / k).collect())),
+                }
+            })
+        })
+        .collect()
 }
 
 fn ns_per(start: Instant, ops: usize) -> f64 {
@@ -657,17 +706,17 @@ const PEERS: [&str; 8] = [
     "mimalloc",
 ];
 
-/// Calls `f` with a fresh instance of peer `i` over an arena of `bytes`.
-fn with_peer<R>(i: usize, bytes: usize, f: &mut dyn FnMut(&dyn HeapDyn) -> R) -> R {
+/// A fresh instance of peer `i` over an arena of `bytes`.
+fn make_peer(i: usize, bytes: usize) -> Box<dyn HeapDyn> {
     match i {
-        0 => f(&KmemHeap::new(bytes)),
-        1 => f(&TalcHeap::new(bytes)),
-        2 => f(&LinkedListHeap::new(bytes)),
-        3 => f(&BuddyHeap::new(bytes)),
-        4 => f(&RlsfHeap::new(bytes)),
-        5 => f(&SlabmallocHeap::new(bytes)),
-        6 => f(&SystemHeap),
-        _ => f(&MiHeap),
+        0 => Box::new(KmemHeap::new(bytes)),
+        1 => Box::new(TalcHeap::new(bytes)),
+        2 => Box::new(LinkedListHeap::new(bytes)),
+        3 => Box::new(BuddyHeap::new(bytes)),
+        4 => Box::new(RlsfHeap::new(bytes)),
+        5 => Box::new(SlabmallocHeap::new(bytes)),
+        6 => Box::new(SystemHeap),
+        _ => Box::new(MiHeap),
     }
 }
 
@@ -705,35 +754,206 @@ impl<H: Heap> HeapDyn for H {
     }
 }
 
-/// One result row: a workload, its unit, and per peer (best, median) or None.
+/// One result row: a workload, its unit, and per peer its figures or None.
 struct Row {
     group: &'static str,
     name: String,
     unit: &'static str,
-    vals: Vec<Option<(f64, f64)>>,
+    vals: Vec<Option<Fig>>,
 }
 
-fn print_row(r: &Row, peers: &[&str]) {
+impl Row {
+    /// Peer `i`'s time over kmem's (> 1: kmem is faster), if both ran.
+    fn ratio(&self, i: usize) -> Option<f64> {
+        self.vals[i].and_then(|f| f.ratio)
+    }
+
+    /// kmem's best figure.
+    fn kmem(&self) -> Option<f64> {
+        self.vals[0].map(|f| f.best)
+    }
+}
+
+fn print_row(r: &Row) {
     let mut line = format!("{:<28}", r.name);
     for v in &r.vals {
         match v {
-            Some((b, _)) => line += &format!(" {:>12.2}", b),
+            Some(f) => line += &format!(" {:>12.2}", f.best),
             None => line += &format!(" {:>12}", "-"),
         }
     }
     println!("{line}");
-    let k = r.vals[0].map(|v| v.0);
-    if let (Some(k), "ns") = (k, r.unit) {
-        let mut line = format!("{:<28}", "  ratio peer/kmem");
+    if r.vals.iter().any(|v| v.is_some_and(|f| f.ratio.is_some())) {
+        let mut line = format!("{:<28}", "  ratio peer/kmem (median)");
         for v in &r.vals {
-            match v {
-                Some((b, _)) => line += &format!(" {:>11.2}x", b / k),
+            match v.and_then(|f| f.ratio) {
+                Some(x) => line += &format!(" {:>11.2}x", x),
                 None => line += &format!(" {:>12}", "-"),
             }
         }
         println!("{line}");
     }
-    let _ = peers;
+}
+
+/// One of the targets, as this run measured it.
+struct Target {
+    target: &'static str,
+    measured: String,
+    /// The same figure for mimalloc, the fastest reference, where it has one.
+    reference: Option<String>,
+    met: bool,
+}
+
+const TALC: usize = 1;
+const BUDDY: usize = 3;
+const MIMALLOC: usize = 7;
+
+/// The targets, from the rows this run produced (a target whose rows did not run is left
+/// out). Each is reported with the figures behind it; none is asserted.
+fn targets(rows: &[Row]) -> Vec<Target> {
+    let group = |g: &'static str| rows.iter().filter(move |r| r.group == g);
+    let short = |r: &Row| {
+        r.name
+            .trim_start_matches("hot pair ")
+            .trim_start_matches("random actions ")
+            .trim_start_matches("heap efficiency ")
+            .trim_start_matches("kmem metadata, ")
+            .trim_start_matches("page ")
+            .trim_end_matches(" pair")
+            .to_string()
+    };
+    let list = |v: &[(String, f64)], unit: &str| {
+        v.iter()
+            .map(|(n, x)| format!("{n} {x:.2}{unit}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = Vec::new();
+    // Per-row ratios of `peer` (or, with `inverse`, kmem's time over the peer's).
+    let per_row = |g: &'static str, peer: usize, inverse: bool| -> Vec<(String, f64)> {
+        group(g)
+            .filter_map(|r| {
+                r.ratio(peer)
+                    .map(|x| (short(r), if inverse { 1.0 / x } else { x }))
+            })
+            .collect()
+    };
+    let mi_over_talc = |g: &'static str| -> Vec<(String, f64)> {
+        group(g)
+            .filter_map(|r| Some((short(r), r.ratio(TALC)? / r.ratio(MIMALLOC)?)))
+            .collect()
+    };
+    let hot_mi = per_row("hot", MIMALLOC, true);
+    if !hot_mi.is_empty() {
+        out.push(Target {
+            target: "hot pair <= 1.0x mimalloc's time",
+            measured: format!("kmem / mimalloc time: {}", list(&hot_mi, "x")),
+            reference: None,
+            met: hot_mi.iter().all(|(_, x)| *x <= 1.0),
+        });
+    }
+    let hot_talc = per_row("hot", TALC, false);
+    if !hot_talc.is_empty() {
+        let mi = mi_over_talc("hot");
+        out.push(Target {
+            target: "hot pair >= 4x faster than talc",
+            measured: format!("talc / kmem time: {}", list(&hot_talc, "x")),
+            reference: (!mi.is_empty()).then(|| format!("talc / mimalloc: {}", list(&mi, "x"))),
+            met: hot_talc.iter().all(|(_, x)| *x >= 4.0),
+        });
+    }
+    let random = per_row("random", TALC, false);
+    if !random.is_empty() {
+        let mi = mi_over_talc("random");
+        out.push(Target {
+            target: "random actions >= 1.5x talc's throughput",
+            measured: format!("talc / kmem time: {}", list(&random, "x")),
+            reference: (!mi.is_empty()).then(|| format!("talc / mimalloc: {}", list(&mi, "x"))),
+            met: random.iter().all(|(_, x)| *x >= 1.5),
+        });
+    }
+    let threads: Vec<&Row> = group("threads").collect();
+    let scaling = |peer: usize| -> Option<f64> {
+        let one = threads.iter().find(|r| r.name.starts_with("1 "))?.vals[peer]?;
+        let two = threads.iter().find(|r| r.name.starts_with("2 "))?.vals[peer]?;
+        Some(one.median / two.median)
+    };
+    if let Some(k) = scaling(0) {
+        out.push(Target {
+            target: "2 threads independent >= 1.8x one thread's throughput",
+            measured: format!("kmem {k:.2}x (medians)"),
+            reference: scaling(MIMALLOC).map(|m| format!("mimalloc {m:.2}x")),
+            met: k >= 1.8,
+        });
+    }
+    let pc = per_row("threads", TALC, false)
+        .into_iter()
+        .filter(|(n, _)| n == "producer/consumer")
+        .collect::<Vec<_>>();
+    if let Some((_, x)) = pc.first() {
+        out.push(Target {
+            target: "producer/consumer >= 3x talc",
+            measured: format!("talc / kmem time: {x:.2}x"),
+            reference: mi_over_talc("threads")
+                .into_iter()
+                .find(|(n, _)| n == "producer/consumer")
+                .map(|(_, m)| format!("talc / mimalloc: {m:.2}x")),
+            met: *x >= 3.0,
+        });
+    }
+    let eff: Vec<(String, f64)> = group("eff")
+        .filter(|r| r.name.starts_with("heap"))
+        .filter_map(|r| Some((short(r), r.kmem()?)))
+        .collect();
+    if !eff.is_empty() {
+        out.push(Target {
+            target: "heap efficiency >= 85 %",
+            measured: list(&eff, " %"),
+            reference: None,
+            met: eff.iter().all(|(_, x)| *x >= 85.0),
+        });
+    }
+    let page = per_row("page", BUDDY, false);
+    if !page.is_empty() {
+        out.push(Target {
+            target: "page alloc/free >= 2x faster than buddy_system_allocator",
+            measured: format!("buddy_system / kmem time: {}", list(&page, "x")),
+            reference: None,
+            met: page.iter().all(|(_, x)| *x >= 2.0),
+        });
+    }
+    let meta: Vec<(String, f64)> = group("eff")
+        .filter(|r| r.name.starts_with("kmem metadata"))
+        .filter_map(|r| Some((short(r), r.kmem()?)))
+        .collect();
+    if !meta.is_empty() {
+        out.push(Target {
+            target: "page descriptors + slab metadata <= 0.8 % of managed memory",
+            measured: list(&meta, " %"),
+            reference: None,
+            met: meta.iter().all(|(_, x)| *x <= 0.8),
+        });
+    }
+    out
+}
+
+fn print_targets(ts: &[Target]) {
+    println!("\ntargets (reported, never asserted):");
+    for t in ts {
+        println!(
+            "  [{}] {}",
+            if t.met { " met " } else { "missed" },
+            t.target
+        );
+        println!("           {}", t.measured);
+        if let Some(r) = &t.reference {
+            println!("           for reference, {r}");
+        }
+    }
+}
+
+fn json_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Page allocator: alloc+free pairs of `order` on kmem's PageAllocator and on
@@ -754,25 +974,22 @@ fn page_rows(cfg: &Cfg) -> Vec<Row> {
             0 | 3 => 500_000,
             _ => 200_000,
         });
-        let k = measure(cfg, || {
+        let on: Vec<bool> = (0..PEERS.len()).map(|i| i == 0 || i == 3).collect();
+        let vals = measure_rounds(cfg, &on, |i| {
             let t = Instant::now();
-            for _ in 0..iters {
-                let pa = pages.alloc_pages(black_box(order), Gfp::KERNEL).unwrap();
-                pages.free_pages(black_box(pa), order).unwrap();
+            if i == 0 {
+                for _ in 0..iters {
+                    let pa = pages.alloc_pages(black_box(order), Gfp::KERNEL).unwrap();
+                    pages.free_pages(black_box(pa), order).unwrap();
+                }
+            } else {
+                for _ in 0..iters {
+                    let f = fa.lock().alloc(black_box(1 << order)).unwrap();
+                    fa.lock().dealloc(black_box(f), 1 << order);
+                }
             }
             ns_per(t, iters)
         });
-        let b = measure(cfg, || {
-            let t = Instant::now();
-            for _ in 0..iters {
-                let f = fa.lock().alloc(black_box(1 << order)).unwrap();
-                fa.lock().dealloc(black_box(f), 1 << order);
-            }
-            ns_per(t, iters)
-        });
-        let mut vals = vec![None; PEERS.len()];
-        vals[0] = Some(k);
-        vals[3] = Some(b);
         rows.push(Row {
             group: "page",
             name: format!("page order {order} pair"),
@@ -852,7 +1069,7 @@ fn main() {
     println!("{header}");
     let mut rows: Vec<Row> = Vec::new();
     let emit = |r: Row, rows: &mut Vec<Row>| {
-        print_row(&r, &PEERS);
+        print_row(&r);
         rows.push(r);
     };
     // `--peers kmem,talc` runs only those (for profiling under callgrind).
@@ -865,16 +1082,19 @@ fn main() {
             .as_deref()
             .is_none_or(|o| o.split(',').any(|x| x == PEERS[i]))
     };
-    let all_peers = |f: &mut dyn FnMut(&dyn HeapDyn) -> (f64, f64)| {
-        (0..PEERS.len())
-            .map(|i| on(i).then(|| with_peer(i, ARENA, f)))
-            .collect::<Vec<_>>()
+    let on_all: Vec<bool> = (0..PEERS.len()).map(on).collect();
+    // Fresh instances of every peer for one row, all alive while its rounds run.
+    let all_peers = |work: &mut dyn FnMut(&dyn HeapDyn) -> f64| {
+        let heaps: Vec<Option<Box<dyn HeapDyn>>> = (0..PEERS.len())
+            .map(|i| on(i).then(|| make_peer(i, ARENA)))
+            .collect();
+        measure_rounds(&cfg, &on_all, |i| work(&**heaps[i].as_ref().unwrap()))
     };
 
     if want("hot") {
         for size in [8, 24, 64, 100, 129, 257, 1000, 3000, 4096] {
             let iters = cfg.n(500_000);
-            let vals = all_peers(&mut |h| measure(&cfg, || h.hot_pair(size, iters)));
+            let vals = all_peers(&mut |h| h.hot_pair(size, iters));
             let r = Row {
                 group: "hot",
                 name: format!("hot pair {size} B"),
@@ -891,7 +1111,7 @@ fn main() {
             ("random", Order::Random),
         ] {
             let n = if quick { 1000 } else { 10_000 };
-            let vals = all_peers(&mut |h| measure(&cfg, || h.batch(n, order)));
+            let vals = all_peers(&mut |h| h.batch(n, order));
             emit(
                 Row {
                     group: "batch",
@@ -906,7 +1126,7 @@ fn main() {
     if want("random") {
         for max in [200, 30_000] {
             let actions = cfg.n(if max == 200 { 300_000 } else { 100_000 });
-            let vals = all_peers(&mut |h| measure(&cfg, || h.random_actions(max, actions)));
+            let vals = all_peers(&mut |h| h.random_actions(max, actions));
             emit(
                 Row {
                     group: "random",
@@ -923,8 +1143,7 @@ fn main() {
             let vals = (0..PEERS.len())
                 .map(|i| {
                     (i < 6 && on(i)).then(|| {
-                        let e = with_peer(i, EFF_ARENA, &mut |h| h.efficiency(EFF_ARENA, max));
-                        (e * 100.0, e * 100.0)
+                        Fig::once(make_peer(i, EFF_ARENA).efficiency(EFF_ARENA, max) * 100.0)
                     })
                 })
                 .collect();
@@ -943,7 +1162,7 @@ fn main() {
         for arena in [EFF_ARENA, 16 * EFF_ARENA] {
             let m = metadata_fraction(arena) * 100.0;
             let mut vals = vec![None; PEERS.len()];
-            vals[0] = Some((m, m));
+            vals[0] = Some(Fig::once(m));
             emit(
                 Row {
                     group: "eff",
@@ -958,7 +1177,7 @@ fn main() {
     if want("threads") {
         let rounds = cfg.n(5_000);
         for threads in [1, 2] {
-            let vals = all_peers(&mut |h| measure(&cfg, || h.independent(threads, rounds)));
+            let vals = all_peers(&mut |h| h.independent(threads, rounds));
             emit(
                 Row {
                     group: "threads",
@@ -970,7 +1189,7 @@ fn main() {
             );
         }
         let n = cfg.n(300_000);
-        let vals = all_peers(&mut |h| measure(&cfg, || h.producer_consumer(n)));
+        let vals = all_peers(&mut |h| h.producer_consumer(n));
         emit(
             Row {
                 group: "threads",
@@ -986,6 +1205,8 @@ fn main() {
             emit(r, &mut rows);
         }
     }
+    let ts = targets(&rows);
+    print_targets(&ts);
     if let Some(path) = json {
         let mut out = String::from("{\n  \"peers\": [");
         out += &PEERS
@@ -1001,7 +1222,10 @@ fn main() {
                     .vals
                     .iter()
                     .map(|v| match v {
-                        Some((b, m)) => format!("[{b:.4}, {m:.4}]"),
+                        Some(f) => match f.ratio {
+                            Some(x) => format!("[{:.4}, {:.4}, {x:.4}]", f.best, f.median),
+                            None => format!("[{:.4}, {:.4}]", f.best, f.median),
+                        },
                         None => "null".into(),
                     })
                     .collect();
@@ -1015,6 +1239,20 @@ fn main() {
             })
             .collect();
         out += &rs.join(",\n");
+        out += "\n  ],\n  \"targets\": [\n";
+        let tj: Vec<String> = ts
+            .iter()
+            .map(|t| {
+                format!(
+                    "    {{\"target\": {}, \"measured\": {}, \"reference\": {}, \"met\": {}}}",
+                    json_str(t.target),
+                    json_str(&t.measured),
+                    t.reference.as_deref().map_or("null".into(), json_str),
+                    t.met
+                )
+            })
+            .collect();
+        out += &tj.join(",\n");
         out += "\n  ]\n}\n";
         std::fs::write(&path, out).expect("write json");
         eprintln!("wrote {path}");

@@ -2,8 +2,10 @@
 """Draws docs/bench.svg from docs/bench.json (written by `make bench`), standard library only.
 
 One panel of horizontal bars per workload row measured in ns: each peer's time divided by
-kmem's (1.0 = as fast as kmem; > 1 = slower than kmem), on a log scale. Rows in % (heap
-efficiency, metadata) get a panel of plain percentages.
+kmem's (1.0 = as fast as kmem; > 1 = slower than kmem), on a log scale — the median over the
+benchmark's rounds of the two times' ratio in the same round (the third figure of a peer's
+entry). Rows in % (heap efficiency, metadata) get a panel of plain percentages. The
+Markdown table printed at the end shows the best time and that ratio.
 
 Usage: scripts/bench_svg.py [docs/bench.json] [docs/bench.svg]
 """
@@ -50,7 +52,7 @@ def main():
         body.append(f'<text x="{label_w - 6}" y="{y + h / 2}" font-size="11" text-anchor="end" '
                     f'dominant-baseline="middle">{esc(r["name"])} ({k:.1f} ns)</text>')
         for j, (i, v) in enumerate(present):
-            ratio = v[0] / k
+            ratio = v[2]
             x0, x1 = x_of(1.0), x_of(ratio)
             body.append(f'<rect x="{min(x0, x1):.1f}" y="{y + j * bar_h}" width="{max(abs(x1 - x0), 1):.1f}" '
                         f'height="{bar_h - 1}" fill="{COLOURS[i % len(COLOURS)]}">'
@@ -104,10 +106,16 @@ def main():
             if not v:
                 cells.append("–")
             elif r["unit"] == "ns" and k:
-                cells.append(f"{v[0]:.1f} ({v[0] / k:.2f}×)")
+                cells.append(f"{v[0]:.1f} ({v[2]:.2f}×)")
             else:
                 cells.append(f"{v[0]:.1f} {r['unit']}")
         print(f"| {r['name']} | " + " | ".join(cells) + " |")
+    print()
+    print("| target | measured | mimalloc, for reference | status |")
+    print("|---|---|---|---|")
+    for t in data.get("targets", []):
+        ref = t["reference"] or "–"
+        print(f"| {t['target']} | {t['measured']} | {ref} | {'met' if t['met'] else 'missed'} |")
 
 
 if __name__ == "__main__":
