@@ -852,26 +852,24 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             met: hot_mi.iter().all(|(_, x)| *x <= 1.0),
         });
     }
-    let hot_talc = per_row("hot", TALC, false);
-    if !hot_talc.is_empty() {
-        let mi = mi_over_talc("hot");
-        out.push(Target {
-            target: "hot pair >= 4x faster than talc",
-            measured: format!("talc / kmem time: {}", list(&hot_talc, "x")),
+    // "kmem at least `min` times talc's speed" over the rows of `g`, with mimalloc's own
+    // ratio to talc for reference.
+    let vs_talc = |g: &'static str, target: &'static str, min: f64| {
+        let r = per_row(g, TALC, false);
+        let mi = mi_over_talc(g);
+        (!r.is_empty()).then(|| Target {
+            target,
+            measured: format!("talc / kmem time: {}", list(&r, "x")),
             reference: (!mi.is_empty()).then(|| format!("talc / mimalloc: {}", list(&mi, "x"))),
-            met: hot_talc.iter().all(|(_, x)| *x >= 4.0),
-        });
-    }
-    let random = per_row("random", TALC, false);
-    if !random.is_empty() {
-        let mi = mi_over_talc("random");
-        out.push(Target {
-            target: "random actions >= 1.5x talc's throughput",
-            measured: format!("talc / kmem time: {}", list(&random, "x")),
-            reference: (!mi.is_empty()).then(|| format!("talc / mimalloc: {}", list(&mi, "x"))),
-            met: random.iter().all(|(_, x)| *x >= 1.5),
-        });
-    }
+            met: r.iter().all(|(_, x)| *x >= min),
+        })
+    };
+    out.extend(vs_talc("hot", "hot pair >= 4x faster than talc", 4.0));
+    out.extend(vs_talc(
+        "random",
+        "random actions >= 1.5x talc's throughput",
+        1.5,
+    ));
     let threads: Vec<&Row> = group("threads").collect();
     let scaling = |peer: usize| -> Option<f64> {
         let one = threads.iter().find(|r| r.name.starts_with("1 "))?.vals[peer]?;
@@ -901,10 +899,14 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             met: *x >= 3.0,
         });
     }
-    let eff: Vec<(String, f64)> = group("eff")
-        .filter(|r| r.name.starts_with("heap"))
-        .filter_map(|r| Some((short(r), r.kmem()?)))
-        .collect();
+    // kmem's own figures in the "eff" rows whose name starts with `prefix`.
+    let kmem_figs = |prefix: &'static str| -> Vec<(String, f64)> {
+        group("eff")
+            .filter(|r| r.name.starts_with(prefix))
+            .filter_map(|r| Some((short(r), r.kmem()?)))
+            .collect()
+    };
+    let eff = kmem_figs("heap");
     if !eff.is_empty() {
         out.push(Target {
             target: "heap efficiency >= 85 %",
@@ -922,10 +924,7 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             met: page.iter().all(|(_, x)| *x >= 2.0),
         });
     }
-    let meta: Vec<(String, f64)> = group("eff")
-        .filter(|r| r.name.starts_with("kmem metadata"))
-        .filter_map(|r| Some((short(r), r.kmem()?)))
-        .collect();
+    let meta = kmem_figs("kmem metadata");
     if !meta.is_empty() {
         out.push(Target {
             target: "page descriptors + slab metadata <= 0.8 % of managed memory",
