@@ -159,37 +159,79 @@ impl<A: Arch, T> PerCpu<A, T> {
         }
     }
 
+    /// Runs `f` on the running CPU's value if the running CPU owns its slot and no
+    /// outsider is in it (the lock-free path of [`PerCpu::with_local`]); otherwise runs
+    /// nothing and returns `None`, and the caller takes its slow path through
+    /// [`PerCpu::local`]. `f` has one call site, so it inlines into the caller.
+    #[inline(always)]
+    pub fn try_owned<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        match self.enter_lock_free() {
+            Entry::Owner(slot, irq) => {
+                // SAFETY: as in `with_local`: `busy` is set and no outsider is in.
+                let r = f(unsafe { &mut *slot.value.get() });
+                // Release: an outsider that sees `busy` clear sees our writes.
+                slot.busy.store(false, Ordering::Release);
+                A::irq_restore(irq);
+                Some(r)
+            }
+            Entry::Blocked(slot, irq) => {
+                Self::leave(slot, irq);
+                None
+            }
+            Entry::NotOwner(_) => None,
+        }
+    }
+
     /// Enters the running CPU's slot: `Ok` for its owner, lock-free (`busy` set,
     /// interrupts off, with the state to restore), or a locked guard otherwise.
     #[inline(always)]
     fn enter(&self) -> Result<OwnerEntry<'_, A, T>, SlotGuard<'_, A, T>> {
+        match self.enter_lock_free() {
+            Entry::Owner(slot, irq) => Ok((slot, irq)),
+            Entry::Blocked(slot, irq) => Err(Self::owner_locked(slot, irq)),
+            Entry::NotOwner(id) => Err(self.outsider(self.slot(id % self.n), SHARED)),
+        }
+    }
+
+    /// The owner's lock-free entry, if the running CPU owns its slot and no outsider
+    /// is in it. On `NotOwner` interrupts are back as they were; on `Blocked` the
+    /// caller must [`PerCpu::leave`] (or queue on the lock).
+    #[inline(always)]
+    fn enter_lock_free(&self) -> Entry<'_, A, T> {
         // Interrupts off first: the id must not change under us, and an interrupt
         // handler on this CPU must not enter the slot while we are in it.
         let irq = A::irq_save();
         let id = A::cpu_id();
-        if owns_slot::<A>(id, self.n) {
-            // SAFETY: id < n, and init_at initialised n slots that live as long as self.
-            let slot = unsafe { &*self.slots.add(id) };
-            slot.busy.store(true, Ordering::Relaxed);
-            // Paired with the outsider's barrier (module doc): the store above is
-            // ordered before the load below on every path an outsider can observe.
-            A::owner_fence();
-            // Acquire: see what an outsider that held the slot before us wrote.
-            if slot.mode.load(Ordering::Acquire) == 0 {
-                return Ok((slot, irq));
-            }
-            return Err(Self::owner_locked(slot, irq));
+        if !owns_slot::<A>(id, self.n) {
+            A::irq_restore(irq);
+            return Entry::NotOwner(id);
         }
+        // SAFETY: id < n, and init_at initialised n slots that live as long as self.
+        let slot = unsafe { &*self.slots.add(id) };
+        slot.busy.store(true, Ordering::Relaxed);
+        // Paired with the outsider's barrier (module doc): the store above is ordered
+        // before the load below on every path an outsider can observe.
+        A::owner_fence();
+        // Acquire: see what an outsider that held the slot before us wrote.
+        if slot.mode.load(Ordering::Acquire) == 0 {
+            Entry::Owner(slot, irq)
+        } else {
+            Entry::Blocked(slot, irq)
+        }
+    }
+
+    /// Undoes a lock-free entry that found an outsider in.
+    #[inline(always)]
+    fn leave(slot: &Slot<A, T>, irq: A::IrqState) {
+        slot.busy.store(false, Ordering::Release);
         A::irq_restore(irq);
-        Err(self.outsider(self.slot(id % self.n), SHARED))
     }
 
     /// The owner found an outsider in (or the slot shared): it queues on the lock too.
     #[cold]
     #[inline(never)]
     fn owner_locked(slot: &Slot<A, T>, irq: A::IrqState) -> SlotGuard<'_, A, T> {
-        slot.busy.store(false, Ordering::Release);
-        A::irq_restore(irq);
+        Self::leave(slot, irq);
         SlotGuard {
             slot,
             how: How::Locked(slot.lock.lock(), 0),
@@ -242,6 +284,16 @@ impl<A: Arch, T> PerCpu<A, T> {
 
 /// The owner's lock-free hold on its slot: the slot and the interrupt state to restore.
 type OwnerEntry<'a, A, T> = (&'a Slot<A, T>, <A as Arch>::IrqState);
+
+/// How a lock-free entry went.
+enum Entry<'a, A: Arch, T> {
+    /// In, lock-free.
+    Owner(&'a Slot<A, T>, A::IrqState),
+    /// The slot is the running CPU's, but an outsider is in or the slot is shared.
+    Blocked(&'a Slot<A, T>, A::IrqState),
+    /// The running CPU (this id) does not own a slot.
+    NotOwner(usize),
+}
 
 enum How<'a, A: Arch> {
     /// The slot's owner, in lock-free (`busy` set), with the interrupt state to restore.

@@ -311,7 +311,33 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Allocates a block of 2^`order` frames from the highest zone `gfp` allows, falling
     /// back to lower zones. Returns its physical address, aligned to the block size.
+    #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        // Fast path: a cached order, no zeroing, and a block on this CPU's list for the
+        // first zone with memory that `gfp` allows. Everything else, including an empty
+        // list, goes the whole way (which also falls back to lower zones).
+        if let Some(l) = pcp_list(order)
+            && !gfp.contains(Gfp::ZERO)
+            && let Some(z) = (0..=gfp.zone().index())
+                .rev()
+                .find(|&z| self.zones[z].managed != 0)
+            && let Some(Some(idx)) = self.pcp.try_owned(|lists| lists[z].pop(l))
+        {
+            return Ok(self.hand_out(idx, order));
+        }
+        self.alloc_pages_slow(order, gfp)
+    }
+
+    /// Marks block `idx`, just taken from a per-CPU list, allocated; its address.
+    #[inline(always)]
+    fn hand_out(&self, idx: u32, order: u32) -> PhysAddr {
+        self.table.frame(idx).set(FrameState::Allocated, order);
+        self.table.pfn_of(idx) << PAGE_SHIFT
+    }
+
+    /// [`PageAllocator::alloc_pages`] past its fast path.
+    #[inline(never)]
+    fn alloc_pages_slow(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         if order > MAX_ORDER {
             return Err(PageError::OrderTooLarge { order });
         }
@@ -390,7 +416,46 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Frees the block of 2^`order` frames at `pa`. A pointer that is not the head of an
     /// allocated block of that order is refused with the reason, and nothing changes.
+    #[inline]
     pub fn free_pages(&self, pa: PhysAddr, order: u32) -> Result<(), PageError> {
+        // Fast path: the head of an allocated block of a cached order, pushed onto this
+        // CPU's list. Anything else goes the whole way, which checks again and says what
+        // is wrong.
+        if let Some(l) = pcp_list(order)
+            && pa.is_multiple_of(PAGE_SIZE)
+            && let Some((idx, f)) = self.table.frame_of(pa)
+            && f.owner() == 0
+            && f.transition(FrameState::Allocated, order, FrameState::PcpCached)
+                .is_ok()
+        {
+            // The state change claimed the block (see `free_pages_slow`).
+            let zone = f.zone().index();
+            if self.pcp.try_owned(|lists| lists[zone].try_push(l, idx)) != Some(true) {
+                self.pcp_push(zone, l, idx);
+            }
+            return Ok(());
+        }
+        self.free_pages_slow(pa, order)
+    }
+
+    /// Pushes block `idx` (already `PcpCached`) onto this CPU's list `l` of `zone`,
+    /// giving the list's coldest batch back to the zone first when it is full.
+    #[cold]
+    #[inline(never)]
+    fn pcp_push(&self, zone: usize, l: usize, idx: u32) {
+        let mut lists = self.pcp.local();
+        let list = &mut lists[zone];
+        if list.is_full(l) {
+            let mut area = self.zones[zone].area.lock();
+            let order = PCP_ORDERS[l];
+            list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
+        }
+        list.push(l, idx);
+    }
+
+    /// [`PageAllocator::free_pages`] past its fast path.
+    #[inline(never)]
+    fn free_pages_slow(&self, pa: PhysAddr, order: u32) -> Result<(), PageError> {
         if order > MAX_ORDER {
             return Err(PageError::OrderTooLarge { order });
         }
@@ -411,15 +476,8 @@ impl<A: Arch> PageAllocator<A> {
             // order, which is part of the state word.
             f.transition(FrameState::Allocated, order, FrameState::PcpCached)
                 .map_err(|_| free_error(f, pa, order))?;
-            let pushed = self.pcp.with_local(|lists| lists[zone].try_push(l, idx));
-            if !pushed {
-                let mut lists = self.pcp.local();
-                let list = &mut lists[zone];
-                if list.is_full(l) {
-                    let mut area = self.zones[zone].area.lock();
-                    list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
-                }
-                list.push(l, idx);
+            if !self.pcp.with_local(|lists| lists[zone].try_push(l, idx)) {
+                self.pcp_push(zone, l, idx);
             }
         } else {
             let mut area = self.zones[zone].area.lock();
