@@ -81,15 +81,17 @@ impl KmemHeap {
 }
 
 impl Heap for KmemHeap {
+    // Through GlobalAlloc, as a program whose global allocator kmem is calls it (and as
+    // mimalloc and the system allocator are called).
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        self.kmem
-            .kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL)
-            .map_or(std::ptr::null_mut(), |p| p.as_ptr())
+        // SAFETY: the caller's contract is GlobalAlloc::alloc's.
+        unsafe { GlobalAlloc::alloc(&*self.kmem, l) }
     }
     #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
-        let _ = self.kmem.kfree(p);
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract is GlobalAlloc::dealloc's.
+        unsafe { GlobalAlloc::dealloc(&*self.kmem, p, l) }
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {

@@ -140,34 +140,16 @@ impl<A: Arch, T> PerCpu<A, T> {
         }
     }
 
-    /// Runs `f` on the running CPU's value, held as [`PerCpu::local`] holds it, but with
-    /// no guard on the owner's path: nothing has to remember how the slot was entered, so
-    /// the hot paths keep everything in registers.
-    #[inline(always)]
-    pub fn with_local<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        match self.enter() {
-            Ok((slot, irq)) => {
-                // SAFETY: `enter` set `busy` and saw no outsider: the value is ours alone
-                // until `busy` clears (module doc).
-                let r = f(unsafe { &mut *slot.value.get() });
-                // Release: an outsider that sees `busy` clear sees our writes.
-                slot.busy.store(false, Ordering::Release);
-                A::irq_restore(irq);
-                r
-            }
-            Err(mut guard) => f(&mut guard),
-        }
-    }
-
     /// Runs `f` on the running CPU's value if the running CPU owns its slot and no
-    /// outsider is in it (the lock-free path of [`PerCpu::with_local`]); otherwise runs
+    /// outsider is in it (the lock-free path of [`PerCpu::local`]); otherwise runs
     /// nothing and returns `None`, and the caller takes its slow path through
     /// [`PerCpu::local`]. `f` has one call site, so it inlines into the caller.
     #[inline(always)]
     pub fn try_owned<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         match self.enter_lock_free() {
             Entry::Owner(slot, irq) => {
-                // SAFETY: as in `with_local`: `busy` is set and no outsider is in.
+                // SAFETY: `enter_lock_free` set `busy` and saw no outsider: the value is ours
+                // alone until `busy` clears (module doc).
                 let r = f(unsafe { &mut *slot.value.get() });
                 // Release: an outsider that sees `busy` clear sees our writes.
                 slot.busy.store(false, Ordering::Release);

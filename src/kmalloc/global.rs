@@ -22,7 +22,7 @@ fn or_null(r: Result<NonNull<u8>, SlabError>) -> *mut u8 {
 // handed out twice; failure is null.
 unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        or_null(self.kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL))
+        self.kmalloc_or_null(l.size(), l.align(), Gfp::KERNEL)
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
@@ -30,8 +30,8 @@ unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _: Layout) {
-        // A refused free is logged by kfree; dealloc has no way to report it.
-        let _ = self.kfree(ptr);
+        // dealloc has no way to report a refused free; kfree_logged logs it.
+        self.kfree_logged(ptr);
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
@@ -55,8 +55,8 @@ unsafe impl<A: Arch> allocator_api2::alloc::Allocator for &Kmem<A> {
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, _: Layout) {
-        // A refused free is logged by kfree; deallocate has no way to report it.
-        let _ = self.kfree(ptr.as_ptr());
+        // deallocate has no way to report a refused free; kfree_logged logs it.
+        self.kfree_logged(ptr.as_ptr());
     }
 }
 

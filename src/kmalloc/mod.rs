@@ -263,18 +263,44 @@ impl<A: Arch> Kmem<A> {
         align: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, SlabError> {
-        // Fast path: 1 byte to 1 MiB at alignment 1, 2, 4 or 8.
-        if size.wrapping_sub(1) < KMALLOC_MAX
-            && align.wrapping_sub(1) < 8
-            && align & (align - 1) == 0
-            && let Some(cache) = self.kmalloc_cache(gfp, class_of(size))
-        {
+        if let Some(cache) = self.fast_cache(size, align, gfp) {
             return match cache.alloc_fast(self, gfp) {
                 Some(obj) => Ok(obj),
                 None => cache.alloc(self, gfp),
             };
         }
         self.kmalloc_general(size, align, gfp)
+    }
+
+    /// [`Kmem::kmalloc_aligned`] for `GlobalAlloc`: null on failure. Its slow path
+    /// returns a pointer too, so the fast path needs no stack frame and no result in
+    /// memory: it ends in a return or a tail call.
+    #[inline(always)]
+    pub(crate) fn kmalloc_or_null(&self, size: usize, align: usize, gfp: Gfp) -> *mut u8 {
+        if let Some(cache) = self.fast_cache(size, align, gfp)
+            && let Some(obj) = cache.alloc_fast(self, gfp)
+        {
+            return obj.as_ptr();
+        }
+        self.kmalloc_or_null_slow(size, align, gfp)
+    }
+
+    /// The cache of the allocation fast paths: 1 byte to 1 MiB at alignment 1, 2, 4 or 8.
+    #[inline(always)]
+    fn fast_cache(&self, size: usize, align: usize, gfp: Gfp) -> Option<&SlabCache<A>> {
+        if size.wrapping_sub(1) < KMALLOC_MAX
+            && align.wrapping_sub(1) < 8
+            && align & (align - 1) == 0
+        {
+            return self.kmalloc_cache(gfp, class_of(size));
+        }
+        None
+    }
+
+    #[inline(never)]
+    fn kmalloc_or_null_slow(&self, size: usize, align: usize, gfp: Gfp) -> *mut u8 {
+        self.kmalloc_aligned(size, align, gfp)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     /// Every request the fast path of [`Kmem::kmalloc_aligned`] does not take.
@@ -334,21 +360,43 @@ impl<A: Arch> Kmem<A> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return Ok(());
         }
-        // Fast path: a live slab object. Anything else — a large block, or a pointer that
-        // is not a live object start — goes the slow way, which says what is wrong.
-        let addr = ptr as usize;
+        if self.free_fast(ptr as usize) {
+            return Ok(());
+        }
+        self.kfree_slow(ptr as usize)
+    }
+
+    /// The free fast path: frees `addr` and returns true when it is a live slab object.
+    /// Anything else — a large block, or a pointer that is not a live object start —
+    /// changes nothing and returns false, for the slow way, which says what is wrong.
+    #[inline(always)]
+    fn free_fast(&self, addr: usize) -> bool {
         if let Some(frame) = self.pages.frame(A::virt_to_phys(addr)) {
             let owner = frame.owner();
             if owner > LARGE_OWNER {
                 // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live
                 // cache whose slab holds this frame (set by grow, cleared on release).
                 let cache = unsafe { &*(owner as *const SlabCache<A>) };
-                if cache.free_fast(self, frame, addr) {
-                    return Ok(());
-                }
+                return cache.free_fast(self, frame, addr);
             }
         }
-        self.kfree_slow(addr)
+        false
+    }
+
+    /// [`Kmem::kfree`] for `GlobalAlloc` and `Allocator`, which cannot report a refused
+    /// free: the slow path logs it. As [`Kmem::kmalloc_or_null`], the fast path ends in
+    /// a return or a tail call.
+    #[inline(always)]
+    pub(crate) fn kfree_logged(&self, ptr: *mut u8) {
+        if !self.free_fast(ptr as usize) {
+            self.kfree_logged_slow(ptr);
+        }
+    }
+
+    #[inline(never)]
+    fn kfree_logged_slow(&self, ptr: *mut u8) {
+        // The error is logged by kfree's slow path.
+        let _ = self.kfree(ptr);
     }
 
     #[cold]

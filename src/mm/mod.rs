@@ -393,22 +393,19 @@ impl<A: Arch> PageAllocator<A> {
     /// A block from this CPU's list `l` of zone `z`, refilling the list when empty.
     fn pcp_alloc(&self, z: usize, l: usize) -> Option<u32> {
         let order = PCP_ORDERS[l];
-        let idx = match self.pcp.with_local(|lists| lists[z].pop(l)) {
-            Some(idx) => idx,
-            None => {
-                let mut lists = self.pcp.local();
-                let list = &mut lists[z];
-                if list.is_empty(l) {
-                    let mut area = self.zones[z].area.lock();
-                    for _ in 0..PcpLists::batch(l) {
-                        match area.alloc(&self.table, order, FrameState::PcpCached) {
-                            Some(idx) => list.push(l, idx),
-                            None => break,
-                        }
+        let idx = {
+            let mut lists = self.pcp.local();
+            let list = &mut lists[z];
+            if list.is_empty(l) {
+                let mut area = self.zones[z].area.lock();
+                for _ in 0..PcpLists::batch(l) {
+                    match area.alloc(&self.table, order, FrameState::PcpCached) {
+                        Some(idx) => list.push(l, idx),
+                        None => break,
                     }
                 }
-                list.pop(l)?
             }
+            list.pop(l)?
         };
         self.table.frame(idx).set(FrameState::Allocated, order);
         Some(idx)
@@ -440,7 +437,6 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Pushes block `idx` (already `PcpCached`) onto this CPU's list `l` of `zone`,
     /// giving the list's coldest batch back to the zone first when it is full.
-    #[cold]
     #[inline(never)]
     fn pcp_push(&self, zone: usize, l: usize, idx: u32) {
         let mut lists = self.pcp.local();
@@ -476,9 +472,7 @@ impl<A: Arch> PageAllocator<A> {
             // order, which is part of the state word.
             f.transition(FrameState::Allocated, order, FrameState::PcpCached)
                 .map_err(|_| free_error(f, pa, order))?;
-            if !self.pcp.with_local(|lists| lists[zone].try_push(l, idx)) {
-                self.pcp_push(zone, l, idx);
-            }
+            self.pcp_push(zone, l, idx);
         } else {
             let mut area = self.zones[zone].area.lock();
             if f.state() != FrameState::Allocated || f.order() != order {

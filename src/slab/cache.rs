@@ -125,7 +125,7 @@ impl<A: Arch> SlabCache<A> {
         if self.slow() || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
             return None;
         }
-        let obj = self.cpu.with_local(ArrayCache::pop)?;
+        let obj = self.cpu.try_owned(ArrayCache::pop).flatten()?;
         self.mark_active(k, obj);
         // SAFETY: objects never sit at address 0 (see `alloc`).
         Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
@@ -270,12 +270,13 @@ impl<A: Arch> SlabCache<A> {
     /// Puts a freed object (already marked CACHED) on this CPU's array.
     #[inline(always)]
     fn push_freed(&self, k: &Kmem<A>, obj: usize) {
-        if !self.cpu.with_local(|ac| ac.try_push(obj)) {
+        if self.cpu.try_owned(|ac| ac.try_push(obj)) != Some(true) {
             self.push_flushing(k, obj);
         }
     }
 
-    /// [`SlabCache::push_freed`] when the array was full: makes room, then pushes.
+    /// [`SlabCache::push_freed`] when the array was full or not entered lock-free: makes
+    /// room if needed, then pushes.
     #[cold]
     #[inline(never)]
     fn push_flushing(&self, k: &Kmem<A>, obj: usize) {
