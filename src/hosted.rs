@@ -213,6 +213,13 @@ impl Arch for HostArch {
         thread_id()
     }
 
+    /// The id without claiming one: a thread's first call gets `UNCLAIMED`, which owns
+    /// no slot.
+    #[inline]
+    fn cpu_id_fast() -> usize {
+        CPU.try_with(Cell::get).unwrap_or(MAX_IDS)
+    }
+
     #[inline]
     fn irq_save() {}
 

@@ -146,7 +146,7 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// [`PerCpu::local`]. `f` has one call site, so it inlines into the caller.
     #[inline(always)]
     pub fn try_owned<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        match self.enter_lock_free() {
+        match self.enter_lock_free(A::cpu_id_fast) {
             Entry::Owner(slot, irq) => {
                 // SAFETY: `enter_lock_free` set `busy` and saw no outsider: the value is ours
                 // alone until `busy` clears (module doc).
@@ -168,22 +168,23 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// interrupts off, with the state to restore), or a locked guard otherwise.
     #[inline(always)]
     fn enter(&self) -> Result<OwnerEntry<'_, A, T>, SlotGuard<'_, A, T>> {
-        match self.enter_lock_free() {
+        match self.enter_lock_free(A::cpu_id) {
             Entry::Owner(slot, irq) => Ok((slot, irq)),
             Entry::Blocked(slot, irq) => Err(Self::owner_locked(slot, irq)),
             Entry::NotOwner(id) => Err(self.outsider(self.slot(id % self.n), SHARED)),
         }
     }
 
-    /// The owner's lock-free entry, if the running CPU owns its slot and no outsider
-    /// is in it. On `NotOwner` interrupts are back as they were; on `Blocked` the
-    /// caller must [`PerCpu::leave`] (or queue on the lock).
+    /// The owner's lock-free entry, if the running CPU (by `cpu_id`, [`Arch::cpu_id`] or
+    /// [`Arch::cpu_id_fast`]) owns its slot and no outsider is in it. On `NotOwner`
+    /// interrupts are back as they were; on `Blocked` the caller must [`PerCpu::leave`]
+    /// (or queue on the lock).
     #[inline(always)]
-    fn enter_lock_free(&self) -> Entry<'_, A, T> {
+    fn enter_lock_free(&self, cpu_id: fn() -> usize) -> Entry<'_, A, T> {
         // Interrupts off first: the id must not change under us, and an interrupt
         // handler on this CPU must not enter the slot while we are in it.
         let irq = A::irq_save();
-        let id = A::cpu_id();
+        let id = cpu_id();
         if !owns_slot::<A>(id, self.n) {
             A::irq_restore(irq);
             return Entry::NotOwner(id);

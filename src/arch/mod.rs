@@ -19,6 +19,14 @@ pub trait Arch: 'static {
     /// Logical id of the running CPU, dense from 0. Must stay the same while interrupts are
     /// disabled by [`Arch::irq_save`].
     fn cpu_id() -> usize;
+    /// [`Arch::cpu_id`] for the lock-free per-CPU fast paths, where it must not take a
+    /// slow step: a platform whose id can need one (a hosted thread claims its id on its
+    /// first call) returns a value at or above [`Arch::OWNED_IDS`] instead, and the caller
+    /// goes its locked way, which calls `cpu_id`.
+    #[inline]
+    fn cpu_id_fast() -> usize {
+        Self::cpu_id()
+    }
     /// Disables interrupts on this CPU and returns the previous state.
     fn irq_save() -> Self::IrqState;
     /// Restores the interrupt state returned by [`Arch::irq_save`].

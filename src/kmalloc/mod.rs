@@ -225,7 +225,7 @@ impl<A: Arch> Kmem<A> {
 
     #[inline]
     fn kmalloc_cache(&self, gfp: Gfp, class: usize) -> Option<&SlabCache<A>> {
-        Some(&self.zone(self.serving[gfp.zone().index()]?)?[class])
+        self.zone(self.serving[gfp.zone().index()]?)?.get(class)
     }
 
     /// The kmalloc cache serving `size` bytes at `align` with `gfp`, if a slab serves it.
