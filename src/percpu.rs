@@ -334,10 +334,9 @@ mod tests {
     use super::*;
     use crate::hosted::HostArch;
 
-    /// Owners bump their own counters lock-free while another thread drains every slot
+    /// Owners bump their own counters with `bump` while another thread drains every slot
     /// over and over; not one increment may be lost.
-    #[test]
-    fn drains_never_race_lock_free_owners() {
+    fn drains_never_race_owners(bump: fn(&PerCpu<HostArch, u64>)) {
         const N: usize = 4;
         // Miri interprets every step of three spinning threads: far fewer rounds there.
         const ROUNDS: u64 = if cfg!(miri) { 300 } else { 200_000 };
@@ -352,7 +351,7 @@ mod tests {
                 .map(|_| {
                     s.spawn(|| {
                         for _ in 0..ROUNDS {
-                            *pc.local() += 1;
+                            bump(&pc);
                         }
                     })
                 })
@@ -372,5 +371,21 @@ mod tests {
         });
         let left: u64 = (0..N).map(|i| *pc.cpu(i)).sum();
         assert_eq!(drained.into_inner() + left, 3 * ROUNDS);
+    }
+
+    #[test]
+    fn drains_never_race_lock_free_owners() {
+        drains_never_race_owners(|pc| *pc.local() += 1);
+    }
+
+    /// The fast paths' form: `try_owned`, and `local` when it declines (a drain in, or
+    /// the thread's first call, before it has claimed an id).
+    #[test]
+    fn drains_never_race_try_owned() {
+        drains_never_race_owners(|pc| {
+            if pc.try_owned(|v| *v += 1).is_none() {
+                *pc.local() += 1;
+            }
+        });
     }
 }
