@@ -122,19 +122,22 @@ impl<A: Arch> SlabCache<A> {
     /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
     #[inline(always)]
     pub(crate) fn alloc_fast(&self, k: &Kmem<A>, gfp: Gfp) -> Option<NonNull<u8>> {
-        if self.slow() || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
+        // A tag means not slow (`set_debug` clears it for debug caches), so tagged caches
+        // load one field here.
+        let tag = self.tag();
+        if (tag == 0 && self.slow()) || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
             return None;
         }
         let obj = self.cpu.try_owned(ArrayCache::pop).flatten()?;
-        self.mark_active(k, obj);
+        self.mark_active(k, obj, tag);
         // SAFETY: objects never sit at address 0 (see `alloc`).
         Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
     }
 
-    /// Records that `obj`, just taken from an array, is handed out.
+    /// Records that `obj`, just taken from an array, is handed out (`tag`: the cache's).
     #[inline(always)]
-    fn mark_active(&self, k: &Kmem<A>, obj: usize) {
-        if self.tag() != 0 {
+    fn mark_active(&self, k: &Kmem<A>, obj: usize, tag: usize) {
+        if tag != 0 {
             self.object_word(obj).store(0, Relaxed);
         } else {
             let (slab, idx) = self.locate_array_object(k, obj);
@@ -142,11 +145,12 @@ impl<A: Arch> SlabCache<A> {
         }
     }
 
-    /// Records that `obj`, whose bufctl entry says CACHED, is going into an array.
+    /// Records that `obj`, whose bufctl entry says CACHED, is going into an array (`tag`:
+    /// the cache's).
     #[inline(always)]
-    fn mark_cached(&self, slab: SlabPtr, idx: usize, obj: usize) {
-        if self.tag() != 0 {
-            self.object_word(obj).store(obj ^ self.tag(), Relaxed);
+    fn mark_cached(&self, slab: SlabPtr, idx: usize, obj: usize, tag: usize) {
+        if tag != 0 {
+            self.object_word(obj).store(obj ^ tag, Relaxed);
         } else {
             slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
         }
@@ -196,7 +200,7 @@ impl<A: Arch> SlabCache<A> {
                 None => self.refill(k, &mut ac, gfp)?,
             }
         };
-        self.mark_active(k, obj);
+        self.mark_active(k, obj, self.tag());
         if self.slow() {
             self.on_alloc(obj);
         }
@@ -238,7 +242,9 @@ impl<A: Arch> SlabCache<A> {
     /// caller then takes the slow path, which finds and reports what is wrong).
     #[inline(always)]
     pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
-        if self.slow() {
+        // As in `alloc_fast`: a tag means not slow.
+        let tag = self.tag();
+        if tag == 0 && self.slow() {
             return false;
         }
         // SAFETY: as in `locate`: the descriptor's owner is this cache.
@@ -250,13 +256,13 @@ impl<A: Arch> SlabCache<A> {
             return false;
         }
         let e = slab.bufctl(idx);
-        if self.tag() != 0 {
+        if tag != 0 {
             // Out of the slab and without the tag: handed out.
             let word = self.object_word(obj);
-            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ self.tag() {
+            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ tag {
                 return false;
             }
-            word.store(obj ^ self.tag(), Relaxed);
+            word.store(obj ^ tag, Relaxed);
         } else {
             if e.load(Relaxed) != BUFCTL_ACTIVE {
                 return false;
@@ -300,7 +306,7 @@ impl<A: Arch> SlabCache<A> {
         if self.slow() {
             self.on_free(obj);
         }
-        self.mark_cached(slab, idx, obj);
+        self.mark_cached(slab, idx, obj, self.tag());
         self.push_freed(k, obj);
         Ok(())
     }
@@ -318,6 +324,7 @@ impl<A: Arch> SlabCache<A> {
                 None => break,
             }
         }
+        let tag = self.tag();
         while ac.avail() < want {
             let slab = match node.partial.first().or(node.free.first()) {
                 Some(s) => s,
@@ -332,7 +339,7 @@ impl<A: Arch> SlabCache<A> {
                 match slab.take(self.key) {
                     Some(i) => {
                         let obj = slab.s_mem() + i * self.geo().layout.stride;
-                        self.mark_cached(slab, i, obj);
+                        self.mark_cached(slab, i, obj, tag);
                         ac.push(obj);
                         node.free_objects -= 1;
                     }

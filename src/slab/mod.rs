@@ -309,13 +309,15 @@ pub struct SlabCache<A: Arch> {
     arrays: (PhysAddr, u32),
     key: ChainKey,
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
-    /// paths. The fast paths test this one byte and nothing else. An atomic (relaxed:
-    /// a plain load) because they read it before any lock, and `set_debug` may write it.
+    /// paths. An atomic (relaxed: a plain load) because the fast paths read it before any
+    /// lock, and `set_debug` may write it.
     slow: AtomicBool,
     /// Non-zero: the cache keeps "free, in an array" in the object's first word rather
     /// than in its bufctl entry (see [`cache`](self::cache)); the word then holds
     /// `address ^ tag`. Zero for caches with a constructor or destructor (their objects'
-    /// contents are the user's even while free) and for slow caches. Atomic as `slow`.
+    /// contents are the user's even while free) and for slow caches, so a non-zero tag
+    /// also says "not slow": the fast paths of tagged caches read this field alone.
+    /// Atomic as `slow`.
     tag: AtomicUsize,
     /// The tag this cache uses whenever it may use one.
     tag_secret: usize,
