@@ -314,14 +314,14 @@ impl FrameTable {
     pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
         let pfn = pa >> PAGE_SHIFT;
         if self.nbanks == 1 {
-            // The common case, on the kmalloc/kfree fast paths: one bank, one compare.
-            let b = &self.banks[0];
-            let off = pfn.wrapping_sub(b.start_pfn);
-            if off >= b.end_pfn - b.start_pfn {
+            // The common case, on the kmalloc/kfree fast paths: one bank, one compare. The
+            // only bank starts at descriptor 0 and holds all `len` of them.
+            let off = pfn.wrapping_sub(self.banks[0].start_pfn);
+            if off >= u64::from(self.len) {
                 return None;
             }
-            let idx = b.first + off as u32;
-            // SAFETY: idx < first + bank length ≤ len, all initialised by `init`.
+            let idx = off as u32;
+            // SAFETY: idx < len, all initialised by `init`.
             return Some((idx, unsafe { &*self.frames.add(idx as usize) }));
         }
         self.frame_of_banked(pfn)
