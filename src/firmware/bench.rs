@@ -4,7 +4,9 @@
 //! on every core at once. The peers sit behind kmem's own lock type, `IrqMutex` (a spin
 //! lock taken with interrupts off, as any allocator usable from interrupt context must).
 //! Workloads: (a) hot alloc+free pairs, (b) a batch allocated then
-//! freed LIFO, FIFO and in random order, (e) one core against all cores. Figures are
+//! freed LIFO, FIFO and in random order, (e) one core against all cores, and producer/
+//! consumer pairs of cores, one allocating and handing each object through a ring to the
+//! other, which frees it (remote frees). Figures are
 //! counter ticks per operation (`cycles()`; the generic timer on aarch64, the TSC on
 //! x86_64) and each peer's ratio to kmem. As in the host benchmark, every figure comes
 //! from rounds — a warm-up round, then [`ROUNDS`] rounds in which each peer runs once, in
@@ -15,7 +17,10 @@
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 use crate::arch::Arch;
 use crate::arch::cpu::{Cpu, MAX_CPUS};
@@ -95,6 +100,7 @@ const HOT: usize = 0;
 const LIFO: usize = 1;
 const FIFO: usize = 2;
 const RANDOM: usize = 3;
+const HANDOFF: usize = 4;
 
 /// Timed rounds after the warm-up round.
 const ROUNDS: usize = 5;
@@ -102,6 +108,64 @@ const ROUNDS: usize = 5;
 const HOT_PAIRS: u64 = 4_000;
 /// Objects per batch, over all cores together.
 const BATCH: usize = 10_000;
+/// Objects each producer hands to its consumer.
+const HANDOFFS: usize = 10_000;
+/// Slots of a producer/consumer ring.
+const RING: usize = 1024;
+
+/// One producer/consumer pair's ring: the producer stores object `i` in slot `i % RING`
+/// and then publishes `head = i + 1`; the consumer takes it and publishes `tail = i + 1`.
+/// A null object (a failed allocation) ends the run.
+struct Ring {
+    head: AtomicUsize,
+    tail: AtomicUsize,
+    slots: [AtomicUsize; RING],
+}
+
+static RINGS: [Ring; MAX_CPUS / 2] = [const {
+    Ring {
+        head: AtomicUsize::new(0),
+        tail: AtomicUsize::new(0),
+        slots: [const { AtomicUsize::new(0) }; RING],
+    }
+}; MAX_CPUS / 2];
+
+/// The producer/consumer job: online CPUs pair up in id order (ranks 0 and 1, 2 and 3, …;
+/// an odd one out idles); returns the objects this CPU freed.
+fn handoff(peer: &dyn Peer, l: Layout, cpu: usize) -> Result<u64, &'static str> {
+    let rank = smp::online_below(cpu);
+    if rank / 2 >= smp::online() / 2 {
+        return Ok(0);
+    }
+    let ring = &RINGS[rank / 2];
+    if rank.is_multiple_of(2) {
+        for i in 0..HANDOFFS {
+            let o = peer.alloc(l);
+            while i - ring.tail.load(Acquire) >= RING {
+                core::hint::spin_loop();
+            }
+            ring.slots[i % RING].store(o as usize, Relaxed);
+            ring.head.store(i + 1, Release);
+            if o.is_null() {
+                return Err("allocation failed");
+            }
+        }
+        return Ok(0);
+    }
+    for i in 0..HANDOFFS {
+        while ring.head.load(Acquire) <= i {
+            core::hint::spin_loop();
+        }
+        let o = ring.slots[i % RING].load(Relaxed);
+        ring.tail.store(i + 1, Release);
+        if o == 0 {
+            return Err("allocation failed");
+        }
+        // SAFETY: the producer allocated it with l and handed it over once.
+        unsafe { peer.free(o as *mut u8, l) };
+    }
+    Ok(HANDOFFS as u64)
+}
 
 fn job(cpu: usize) -> Result<(), &'static str> {
     if SOLO.load(Relaxed) != 0 && cpu != 0 {
@@ -112,7 +176,11 @@ fn job(cpu: usize) -> Result<(), &'static str> {
     let peer = unsafe { &*p.0 };
     let l = Layout::from_size_align(SIZE.load(Relaxed), 8).map_err(|_| "layout")?;
     let work = WORK.load(Relaxed);
-    let (ticks, ops) = if work == HOT {
+    let (ticks, ops) = if work == HANDOFF {
+        let t = Cpu::cycles();
+        let freed = handoff(peer, l, cpu)?;
+        (Cpu::cycles() - t, freed)
+    } else if work == HOT {
         let t = Cpu::cycles();
         for _ in 0..HOT_PAIRS {
             let o = peer.alloc(l);
@@ -173,6 +241,10 @@ fn measure(
     for c in 0..MAX_CPUS {
         TICKS[c].store(0, Relaxed);
         OPS[c].store(0, Relaxed);
+    }
+    for r in &RINGS {
+        r.head.store(0, Relaxed);
+        r.tail.store(0, Relaxed);
     }
     let r = smp::run_on_all(job);
     *PEER.lock() = None;
@@ -316,6 +388,14 @@ pub fn run() -> Result<(), &'static str> {
         scale[1],
         scale[2]
     );
+    // (e), remote frees: wall ticks per object handed over (all pairs together).
+    if smp::online() >= 2 {
+        let (t, ratio) = rounds(|i| Ok(1.0 / measure(peers[i], HANDOFF, 64, false)?.1))?;
+        println!(
+            "{:<22} {:>8.1} {:>8.1} {:>8.1} {:>9.2}x {:>9.2}x",
+            "(e) producer/consumer", t[0], t[1], t[2], ratio[1], ratio[2]
+        );
+    }
     // The peers drop before the arenas they live in (declared first, dropped last).
     Ok(())
 }

@@ -64,6 +64,14 @@ pub fn online() -> usize {
     ONLINE.iter().filter(|c| c.load(Acquire)).count()
 }
 
+/// How many online CPUs have an id below `cpu`: an online CPU's rank among them.
+pub fn online_below(cpu: usize) -> usize {
+    ONLINE[..cpu.min(MAX_CPUS)]
+        .iter()
+        .filter(|c| c.load(Acquire))
+        .count()
+}
+
 /// A secondary core's life once its MMU is on: announce itself, then run jobs forever.
 pub fn secondary_loop(id: usize) -> ! {
     ONLINE[id].store(true, Release);
