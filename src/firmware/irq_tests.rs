@@ -1,6 +1,6 @@
 //! Interrupt context: every core takes timer interrupts ("ticks", `bsp::ticks`) while it
 //! runs the stress workload, and every tick allocates and frees with `Gfp::ATOMIC` —
-//! objects of several caches (on- and off-slab) and page blocks. The allocator keeps
+//! objects of several caches (one-page and multi-page slabs) and page blocks. The allocator keeps
 //! interrupts off on its per-CPU and locked paths, so a tick that arrives there is taken
 //! when the path ends, on top of whatever the interrupted code was doing between two
 //! calls. A deadlock (the job times out), a corrupted or refused object, a stray

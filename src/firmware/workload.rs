@@ -12,7 +12,8 @@ use crate::println;
 
 use super::{kmem, smp};
 
-/// Request sizes: every kind of class, on-slab and off-slab, and a page-allocator block.
+/// Request sizes: every kind of class, one-page and multi-page slabs, and a page-allocator
+/// block.
 const SIZES: [usize; 12] = [
     8,
     24,

@@ -463,7 +463,7 @@ impl<A: Arch> Kmem<A> {
         match self.owner_of(ptr as usize)? {
             Owner::Large { order, .. } => Ok((PAGE_SIZE as usize) << order),
             Owner::Slab { cache, frame } => {
-                cache.live_object(frame, ptr as usize)?;
+                cache.live_object(self, frame, ptr as usize)?;
                 Ok(cache.usable_size())
             }
         }
@@ -587,9 +587,7 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Visits user caches (newest first), then kmalloc caches zone by zone from DMA up,
-    /// largest class first. Shrinking in this order leaves nothing behind in one pass:
-    /// releasing an off-slab slab frees its management into a smaller Normal kmalloc
-    /// cache, which is visited later.
+    /// largest class first.
     fn for_each_cache_in(&self, head: *mut SlabCache<A>, mut f: impl FnMut(&SlabCache<A>)) {
         let mut c = head;
         while !c.is_null() {
@@ -626,17 +624,6 @@ impl<A: Arch> Kmem<A> {
             total = (total.0 + o, total.1 + p);
         });
         total
-    }
-
-    /// Management memory for an off-slab cache's slab.
-    pub(crate) fn alloc_mgmt(&self, bytes: usize, gfp: Gfp) -> Option<usize> {
-        let gfp = Gfp::KERNEL | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
-        self.kmalloc(bytes, gfp).ok().map(|p| p.as_ptr() as usize)
-    }
-
-    pub(crate) fn free_mgmt(&self, addr: usize) {
-        self.kfree(addr as *mut u8)
-            .expect("slab management memory is a live kmalloc block");
     }
 
     /// Removes `cache` from the registry and frees it; it must be empty.
@@ -724,7 +711,7 @@ impl<'k, A: Arch> CacheRef<'k, A> {
         self.cache.shrink(self.kmem);
         let mut live = 0;
         let name = self.cache.name();
-        self.cache.for_each_live(|obj| {
+        self.cache.for_each_live(self.kmem, |obj| {
             live += 1;
             match self.cache.owner_record(obj) {
                 Some(t) => log::error!("{name}: object {obj:#x} still allocated at destroy, {t}"),

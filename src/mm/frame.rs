@@ -11,13 +11,15 @@
 //!
 //! | field     | bytes | meaning |
 //! |-----------|-------|---------|
-//! | `flags`   | 4 | bits 0–3 state, 4–5 zone, 8–12 order of the block this frame heads |
-//! | `next`    | 4 | free-list link while the frame heads a free block, [`NIL`] at the end |
-//! | `private` | 8 | while free: the `prev` link; while allocated: the owner's data (the slab layer's slab header, so an object's slab is one load away) |
+//! | `flags`   | 4 | bits 0–3 state, 4–5 zone, 8–12 order of the block this frame heads; bits 13–31 the owner's while the block is allocated |
+//! | `next`    | 4 | free-list link while the frame heads a free block, [`NIL`] at the end; the owner's while allocated |
+//! | `private` | 8 | while free: the `prev` link; while allocated: the owner's data |
 //! | `owner`   | 8 | back-pointer of the block's owner (slab cache, kmalloc) for O(1) free |
 //!
-//! A frame is never on a free list and owned at once, so `prev` and the owner's data
-//! share a word.
+//! A frame is never on a free list and owned at once, so the links and the owner's data
+//! share words: the slab layer keeps a whole slab's bookkeeping in its frames (see
+//! `slab::header`). An owner gives its bits of `flags` back as 0 before it frees the
+//! block: a free compares the whole word, so a block whose owner bits are set is refused.
 //!
 //! Invariant: every frame is in exactly one block. The first frame of a block (its head)
 //! is [`FrameState::Free`], [`FrameState::Allocated`] or [`FrameState::PcpCached`] and
@@ -84,6 +86,8 @@ const _: () = assert!(core::mem::size_of::<PageFrame>() == 24);
 
 const ZONE_SHIFT: u32 = 4;
 const ORDER_SHIFT: u32 = 8;
+/// The owner's bits of `flags`: 13–31.
+const OWNER_SHIFT: u32 = 13;
 
 const fn pack(state: FrameState, zone: ZoneKind, order: u32) -> u32 {
     state as u32 | (zone as u32) << ZONE_SHIFT | order << ORDER_SHIFT
@@ -164,6 +168,29 @@ impl PageFrame {
         self.private.store(i as usize, Relaxed)
     }
 
+    /// Bits 13–31 of `flags`, the owner's while the block is allocated (0 otherwise).
+    #[inline]
+    pub fn owner_bits(&self) -> u32 {
+        self.flags.load(Relaxed) >> OWNER_SHIFT
+    }
+    /// Whether the frame is a tail, and its owner's bits, from one load (the slab free
+    /// path's).
+    #[inline(always)]
+    pub fn tail_and_owner_bits(&self) -> (bool, u32) {
+        let f = self.flags.load(Relaxed);
+        (
+            FrameState::from_bits(f) == FrameState::Tail,
+            f >> OWNER_SHIFT,
+        )
+    }
+    /// Sets the owner's bits (`v` < 2^19). Only the owner of an allocated block writes
+    /// its frames' flags, so a load and a store suffice.
+    #[inline]
+    pub fn set_owner_bits(&self, v: u32) {
+        debug_assert!(v < 1 << (32 - OWNER_SHIFT));
+        let low = self.flags.load(Relaxed) & ((1 << OWNER_SHIFT) - 1);
+        self.flags.store(low | v << OWNER_SHIFT, Relaxed)
+    }
     /// Owner back-pointer (0 when the block has no registered owner).
     #[inline]
     pub fn owner(&self) -> usize {
@@ -307,6 +334,15 @@ impl FrameTable {
         assert!(idx < self.len, "frame index {idx} out of range");
         // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
         unsafe { &*self.frames.add(idx as usize) }
+    }
+
+    /// Index of descriptor `f`, which must be one of this table's.
+    #[inline]
+    pub fn index_of_frame(&self, f: &PageFrame) -> u32 {
+        let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
+        let idx = off / size_of::<PageFrame>();
+        assert!(idx < self.len as usize, "descriptor not in this table");
+        idx as u32
     }
 
     /// Descriptor of the frame holding physical address `pa`.

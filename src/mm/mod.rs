@@ -549,8 +549,9 @@ impl<A: Arch> PageAllocator<A> {
         }
     }
 
-    /// The descriptor table (for tests that compare against the memory map).
-    #[cfg(test)]
+    /// The descriptor table: descriptors by index and by address (the slab layer links
+    /// slabs by descriptor index).
+    #[inline(always)]
     pub(crate) fn table(&self) -> &FrameTable {
         &self.table
     }

@@ -6,36 +6,42 @@
 //! Per-object state. Every object is in one of three states: free on its slab's chain,
 //! free in an array (per-CPU or shared), or handed out; a free is refused unless the
 //! object is handed out, so double frees are caught even while an array holds the
-//! object. The slab state is its bufctl entry (a chain link, or CACHED once out of the
-//! slab). The other two are told apart in one of two ways:
+//! object. The state is in the object's *state word* (see `header`): a chain link while
+//! on the chain, `address ^ secret` while in an array, and while handed out:
 //!
-//! - **Tagged caches** (no constructor or destructor, no debugging or init-on-alloc/free:
-//!   all kmalloc caches by default): an object in an array holds `address ^ tag` in its
-//!   first word; allocation writes 0 there. The fast paths touch only the object, which
-//!   the user touches anyway — not the bufctl line, which stays read-mostly and so is
-//!   not bounced between CPUs that free each other's objects. A free that finds the tag
-//!   looks for the object in every array (holding them all, so nothing moves meanwhile)
-//!   before calling it a double free: a user who stored the tag's exact value gets no
-//!   false report, just a slow free.
-//! - **Other caches**: the bufctl entry itself says ACTIVE (handed out) or CACHED (in an
-//!   array); the objects' contents are never touched.
+//! - **tagged caches** (no constructor or destructor, no debugging or init-on-alloc/free:
+//!   all kmalloc caches by default): the word is the object's first word, which the user
+//!   owns while the object is handed out; allocation writes 0 there. The fast paths touch
+//!   only the object, which the user touches anyway, and no management line. A free that
+//!   finds the array word looks for the object in every array (holding them all, so
+//!   nothing moves meanwhile), and one that finds a chain link of the object walks its
+//!   slab's chain, before calling it a double free: a user who stored either exact value
+//!   gets no false report, just a slow free.
+//! - **other caches**: the word lies past the object's slot, where the user never writes
+//!   (constructed contents, red zones, poison and zeroing stay the user's and the debug
+//!   code's), and says ACTIVE while handed out.
 //!
-//! What tagging gives up: a use-after-free write into the first word of an object in an
-//! array hides a later double free of that object (as SLUB's free pointer does; the debug
-//! options, which turn tagging off, catch both).
+//! What tagging gives up: a use-after-free write into the first word of a free object
+//! either hides a later double free of it (in an array) or cuts its slab's chain (on the
+//! chain: reported and quarantined when the chain reaches it), as SLUB's free pointer
+//! does; the debug options, which turn tagging off, catch both.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::array::ArrayCache;
 use super::debug::{Damage, DebugFlags};
-use super::header::{BUFCTL_ACTIVE, BUFCTL_CACHED, ListKind, Slab, SlabPtr};
+use super::header::{ListKind, Slab};
 use super::{Geometry, Hardening, Node, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::kmalloc::Kmem;
-use crate::mm::frame::PageFrame;
+use crate::mm::frame::{FrameState, FrameTable, NIL, PageFrame};
 use crate::mm::memmap::PAGE_SIZE;
+
+/// XORed into an array word to make the ACTIVE word of an untagged cache: array words
+/// end in `000`, ACTIVE words in `010`, chain links in `001`.
+const ACTIVE_MARK: usize = 0b010;
 
 impl Node {
     fn list(&mut self, kind: ListKind) -> &mut super::SlabList {
@@ -46,32 +52,69 @@ impl Node {
         }
     }
 
-    fn move_to(&mut self, s: SlabPtr, to: ListKind) {
+    fn move_to(&mut self, t: &FrameTable, s: Slab<'_>, to: ListKind) {
         let from = s.list();
         if from != to {
-            self.list(from).remove(s);
-            self.list(to).push(s, to);
+            self.list(from).remove(t, s);
+            self.list(to).push(t, s, to);
         }
     }
 }
 
+/// Address of object 0 of the slab holding `obj`, whose page descriptor `frame` names a
+/// slab cache as owner: the slab's base (`obj`'s own page in the head, stored in a tail)
+/// plus the offset in the owner bits.
+#[inline(always)]
+fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
+    let (tail, bits) = frame.tail_and_owner_bits();
+    let base = if tail {
+        frame.private()
+    } else {
+        obj & !(PAGE_SIZE as usize - 1)
+    };
+    base + (bits & !7) as usize
+}
+
 impl<A: Arch> SlabCache<A> {
+    /// The slab holding `obj`, whose page descriptor `frame` names this cache.
+    fn slab_of<'k>(&self, k: &'k Kmem<A>, frame: &'k PageFrame, obj: usize) -> Slab<'k> {
+        let t = k.pages().table();
+        let (head, index, base) = if frame.state() == FrameState::Tail {
+            (t.frame(frame.next()), frame.next(), frame.private())
+        } else {
+            let page = obj & !(PAGE_SIZE as usize - 1);
+            (frame, t.index_of_frame(frame), page)
+        };
+        // SAFETY: the descriptor's owner is this cache, so it is a frame of one of its
+        // live slabs, whose tails name the head and the base (set by grow).
+        unsafe { Slab::at(head, index, base, self.geo().shape()) }
+    }
+
+    /// The slab whose head is descriptor `index`, from one of this cache's lists.
+    fn slab_at<'k>(&self, k: &'k Kmem<A>, index: u32) -> Slab<'k> {
+        let t = k.pages().table();
+        let base = A::phys_to_virt(t.pfn_of(index) << crate::mm::frame::PAGE_SHIFT);
+        // SAFETY: the node's lists hold only heads of this cache's live slabs.
+        unsafe { Slab::at(t.frame(index), index, base, self.geo().shape()) }
+    }
+
     /// The slab and index of the object at `obj`, whose page descriptor `frame` names
     /// this cache; an error when `obj` is not the start of an object.
-    #[inline]
-    fn locate(&self, frame: &PageFrame, obj: usize) -> Result<(SlabPtr, usize), SlabError> {
-        // SAFETY: the descriptor's owner is this cache, which stores the live slab of
-        // that page in `private` for as long as the slab exists.
-        let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
-        let s_mem = slab.s_mem();
+    fn locate<'k>(
+        &self,
+        k: &'k Kmem<A>,
+        frame: &'k PageFrame,
+        obj: usize,
+    ) -> Result<(Slab<'k>, usize), SlabError> {
+        let slab = self.slab_of(k, frame, obj);
         let not_object = SlabError::NotAnObject {
             addr: obj,
             cache: self.name,
         };
-        if obj < s_mem {
+        if obj < slab.s_mem {
             return Err(not_object);
         }
-        let off = obj - s_mem;
+        let off = obj - slab.s_mem;
         let mut idx = ((off as u64 * self.geo().recip) >> 32) as usize;
         // The reciprocal is exact at object starts; past one it may round up by one.
         if idx * self.geo().layout.stride > off {
@@ -85,7 +128,7 @@ impl<A: Arch> SlabCache<A> {
             return Err(SlabError::Interior {
                 addr: obj,
                 cache: self.name,
-                object: s_mem + start,
+                object: slab.s_mem + start,
                 offset: off - start,
             });
         }
@@ -93,28 +136,40 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// The slab and index of an object known to be one of this cache's object starts (it
-    /// came from an array): no checks, as the arrays only ever hold object starts.
-    #[inline(always)]
-    fn locate_array_object(&self, k: &Kmem<A>, obj: usize) -> (SlabPtr, usize) {
-        let frame = k.pages().frame(A::virt_to_phys(obj));
-        debug_assert!(frame.is_some(), "an object in a cache array lies in a slab");
-        // SAFETY: the object lies in one of this cache's live slabs, whose page
-        // descriptors name the slab in `private` (set by grow, cleared on release).
-        let slab = unsafe { SlabPtr::from_raw(frame.unwrap_unchecked().private() as *mut Slab) };
-        // The reciprocal is exact at object starts.
-        let idx = (((obj - slab.s_mem()) as u64 * self.geo().recip) >> 32) as usize;
-        debug_assert_eq!(self.locate_known(k, obj), (slab, idx));
-        (slab, idx)
-    }
-
-    /// The slab and index of an object known to be one of this cache's (from an array).
-    fn locate_known(&self, k: &Kmem<A>, obj: usize) -> (SlabPtr, usize) {
+    /// came from an array).
+    fn locate_array_object<'k>(&self, k: &'k Kmem<A>, obj: usize) -> (Slab<'k>, usize) {
         let frame = k
             .pages()
             .frame(A::virt_to_phys(obj))
             .expect("an object in a cache array lies in a slab");
-        self.locate(frame, obj)
+        self.locate(k, frame, obj)
             .expect("an object in a cache array is an object start")
+    }
+
+    /// The word of a free object in an array.
+    #[inline(always)]
+    fn array_word(&self, obj: usize) -> usize {
+        obj ^ self.tag_secret
+    }
+
+    /// The word of a handed-out object of an untagged cache.
+    #[inline(always)]
+    fn active_word(&self, obj: usize) -> usize {
+        obj ^ self.tag_secret ^ ACTIVE_MARK
+    }
+
+    /// The state word of object `obj` (`tag`: the cache's; non-zero means the word is
+    /// the object's first).
+    #[inline(always)]
+    fn state_word(&self, obj: usize, tag: usize) -> &AtomicUsize {
+        let at = if tag != 0 { obj } else { obj + self.geo().fp };
+        debug_assert!(at.is_multiple_of(8));
+        // SAFETY: `obj` is an object start of one of this cache's live slabs, and its
+        // state word lies within its stride, 8-aligned (Geometry). The word is the
+        // allocator's while the object is free and the freeing caller's to give up when
+        // it frees; other accesses are the user's bug, which the atomic keeps from being
+        // undefined behaviour on our side.
+        unsafe { AtomicUsize::from_ptr(at as *mut usize) }
     }
 
     /// Allocates one object from this CPU's array, or returns `None` when the array is
@@ -129,50 +184,28 @@ impl<A: Arch> SlabCache<A> {
             return None;
         }
         let obj = self.cpu.try_owned(ArrayCache::pop).flatten()?;
-        self.mark_active(k, obj, tag);
+        self.mark_active(obj, tag);
         // SAFETY: objects never sit at address 0 (see `alloc`).
         Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
     }
 
     /// Records that `obj`, just taken from an array, is handed out (`tag`: the cache's).
     #[inline(always)]
-    fn mark_active(&self, k: &Kmem<A>, obj: usize, tag: usize) {
-        if tag != 0 {
-            self.object_word(obj).store(0, Relaxed);
-        } else {
-            let (slab, idx) = self.locate_array_object(k, obj);
-            slab.bufctl(idx).store(BUFCTL_ACTIVE, Relaxed);
-        }
+    fn mark_active(&self, obj: usize, tag: usize) {
+        let w = if tag != 0 { 0 } else { self.active_word(obj) };
+        self.state_word(obj, tag).store(w, Relaxed);
     }
 
-    /// Records that `obj`, whose bufctl entry says CACHED, is going into an array (`tag`:
-    /// the cache's).
-    #[inline(always)]
-    fn mark_cached(&self, slab: SlabPtr, idx: usize, obj: usize, tag: usize) {
-        if tag != 0 {
-            self.object_word(obj).store(obj ^ tag, Relaxed);
-        } else {
-            slab.bufctl(idx).store(BUFCTL_CACHED, Relaxed);
-        }
-    }
-
-    /// The first word of object `obj` of a tagged cache, as an atomic: a racing double
-    /// free on another CPU may read it while its owner writes it.
-    #[inline(always)]
-    fn object_word(&self, obj: usize) -> &AtomicUsize {
-        debug_assert!(self.tag() != 0 && obj.is_multiple_of(8));
-        // SAFETY: `obj` is an object start of one of this cache's live slabs: at least
-        // 8 bytes, 8-aligned (SlabLayout), and the slab outlives this use. Its first word
-        // is the allocator's while the object is free and the freeing caller's to give
-        // up when it frees; other accesses are the user's bug, which the atomic keeps
-        // from being undefined behaviour on our side.
-        unsafe { AtomicUsize::from_ptr(obj as *mut usize) }
-    }
-
-    /// Whether object `obj` (bufctl CACHED) of a tagged cache is handed out rather than
-    /// held in an array.
-    fn handed_out(&self, obj: usize) -> bool {
-        self.object_word(obj).load(Relaxed) != obj ^ self.tag() || !self.in_arrays(obj, 0)
+    /// Whether `obj`, whose state word holds a chain link of it, is on its slab's chain
+    /// (rather than handed out holding that value). Takes the node lock.
+    fn on_chain(&self, slab: Slab<'_>, idx: usize) -> bool {
+        let _node = self.node.lock();
+        let mut found = false;
+        slab.walk_chain(self.key, |i| {
+            found = i == idx;
+            !found
+        });
+        found
     }
 
     /// Whether `obj` is in the per-CPU arrays of CPUs `cpu..` or the shared array. Holds
@@ -200,12 +233,13 @@ impl<A: Arch> SlabCache<A> {
                 None => self.refill(k, &mut ac, gfp)?,
             }
         };
-        self.mark_active(k, obj, self.tag());
+        self.mark_active(obj, self.tag());
         if self.slow() {
             self.on_alloc(obj);
         }
         if gfp.contains(Gfp::ZERO) {
-            // SAFETY: the object is ours now and `object_size` bytes long.
+            // SAFETY: the object is ours now and `object_size` bytes long; its state
+            // word, if inside, is the user's now.
             unsafe { core::ptr::write_bytes(obj as *mut u8, 0, self.object_size) };
         }
         // SAFETY: objects never sit at address 0 (it is never in a slab's pages past
@@ -216,17 +250,24 @@ impl<A: Arch> SlabCache<A> {
     /// The slab and index of `obj` if it is an object handed out and not yet freed;
     /// otherwise why not. `frame` is `obj`'s page descriptor and names this cache.
     #[inline]
-    pub(crate) fn live_object(
+    pub(crate) fn live_object<'k>(
         &self,
-        frame: &PageFrame,
+        k: &'k Kmem<A>,
+        frame: &'k PageFrame,
         obj: usize,
-    ) -> Result<(SlabPtr, usize), SlabError> {
-        let (slab, idx) = self.locate(frame, obj)?;
-        let state = slab.bufctl(idx).load(Relaxed);
+    ) -> Result<(Slab<'k>, usize), SlabError> {
+        let (slab, idx) = self.locate(k, frame, obj)?;
+        let w = self.state_word(obj, self.tag()).load(Relaxed);
         let live = if self.tag() != 0 {
-            state == BUFCTL_CACHED && self.handed_out(obj)
+            if w == self.array_word(obj) {
+                !self.in_arrays(obj, 0)
+            } else if self.key.successor(obj, w).is_some() {
+                !self.on_chain(slab, idx)
+            } else {
+                true
+            }
         } else {
-            state == BUFCTL_ACTIVE
+            w == self.active_word(obj)
         };
         if !live {
             return Err(SlabError::DoubleFree {
@@ -247,33 +288,32 @@ impl<A: Arch> SlabCache<A> {
         if tag == 0 && self.slow() {
             return false;
         }
-        // SAFETY: as in `locate`: the descriptor's owner is this cache.
-        let slab = unsafe { SlabPtr::from_raw(frame.private() as *mut Slab) };
-        let off = obj.wrapping_sub(slab.s_mem());
+        let geo = self.geo();
+        let off = obj.wrapping_sub(s_mem_of(frame, obj));
         // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
-        let idx = ((off as u64).wrapping_mul(self.geo().recip) >> 32) as usize;
-        if idx >= slab.num() || idx * self.geo().layout.stride != off {
+        let idx = ((off as u64).wrapping_mul(geo.recip) >> 32) as usize;
+        if idx >= geo.layout.num || idx * geo.layout.stride != off {
             return false;
         }
-        let e = slab.bufctl(idx);
+        let word = self.state_word(obj, tag);
+        let w = word.load(Relaxed);
         if tag != 0 {
-            // Out of the slab and without the tag: handed out.
-            let word = self.object_word(obj);
-            if e.load(Relaxed) != BUFCTL_CACHED || word.load(Relaxed) == obj ^ tag {
+            // Neither in an array nor on the chain: handed out.
+            if w == obj ^ tag || self.key.successor(obj, w).is_some() {
                 return false;
             }
             word.store(obj ^ tag, Relaxed);
         } else {
-            if e.load(Relaxed) != BUFCTL_ACTIVE {
+            if w != self.active_word(obj) {
                 return false;
             }
-            e.store(BUFCTL_CACHED, Relaxed);
+            word.store(self.array_word(obj), Relaxed);
         }
         self.push_freed(k, obj);
         true
     }
 
-    /// Puts a freed object (already marked CACHED) on this CPU's array.
+    /// Puts a freed object (its word already the array word) on this CPU's array.
     #[inline(always)]
     fn push_freed(&self, k: &Kmem<A>, obj: usize) {
         if self.cpu.try_owned(|ac| ac.try_push(obj)) != Some(true) {
@@ -302,11 +342,11 @@ impl<A: Arch> SlabCache<A> {
         // Sequential double frees are always caught here. Two CPUs freeing the same
         // object in the same instant may both pass; closing that would cost an atomic
         // read-modify-write on every free.
-        let (slab, idx) = self.live_object(frame, obj)?;
+        let (slab, idx) = self.live_object(k, frame, obj)?;
         if self.slow() {
             self.on_free(obj);
         }
-        self.mark_cached(slab, idx, obj, self.tag());
+        slab.word(idx).store(self.array_word(obj), Relaxed);
         self.push_freed(k, obj);
         Ok(())
     }
@@ -317,6 +357,7 @@ impl<A: Arch> SlabCache<A> {
     #[inline(never)]
     fn refill(&self, k: &Kmem<A>, ac: &mut ArrayCache, gfp: Gfp) -> Result<usize, SlabError> {
         let want = ac.batchcount();
+        let t = k.pages().table();
         let mut node = self.node.lock();
         while ac.avail() < want {
             match node.shared.pop() {
@@ -324,10 +365,9 @@ impl<A: Arch> SlabCache<A> {
                 None => break,
             }
         }
-        let tag = self.tag();
         while ac.avail() < want {
             let slab = match node.partial.first().or(node.free.first()) {
-                Some(s) => s,
+                Some(i) => self.slab_at(k, i),
                 None => match self.grow(k, &mut node, gfp) {
                     Ok(s) => s,
                     Err(_) if ac.avail() > 0 => break,
@@ -338,33 +378,31 @@ impl<A: Arch> SlabCache<A> {
                 let before = slab.num() - slab.inuse();
                 match slab.take(self.key) {
                     Some(i) => {
-                        let obj = slab.s_mem() + i * self.geo().layout.stride;
-                        self.mark_cached(slab, i, obj, tag);
+                        let obj = slab.object(i);
+                        slab.word(i).store(self.array_word(obj), Relaxed);
                         ac.push(obj);
                         node.free_objects -= 1;
                     }
                     None => {
                         // The slab quarantined its remaining free objects.
                         node.free_objects -= before;
-                        self.report(slab.s_mem(), Damage::FreeList, 0, 0, 0, before);
+                        self.report(slab.s_mem, Damage::FreeList, 0, 0, 0, before);
                     }
                 }
             }
-            node.move_to(
-                slab,
-                if slab.has_free() {
-                    ListKind::Partial
-                } else {
-                    ListKind::Full
-                },
-            );
+            let to = if slab.has_free() {
+                ListKind::Partial
+            } else {
+                ListKind::Full
+            };
+            node.move_to(t, slab, to);
         }
         drop(node);
         Ok(ac.pop().expect("refill leaves at least one object"))
     }
 
     /// Makes a new slab (on the free list) from the page allocator.
-    fn grow(&self, k: &Kmem<A>, node: &mut Node, gfp: Gfp) -> Result<SlabPtr, SlabError> {
+    fn grow<'k>(&self, k: &'k Kmem<A>, node: &mut Node, gfp: Gfp) -> Result<Slab<'k>, SlabError> {
         let l = &self.geo().layout;
         let oom = SlabError::OutOfMemory { cache: self.name };
         let zone = self.gfp | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
@@ -373,36 +411,34 @@ impl<A: Arch> SlabCache<A> {
         // Colour: offsets 0, colour_off, ..., colours × colour_off, all within left_over.
         let colour = node.colour_next;
         node.colour_next = if colour >= l.colours { 0 } else { colour + 1 };
-        let start = base + colour * l.colour_off;
         // Object 0 sits past slot 0's left red zone (0 bytes without debugging).
-        let first = start + self.geo().debug.left;
-        let (mgmt, s_mem) = if l.off_slab {
-            match k.alloc_mgmt(l.mgmt_size, gfp) {
-                Some(m) => (m, first),
-                None => {
-                    k.pages()
-                        .free_pages(pa, l.order)
-                        .expect("the block was just allocated");
-                    return Err(oom);
-                }
-            }
-        } else {
-            (start, first + l.objects_offset())
-        };
-        // SAFETY: mgmt is either fresh kmalloc memory of mgmt_size bytes or the start of
-        // the fresh slab, which reserves mgmt_size bytes before s_mem; 8-aligned either way.
+        let offset = colour * l.colour_off + self.geo().debug.left;
+        let t = k.pages().table();
+        let (index, head) = t.frame_of(pa).expect("slab pages are managed frames");
+        for p in 1..1u64 << l.order {
+            let f = k
+                .pages()
+                .frame(pa + p * PAGE_SIZE)
+                .expect("slab pages are managed frames");
+            f.set_next(index);
+            f.set_private(base);
+            f.set_owner_bits(offset as u32);
+        }
+        // SAFETY: the block is fresh and ours, 2^order pages, which hold offset plus num
+        // strides (colours fit in the left-over, SlabLayout).
         let slab = unsafe {
-            Slab::init(
-                mgmt as *mut Slab,
+            Slab::format(
+                head,
+                index,
                 base,
-                s_mem,
-                l.num,
+                offset,
+                self.geo().shape(),
                 self.key,
                 base as u64 ^ A::cycles(),
             )
         };
         for i in 0..l.num {
-            let obj = s_mem + i * l.stride;
+            let obj = slab.object(i);
             if let Some(ctor) = self.ctor {
                 ctor(obj as *mut u8);
             }
@@ -411,15 +447,11 @@ impl<A: Arch> SlabCache<A> {
             }
         }
         for p in 0..1u64 << l.order {
-            let f = k
-                .pages()
-                .frame(pa + p * PAGE_SIZE)
-                .expect("slab pages are managed frames");
-            f.set_private(mgmt);
+            let f = k.pages().frame(pa + p * PAGE_SIZE).expect("slab frame");
             f.set_owner(self as *const Self as usize);
         }
         node.free_objects += l.num;
-        node.free.push(slab, ListKind::Free);
+        node.free.push(t, slab, ListKind::Free);
         Ok(slab)
     }
 
@@ -438,43 +470,45 @@ impl<A: Arch> SlabCache<A> {
     /// Returns array objects to their slabs. A slab that becomes empty goes back to the
     /// page allocator when the node already holds more than `free_limit` free objects.
     fn free_block(&self, k: &Kmem<A>, node: &mut Node, objs: &[usize]) {
+        let t = k.pages().table();
         for &obj in objs {
             let (slab, idx) = self.locate_array_object(k, obj);
-            debug_assert_eq!(slab.bufctl(idx).load(Relaxed), BUFCTL_CACHED);
+            debug_assert_eq!(slab.word(idx).load(Relaxed), self.array_word(obj));
             slab.put(idx, self.key);
             node.free_objects += 1;
             if slab.inuse() == 0 {
                 if node.free_objects > node.free_limit {
-                    node.list(slab.list()).remove(slab);
+                    node.list(slab.list()).remove(t, slab);
                     node.free_objects -= slab.num();
                     self.destroy_slab(k, slab);
                 } else {
-                    node.move_to(slab, ListKind::Free);
+                    node.move_to(t, slab, ListKind::Free);
                 }
             } else {
-                node.move_to(slab, ListKind::Partial);
+                node.move_to(t, slab, ListKind::Partial);
             }
         }
     }
 
     /// Runs destructors and gives a slab, which is on no list, back to the pages.
-    fn destroy_slab(&self, k: &Kmem<A>, slab: SlabPtr) {
+    fn destroy_slab(&self, k: &Kmem<A>, slab: Slab<'_>) {
         let l = &self.geo().layout;
-        let (base, s_mem) = (slab.base(), slab.s_mem());
         if let Some(dtor) = self.dtor {
             for i in 0..l.num {
-                dtor((s_mem + i * l.stride) as *mut u8);
+                dtor(slab.object(i) as *mut u8);
             }
         }
-        let pa = A::virt_to_phys(base);
+        let pa = A::virt_to_phys(slab.base);
         for p in 0..1u64 << l.order {
             let f = k.pages().frame(pa + p * PAGE_SIZE).expect("slab frame");
             f.set_owner(0);
-            f.set_private(0);
+            f.set_owner_bits(0);
+            if p > 0 {
+                f.set_next(NIL);
+                f.set_private(NIL as usize);
+            }
         }
-        if l.off_slab {
-            k.free_mgmt(slab.as_raw() as usize);
-        }
+        slab.clear();
         k.pages()
             .free_pages(pa, l.order)
             .expect("a slab is a live page block");
@@ -494,9 +528,11 @@ impl<A: Arch> SlabCache<A> {
 
     /// Gives every free slab back to the page allocator; returns the pages released.
     fn release_free_slabs(&self, k: &Kmem<A>, node: &mut Node) -> usize {
+        let t = k.pages().table();
         let mut pages = 0;
-        while let Some(s) = node.free.first() {
-            node.free.remove(s);
+        while let Some(i) = node.free.first() {
+            let s = self.slab_at(k, i);
+            node.free.remove(t, s);
             node.free_objects -= s.num();
             self.destroy_slab(k, s);
             pages += 1 << self.geo().layout.order;
@@ -530,10 +566,11 @@ impl<A: Arch> SlabCache<A> {
     /// paths read only `slow` and `tag`, which are atomics.
     pub(crate) fn set_debug(&self, k: &Kmem<A>, flags: DebugFlags) -> Result<(), SlabError> {
         self.shrink(k);
+        let t = k.pages().table();
         let mut node = self.node.lock();
         let mut live = 0;
         for list in [&node.full, &node.partial] {
-            list.for_each(|s| live += s.inuse());
+            list.for_each(t, |i| live += self.slab_at(k, i).inuse());
         }
         if live > 0 || !node.free.is_empty() {
             return Err(SlabError::Busy {
@@ -549,11 +586,10 @@ impl<A: Arch> SlabCache<A> {
             random_freelist: false,
             seed: 0,
         };
-        let new = Geometry::new(self.object_size, self.align, flags, &hard).ok_or(
-            SlabError::TooLarge {
+        let new = Geometry::new(self.object_size, self.align, flags, &hard, self.has_ctor())
+            .ok_or(SlabError::TooLarge {
                 size: self.object_size,
-            },
-        )?;
+            })?;
         node.free_limit = node.free_limit - old.layout.num + new.layout.num;
         // The new layout may have fewer colours than the cycle has reached.
         node.colour_next = 0;
@@ -561,7 +597,7 @@ impl<A: Arch> SlabCache<A> {
         // (see `geo`).
         unsafe { *self.geo.get() = new };
         self.slow.store(new.slow(), Relaxed);
-        let tag = if new.slow() { 0 } else { self.tag_secret };
+        let tag = if new.fp == 0 { self.tag_secret } else { 0 };
         self.tag.store(tag, Relaxed);
         Ok(())
     }
@@ -581,20 +617,23 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Calls `f` with every object handed out and not yet freed. For a tagged cache, an
-    /// object out of its slab counts as free when it holds its tag: call this after a
-    /// shrink (as `destroy` does), when the arrays are empty, for an exact answer.
-    pub(crate) fn for_each_live(&self, mut f: impl FnMut(usize)) {
+    /// object counts as free when its word is the array word or a chain link of it: call
+    /// this after a shrink (as `destroy` does), when the arrays are empty, for an exact
+    /// answer but for a user's live object holding one of those values.
+    pub(crate) fn for_each_live(&self, k: &Kmem<A>, mut f: impl FnMut(usize)) {
+        let t = k.pages().table();
         let node = self.node.lock();
+        let tag = self.tag();
         for list in [&node.full, &node.partial] {
-            list.for_each(|s| {
+            list.for_each(t, |i| {
+                let s = self.slab_at(k, i);
                 for i in 0..s.num() {
-                    let obj = s.s_mem() + i * self.geo().layout.stride;
-                    let state = s.bufctl(i).load(Relaxed);
-                    let live = if self.tag() != 0 {
-                        state == BUFCTL_CACHED
-                            && self.object_word(obj).load(Relaxed) != obj ^ self.tag()
+                    let obj = s.object(i);
+                    let w = s.word(i).load(Relaxed);
+                    let live = if tag != 0 {
+                        w != self.array_word(obj) && self.key.successor(obj, w).is_none()
                     } else {
-                        state == BUFCTL_ACTIVE
+                        w == self.active_word(obj)
                     };
                     if live {
                         f(obj);
@@ -615,6 +654,7 @@ impl<A: Arch> SlabCache<A> {
                 problems += self.validate_cached(k, obj, "a per-CPU array");
             }
         }
+        let t = k.pages().table();
         let node = self.node.lock();
         for &obj in node.shared.entries() {
             problems += self.validate_cached(k, obj, "the shared array");
@@ -625,18 +665,19 @@ impl<A: Arch> SlabCache<A> {
             (&node.partial, ListKind::Partial),
             (&node.free, ListKind::Free),
         ] {
-            list.for_each(|s| {
+            list.for_each(t, |i| {
+                let s = self.slab_at(k, i);
                 let (num, inuse) = (s.num(), s.inuse());
                 match s.chain_len(self.key) {
                     None => {
-                        self.report(s.s_mem(), Damage::FreeList, 0, 0, 0, 0);
+                        self.report(s.s_mem, Damage::FreeList, 0, 0, 0, 0);
                         problems += 1;
                     }
                     Some(n) if n != num - inuse => {
                         log::error!(
                             "validate {}: slab {:#x}: {n} objects on its free chain, but {} free by its count",
                             self.name,
-                            s.base(),
+                            s.base,
                             num - inuse
                         );
                         problems += 1;
@@ -652,7 +693,7 @@ impl<A: Arch> SlabCache<A> {
                     log::error!(
                         "validate {}: slab {:#x} with {inuse}/{num} in use is on the {kind:?} list",
                         self.name,
-                        s.base()
+                        s.base
                     );
                     problems += 1;
                 }
@@ -672,16 +713,16 @@ impl<A: Arch> SlabCache<A> {
         problems
     }
 
-    /// Checks an object found in an array: a CACHED object start of this cache (holding
-    /// its tag, in a tagged cache).
+    /// Checks an object found in an array: an object start of this cache holding the
+    /// array word.
     fn validate_cached(&self, k: &Kmem<A>, obj: usize, place: &str) -> usize {
         let frame = k.pages().frame(A::virt_to_phys(obj));
-        let owner = frame.map(|f| f.owner());
-        let ok = owner == Some(self as *const Self as usize)
-            && frame
-                .and_then(|f| self.locate(f, obj).ok())
-                .is_some_and(|(s, i)| s.bufctl(i).load(Relaxed) == BUFCTL_CACHED)
-            && (self.tag() == 0 || self.object_word(obj).load(Relaxed) == obj ^ self.tag());
+        let ok = frame.is_some_and(|f| {
+            f.owner() == self as *const Self as usize
+                && self
+                    .locate(k, f, obj)
+                    .is_ok_and(|(s, i)| s.word(i).load(Relaxed) == self.array_word(obj))
+        });
         if !ok {
             log::error!(
                 "validate {}: {place} holds {obj:#x}, which is not a free object of this cache",
@@ -689,6 +730,11 @@ impl<A: Arch> SlabCache<A> {
             );
         }
         usize::from(!ok)
+    }
+
+    /// Whether object `i` of `slab` is handed out, for an untagged cache (debug checks).
+    pub(crate) fn is_active(&self, slab: Slab<'_>, i: usize) -> bool {
+        slab.word(i).load(Relaxed) == self.active_word(slab.object(i))
     }
 
     /// Pages held by this cache: its slabs, plus the block holding its arrays.

@@ -9,7 +9,7 @@
 //!
 //! The left red zone is as wide as the alignment (at least 8 bytes) so the object stays
 //! aligned; `Slab::s_mem` points at object 0, not at slot 0, so the index arithmetic of
-//! the normal paths is unchanged. Red zones hold [`RED_INACTIVE`] while the object is
+//! the normal paths is unchanged. The object's state word follows the slot. Red zones hold [`RED_INACTIVE`] while the object is
 //! free and [`RED_ACTIVE`] while it is allocated; a free object holds [`POISON_FREE`]
 //! bytes ending in [`POISON_END`]. A damaged byte is reported, repaired, and the
 //! operation goes on: the allocator stays usable.
@@ -244,7 +244,7 @@ pub unsafe fn fill(at: usize, len: usize, v: u8) {
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::SlabCache;
-use super::header::{BUFCTL_ACTIVE, SlabPtr};
+use super::header::Slab;
 use crate::arch::Arch;
 
 impl<A: Arch> SlabCache<A> {
@@ -386,12 +386,12 @@ impl<A: Arch> SlabCache<A> {
             .then(|| unsafe { *self.track(obj) })
     }
 
-    /// Checks one object of `slab` against its bufctl state: red zones match it, a free
+    /// Checks one object of `slab` against its state: red zones match it, a free
     /// object's poison is intact. Returns the problems found (each reported).
-    pub(crate) fn validate_object(&self, slab: SlabPtr, i: usize) -> usize {
+    pub(crate) fn validate_object(&self, slab: Slab<'_>, i: usize) -> usize {
         let d = self.geo().debug;
-        let obj = slab.s_mem() + i * self.geo().layout.stride;
-        let active = slab.bufctl(i).load(Relaxed) == BUFCTL_ACTIVE;
+        let obj = slab.object(i);
+        let active = self.is_active(slab, i);
         let before = self.reports();
         if d.flags.contains(DebugFlags::RED_ZONE) {
             let want = if active { RED_ACTIVE } else { RED_INACTIVE };

@@ -1,110 +1,157 @@
-//! One slab's management data: the header and its `bufctl` free-index list, and the
-//! intrusive lists that chain slabs into a cache's full / partial / free lists.
+//! One slab's bookkeeping, kept in its page descriptors as SLUB keeps it in `struct page`;
+//! the free chain through the free objects' state words; and the intrusive lists that
+//! chain slabs into a cache's full / partial / free lists. No byte of a slab is
+//! management: its pages hold objects and colour space only.
 //!
-//! `bufctl[i]` says where object `i` is:
-//! - a value below [`MAX_OBJS`](super::layout::MAX_OBJS) or [`BUFCTL_END`]: free in the
-//!   slab, and the value is the index of the next free object (the seeds' `bufctl` chain);
-//! - [`BUFCTL_ACTIVE`]: handed out to a user;
-//! - [`BUFCTL_CACHED`]: free, but held in a per-CPU or shared array.
+//! Where a slab's data lives (the page allocator leaves these words to the owner of an
+//! allocated block, see `mm::frame`):
 //!
-//! Chain links are stored encoded with the cache's [`ChainKey`] mixed with the entry's
-//! index, and checked when popped: a stray write into the management area yields an
-//! out-of-range link, which is reported instead of followed. Encoded links stay below
-//! 0x8000 and an encoded end mark has its top bit set and low bits `11`, so neither can
-//! pass for ACTIVE or CACHED.
+//! | frames | word | holds |
+//! |--------|------|-------|
+//! | all | `owner` | the cache |
+//! | all | owner bits | object 0's offset from the slab's base (a multiple of 8, < 2^19); in the head, bits 0–1 also the [`ListKind`] |
+//! | head | `next` | next slab on the node's list (descriptor index, `NIL` at the end) |
+//! | head | `private` | previous slab (bits 0–31), free-chain head (32–47), objects in use (48–63) |
+//! | tails | `next`, `private` | the head's descriptor index, the slab's base address |
 //!
-//! The chain and the header's counts change only under the cache's node lock. The
-//! ACTIVE ↔ CACHED moves happen on the lock-free fast paths, one `u16` each, so the
-//! entries are atomics; a free of an object that is not ACTIVE is a double free (or a
-//! free of something never allocated) and is refused before anything changes. Tagged
-//! caches never use ACTIVE: their entries say only chain or CACHED (out of the slab), and
-//! the object's first word tells handed out from held in an array (see `cache`).
+//! Each object has a *state word*: its first word in tagged caches, a word past its slot in
+//! the others (see `cache`). While the object is free on its slab, the word holds a chain
+//! link: the index of the next free object, encoded with the cache's [`ChainKey`] and the
+//! object's own address, so that a stray write into a free object yields a word that is no
+//! link of that object (but for a chance of 2^-48), which is reported instead of followed.
+//! Chain links have their low three bits `001`; the other states' words (`cache`) have
+//! them `000` or `010`.
+//!
+//! The chain and the counts change only under the cache's node lock.
 
-use core::ptr;
-use core::sync::atomic::{AtomicU16, Ordering::Relaxed};
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::layout::SLAB_HEADER;
+use crate::mm::frame::{FrameTable, NIL, PageFrame};
 
-pub const BUFCTL_END: u16 = 0xFFFF;
-pub const BUFCTL_ACTIVE: u16 = 0xFFFE;
-pub const BUFCTL_CACHED: u16 = 0xFFFD;
+/// End of a free chain.
+pub const CHAIN_END: u16 = 0xFFFF;
 
-/// Which of the node's lists a slab is on.
+/// Low bits of every chain link.
+const LINK_MARK: usize = 0b001;
+
+/// Which of the node's lists a slab is on. Never 0, so a slab's head always has owner
+/// bits set.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[repr(u8)]
+#[repr(u32)]
 pub enum ListKind {
-    Full,
-    Partial,
-    Free,
+    Full = 1,
+    Partial = 2,
+    Free = 3,
 }
-
-/// A slab's header; `num` bufctl entries follow it in memory.
-#[repr(C)]
-pub struct Slab {
-    next: *mut Slab,
-    prev: *mut Slab,
-    /// Address of object 0.
-    pub s_mem: usize,
-    /// Virtual address of the slab's first page.
-    pub base: usize,
-    /// Objects not free in the chain (handed out or held in arrays).
-    pub inuse: u32,
-    /// Objects in the slab.
-    pub num: u32,
-    /// Head of the free chain.
-    free: u16,
-    pub list: ListKind,
-    _pad: [u8; 5],
-}
-
-const _: () = assert!(core::mem::size_of::<Slab>() == SLAB_HEADER);
 
 /// A cache's secret for encoding chain links, and whether new slabs chain their objects
 /// in a shuffled order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainKey {
-    secret: u16,
+    secret: usize,
     shuffle: bool,
 }
 
 impl ChainKey {
     /// A key from `seed` (any entropy: rng-seed, RDRAND, the cycle counter).
     pub fn new(seed: u64, shuffle: bool) -> ChainKey {
-        let mixed = seed ^ (seed >> 29) ^ (seed >> 47);
+        let mixed = (seed ^ (seed >> 29) ^ (seed >> 47)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         ChainKey {
-            secret: (mixed as u16) & 0x7FFC,
+            // Low bits 0, so that links end in LINK_MARK (objects are 8-aligned).
+            secret: mixed as usize & !7,
             shuffle,
         }
     }
 
-    /// The mask for entry `i`: below 0x8000, a multiple of 4.
+    /// The link word of free object `obj` whose successor is `next`: the object's
+    /// address and the secret, with `next` and the mark mixed into the low 19 bits.
     #[inline]
-    fn mask(self, i: usize) -> u16 {
-        self.secret.wrapping_add((i as u16).wrapping_mul(0x9E34)) & 0x7FFC
+    pub fn link(self, obj: usize, next: u16) -> usize {
+        obj ^ self.secret ^ ((next as usize) << 3 | LINK_MARK)
     }
 
-    #[inline]
-    fn encode(self, i: usize, next: u16) -> u16 {
-        next ^ self.mask(i)
+    /// The successor that link word `w` of object `obj` names, or `None` when `w` is no
+    /// link of `obj` (it differs from one in a bit outside the successor's).
+    #[inline(always)]
+    pub fn successor(self, obj: usize, w: usize) -> Option<u16> {
+        let d = w ^ obj ^ self.secret;
+        (d & !(0xFFFF << 3) == LINK_MARK).then_some((d >> 3) as u16)
     }
 }
 
-impl Slab {
-    /// Writes a header with all `num` objects on the free chain at `mgmt` — in index
-    /// order, or, when the key says so, in an order drawn from `seed`: a random start and
-    /// a random step coprime with `num`, so that the next object is not predictable.
+/// Where a cache's objects and their state words sit in a slab.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Objects per slab.
+    pub num: u32,
+    pub stride: u32,
+    /// Offset of the state word from the object's start.
+    pub fp: u32,
+}
+
+/// A live slab, seen through its head descriptor. Every method that changes the chain,
+/// the counts or the links is called under the cache's node lock.
+#[derive(Clone, Copy)]
+pub struct Slab<'a> {
+    head: &'a PageFrame,
+    /// The head's descriptor index.
+    pub index: u32,
+    /// Virtual address of the slab's first page.
+    pub base: usize,
+    /// Address of object 0.
+    pub s_mem: usize,
+    shape: Shape,
+}
+
+impl PartialEq for Slab<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.index == o.index
+    }
+}
+
+impl core::fmt::Debug for Slab<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "slab {:#x} (frame {})", self.base, self.index)
+    }
+}
+
+impl<'a> Slab<'a> {
+    /// The slab whose head descriptor is `head` (index `index`) at virtual address `base`.
     ///
     /// # Safety
-    /// `mgmt` must be writable for `mgmt_bytes(num)` bytes, 8-aligned, and unused; the
-    /// result must only be used under the owning cache's node lock (see [`SlabPtr`]).
-    pub unsafe fn init(
-        mgmt: *mut Slab,
+    /// `head` must head a live slab of the cache whose objects have `shape`, or be about
+    /// to (see [`Slab::format`]).
+    #[inline]
+    pub unsafe fn at(head: &'a PageFrame, index: u32, base: usize, shape: Shape) -> Slab<'a> {
+        Slab {
+            head,
+            index,
+            base,
+            s_mem: base + (head.owner_bits() & !7) as usize,
+            shape,
+        }
+    }
+
+    /// Writes the bookkeeping of a fresh slab into its head and chains all its objects —
+    /// in index order, or, when the key says so, in an order drawn from `seed`: a random
+    /// start and a random step coprime with `num`, so that the next object is not
+    /// predictable. Object 0 goes `offset` bytes past `base`. Tail frames are the
+    /// caller's (`cache::grow`).
+    ///
+    /// # Safety
+    /// `head` must head the fresh block at `base`, large enough for `offset` plus `num`
+    /// objects of `shape`, which nobody else can reach yet.
+    pub unsafe fn format(
+        head: &'a PageFrame,
+        index: u32,
         base: usize,
-        s_mem: usize,
-        num: usize,
+        offset: usize,
+        shape: Shape,
         key: ChainKey,
         seed: u64,
-    ) -> SlabPtr {
+    ) -> Slab<'a> {
+        debug_assert!(offset.is_multiple_of(8) && offset < 1 << 19);
+        let num = shape.num as usize;
         let (start, step) = if key.shuffle && num > 1 {
             let step = (1..num)
                 .cycle()
@@ -115,32 +162,140 @@ impl Slab {
         } else {
             (0, 1)
         };
-        // SAFETY: the caller gave us room for the header and num entries.
-        unsafe {
-            mgmt.write(Slab {
-                next: ptr::null_mut(),
-                prev: ptr::null_mut(),
-                s_mem,
-                base,
-                inuse: 0,
-                num: num as u32,
-                free: start as u16,
-                list: ListKind::Free,
-                _pad: [0; 5],
-            });
-            let bufctl = mgmt.add(1).cast::<AtomicU16>();
-            let mut i = start;
-            for k in 0..num {
-                let next = if k + 1 == num {
-                    BUFCTL_END
-                } else {
-                    ((i + step) % num) as u16
-                };
-                bufctl.add(i).write(AtomicU16::new(key.encode(i, next)));
-                i = (i + step) % num;
+        head.set_owner_bits(offset as u32 | ListKind::Free as u32);
+        head.set_next(NIL);
+        // SAFETY: as the caller promised.
+        let slab = unsafe { Slab::at(head, index, base, shape) };
+        slab.set_meta(NIL, start as u16, 0);
+        let mut i = start;
+        for k in 0..num {
+            let next = if k + 1 == num {
+                CHAIN_END
+            } else {
+                ((i + step) % num) as u16
+            };
+            slab.word(i).store(key.link(slab.object(i), next), Relaxed);
+            i = (i + step) % num;
+        }
+        slab
+    }
+
+    /// Address of object `i`.
+    #[inline]
+    pub fn object(self, i: usize) -> usize {
+        self.s_mem + i * self.shape.stride as usize
+    }
+
+    /// The state word of object `i` (< `num`).
+    #[inline]
+    pub fn word(self, i: usize) -> &'a AtomicUsize {
+        debug_assert!(i < self.num());
+        let at = self.object(i) + self.shape.fp as usize;
+        // SAFETY: object i lies in this live slab and its state word within its stride
+        // (fp + 8 ≤ stride), 8-aligned (s_mem, stride and fp are multiples of 8). The
+        // word is the allocator's while the object is free; when the user's (its first
+        // word, handed out), a racing access is the user's bug, which the atomic keeps
+        // from being undefined behaviour on our side.
+        unsafe { AtomicUsize::from_ptr(at as *mut usize) }
+    }
+
+    #[inline]
+    pub fn num(self) -> usize {
+        self.shape.num as usize
+    }
+
+    /// (prev, free, inuse), from the head's `private`.
+    #[inline]
+    fn meta(self) -> (u32, u16, u16) {
+        let w = self.head.private() as u64;
+        (w as u32, (w >> 32) as u16, (w >> 48) as u16)
+    }
+
+    #[inline]
+    fn set_meta(self, prev: u32, free: u16, inuse: u16) {
+        let w = u64::from(prev) | u64::from(free) << 32 | u64::from(inuse) << 48;
+        self.head.set_private(w as usize)
+    }
+
+    #[inline]
+    pub fn inuse(self) -> usize {
+        self.meta().2 as usize
+    }
+
+    #[inline]
+    pub fn has_free(self) -> bool {
+        self.meta().1 != CHAIN_END
+    }
+
+    pub fn list(self) -> ListKind {
+        match self.head.owner_bits() & 3 {
+            1 => ListKind::Full,
+            2 => ListKind::Partial,
+            _ => ListKind::Free,
+        }
+    }
+
+    fn set_list(self, kind: ListKind) {
+        self.head
+            .set_owner_bits(self.head.owner_bits() & !3 | kind as u32)
+    }
+
+    /// Takes the first free object off the chain; returns its index, or `None` when its
+    /// state word is no link of it (damaged while free). Then the slab keeps the objects
+    /// it has handed out and stops handing out more: its chain is cut and the rest of its
+    /// objects count as in use, so nothing follows the bad link. The caller gives the
+    /// object its next state.
+    pub fn take(self, key: ChainKey) -> Option<usize> {
+        let (prev, free, inuse) = self.meta();
+        let i = free as usize;
+        let next = key.successor(self.object(i), self.word(i).load(Relaxed));
+        match next {
+            Some(n) if n == CHAIN_END || (n as usize) < self.num() => {
+                self.set_meta(prev, n, inuse + 1);
+                Some(i)
+            }
+            _ => {
+                self.set_meta(prev, CHAIN_END, self.shape.num as u16);
+                None
             }
         }
-        SlabPtr(mgmt)
+    }
+
+    /// Puts object `i`, which the caller found out of the slab and free, back on the chain.
+    pub fn put(self, i: usize, key: ChainKey) {
+        let (prev, free, inuse) = self.meta();
+        self.word(i).store(key.link(self.object(i), free), Relaxed);
+        self.set_meta(prev, i as u16, inuse - 1);
+    }
+
+    /// The objects on the free chain, in chain order, until `f` returns false; `None` if
+    /// the chain holds a word that is no link or is longer than the slab (a loop).
+    pub fn walk_chain(self, key: ChainKey, mut f: impl FnMut(usize) -> bool) -> Option<usize> {
+        let mut i = self.meta().1;
+        let mut n = 0;
+        while i != CHAIN_END {
+            if i as usize >= self.num() || n > self.num() {
+                return None;
+            }
+            n += 1;
+            if !f(i as usize) {
+                break;
+            }
+            i = key.successor(self.object(i as usize), self.word(i as usize).load(Relaxed))?;
+        }
+        Some(n)
+    }
+
+    /// Length of the free chain (see [`Slab::walk_chain`]). For `validate`.
+    pub fn chain_len(self, key: ChainKey) -> Option<usize> {
+        self.walk_chain(key, |_| true)
+    }
+
+    /// Gives the head's words back to the page allocator's use.
+    pub fn clear(self) {
+        self.head.set_owner_bits(0);
+        self.head.set_next(NIL);
+        self.head.set_private(NIL as usize);
     }
 }
 
@@ -148,132 +303,16 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// A live slab. Raw rather than `&mut Slab` because the bufctl entries past the header
-/// are shared with lock-free fast paths on other CPUs; every method that changes the
-/// header or the chain is called under the cache's node lock.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct SlabPtr(*mut Slab);
-
-impl SlabPtr {
-    /// # Safety
-    /// `p` must come from [`Slab::init`] and the slab must still be live.
-    #[inline]
-    pub unsafe fn from_raw(p: *mut Slab) -> SlabPtr {
-        SlabPtr(p)
-    }
-
-    #[inline]
-    pub fn as_raw(self) -> *mut Slab {
-        self.0
-    }
-
-    /// Entry `i` (< `num`).
-    #[inline]
-    pub fn bufctl(self, i: usize) -> &'static AtomicU16 {
-        debug_assert!(i < self.num());
-        // SAFETY: `init` wrote `num` entries right after the header, in the same
-        // allocation, and the slab is live (type invariant); i < num. The 'static is a
-        // white lie bounded by the slab's life, which callers never outlive.
-        unsafe { &*self.0.add(1).cast::<AtomicU16>().add(i) }
-    }
-
-    #[inline]
-    pub fn num(self) -> usize {
-        // SAFETY: live slab (type invariant); `num` never changes after init.
-        unsafe { (*self.0).num as usize }
-    }
-
-    #[inline]
-    pub fn s_mem(self) -> usize {
-        // SAFETY: as for `num`.
-        unsafe { (*self.0).s_mem }
-    }
-
-    #[inline]
-    pub fn base(self) -> usize {
-        // SAFETY: as for `num`.
-        unsafe { (*self.0).base }
-    }
-
-    #[inline]
-    pub fn inuse(self) -> usize {
-        // SAFETY: live slab; read under the node lock.
-        unsafe { (*self.0).inuse as usize }
-    }
-
-    #[inline]
-    pub fn list(self) -> ListKind {
-        // SAFETY: as for `inuse`.
-        unsafe { (*self.0).list }
-    }
-
-    #[inline]
-    pub fn has_free(self) -> bool {
-        // SAFETY: as for `inuse`.
-        unsafe { (*self.0).free != BUFCTL_END }
-    }
-
-    /// Takes the first free object off the chain and marks it CACHED; returns its index,
-    /// or `None` when the link it found is out of range (corrupted management data). Then
-    /// the slab keeps the objects it has handed out and stops handing out more: its chain
-    /// is cut and the rest of its objects count as in use, so nothing follows the bad link.
-    pub fn take(self, key: ChainKey) -> Option<usize> {
-        // SAFETY: live slab, node lock held by the caller; has_free() was checked.
-        unsafe {
-            let i = (*self.0).free as usize;
-            let e = self.bufctl(i);
-            let next = key.encode(i, e.load(Relaxed));
-            if next != BUFCTL_END && next as usize >= self.num() {
-                (*self.0).free = BUFCTL_END;
-                (*self.0).inuse = (*self.0).num;
-                return None;
-            }
-            (*self.0).free = next;
-            e.store(BUFCTL_CACHED, Relaxed);
-            (*self.0).inuse += 1;
-            Some(i)
-        }
-    }
-
-    /// Puts object `i`, which the caller found CACHED, back on the chain.
-    pub fn put(self, i: usize, key: ChainKey) {
-        // SAFETY: live slab, node lock held by the caller.
-        unsafe {
-            self.bufctl(i).store(key.encode(i, (*self.0).free), Relaxed);
-            (*self.0).free = i as u16;
-            (*self.0).inuse -= 1;
-        }
-    }
-
-    /// Length of the free chain, or `None` if it holds an out-of-range link or is longer
-    /// than the slab (a loop). For `validate`.
-    pub fn chain_len(self, key: ChainKey) -> Option<usize> {
-        // SAFETY: live slab, node lock held by the caller.
-        let mut i = unsafe { (*self.0).free };
-        let mut n = 0;
-        while i != BUFCTL_END {
-            if i as usize >= self.num() || n > self.num() {
-                return None;
-            }
-            n += 1;
-            i = key.encode(i as usize, self.bufctl(i as usize).load(Relaxed));
-        }
-        Some(n)
-    }
-}
-
-/// An intrusive, null-terminated doubly-linked list of slabs.
+/// An intrusive, `NIL`-terminated doubly-linked list of slabs, linked through their head
+/// descriptors by index.
 pub struct SlabList {
-    head: *mut Slab,
+    head: u32,
     len: usize,
 }
 
 impl SlabList {
     pub const fn new() -> SlabList {
-        SlabList {
-            head: ptr::null_mut(),
-            len: 0,
-        }
+        SlabList { head: NIL, len: 0 }
     }
 
     pub fn len(&self) -> usize {
@@ -284,53 +323,52 @@ impl SlabList {
         self.len == 0
     }
 
-    pub fn first(&self) -> Option<SlabPtr> {
-        (!self.head.is_null()).then_some(SlabPtr(self.head))
+    /// The head descriptor index of the first slab.
+    pub fn first(&self) -> Option<u32> {
+        (self.head != NIL).then_some(self.head)
     }
 
     /// Adds a slab that is on no list.
-    pub fn push(&mut self, s: SlabPtr, kind: ListKind) {
-        let s = s.0;
-        // SAFETY: s is live (SlabPtr invariant); the head, if any, is a live member.
-        unsafe {
-            (*s).prev = ptr::null_mut();
-            (*s).next = self.head;
-            (*s).list = kind;
-            if !self.head.is_null() {
-                (*self.head).prev = s;
-            }
+    pub fn push(&mut self, t: &FrameTable, s: Slab<'_>, kind: ListKind) {
+        let (_, free, inuse) = s.meta();
+        s.set_meta(NIL, free, inuse);
+        s.head.set_next(self.head);
+        s.set_list(kind);
+        if self.head != NIL {
+            set_prev(t.frame(self.head), s.index);
         }
-        self.head = s;
+        self.head = s.index;
         self.len += 1;
     }
 
     /// Removes `s`, which must be on this list.
-    pub fn remove(&mut self, s: SlabPtr) {
-        let s = s.0;
-        // SAFETY: s and its neighbours are live members of this list.
-        unsafe {
-            let (prev, next) = ((*s).prev, (*s).next);
-            if prev.is_null() {
-                self.head = next;
-            } else {
-                (*prev).next = next;
-            }
-            if !next.is_null() {
-                (*next).prev = prev;
-            }
+    pub fn remove(&mut self, t: &FrameTable, s: Slab<'_>) {
+        let (prev, next) = (s.meta().0, s.head.next());
+        if prev == NIL {
+            self.head = next;
+        } else {
+            t.frame(prev).set_next(next);
+        }
+        if next != NIL {
+            set_prev(t.frame(next), prev);
         }
         self.len -= 1;
     }
 
-    /// Calls `f` on every slab; `f` must not change the list.
-    pub fn for_each(&self, mut f: impl FnMut(SlabPtr)) {
-        let mut s = self.head;
-        while !s.is_null() {
-            f(SlabPtr(s));
-            // SAFETY: members are live while on the list.
-            s = unsafe { (*s).next };
+    /// Calls `f` with the head index of every slab; `f` must not change the list.
+    pub fn for_each(&self, t: &FrameTable, mut f: impl FnMut(u32)) {
+        let mut i = self.head;
+        while i != NIL {
+            f(i);
+            i = t.frame(i).next();
         }
     }
+}
+
+/// Sets the `prev` link in head descriptor `f`, keeping its chain head and count.
+fn set_prev(f: &PageFrame, prev: u32) {
+    let w = f.private() as u64;
+    f.set_private((w & !0xFFFF_FFFF | u64::from(prev)) as usize)
 }
 
 impl Default for SlabList {

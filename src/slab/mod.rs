@@ -3,7 +3,8 @@
 //!
 //! This file owns the cache itself: its creation parameters, geometry, per-CPU and node
 //! state, error type and introspection. The allocation and free paths are in
-//! [`cache`](self::cache); the slab header in [`header`](self::header).
+//! [`cache`](self::cache); a slab's bookkeeping, kept in its page descriptors, in
+//! [`header`](self::header).
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
@@ -11,8 +12,7 @@
 //! without being re-constructed, so a user must free objects in their constructed state.
 //!
 //! Locks, outermost first: a CPU's array (per-CPU lock, interrupts off), the cache's
-//! node, then the page allocator's locks — or, for off-slab management, a small kmalloc
-//! cache's locks, whose own management is always on-slab, so the order never cycles.
+//! node, then the page allocator's locks. No cache takes another cache's locks.
 
 pub mod array;
 mod cache;
@@ -32,7 +32,7 @@ use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use array::{AC_MAX, ArrayCache, SharedArray};
 use debug::{DebugFlags, DebugLayout};
-use header::{ChainKey, SlabList};
+use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
 
 /// A constructor or destructor: called with the object's address.
@@ -312,14 +312,14 @@ pub struct SlabCache<A: Arch> {
     /// paths. An atomic (relaxed: a plain load) because the fast paths read it before any
     /// lock, and `set_debug` may write it.
     slow: AtomicBool,
-    /// Non-zero: the cache keeps "free, in an array" in the object's first word rather
-    /// than in its bufctl entry (see [`cache`](self::cache)); the word then holds
-    /// `address ^ tag`. Zero for caches with a constructor or destructor (their objects'
-    /// contents are the user's even while free) and for slow caches, so a non-zero tag
-    /// also says "not slow": the fast paths of tagged caches read this field alone.
-    /// Atomic as `slow`.
+    /// Non-zero: the cache keeps each object's state in the object's first word (see
+    /// [`cache`](self::cache)), and then equals `tag_secret`. Zero for caches with a
+    /// constructor or destructor (their objects' contents are the user's even while
+    /// free) and for slow caches, so a non-zero tag also says "not slow": the fast paths
+    /// of tagged caches read this field alone. Atomic as `slow`.
     tag: AtomicUsize,
-    /// The tag this cache uses whenever it may use one.
+    /// The secret of the array word `address ^ tag_secret` (low three bits 0, top bit
+    /// set).
     tag_secret: usize,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
@@ -351,6 +351,9 @@ fn array_limits(size: usize) -> (usize, usize) {
 #[derive(Clone, Copy)]
 pub(crate) struct Geometry {
     pub(crate) layout: SlabLayout,
+    /// Offset of each object's state word from its start: 0 (the first word) when the
+    /// cache is tagged, else the end of the slot, where the object has a word of its own.
+    pub(crate) fp: usize,
     /// ⌈2^32 / stride⌉: offset → index by multiply and shift (exact for slab offsets).
     pub(crate) recip: u64,
     pub(crate) debug: DebugLayout,
@@ -359,18 +362,49 @@ pub(crate) struct Geometry {
 }
 
 impl Geometry {
-    /// The geometry of `size`-byte objects aligned to `align` with debug `flags`.
-    fn new(size: usize, align: usize, flags: DebugFlags, hard: &Hardening) -> Option<Geometry> {
+    /// The geometry of `size`-byte objects aligned to `align` with debug `flags`
+    /// (`ctor`: the cache has a constructor or destructor).
+    fn new(
+        size: usize,
+        align: usize,
+        flags: DebugFlags,
+        hard: &Hardening,
+        ctor: bool,
+    ) -> Option<Geometry> {
         let debug = DebugLayout::new(flags, size, align);
         let slot = if flags.is_empty() { size } else { debug.slot() };
-        let layout = SlabLayout::new(slot, align)?;
+        let slow = !flags.is_empty() || hard.init_on_alloc || hard.init_on_free;
+        // The slot starts `debug.left` bytes before the object; the state word, if not
+        // the object's first, follows the slot.
+        let fp = if slow || ctor {
+            (slot - debug.left).checked_next_multiple_of(8)?
+        } else {
+            0
+        };
+        let bytes = if fp == 0 {
+            slot
+        } else {
+            (debug.left + fp).checked_add(8)?
+        };
+        let layout = SlabLayout::new(bytes, align)?;
         Some(Geometry {
             layout,
+            fp,
             recip: (1u64 << 32).div_ceil(layout.stride as u64),
             debug,
             init_on_alloc: hard.init_on_alloc,
             init_on_free: hard.init_on_free,
         })
+    }
+
+    /// What a slab needs to know of its objects.
+    #[inline(always)]
+    pub(crate) fn shape(&self) -> Shape {
+        Shape {
+            num: self.layout.num as u32,
+            stride: self.layout.stride as u32,
+            fp: self.fp as u32,
+        }
     }
 
     /// Whether allocations and frees must take the checked paths.
@@ -394,7 +428,8 @@ impl<A: Arch> SlabCache<A> {
             align = align.max(layout::CACHE_LINE);
         }
         let flags = hard.debug.union(spec.flags.debug());
-        let geo = Geometry::new(spec.size, align, flags, hard)
+        let ctor = spec.ctor.is_some() || spec.dtor.is_some();
+        let geo = Geometry::new(spec.size, align, flags, hard, ctor)
             .ok_or(SlabError::TooLarge { size: spec.size })?;
         let layout = geo.layout;
         let gfp = if spec.flags.contains(SlabFlags::DMA) {
@@ -429,10 +464,10 @@ impl<A: Arch> SlabCache<A> {
                 SharedArray::new(mem.add(cpu_bytes).cast(), shared_cap),
             )
         };
-        // The top bit keeps the tag of any object unequal to 0 (what allocation leaves
-        // in the word) and to any user-space or low kernel address.
-        let tag_secret = (hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1);
-        let tagged = spec.ctor.is_none() && spec.dtor.is_none();
+        // The top bit keeps the array word of any object unequal to 0 (what allocation
+        // leaves in a tagged object's word) and to any user-space or low kernel address;
+        // the low bits tell it from chain links and ACTIVE words (`cache`).
+        let tag_secret = ((hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1)) & !7;
         let cache = SlabCache {
             name: spec.name,
             object_size: spec.size,
@@ -454,8 +489,8 @@ impl<A: Arch> SlabCache<A> {
             arrays: (pa, order),
             key: ChainKey::new(hard.seed ^ pa, hard.random_freelist),
             slow: AtomicBool::new(geo.slow()),
-            tag: AtomicUsize::new(if geo.slow() || !tagged { 0 } else { tag_secret }),
-            tag_secret: if tagged { tag_secret } else { 0 },
+            tag: AtomicUsize::new(if geo.fp == 0 { tag_secret } else { 0 }),
+            tag_secret,
             reports: AtomicUsize::new(0),
             next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         };
@@ -483,14 +518,22 @@ impl<A: Arch> SlabCache<A> {
         self.tag.load(Relaxed)
     }
 
-    /// Bytes a user may use in each object: the stride, or the object part of a debug
-    /// slot (past it lies the right red zone).
+    /// Bytes a user may use in each object: the stride; or, up to its state word, the
+    /// object part of a debug slot (past it lies the right red zone) or the slot.
     pub fn usable_size(&self) -> usize {
-        if self.geo().debug.flags.is_empty() {
-            self.geo().layout.stride
+        let g = self.geo();
+        if !g.debug.flags.is_empty() {
+            g.debug.object
+        } else if g.fp != 0 {
+            g.fp
         } else {
-            self.geo().debug.object
+            g.layout.stride
         }
+    }
+
+    /// Whether the cache has a constructor or destructor.
+    fn has_ctor(&self) -> bool {
+        self.ctor.is_some() || self.dtor.is_some()
     }
 
     /// The cache's debug flags.
@@ -548,7 +591,6 @@ impl<A: Arch> SlabCache<A> {
             active_slabs: node.full.len() + node.partial.len(),
             num_slabs: slabs,
             waste_permille: self.geo().layout.waste_permille(),
-            off_slab: self.geo().layout.off_slab,
         }
     }
 }
@@ -575,7 +617,6 @@ pub struct SlabInfo {
     pub num_slabs: usize,
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,
-    pub off_slab: bool,
 }
 
 impl SlabInfo {
@@ -587,7 +628,7 @@ impl fmt::Display for SlabInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<20} {:>8} {:>8} {:>7} {:>5} {:>3} : tunables {:>3} {:>3} : cpu {:>5} {:>4} : slabdata {:>6} {:>6} : {:>2}.{}%{}",
+            "{:<20} {:>8} {:>8} {:>7} {:>5} {:>3} : tunables {:>3} {:>3} : cpu {:>5} {:>4} : slabdata {:>6} {:>6} : {:>2}.{}%",
             self.name,
             self.active_objs,
             self.num_objs,
@@ -602,7 +643,6 @@ impl fmt::Display for SlabInfo {
             self.num_slabs,
             self.waste_permille / 10,
             self.waste_permille % 10,
-            if self.off_slab { " off-slab" } else { "" }
         )
     }
 }

@@ -4,7 +4,6 @@
 use core::ptr::NonNull;
 
 use super::debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE};
-use super::header::BUFCTL_ACTIVE;
 use crate::gfp::Gfp;
 use crate::hosted::{HostArch, Region};
 use crate::kmalloc::{Kmem, Options};
@@ -156,9 +155,9 @@ fn double_free_while_in_a_per_cpu_array_and_in_a_slab() {
     h.still_works();
 }
 
-/// Tagged caches keep "in an array" in the object's first word: a double free is still
-/// caught when another CPU's array holds the object, and a user who stores the tag's
-/// exact value in a live object gets no false report.
+/// Tagged caches keep an object's state in its first word: a double free is still caught
+/// when another CPU's array holds the object, and a user who stores the exact value of
+/// the array word or of a chain link in a live object gets no false report.
 #[test]
 fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     let h = heap("");
@@ -180,6 +179,19 @@ fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     assert_eq!(h.kmem.ksize(q), Ok(64));
     h.kmem.kfree(q).unwrap();
     assert!(matches!(h.kmem.kfree(q), Err(SlabError::DoubleFree { .. })));
+    // One that holds a chain link of itself, as a free object on its slab's chain does:
+    // accepted too (the free walks the chain and does not find it there) ...
+    let r = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    let keep = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap();
+    let link = cache.key.link(r as usize, 3);
+    // SAFETY: r is a live 64-byte block.
+    unsafe { r.cast::<usize>().write(link) };
+    assert_eq!(h.kmem.ksize(r), Ok(64));
+    h.kmem.kfree(r).unwrap();
+    // ... and once it is back on the chain for real, a second free is refused.
+    h.kmem.shrink_all();
+    assert!(matches!(h.kmem.kfree(r), Err(SlabError::DoubleFree { .. })));
+    h.kmem.kfree(keep.as_ptr()).unwrap();
     h.still_works();
 }
 
@@ -228,19 +240,28 @@ fn corrupted_free_list_link_is_caught_and_quarantined() {
         .kmem
         .cache_create("chain", 40, 8, SlabFlags::NONE, None, None)
         .unwrap();
-    // Take one object so a slab exists, then corrupt the link of a free object in it.
-    let o = c.alloc(Gfp::KERNEL).unwrap();
-    let frame = h.kmem.pages().frame(o.as_ptr() as u64).unwrap();
-    let slab = frame.private() as *mut super::header::Slab;
-    // SAFETY (of the test): a live slab of this cache.
-    let s = unsafe { super::header::SlabPtr::from_raw(slab) };
-    let victim = (0..s.num())
-        .find(|&i| s.bufctl(i).load(core::sync::atomic::Ordering::Relaxed) < BUFCTL_ACTIVE - 1)
+    // Take one object so a slab exists, then corrupt the link of a free object in it:
+    // a neighbour in the same page whose state word (its first word: the cache is
+    // tagged) is a chain link.
+    let o = c.alloc(Gfp::KERNEL).unwrap().as_ptr() as usize;
+    let (stride, num) = (c.cache().stride(), c.cache().layout().num);
+    let page = o & !4095;
+    let victim = (0..num)
+        .flat_map(|k| [o + k * stride, o.wrapping_sub(k * stride)])
+        .filter(|&a| a >= page && a + stride <= page + 4096)
+        // SAFETY (of the test): an object start in the slab's page, 8-aligned.
+        .find(|&a| {
+            c.cache()
+                .key
+                .successor(a, unsafe { *(a as *const usize) })
+                .is_some()
+        })
         .expect("a free object on the chain");
-    s.bufctl(victim)
-        .store(0x7ABC, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY (of the test): as above; the object is free, its word the allocator's.
+    unsafe { *(victim as *mut usize) = 0x7ABC };
+    let o = NonNull::new(o as *mut u8).unwrap();
     // Allocate until the chain reaches the bad link.
-    let objs: Vec<_> = (0..2 * s.num())
+    let objs: Vec<_> = (0..2 * num)
         .map(|_| c.alloc(Gfp::KERNEL).unwrap())
         .collect();
     assert!(logged(&["BUG chain: Freelist link corrupted"]));
