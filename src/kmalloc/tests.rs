@@ -286,7 +286,7 @@ fn dma_flags_take_memory_from_their_zones() {
     let mut names = Vec::new();
     h.kmem.slabinfo(|i| names.push(i.name.as_str().to_string()));
     assert!(names.iter().any(|n| n == "dma-kmalloc-64"));
-    assert!(names.iter().any(|n| n == "dma32-kmalloc-1280"));
+    assert!(names.iter().any(|n| n == "dma32-kmalloc-1360"));
 }
 
 static CTORS: AtomicUsize = AtomicUsize::new(0);

@@ -8,8 +8,11 @@
 //! | colour | obj 0 | obj 1 | ... | obj num-1 | left over |
 //! ```
 //!
-//! The order is the smallest whose left-over space is at most 1/8 of the slab; the
-//! left-over space is then spent on colouring: successive slabs start their objects
+//! The order is the smallest whose left-over space is at most 1/8 of the slab (the SLAB
+//! rule), unless one of the next three orders fits within 1/64: then the first of those.
+//! An object that leaves, say, 11 % of a 32 KiB slab unused (kmalloc-29120, one per slab)
+//! then fills 256 KiB with nine; a tail is lost in every slab, a large slab's free part
+//! only in the last, partly used one. The left-over space is then spent on colouring: successive slabs start their objects
 //! `colour_off` bytes further in, so that equal offsets in different slabs land in
 //! different cache sets.
 
@@ -65,7 +68,17 @@ impl SlabLayout {
                 break;
             }
         }
-        let (order, num, left_over) = best?;
+        let (mut order, mut num, mut left_over) = best?;
+        let page = PAGE_SIZE as usize;
+        if left_over * 64 > page << order {
+            for o in order + 1..=(order + 3).min(MAX_ORDER) {
+                let n = ((page << o) / stride).min(MAX_OBJS);
+                if ((page << o) - n * stride) * 64 <= page << o {
+                    (order, num, left_over) = (o, n, (page << o) - n * stride);
+                    break;
+                }
+            }
+        }
         let colour_off = CACHE_LINE.max(align);
         // Room for the left red zone (at most a page) below MAX_OFFSET.
         let colours =
@@ -124,6 +137,18 @@ mod tests {
             big.colours * big.colour_off + (PAGE_SIZE as usize) < MAX_OFFSET,
             "{big:?}"
         );
+    }
+
+    #[test]
+    fn a_near_exact_fit_a_few_orders_up_wins() {
+        // 29 120 B: 11 % of a 32 KiB slab left over; nine fill 256 KiB.
+        let l = SlabLayout::new(29_120, 8).unwrap();
+        assert_eq!((l.order, l.num), (6, 9));
+        // 320 B: 6.25 % of a page; 51 fill four pages but 64 bytes.
+        let l = SlabLayout::new(320, 8).unwrap();
+        assert_eq!((l.order, l.num, l.left_over), (2, 51, 64));
+        // 1000 B: 2.3 % of a page, and no better fit up to eight pages: one page.
+        assert_eq!(SlabLayout::new(1000, 8).unwrap().order, 0);
     }
 
     #[test]
