@@ -14,14 +14,15 @@ pub struct MemInfo {
     pub pages: PageInfo,
     /// Pages in slabs of every cache.
     pub slab_pages: usize,
-    /// Pages holding caches' per-CPU and shared arrays.
+    /// Pages holding caches' per-CPU and shared arrays (for the kmalloc caches: with the
+    /// caches themselves).
     pub array_pages: usize,
 }
 
 impl<A: Arch> Kmem<A> {
     /// Current figures.
     pub fn meminfo(&self) -> MemInfo {
-        let (mut slab_pages, mut array_pages) = (0, 0);
+        let (mut slab_pages, mut array_pages) = (0, self.kmalloc_pages);
         self.for_each_cache(|c| {
             let (s, a) = c.pages_held();
             slab_pages += s;

@@ -41,6 +41,39 @@ const LARGE_OWNER: usize = 1;
 /// Name prefixes of the kmalloc caches, by zone.
 const ZONE_PREFIX: [&str; NR_ZONES] = ["dma-kmalloc-", "dma32-kmalloc-", "kmalloc-"];
 
+/// Page blocks cut into the kmalloc caches' array memory, one cache's arrays after the
+/// other (64-aligned, as their sizes are multiples of 64), so that the 78 classes' arrays
+/// take about half the pages whole blocks per cache would; never given back, as the
+/// caches live as long as the allocator.
+struct ArrayCarver {
+    at: usize,
+    end: usize,
+    /// Pages taken, with the blocks holding the caches themselves.
+    pages: usize,
+}
+
+impl ArrayCarver {
+    fn take<A: Arch>(
+        &mut self,
+        pages: &PageAllocator<A>,
+        bytes: usize,
+    ) -> Result<*mut u8, SlabError> {
+        if self.end - self.at < bytes {
+            let order = bytes
+                .div_ceil(PAGE_SIZE as usize)
+                .next_power_of_two()
+                .trailing_zeros();
+            let pa = pages.alloc_pages(order, Gfp::KERNEL)?;
+            self.at = A::phys_to_virt(pa);
+            self.end = self.at + ((PAGE_SIZE as usize) << order);
+            self.pages += 1 << order;
+        }
+        let p = self.at;
+        self.at += bytes;
+        Ok(p as *mut u8)
+    }
+}
+
 /// One zone's kmalloc caches, one per class.
 type KmallocCaches<A> = [SlabCache<A>; NR_CLASSES];
 
@@ -54,6 +87,8 @@ pub struct Kmem<A: Arch> {
     serving: [Option<ZoneKind>; NR_ZONES],
     /// Head of the list of user-created caches, linked through `SlabCache::next`.
     registry: IrqMutex<A, *mut SlabCache<A>>,
+    /// Pages holding the kmalloc caches and their arrays, all zones.
+    kmalloc_pages: usize,
     options: Options,
     /// Fault injection: every `fail_every`-th allocation (of `fail_cache`) fails.
     fail_every: AtomicU32,
@@ -78,8 +113,13 @@ impl<A: Arch> Kmem<A> {
         let info = pages.info();
         let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
         let mut kmalloc = [core::ptr::null(); NR_ZONES];
+        let mut carver = ArrayCarver {
+            at: 0,
+            end: 0,
+            pages: 0,
+        };
         for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
-            kmalloc[z.index()] = Self::zone_caches(&pages, z, &options)?;
+            kmalloc[z.index()] = Self::zone_caches(&pages, z, &options, &mut carver)?;
         }
         let serving =
             core::array::from_fn(|z| ZoneKind::from_index(z).fallbacks().find(|&z| present(z)));
@@ -88,6 +128,7 @@ impl<A: Arch> Kmem<A> {
             kmalloc,
             serving,
             registry: IrqMutex::new(core::ptr::null_mut()),
+            kmalloc_pages: carver.pages,
             fail_every: AtomicU32::new(options.failslab_every),
             fail_count: AtomicU32::new(0),
             fail_cache: IrqMutex::new(options.failslab_cache),
@@ -173,11 +214,14 @@ impl<A: Arch> Kmem<A> {
         seen.then_some((changed, left))
     }
 
-    /// Creates zone `z`'s kmalloc caches in a page block of their own.
+    /// Creates zone `z`'s kmalloc caches in a page block of their own, their arrays
+    /// packed into pages from `carver`. On an error the partly built caches and their
+    /// pages are not given back: the caller drops the whole page allocator.
     fn zone_caches(
         pages: &PageAllocator<A>,
         z: ZoneKind,
         options: &Options,
+        carver: &mut ArrayCarver,
     ) -> Result<*const KmallocCaches<A>, SlabError> {
         let bytes = size_of::<KmallocCaches<A>>();
         let order = bytes
@@ -185,6 +229,7 @@ impl<A: Arch> Kmem<A> {
             .next_power_of_two()
             .trailing_zeros();
         let pa = pages.alloc_pages(order, Gfp::KERNEL)?;
+        carver.pages += 1 << order;
         let caches = A::phys_to_virt(pa) as *mut SlabCache<A>;
         for (c, &size) in CLASS_SIZES.iter().enumerate() {
             let spec = CacheSpec {
@@ -195,18 +240,16 @@ impl<A: Arch> Kmem<A> {
                 ctor: None,
                 dtor: None,
             };
-            match SlabCache::new(pages, &spec, &hardening(options, &spec.name)) {
-                // SAFETY: the block holds NR_CLASSES caches, is page-aligned and ours.
-                Ok(cache) => unsafe { caches.add(c).write(cache) },
-                Err(e) => {
-                    for done in 0..c {
-                        // SAFETY: caches below c were written above and never used.
-                        unsafe { (*caches.add(done)).release_arrays_to(pages) };
-                    }
-                    pages.free_pages(pa, order).expect("the block is live");
-                    return Err(e);
-                }
-            }
+            let hard = hardening(options, &spec.name);
+            let mem = carver.take(
+                pages,
+                SlabCache::<A>::array_bytes(&spec, &hard, pages.nr_cpus())?,
+            )?;
+            // SAFETY: `mem` is fresh carved memory of array_bytes bytes, 64-aligned, that
+            // lives as long as the allocator, as the cache does.
+            let cache = unsafe { SlabCache::new(pages, &spec, &hard, Some(mem))? };
+            // SAFETY: the block holds NR_CLASSES caches, is page-aligned and ours.
+            unsafe { caches.add(c).write(cache) };
         }
         Ok(caches.cast_const().cast())
     }
@@ -551,7 +594,9 @@ impl<A: Arch> Kmem<A> {
         if self.find_cache(&head, name).is_some() {
             return Err(SlabError::NameTaken { name: spec.name });
         }
-        let cache = SlabCache::new(&self.pages, &spec, &self.hardening(&spec.name))?;
+        // SAFETY: no memory given: the cache takes a block of its own for its arrays.
+        let cache =
+            unsafe { SlabCache::new(&self.pages, &spec, &self.hardening(&spec.name), None)? };
         let mem = match self.kmalloc_aligned(
             size_of::<SlabCache<A>>(),
             align_of::<SlabCache<A>>(),

@@ -4,30 +4,51 @@
 //! interrupts off and no lock that another CPU normally takes. The most recently freed
 //! object is reused first (it is still in this CPU's cache); when the array is full the
 //! oldest `batchcount` objects move on, so the array keeps the hot end.
+//!
+//! An array's entries live in memory its cache carves beside the per-CPU slots, `limit`
+//! words each (the kmalloc caches of a zone share pages: `kmalloc::zone_caches`), so a
+//! cache of 30 KiB objects, whose arrays hold four, does not pay for 120.
 
 /// Most entries a per-CPU array holds (Linux's limit for small objects).
 pub const AC_MAX: usize = 120;
 
-/// One CPU's array of free objects for one cache.
+/// One CPU's array of free objects for one cache. A cache line of its own, so that CPUs
+/// entering their slots of one cache do not share a line.
+#[repr(C, align(64))]
 pub struct ArrayCache {
     avail: u32,
     limit: u32,
     batchcount: u32,
     /// Set by allocation; cleared by a reap pass, which drains arrays it finds clear.
     touched: bool,
-    entries: [usize; AC_MAX],
+    /// `limit` words.
+    entries: *mut usize,
 }
 
+// SAFETY: `entries` points into memory the owning cache holds for its whole life; the
+// array is only used through its CPU slot (`PerCpu`).
+unsafe impl Send for ArrayCache {}
+
 impl ArrayCache {
-    pub const fn new(limit: usize, batchcount: usize) -> ArrayCache {
+    /// An empty array of up to `limit` objects.
+    ///
+    /// # Safety
+    /// `entries` must be writable for `limit` words, 8-aligned, for the array's life, and
+    /// used by nothing else.
+    pub const unsafe fn new(limit: usize, batchcount: usize, entries: *mut usize) -> ArrayCache {
         assert!(limit <= AC_MAX, "an array holds at most AC_MAX entries");
         ArrayCache {
             avail: 0,
             limit: limit as u32,
             batchcount: batchcount as u32,
             touched: false,
-            entries: [0; AC_MAX],
+            entries,
         }
+    }
+
+    /// Bytes for the entries of an array of `limit` objects, rounded to a cache line.
+    pub const fn entry_bytes(limit: usize) -> usize {
+        (limit * size_of::<usize>()).next_multiple_of(64)
     }
 
     #[inline]
@@ -56,16 +77,17 @@ impl ArrayCache {
     pub fn pop(&mut self) -> Option<usize> {
         self.avail = self.avail.checked_sub(1)?;
         self.touched = true;
-        debug_assert!((self.avail as usize) < AC_MAX);
-        // SAFETY: avail never exceeds limit ≤ AC_MAX (push checks), so the decremented
-        // avail indexes an entry.
-        Some(unsafe { *self.entries.get_unchecked(self.avail as usize) })
+        // SAFETY: avail never exceeds limit (the pushes check), so the decremented avail
+        // indexes one of the `limit` entries, written by the push that counted it.
+        Some(unsafe { self.entries.add(self.avail as usize).read() })
     }
 
     /// Pushes an object; the caller makes room first when the array is full.
     #[inline]
     pub fn push(&mut self, obj: usize) {
-        self.entries[self.avail as usize] = obj;
+        assert!(self.avail < self.limit, "push onto a full array");
+        // SAFETY: avail < limit, within the entries `new` was given.
+        unsafe { self.entries.add(self.avail as usize).write(obj) };
         self.avail += 1;
     }
 
@@ -75,23 +97,28 @@ impl ArrayCache {
         if self.avail >= self.limit {
             return false;
         }
-        debug_assert!((self.avail as usize) < AC_MAX);
-        // SAFETY: avail < limit ≤ AC_MAX (`new` is only given limits up to AC_MAX).
-        unsafe { *self.entries.get_unchecked_mut(self.avail as usize) = obj };
+        // SAFETY: avail < limit, within the entries `new` was given.
+        unsafe { self.entries.add(self.avail as usize).write(obj) };
         self.avail += 1;
         true
     }
 
     /// The oldest `n` entries (at most `avail`).
     pub fn oldest(&self, n: usize) -> &[usize] {
-        &self.entries[..n.min(self.avail())]
+        let n = n.min(self.avail());
+        if n == 0 {
+            return &[];
+        }
+        // SAFETY: the first avail entries are initialised (written by pushes).
+        unsafe { core::slice::from_raw_parts(self.entries, n) }
     }
 
     /// Drops the oldest `n` entries (the caller has moved them elsewhere).
     pub fn remove_oldest(&mut self, n: usize) {
         let n = n.min(self.avail());
         let avail = self.avail();
-        self.entries.copy_within(n..avail, 0);
+        // SAFETY: both ranges lie within the first avail entries; `copy` allows overlap.
+        unsafe { core::ptr::copy(self.entries.add(n), self.entries, avail - n) };
         self.avail -= n as u32;
     }
 }
@@ -161,7 +188,9 @@ mod tests {
 
     #[test]
     fn array_keeps_the_hot_end() {
-        let mut a = ArrayCache::new(4, 2);
+        let mut mem = [0usize; 4];
+        // SAFETY: mem outlives the array and nothing else uses it.
+        let mut a = unsafe { ArrayCache::new(4, 2, mem.as_mut_ptr()) };
         for o in 1..=4 {
             a.push(o);
         }

@@ -737,21 +737,22 @@ impl<A: Arch> SlabCache<A> {
         slab.word(i).load(Relaxed) == self.active_word(slab.object(i))
     }
 
-    /// Pages held by this cache: its slabs, plus the block holding its arrays.
+    /// Pages held by this cache: its slabs, plus the block holding its arrays if it has
+    /// one of its own.
     pub(crate) fn pages_held(&self) -> (usize, usize) {
         let node = self.node.lock();
         let slabs = node.full.len() + node.partial.len() + node.free.len();
-        (slabs << self.geo().layout.order, 1 << self.arrays.1)
+        let arrays = self.arrays.map_or(0, |(_, order)| 1 << order);
+        (slabs << self.geo().layout.order, arrays)
     }
 
-    /// Gives the array block back; the cache must be empty and never used again.
+    /// Gives the array block back, if the cache has one of its own; the cache must be
+    /// empty and never used again.
     pub(crate) fn release_arrays(&self, k: &Kmem<A>) {
-        self.release_arrays_to(k.pages())
-    }
-
-    pub(crate) fn release_arrays_to(&self, pages: &crate::mm::PageAllocator<A>) {
-        pages
-            .free_pages(self.arrays.0, self.arrays.1)
-            .expect("the array block is live");
+        if let Some((pa, order)) = self.arrays {
+            k.pages()
+                .free_pages(pa, order)
+                .expect("the array block is live");
+        }
     }
 }

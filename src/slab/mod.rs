@@ -305,8 +305,9 @@ pub struct SlabCache<A: Arch> {
     dtor: Option<ObjectFn>,
     cpu: PerCpu<A, ArrayCache>,
     node: IrqMutex<A, Node>,
-    /// The page block holding the per-CPU arrays and the shared array.
-    arrays: (PhysAddr, u32),
+    /// The page block holding the per-CPU arrays and the shared array, when the cache
+    /// has one of its own (else they are in memory its creator holds).
+    arrays: Option<(PhysAddr, u32)>,
     key: ChainKey,
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
     /// paths. An atomic (relaxed: a plain load) because the fast paths read it before any
@@ -349,6 +350,35 @@ fn array_limits(size: usize) -> (usize, usize) {
         _ => AC_MAX,
     };
     (limit, limit.div_ceil(2))
+}
+
+/// A cache's arrays: per-CPU limit and batch, shared entries, and the bytes of all of
+/// them with the per-CPU slots.
+struct ArrayPlan {
+    limit: usize,
+    batch: usize,
+    shared: usize,
+    bytes: usize,
+}
+
+impl ArrayPlan {
+    fn new<A: Arch>(stride: usize, nr_cpus: usize) -> ArrayPlan {
+        let (limit, batch) = array_limits(stride);
+        let shared = if nr_cpus > 1 && stride <= PAGE_SIZE as usize {
+            8 * batch
+        } else {
+            0
+        };
+        let bytes = PerCpu::<A, ArrayCache>::bytes_needed(nr_cpus)
+            + nr_cpus * ArrayCache::entry_bytes(limit)
+            + ArrayCache::entry_bytes(shared);
+        ArrayPlan {
+            limit,
+            batch,
+            shared,
+            bytes,
+        }
+    }
 }
 
 /// What a cache's debug flags decide: where objects sit in a slab and which checks run.
@@ -418,12 +448,8 @@ impl Geometry {
 }
 
 impl<A: Arch> SlabCache<A> {
-    /// A cache as `spec` describes, with arrays for `pages.nr_cpus()` CPUs.
-    pub(crate) fn new(
-        pages: &PageAllocator<A>,
-        spec: &CacheSpec,
-        hard: &Hardening,
-    ) -> Result<Self, SlabError> {
+    /// The geometry and alignment of a cache as `spec` describes.
+    fn geometry(spec: &CacheSpec, hard: &Hardening) -> Result<(Geometry, usize), SlabError> {
         let mut align = spec.align.max(1);
         if !align.is_power_of_two() || align > PAGE_SIZE as usize {
             return Err(SlabError::BadAlign { align });
@@ -435,6 +461,34 @@ impl<A: Arch> SlabCache<A> {
         let ctor = spec.ctor.is_some() || spec.dtor.is_some();
         let geo = Geometry::new(spec.size, align, flags, hard, ctor)
             .ok_or(SlabError::TooLarge { size: spec.size })?;
+        Ok((geo, align))
+    }
+
+    /// Bytes of array memory (per-CPU slots, their entries, the shared array) a cache as
+    /// `spec` describes needs on `nr_cpus` CPUs: what [`SlabCache::new`] carves from the
+    /// memory it is given. A multiple of 64.
+    pub(crate) fn array_bytes(
+        spec: &CacheSpec,
+        hard: &Hardening,
+        nr_cpus: usize,
+    ) -> Result<usize, SlabError> {
+        let (geo, _) = Self::geometry(spec, hard)?;
+        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus).bytes)
+    }
+
+    /// A cache as `spec` describes, with arrays for `pages.nr_cpus()` CPUs in `arrays`
+    /// ([`SlabCache::array_bytes`] bytes), or, when `None`, in a page block of its own.
+    ///
+    /// # Safety
+    /// `arrays`, when given, must be 64-aligned, writable for `array_bytes` bytes, used by
+    /// nothing else, and outlive the cache.
+    pub(crate) unsafe fn new(
+        pages: &PageAllocator<A>,
+        spec: &CacheSpec,
+        hard: &Hardening,
+        arrays: Option<*mut u8>,
+    ) -> Result<Self, SlabError> {
+        let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
         let gfp = if spec.flags.contains(SlabFlags::DMA) {
             Gfp::DMA
@@ -444,34 +498,40 @@ impl<A: Arch> SlabCache<A> {
             Gfp::KERNEL
         };
         let nr_cpus = pages.nr_cpus();
-        let (limit, batch) = array_limits(layout.stride);
-        let shared_cap = if nr_cpus > 1 && layout.stride <= PAGE_SIZE as usize {
-            8 * batch
-        } else {
-            0
+        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus);
+        let (mem, own) = match arrays {
+            Some(mem) => (mem, None),
+            None => {
+                let order = plan
+                    .bytes
+                    .div_ceil(PAGE_SIZE as usize)
+                    .next_power_of_two()
+                    .trailing_zeros();
+                let pa = pages
+                    .alloc_pages(order, Gfp::KERNEL)
+                    .map_err(|_| SlabError::OutOfMemory { cache: spec.name })?;
+                (A::phys_to_virt(pa) as *mut u8, Some((pa, order)))
+            }
         };
         let cpu_bytes = PerCpu::<A, ArrayCache>::bytes_needed(nr_cpus);
-        let bytes = cpu_bytes + shared_cap * size_of::<usize>();
-        let order = bytes
-            .div_ceil(PAGE_SIZE as usize)
-            .next_power_of_two()
-            .trailing_zeros();
-        let pa = pages
-            .alloc_pages(order, Gfp::KERNEL)
-            .map_err(|_| SlabError::OutOfMemory { cache: spec.name })?;
-        let mem = A::phys_to_virt(pa) as *mut u8;
-        // SAFETY: the block is fresh, page-aligned (≥ the slot alignment) and large
-        // enough for the per-CPU slots followed by the shared entries.
+        let entries = ArrayCache::entry_bytes(plan.limit);
+        // SAFETY: `mem` is 64-aligned (≥ the slot alignment) and holds plan.bytes: the
+        // per-CPU slots, then each CPU's entries, then the shared entries, used by this
+        // cache alone (the caller's promise, or a fresh block).
         let (cpu, shared) = unsafe {
+            let at = |i: usize| mem.add(cpu_bytes + i * entries).cast::<usize>();
             (
-                PerCpu::init_at(mem, nr_cpus, |_| ArrayCache::new(limit, batch)),
-                SharedArray::new(mem.add(cpu_bytes).cast(), shared_cap),
+                PerCpu::init_at(mem, nr_cpus, |i| {
+                    ArrayCache::new(plan.limit, plan.batch, at(i))
+                }),
+                SharedArray::new(at(nr_cpus), plan.shared),
             )
         };
+        let seed = hard.seed ^ mem as u64;
         // The top bit keeps the array word of any object unequal to 0 (what allocation
         // leaves in a tagged object's word) and to any user-space or low kernel address;
         // the low bits tell it from chain links and ACTIVE words (`cache`).
-        let tag_secret = ((hard.seed ^ pa).rotate_left(17) as usize | 1 << (usize::BITS - 1)) & !7;
+        let tag_secret = (seed.rotate_left(17) as usize | 1 << (usize::BITS - 1)) & !7;
         let cache = SlabCache {
             name: spec.name,
             object_size: spec.size,
@@ -486,12 +546,12 @@ impl<A: Arch> SlabCache<A> {
                 partial: SlabList::new(),
                 free: SlabList::new(),
                 free_objects: 0,
-                free_limit: (1 + nr_cpus) * batch + layout.num,
+                free_limit: (1 + nr_cpus) * plan.batch + layout.num,
                 colour_next: 0,
                 shared,
             }),
-            arrays: (pa, order),
-            key: ChainKey::new(hard.seed ^ pa, hard.random_freelist),
+            arrays: own,
+            key: ChainKey::new(seed, hard.random_freelist),
             slow: AtomicBool::new(geo.slow()),
             tag: AtomicUsize::new(if geo.fp == 0 { tag_secret } else { 0 }),
             tag_secret,
