@@ -76,14 +76,20 @@ fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
 }
 
 impl<A: Arch> SlabCache<A> {
-    /// The slab holding `obj`, whose page descriptor `frame` names this cache.
-    fn slab_of<'k>(&self, k: &'k Kmem<A>, frame: &'k PageFrame, obj: usize) -> Slab<'k> {
-        let t = k.pages().table();
+    /// The slab holding `obj`, whose page descriptor `frame` (index `index`) names this
+    /// cache.
+    #[inline(always)]
+    fn slab_of<'k>(
+        &self,
+        t: &'k FrameTable,
+        index: u32,
+        frame: &'k PageFrame,
+        obj: usize,
+    ) -> Slab<'k> {
         let (head, index, base) = if frame.state() == FrameState::Tail {
             (t.frame(frame.next()), frame.next(), frame.private())
         } else {
-            let page = obj & !(PAGE_SIZE as usize - 1);
-            (frame, t.index_of_frame(frame), page)
+            (frame, index, obj & !(PAGE_SIZE as usize - 1))
         };
         // SAFETY: the descriptor's owner is this cache, so it is a frame of one of its
         // live slabs, whose tails name the head and the base (set by grow).
@@ -106,7 +112,8 @@ impl<A: Arch> SlabCache<A> {
         frame: &'k PageFrame,
         obj: usize,
     ) -> Result<(Slab<'k>, usize), SlabError> {
-        let slab = self.slab_of(k, frame, obj);
+        let t = k.pages().table();
+        let slab = self.slab_of(t, t.index_of_frame(frame), frame, obj);
         let not_object = SlabError::NotAnObject {
             addr: obj,
             cache: self.name,
@@ -136,14 +143,18 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// The slab and index of an object known to be one of this cache's object starts (it
-    /// came from an array).
+    /// came from an array): no checks, as the arrays only ever hold object starts.
+    #[inline(always)]
     fn locate_array_object<'k>(&self, k: &'k Kmem<A>, obj: usize) -> (Slab<'k>, usize) {
-        let frame = k
-            .pages()
-            .frame(A::virt_to_phys(obj))
+        let t = k.pages().table();
+        let (index, frame) = t
+            .frame_of(A::virt_to_phys(obj))
             .expect("an object in a cache array lies in a slab");
-        self.locate(k, frame, obj)
-            .expect("an object in a cache array is an object start")
+        let slab = self.slab_of(t, index, frame, obj);
+        // The reciprocal is exact at object starts.
+        let i = (((obj - slab.s_mem) as u64 * self.geo().recip) >> 32) as usize;
+        debug_assert_eq!(self.locate(k, frame, obj).ok(), Some((slab, i)));
+        (slab, i)
     }
 
     /// The word of a free object in an array.
