@@ -1027,7 +1027,7 @@ fn metadata_fraction(arena: usize) -> f64 {
         let _ = h.kmem.kfree(p.as_ptr());
     }
     println!(
-        "metadata after 200-B fill: descriptors and page lists {:.3} %, cache arrays {:.3} % of {:.0} MiB managed",
+        "metadata after 200-B fill: descriptors and page lists {:.3} %, caches and their arrays {:.3} % of {:.0} MiB managed",
         desc / managed * 100.0,
         arrays / managed * 100.0,
         managed / (1 << 20) as f64

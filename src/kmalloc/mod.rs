@@ -19,7 +19,7 @@ use core::ptr::NonNull;
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
-use crate::mm::buddy::MAX_ORDER;
+use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
 use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
@@ -59,10 +59,7 @@ impl ArrayCarver {
         bytes: usize,
     ) -> Result<*mut u8, SlabError> {
         if self.end - self.at < bytes {
-            let order = bytes
-                .div_ceil(PAGE_SIZE as usize)
-                .next_power_of_two()
-                .trailing_zeros();
+            let order = order_for_bytes(bytes);
             let pa = pages.alloc_pages(order, Gfp::KERNEL)?;
             self.at = A::phys_to_virt(pa);
             self.end = self.at + ((PAGE_SIZE as usize) << order);
@@ -214,8 +211,7 @@ impl<A: Arch> Kmem<A> {
         seen.then_some((changed, left))
     }
 
-    /// Creates zone `z`'s kmalloc caches in a page block of their own, their arrays
-    /// packed into pages from `carver`. On an error the partly built caches and their
+    /// Creates zone `z`'s kmalloc caches and their arrays in memory from `carver`. On an error the partly built caches and their
     /// pages are not given back: the caller drops the whole page allocator.
     fn zone_caches(
         pages: &PageAllocator<A>,
@@ -223,14 +219,10 @@ impl<A: Arch> Kmem<A> {
         options: &Options,
         carver: &mut ArrayCarver,
     ) -> Result<*const KmallocCaches<A>, SlabError> {
-        let bytes = size_of::<KmallocCaches<A>>();
-        let order = bytes
-            .div_ceil(PAGE_SIZE as usize)
-            .next_power_of_two()
-            .trailing_zeros();
-        let pa = pages.alloc_pages(order, Gfp::KERNEL)?;
-        carver.pages += 1 << order;
-        let caches = A::phys_to_virt(pa) as *mut SlabCache<A>;
+        const { assert!(align_of::<SlabCache<A>>() <= 64) };
+        let caches = carver
+            .take(pages, size_of::<KmallocCaches<A>>().next_multiple_of(64))?
+            .cast::<SlabCache<A>>();
         for (c, &size) in CLASS_SIZES.iter().enumerate() {
             let spec = CacheSpec {
                 name: CacheName::numbered(ZONE_PREFIX[z.index()], size as usize),
@@ -248,7 +240,7 @@ impl<A: Arch> Kmem<A> {
             // SAFETY: `mem` is fresh carved memory of array_bytes bytes, 64-aligned, that
             // lives as long as the allocator, as the cache does.
             let cache = unsafe { SlabCache::new(pages, &spec, &hard, Some(mem))? };
-            // SAFETY: the block holds NR_CLASSES caches, is page-aligned and ours.
+            // SAFETY: the carved memory holds NR_CLASSES caches, is 64-aligned and ours.
             unsafe { caches.add(c).write(cache) };
         }
         Ok(caches.cast_const().cast())

@@ -10,10 +10,19 @@
 //! All functions here run under the zone's lock; the lock is the caller's.
 
 use super::frame::{FrameState, FrameTable, NIL};
+use super::memmap::PAGE_SIZE;
 
 /// Largest block order: 2^10 frames = 4 MiB. Order 9 is the 2 MiB block the x86 backend
 /// maps.
 pub const MAX_ORDER: u32 = 10;
+
+/// The smallest order whose blocks hold `bytes` (at least one page).
+pub const fn order_for_bytes(bytes: usize) -> u32 {
+    bytes
+        .div_ceil(PAGE_SIZE as usize)
+        .next_power_of_two()
+        .trailing_zeros()
+}
 
 /// Number of free lists.
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;

@@ -502,11 +502,7 @@ impl<A: Arch> SlabCache<A> {
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
-                let order = plan
-                    .bytes
-                    .div_ceil(PAGE_SIZE as usize)
-                    .next_power_of_two()
-                    .trailing_zeros();
+                let order = crate::mm::buddy::order_for_bytes(plan.bytes);
                 let pa = pages
                     .alloc_pages(order, Gfp::KERNEL)
                     .map_err(|_| SlabError::OutOfMemory { cache: spec.name })?;
