@@ -79,9 +79,9 @@ pub struct Kmem<A: Arch> {
     pages: PageAllocator<A>,
     /// Each non-empty zone's caches, in a page block of their own (null: empty zone).
     kmalloc: [*const KmallocCaches<A>; NR_ZONES],
-    /// For each zone a request may name, the zone whose caches serve it: the highest
-    /// non-empty zone at or below it (`None`: no memory that low).
-    serving: [Option<ZoneKind>; NR_ZONES],
+    /// For each zone a request may name, the caches that serve it: the highest non-empty
+    /// zone's at or below it (null: no memory that low). One load on the fast paths.
+    serving: [*const KmallocCaches<A>; NR_ZONES],
     /// Head of the list of user-created caches, linked through `SlabCache::next`.
     registry: IrqMutex<A, *mut SlabCache<A>>,
     /// Pages holding the kmalloc caches and their arrays, all zones.
@@ -118,8 +118,12 @@ impl<A: Arch> Kmem<A> {
         for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
             kmalloc[z.index()] = Self::zone_caches(&pages, z, &options, &mut carver)?;
         }
-        let serving =
-            core::array::from_fn(|z| ZoneKind::from_index(z).fallbacks().find(|&z| present(z)));
+        let serving = core::array::from_fn(|z| {
+            ZoneKind::from_index(z)
+                .fallbacks()
+                .find(|&z| present(z))
+                .map_or(core::ptr::null(), |z| kmalloc[z.index()])
+        });
         Ok(Kmem {
             pages,
             kmalloc,
@@ -248,9 +252,15 @@ impl<A: Arch> Kmem<A> {
 
     /// Zone `z`'s kmalloc caches, if the zone has memory.
     fn zone(&self, z: ZoneKind) -> Option<&KmallocCaches<A>> {
-        // SAFETY: non-null entries point at caches written in `zone_caches`, which live
-        // as long as `self` (they are never freed).
-        unsafe { self.kmalloc[z.index()].as_ref() }
+        self.caches_at(self.kmalloc[z.index()])
+    }
+
+    /// The caches an entry of `kmalloc` or `serving` points at.
+    #[inline(always)]
+    fn caches_at(&self, p: *const KmallocCaches<A>) -> Option<&KmallocCaches<A>> {
+        // SAFETY: both arrays hold null or caches written in `zone_caches`, which live as
+        // long as `self` (they are never freed).
+        unsafe { p.as_ref() }
     }
 
     /// The page allocator underneath.
@@ -260,7 +270,13 @@ impl<A: Arch> Kmem<A> {
 
     #[inline]
     fn kmalloc_cache(&self, gfp: Gfp, class: usize) -> Option<&SlabCache<A>> {
-        self.zone(self.serving[gfp.zone().index()]?)?.get(class)
+        let caches = self.caches_at(self.serving[gfp.zone().index()]);
+        if class < NR_CLASSES
+            && let Some(caches) = caches
+        {
+            return Some(&caches[class]);
+        }
+        None
     }
 
     /// The kmalloc cache serving `size` bytes at `align` with `gfp`, if a slab serves it.
@@ -423,6 +439,19 @@ impl<A: Arch> Kmem<A> {
     /// a return or a tail call.
     #[inline(always)]
     pub(crate) fn kfree_logged(&self, ptr: *mut u8) {
+        // With several banks the descriptor lookup is a call; on its own path, this one
+        // (one bank: inline arithmetic) needs no stack frame.
+        if !self.pages.table().one_bank() {
+            return self.kfree_logged_banked(ptr);
+        }
+        if !self.free_fast(ptr as usize) {
+            self.kfree_logged_slow(ptr);
+        }
+    }
+
+    /// [`Kmem::kfree_logged`] over a table of several banks.
+    #[inline(never)]
+    fn kfree_logged_banked(&self, ptr: *mut u8) {
         if !self.free_fast(ptr as usize) {
             self.kfree_logged_slow(ptr);
         }

@@ -293,6 +293,13 @@ impl FrameTable {
         self.len == 0
     }
 
+    /// Whether the table has a single bank, where [`FrameTable::frame_of`] is inline
+    /// arithmetic with no call.
+    #[inline(always)]
+    pub fn one_bank(&self) -> bool {
+        self.nbanks == 1
+    }
+
     #[inline]
     fn banks(&self) -> &[Bank] {
         &self.banks[..self.nbanks]
