@@ -22,7 +22,7 @@ fn or_null(r: Result<NonNull<u8>, SlabError>) -> *mut u8 {
 // handed out twice; failure is null.
 unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        self.kmalloc_or_null(l.size(), l.align(), Gfp::KERNEL)
+        self.kmalloc_or_null(l, Gfp::KERNEL)
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {

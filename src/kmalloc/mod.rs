@@ -15,6 +15,7 @@ mod global;
 mod info;
 pub mod options;
 
+use core::alloc::Layout;
 use core::ptr::NonNull;
 
 use crate::arch::Arch;
@@ -325,10 +326,12 @@ impl<A: Arch> Kmem<A> {
 
     /// [`Kmem::kmalloc_aligned`] for `GlobalAlloc`: null on failure. Its slow path
     /// returns a pointer too, so the fast path needs no stack frame and no result in
-    /// memory: it ends in a return or a tail call.
+    /// memory: it ends in a return or a tail call. A `Layout`'s alignment is a power of
+    /// two, which spares the fast path that check.
     #[inline(always)]
-    pub(crate) fn kmalloc_or_null(&self, size: usize, align: usize, gfp: Gfp) -> *mut u8 {
-        if let Some(cache) = self.fast_cache(size, align, gfp)
+    pub(crate) fn kmalloc_or_null(&self, l: Layout, gfp: Gfp) -> *mut u8 {
+        let (size, align) = (l.size(), l.align());
+        if let Some(cache) = self.fast_cache_pow2(size, align, gfp)
             && let Some(obj) = cache.alloc_fast(self, gfp)
         {
             return obj.as_ptr();
@@ -339,10 +342,16 @@ impl<A: Arch> Kmem<A> {
     /// The cache of the allocation fast paths: 1 byte to 1 MiB at alignment 1, 2, 4 or 8.
     #[inline(always)]
     fn fast_cache(&self, size: usize, align: usize, gfp: Gfp) -> Option<&SlabCache<A>> {
-        if size.wrapping_sub(1) < KMALLOC_MAX
-            && align.wrapping_sub(1) < 8
-            && align & (align - 1) == 0
-        {
+        if align.is_power_of_two() {
+            return self.fast_cache_pow2(size, align, gfp);
+        }
+        None
+    }
+
+    /// [`Kmem::fast_cache`] for an alignment known to be a power of two.
+    #[inline(always)]
+    fn fast_cache_pow2(&self, size: usize, align: usize, gfp: Gfp) -> Option<&SlabCache<A>> {
+        if size.wrapping_sub(1) < KMALLOC_MAX && align <= 8 {
             return self.kmalloc_cache(gfp, class_of(size));
         }
         None
