@@ -71,10 +71,19 @@ pub const fn class_align(c: usize) -> usize {
     if a > 4096 { 4096 } else { a }
 }
 
-/// Requests up to this size are resolved by one table load.
-const SMALL_MAX: usize = 1024;
+/// Requests up to this size are resolved by one table load. Every class up to 4 KiB is a
+/// multiple of 8, so an 8-byte step resolves them all; 4 KiB keeps page-sized requests —
+/// common in kernels — on the one-load path for 513 bytes of table (callgrind, hot pair
+/// at 3000 B: 156 → 143 instructions).
+const SMALL_MAX: usize = 4096;
 
-/// `SMALL_TABLE[(n + 7) / 8]` is the class of a request of n ≤ 1024 bytes.
+/// Log2 of [`SMALL_MAX`]: [`LARGE_TABLE`] starts at the power of two above it.
+const SMALL_LOG: usize = SMALL_MAX.trailing_zeros() as usize;
+
+/// Sixteenths of the powers of two from [`SMALL_MAX`] to [`KMALLOC_MAX`].
+const LARGE_LEN: usize = 16 * (KMALLOC_MAX.trailing_zeros() as usize - SMALL_LOG);
+
+/// `SMALL_TABLE[(n + 7) / 8]` is the class of a request of n ≤ [`SMALL_MAX`] bytes.
 static SMALL_TABLE: [u8; SMALL_MAX / 8 + 1] = small_table();
 
 const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
@@ -92,18 +101,18 @@ const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
     t
 }
 
-/// Sixteenths of the powers of two above [`SMALL_MAX`]: `LARGE_TABLE[16 (k − 10) + j]` is
+/// Sixteenths of the powers of two above [`SMALL_MAX`]: `LARGE_TABLE[16 (k − 12) + j]` is
 /// the class of the smallest request in the j-th sixteenth of (2^k, 2^(k+1)]. Classes
 /// there are more than a sixteenth of 2^k apart, so a sixteenth holds at most one class
 /// boundary: the class of any request in it is the entry or the next class.
-static LARGE_TABLE: [u8; 16 * 10] = large_table();
+static LARGE_TABLE: [u8; LARGE_LEN] = large_table();
 
-const fn large_table() -> [u8; 16 * 10] {
-    let mut t = [0u8; 16 * 10];
+const fn large_table() -> [u8; LARGE_LEN] {
+    let mut t = [0u8; LARGE_LEN];
     let mut i = 0;
     let mut c = 0;
     while i < t.len() {
-        let k = 10 + i / 16;
+        let k = SMALL_LOG + i / 16;
         let n = (1 << k) + (i % 16) * (1 << (k - 4)) + 1;
         while (CLASS_SIZES[c] as usize) < n {
             c += 1;
@@ -125,7 +134,7 @@ pub(crate) fn class_of(size: usize) -> usize {
     } else {
         let k = usize::BITS - 1 - (size - 1).leading_zeros(); // 2^k < size ≤ 2^(k+1)
         let sixteenth = ((size - 1) >> (k - 4)) & 15;
-        let c = LARGE_TABLE[16 * (k as usize - 10) + sixteenth] as usize;
+        let c = LARGE_TABLE[16 * (k as usize - SMALL_LOG) + sixteenth] as usize;
         c + usize::from((CLASS_SIZES[c] as usize) < size)
     }
 }
