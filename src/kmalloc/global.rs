@@ -36,7 +36,7 @@ unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
 
     unsafe fn realloc(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         // Only the old layout's bytes are the caller's: copy those, not the whole class.
-        or_null(self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size()))
+        self.krealloc_or_null(ptr, l, new_size)
     }
 }
 
@@ -89,6 +89,44 @@ mod tests {
             k.ksize(v.as_ptr() as *mut u8).is_ok(),
             "the buffer is a kmem block"
         );
+    }
+
+    /// `realloc` to a size the layout's class holds keeps the block; past it, a block
+    /// shrunk in place earlier still grows in place up to its real class, and beyond that
+    /// it moves and the old block is freed.
+    #[test]
+    fn global_realloc_stays_in_the_blocks_class() {
+        use core::alloc::{GlobalAlloc, Layout};
+        let ram = Region::new(16 << 20).unwrap();
+        // SAFETY: the region outlives the allocator.
+        let pages = unsafe {
+            PageAllocator::<crate::hosted::HostArch>::new(
+                &ram.normalized().unwrap(),
+                ZoneLimits::FLAT,
+                1,
+                None,
+            )
+        }
+        .unwrap();
+        let k = super::Kmem::new(pages).unwrap();
+        let at = |n| Layout::from_size_align(n, 8).unwrap();
+        // SAFETY: every pointer is live with the layout passed beside it.
+        unsafe {
+            let p = k.alloc(at(200));
+            let class = k.ksize(p).unwrap();
+            assert!(class >= 200);
+            assert_eq!(k.realloc(p, at(200), class), p, "within the class");
+            assert_eq!(k.realloc(p, at(class), 10), p, "shrunk in place");
+            assert_eq!(
+                k.realloc(p, at(10), class),
+                p,
+                "grown back: the block's class"
+            );
+            let q = k.realloc(p, at(class), class + 1);
+            assert_ne!(q, p, "past the class it moves");
+            assert!(k.ksize(p).is_err(), "and the old block is free");
+            k.dealloc(q, at(class + 1));
+        }
     }
 
     /// `realloc` keeps the old layout's bytes (all it must keep), moving or not.

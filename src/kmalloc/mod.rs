@@ -21,10 +21,12 @@ use core::ptr::NonNull;
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
+use crate::mm::frame::PageFrame;
 use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
 use crate::slab::debug::DebugFlags;
+use crate::slab::header::Slab;
 use crate::slab::{CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags};
 use crate::sync::IrqMutex;
 use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
@@ -431,14 +433,10 @@ impl<A: Arch> Kmem<A> {
     /// changes nothing and returns false, for the slow way, which says what is wrong.
     #[inline(always)]
     fn free_fast(&self, addr: usize) -> bool {
-        if let Some(frame) = self.pages.frame(A::virt_to_phys(addr)) {
-            let owner = frame.owner();
-            if owner > LARGE_OWNER {
-                // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live
-                // cache whose slab holds this frame (set by grow, cleared on release).
-                let cache = unsafe { &*(owner as *const SlabCache<A>) };
-                return cache.free_fast(self, frame, addr);
-            }
+        if let Some(frame) = self.pages.frame(A::virt_to_phys(addr))
+            && let Some(cache) = slab_owner(frame)
+        {
+            return cache.free_fast(self, frame, addr);
         }
         false
     }
@@ -491,12 +489,10 @@ impl<A: Arch> Kmem<A> {
                 order: frame.order(),
             }),
             LARGE_OWNER => Err(SlabError::NotAllocated { addr }),
-            owner => {
-                // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live
-                // cache whose slab holds this frame (set by grow, cleared on release).
-                let cache = unsafe { &*(owner as *const SlabCache<A>) };
-                Ok(Owner::Slab { cache, frame })
-            }
+            _ => Ok(Owner::Slab {
+                cache: slab_owner(frame).expect("an owner above LARGE_OWNER is a cache"),
+                frame,
+            }),
         }
     }
 
@@ -510,11 +506,7 @@ impl<A: Arch> Kmem<A> {
                     expected: c.name(),
                     found: CacheName::new("kmalloc-large").expect("valid name"),
                 }),
-                None => {
-                    let frame = self.pages.frame(pa).expect("owner_of found it");
-                    frame.set_owner(0);
-                    self.pages.free_pages(pa, order).map_err(SlabError::Page)
-                }
+                None => self.free_large(pa, order),
             },
             Owner::Slab { cache, frame } => match expected {
                 Some(c) if !core::ptr::eq(c, cache) => Err(SlabError::WrongCache {
@@ -533,13 +525,39 @@ impl<A: Arch> Kmem<A> {
         if ptr == ZERO_SIZE_PTR {
             return Ok(0);
         }
-        match self.owner_of(ptr as usize)? {
-            Owner::Large { order, .. } => Ok((PAGE_SIZE as usize) << order),
+        Ok(self.live_block(ptr as usize)?.size())
+    }
+
+    /// The live block at `addr`, checked as `kfree` checks it; or why `addr` is not one.
+    fn live_block(&self, addr: usize) -> Result<LiveBlock<'_, A>, SlabError> {
+        Ok(match self.owner_of(addr)? {
+            Owner::Large { pa, order } => LiveBlock::Large { pa, order },
             Owner::Slab { cache, frame } => {
-                cache.live_object(self, frame, ptr as usize)?;
-                Ok(cache.usable_size())
+                let (slab, idx) = cache.live_object(self, frame, addr)?;
+                LiveBlock::Object { cache, slab, idx }
+            }
+        })
+    }
+
+    /// Frees `block`, found live at `addr` by [`Kmem::live_block`], without checking again.
+    fn free_live(&self, block: LiveBlock<'_, A>, addr: usize) -> Result<(), SlabError> {
+        match block {
+            LiveBlock::Large { pa, order } => self.free_large(pa, order),
+            LiveBlock::Object { cache, slab, idx } => {
+                cache.free_live(self, slab, idx, addr);
+                Ok(())
             }
         }
+    }
+
+    /// Gives a large block back to the page allocator.
+    fn free_large(&self, pa: u64, order: u32) -> Result<(), SlabError> {
+        let frame = self
+            .pages
+            .frame(pa)
+            .expect("a large block's head is managed");
+        frame.set_owner(0);
+        self.pages.free_pages(pa, order).map_err(SlabError::Page)
     }
 
     /// Resizes the block at `ptr` to `size` bytes, keeping min(old, new) bytes; stays in
@@ -580,13 +598,16 @@ impl<A: Arch> Kmem<A> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return self.kmalloc_aligned(size, align, gfp);
         }
-        let old = self.ksize(ptr)?;
+        let block = self
+            .live_block(ptr as usize)
+            .inspect_err(|e| log::error!("krealloc: {e}"))?;
+        let old = block.size();
         if size == 0 {
-            self.kfree(ptr)?;
+            self.free_live(block, ptr as usize)?;
             return self.kmalloc_aligned(0, align, gfp);
         }
         if size <= old && (ptr as usize).is_multiple_of(align) {
-            // SAFETY: ptr is a live kmalloc block (ksize succeeded), so not null.
+            // SAFETY: ptr is a live kmalloc block (live_block found it), so not null.
             return Ok(unsafe { NonNull::new_unchecked(ptr) });
         }
         let new = self.kmalloc_aligned(size, align, gfp.without(Gfp::ZERO))?;
@@ -597,8 +618,57 @@ impl<A: Arch> Kmem<A> {
             // SAFETY: the tail [kept, size) of the new block is ours.
             unsafe { core::ptr::write_bytes(new.as_ptr().add(kept), 0, size - kept) };
         }
-        self.kfree(ptr)?;
+        // Still live: the caller gave it to us, and it was not freed above.
+        self.free_live(block, ptr as usize)?;
         Ok(new)
+    }
+
+    /// [`Kmem::krealloc_keeping`] for `GlobalAlloc`: null on failure. Rust's contract
+    /// says `ptr` is live with layout `l`, so the block is at least as large as `l`'s
+    /// class (it came from that class, or stayed in a larger one when shrunk in place): a
+    /// new size that class holds keeps the block where it is without reading the block or
+    /// its descriptor.
+    #[inline(always)]
+    pub(crate) fn krealloc_or_null(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        let old = l.size();
+        if l.align() <= 8
+            && old.wrapping_sub(1) < KMALLOC_MAX
+            && new_size.wrapping_sub(1) < KMALLOC_MAX
+            && class_of(new_size) <= class_of(old)
+        {
+            return ptr;
+        }
+        self.krealloc_moving(ptr, l, new_size)
+    }
+
+    /// [`Kmem::krealloc_or_null`] past the layout's class. A handed-out object of a fast
+    /// cache moves with the fast paths' checks and allocation; everything else (a large
+    /// block, a debug cache, a bad pointer) takes [`Kmem::krealloc_keeping`].
+    #[inline(never)]
+    fn krealloc_moving(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        let addr = ptr as usize;
+        if let Some(frame) = self.pages.frame(A::virt_to_phys(addr))
+            && let Some(cache) = slab_owner(frame)
+            && let Some(live) = cache.live_fast(frame, addr)
+        {
+            if new_size <= cache.usable_size() {
+                // Shrunk in place earlier: its own class still holds the new size.
+                return ptr;
+            }
+            let Ok(nl) = Layout::from_size_align(new_size, l.align()) else {
+                return core::ptr::null_mut();
+            };
+            let new = self.kmalloc_or_null(nl, Gfp::KERNEL);
+            if !new.is_null() {
+                // SAFETY: both blocks are live and distinct; the old one holds l.size()
+                // bytes (the caller's layout), the new one new_size.
+                unsafe { core::ptr::copy_nonoverlapping(ptr, new, l.size().min(new_size)) };
+                cache.free_fast_live(self, addr, live);
+            }
+            return new;
+        }
+        self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size())
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     /// Creates a slab cache. A name already used (by any cache, kmalloc's included) is
@@ -747,8 +817,44 @@ enum Owner<'k, A: Arch> {
     /// An object of `cache`, in the slab that `frame` belongs to.
     Slab {
         cache: &'k SlabCache<A>,
-        frame: &'k crate::mm::frame::PageFrame,
+        frame: &'k PageFrame,
     },
+}
+
+/// The slab cache a page descriptor names as owner, if it names one.
+#[inline(always)]
+fn slab_owner<A: Arch>(frame: &PageFrame) -> Option<&SlabCache<A>> {
+    let owner = frame.owner();
+    if owner > LARGE_OWNER {
+        // SAFETY: a descriptor's owner, when not 0 or LARGE_OWNER, is the live cache
+        // whose slab holds this frame (set by grow, cleared on release); caches outlive
+        // the descriptors' references to them.
+        return Some(unsafe { &*(owner as *const SlabCache<A>) });
+    }
+    None
+}
+
+/// A block found live, with what freeing it needs.
+enum LiveBlock<'k, A: Arch> {
+    Large {
+        pa: u64,
+        order: u32,
+    },
+    Object {
+        cache: &'k SlabCache<A>,
+        slab: Slab<'k>,
+        idx: usize,
+    },
+}
+
+impl<A: Arch> LiveBlock<'_, A> {
+    /// Bytes the block's owner may use.
+    fn size(&self) -> usize {
+        match self {
+            LiveBlock::Large { order, .. } => (PAGE_SIZE as usize) << order,
+            LiveBlock::Object { cache, .. } => cache.usable_size(),
+        }
+    }
 }
 
 /// A user-created cache. Not `Clone`: [`CacheRef::destroy`] consumes it, so no handle

@@ -259,6 +259,33 @@ fn krealloc_keeps_bytes_and_stays_in_place_when_it_can() {
 }
 
 #[test]
+fn krealloc_of_a_freed_block_is_refused_before_any_byte_moves() {
+    capture_log();
+    let h = heap(32, 1);
+    let p = h.kmem.kmalloc(100, Gfp::KERNEL).unwrap().as_ptr();
+    h.kmem.kfree(p).unwrap();
+    let before = h.free_pages();
+    for size in [50, 5000, 0] {
+        assert!(
+            matches!(
+                h.kmem.krealloc(p, size, Gfp::KERNEL),
+                Err(SlabError::DoubleFree { .. })
+            ),
+            "krealloc to {size}"
+        );
+    }
+    // GlobalAlloc's realloc past the class takes the same checks; it can only say null.
+    let l = core::alloc::Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: deliberately breaks realloc's contract (p is freed) to see it refused.
+    let q = unsafe { core::alloc::GlobalAlloc::realloc(&*h.kmem, p, l, 5000) };
+    assert!(q.is_null());
+    assert!(logged("krealloc: ") && logged("double free of object"));
+    assert_eq!(h.free_pages(), before, "nothing was allocated");
+    let q = h.kmem.kmalloc(100, Gfp::KERNEL).unwrap();
+    h.kmem.kfree(q.as_ptr()).unwrap();
+}
+
+#[test]
 fn dma_flags_take_memory_from_their_zones() {
     let h = heap(64, 2);
     for (gfp, highest) in [

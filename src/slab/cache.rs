@@ -75,6 +75,13 @@ fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
     base + (bits & !7) as usize
 }
 
+/// A handed-out object as [`SlabCache::live_fast`] found it: its state word and the
+/// array word freeing it stores there.
+pub(crate) struct LiveFast<'a> {
+    word: &'a AtomicUsize,
+    freed: usize,
+}
+
 impl<A: Arch> SlabCache<A> {
     /// The slab holding `obj`, whose page descriptor `frame` (index `index`) names this
     /// cache.
@@ -294,34 +301,55 @@ impl<A: Arch> SlabCache<A> {
     /// caller then takes the slow path, which finds and reports what is wrong).
     #[inline(always)]
     pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
+        match self.live_fast(frame, obj) {
+            Some(live) => {
+                self.free_fast_live(k, obj, live);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The checks of [`SlabCache::free_fast`]: whether `obj`, whose page descriptor
+    /// `frame` names this cache, is a handed-out object start of a cache the fast paths
+    /// serve. `None` for anything else, which the slow paths then find and report.
+    #[inline(always)]
+    pub(crate) fn live_fast(&self, frame: &PageFrame, obj: usize) -> Option<LiveFast<'_>> {
         // As in `alloc_fast`: a tag means not slow.
         let tag = self.tag();
         if tag == 0 && self.slow() {
-            return false;
+            return None;
         }
         let geo = self.geo();
         let off = obj.wrapping_sub(s_mem_of(frame, obj));
         // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
         let idx = ((off as u64).wrapping_mul(geo.recip) >> 32) as usize;
         if idx >= geo.layout.num || idx * geo.layout.stride != off {
-            return false;
+            return None;
         }
         let word = self.state_word(obj, tag);
         let w = word.load(Relaxed);
-        if tag != 0 {
-            // Neither in an array nor on the chain: handed out.
+        let freed = if tag != 0 {
+            // Handed out: neither in an array nor on the chain.
             if w == obj ^ tag || self.key.successor(obj, w).is_some() {
-                return false;
+                return None;
             }
-            word.store(obj ^ tag, Relaxed);
+            obj ^ tag
         } else {
             if w != self.active_word(obj) {
-                return false;
+                return None;
             }
-            word.store(self.array_word(obj), Relaxed);
-        }
+            self.array_word(obj)
+        };
+        Some(LiveFast { word, freed })
+    }
+
+    /// Frees `obj`, which [`SlabCache::live_fast`] found handed out (and which nobody
+    /// else can have freed since: it is the caller's to give up).
+    #[inline(always)]
+    pub(crate) fn free_fast_live(&self, k: &Kmem<A>, obj: usize, live: LiveFast<'_>) {
+        live.word.store(live.freed, Relaxed);
         self.push_freed(k, obj);
-        true
     }
 
     /// Puts a freed object (its word already the array word) on this CPU's array.
@@ -354,12 +382,19 @@ impl<A: Arch> SlabCache<A> {
         // object in the same instant may both pass; closing that would cost an atomic
         // read-modify-write on every free.
         let (slab, idx) = self.live_object(k, frame, obj)?;
+        self.free_live(k, slab, idx, obj);
+        Ok(())
+    }
+
+    /// Frees `obj`, object `idx` of `slab`, which [`SlabCache::live_object`] found live
+    /// (and which nobody else can have freed since: it is the caller's to give up).
+    #[inline]
+    pub(crate) fn free_live(&self, k: &Kmem<A>, slab: Slab<'_>, idx: usize, obj: usize) {
         if self.slow() {
             self.on_free(obj);
         }
         slab.word(idx).store(self.array_word(obj), Relaxed);
         self.push_freed(k, obj);
-        Ok(())
     }
 
     /// Refills an empty array with up to `batchcount` objects — from the shared array,
