@@ -129,14 +129,22 @@ const fn large_table() -> [u8; LARGE_LEN] {
 #[inline(always)]
 pub(crate) fn class_of(size: usize) -> usize {
     debug_assert!((1..=KMALLOC_MAX).contains(&size));
-    if size <= SMALL_MAX {
+    let c = if size <= SMALL_MAX {
         SMALL_TABLE[size.div_ceil(8)] as usize
     } else {
         let k = usize::BITS - 1 - (size - 1).leading_zeros(); // 2^k < size ≤ 2^(k+1)
         let sixteenth = ((size - 1) >> (k - 4)) & 15;
         let c = LARGE_TABLE[16 * (k as usize - SMALL_LOG) + sixteenth] as usize;
         c + usize::from((CLASS_SIZES[c] as usize) < size)
-    }
+    };
+    // SAFETY: both tables hold indices into CLASS_SIZES (the const fns that build them
+    // index it with each entry, so a wrong one would not compile). The step to the next
+    // class is taken only when CLASS_SIZES[c] < size, so never from the last class,
+    // whose size is KMALLOC_MAX: any larger size indexes beyond LARGE_TABLE and panics
+    // before this line. Said here, the callers' indexing by the class needs no bounds
+    // check.
+    unsafe { core::hint::assert_unchecked(c < NR_CLASSES) };
+    c
 }
 
 /// The class that serves `size` bytes at alignment `align` (a power of two), or `None`

@@ -59,10 +59,13 @@ pub enum FrameState {
     Reserved = 4,
 }
 
+/// The bits of a descriptor's flags that hold its [`FrameState`].
+const STATE_MASK: u32 = 0xF;
+
 impl FrameState {
     #[inline]
     fn from_bits(b: u32) -> FrameState {
-        match b & 0xF {
+        match b & STATE_MASK {
             1 => FrameState::Free,
             2 => FrameState::Allocated,
             3 => FrameState::PcpCached,
@@ -178,10 +181,8 @@ impl PageFrame {
     #[inline(always)]
     pub fn tail_and_owner_bits(&self) -> (bool, u32) {
         let f = self.flags.load(Relaxed);
-        (
-            FrameState::from_bits(f) == FrameState::Tail,
-            f >> OWNER_SHIFT,
-        )
+        // The state bits only ever hold a FrameState: one test, not from_bits' match.
+        (f & STATE_MASK == FrameState::Tail as u32, f >> OWNER_SHIFT)
     }
     /// Sets the owner's bits (`v` < 2^19). Only the owner of an allocated block writes
     /// its frames' flags, so a load and a store suffice.

@@ -315,11 +315,7 @@ impl<A: Arch> SlabCache<A> {
     /// serve. `None` for anything else, which the slow paths then find and report.
     #[inline(always)]
     pub(crate) fn live_fast(&self, frame: &PageFrame, obj: usize) -> Option<LiveFast<'_>> {
-        // As in `alloc_fast`: a tag means not slow.
         let tag = self.tag();
-        if tag == 0 && self.slow() {
-            return None;
-        }
         let geo = self.geo();
         let off = obj.wrapping_sub(s_mem_of(frame, obj));
         // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
@@ -336,7 +332,8 @@ impl<A: Arch> SlabCache<A> {
             }
             obj ^ tag
         } else {
-            if w != self.active_word(obj) {
+            // As in `alloc_fast`: a tag means not slow; untagged caches may be.
+            if self.slow() || w != self.active_word(obj) {
                 return None;
             }
             self.array_word(obj)
