@@ -31,16 +31,18 @@ pub const MAX_OBJS: usize = 0x7FF0;
 pub const MAX_OFFSET: usize = 1 << 19;
 
 /// A cache's slab geometry.
+/// `repr(C)`: the free fast path reads `stride` and `num`, so they come first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct SlabLayout {
     /// Distance between objects (object size rounded up to the alignment).
     pub stride: usize,
+    /// Objects per slab.
+    pub num: usize,
     /// Alignment of every object.
     pub align: usize,
     /// Slab size is 2^order pages.
     pub order: u32,
-    /// Objects per slab.
-    pub num: usize,
     /// Bytes per slab that hold no object (before colouring uses them).
     pub left_over: usize,
     /// Colouring step in bytes, and how many distinct colours fit in the left-over.
