@@ -310,6 +310,9 @@ pub struct SlabCache<A: Arch> {
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
     /// paths. Atomic as `tag`.
     slow: AtomicBool,
+    /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
+    /// cache lines.
+    gfp: Gfp,
     cpu: PerCpu<A, ArrayCache>,
     key: ChainKey,
     /// The secret of the array word `address ^ tag_secret` (low three bits 0, top bit
@@ -322,7 +325,6 @@ pub struct SlabCache<A: Arch> {
     object_size: usize,
     /// Object alignment, as the layout was built for (kept to rebuild it).
     align: usize,
-    gfp: Gfp,
     ctor: Option<ObjectFn>,
     dtor: Option<ObjectFn>,
     node: IrqMutex<A, Node>,
