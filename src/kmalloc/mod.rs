@@ -540,6 +540,7 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Frees `block`, found live at `addr` by [`Kmem::live_block`], without checking again.
+    #[track_caller]
     fn free_live(&self, block: LiveBlock<'_, A>, addr: usize) -> Result<(), SlabError> {
         match block {
             LiveBlock::Large { pa, order } => self.free_large(pa, order),

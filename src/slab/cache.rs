@@ -386,6 +386,7 @@ impl<A: Arch> SlabCache<A> {
     /// Frees `obj`, object `idx` of `slab`, which [`SlabCache::live_object`] found live
     /// (and which nobody else can have freed since: it is the caller's to give up).
     #[inline]
+    #[track_caller]
     pub(crate) fn free_live(&self, k: &Kmem<A>, slab: Slab<'_>, idx: usize, obj: usize) {
         if self.slow() {
             self.on_free(obj);

@@ -85,6 +85,35 @@ fn write_past_the_end_is_caught_at_free() {
     assert_eq!(h.free_pages(), before);
 }
 
+/// With U, the report of a write after free names where the object was freed: the user's
+/// call, by `kfree` or by `krealloc` moving it, not a line inside kmem.
+#[test]
+fn damage_report_names_the_callers_free() {
+    let h = heap("kmem.debug=PU,kmalloc-48");
+    for by_krealloc in [false, true] {
+        let p = h.kmem.kmalloc(48, Gfp::KERNEL).unwrap().as_ptr();
+        let (moved, line) = if by_krealloc {
+            let m = h.kmem.krealloc(p, 5000, Gfp::KERNEL).unwrap();
+            (Some(m), line!() - 1)
+        } else {
+            h.kmem.kfree(p).unwrap();
+            (None, line!() - 1)
+        };
+        poke(p, 10, 0x77);
+        // The per-CPU array hands the same object back first, and checks its poison.
+        let q = h.kmem.kmalloc(48, Gfp::KERNEL).unwrap().as_ptr();
+        assert_eq!(p, q);
+        let at = format!("by src/slab/tests.rs:{line}:");
+        assert!(logged(&["BUG kmalloc-48: Poison overwritten", "offset 10"]));
+        assert!(logged(&["last freed on cpu", &at]), "{at}");
+        h.kmem.kfree(q).unwrap();
+        if let Some(m) = moved {
+            h.kmem.kfree(m.as_ptr()).unwrap();
+        }
+    }
+    h.still_works();
+}
+
 #[test]
 fn write_before_the_start_is_caught_at_free() {
     let h = heap("kmem.debug=Z,kmalloc-32");
