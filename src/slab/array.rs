@@ -177,6 +177,30 @@ impl SharedArray {
         // SAFETY: avail < cap, and entries below the old avail were written by push_from.
         Some(unsafe { self.entries.add(self.avail).read() })
     }
+
+    /// Moves the newest entries onto `ac` until it holds `want` (at most its limit) or
+    /// this array is empty, in one copy: the newest stay on top, next to be reused.
+    pub fn pop_into(&mut self, ac: &mut ArrayCache, want: usize) {
+        let n = want
+            .min(ac.limit())
+            .saturating_sub(ac.avail())
+            .min(self.avail);
+        if n == 0 {
+            return;
+        }
+        self.avail -= n;
+        // SAFETY: the source is n initialised entries below the old avail (< cap); the
+        // target is ac's entries avail..avail + n, within its limit; the two arrays'
+        // memory is disjoint (each cache carves its own).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                self.entries.add(self.avail),
+                ac.entries.add(ac.avail()),
+                n,
+            )
+        };
+        ac.avail += n as u32;
+    }
 }
 
 // SAFETY: the entries are plain addresses, and the array is only used under the node lock.
@@ -213,5 +237,30 @@ mod tests {
         assert_eq!(s.push_from(&[3, 4]), 1);
         assert_eq!(s.pop(), Some(3));
         assert_eq!(s.avail(), 2);
+    }
+
+    #[test]
+    fn shared_array_refills_keeping_the_newest_on_top() {
+        let mut shared = [0usize; 8];
+        let mut own = [0usize; 4];
+        // SAFETY: both outlive their arrays and nothing else uses them.
+        let (mut s, mut a) = unsafe {
+            (
+                SharedArray::new(shared.as_mut_ptr(), 8),
+                ArrayCache::new(4, 2, own.as_mut_ptr()),
+            )
+        };
+        assert_eq!(s.push_from(&[1, 2, 3, 4, 5, 6]), 6);
+        a.push(9);
+        s.pop_into(&mut a, 3);
+        assert_eq!((a.avail(), s.avail()), (3, 4));
+        assert_eq!(a.pop(), Some(6));
+        assert_eq!(a.pop(), Some(5));
+        assert_eq!(a.pop(), Some(9));
+        // Never past the limit, never more than the shared array holds.
+        s.pop_into(&mut a, 10);
+        assert_eq!((a.avail(), s.avail()), (4, 0));
+        s.pop_into(&mut a, 4);
+        assert_eq!(a.oldest(4), &[1, 2, 3, 4]);
     }
 }

@@ -149,19 +149,27 @@ impl<A: Arch> SlabCache<A> {
         Ok((slab, idx))
     }
 
-    /// The slab and index of an object known to be one of this cache's object starts (it
-    /// came from an array): no checks, as the arrays only ever hold object starts.
+    /// The slab of an object known to be one of this cache's object starts (it came from
+    /// an array): no checks, as the arrays only ever hold object starts.
     #[inline(always)]
-    fn locate_array_object<'k>(&self, k: &'k Kmem<A>, obj: usize) -> (Slab<'k>, usize) {
+    fn locate_array_object<'k>(&self, k: &'k Kmem<A>, obj: usize) -> Slab<'k> {
         let t = k.pages().table();
         let (index, frame) = t
             .frame_of(A::virt_to_phys(obj))
             .expect("an object in a cache array lies in a slab");
         let slab = self.slab_of(t, index, frame, obj);
+        debug_assert_eq!(
+            self.locate(k, frame, obj).ok(),
+            Some((slab, self.index_in(slab, obj)))
+        );
+        slab
+    }
+
+    /// Index of object start `obj` in `slab`, which holds it.
+    #[inline]
+    fn index_in(&self, slab: Slab<'_>, obj: usize) -> usize {
         // The reciprocal is exact at object starts.
-        let i = (((obj - slab.s_mem) as u64 * self.geo().recip) >> 32) as usize;
-        debug_assert_eq!(self.locate(k, frame, obj).ok(), Some((slab, i)));
-        (slab, i)
+        (((obj - slab.s_mem) as u64 * self.geo().recip) >> 32) as usize
     }
 
     /// The word of a free object in an array.
@@ -403,12 +411,7 @@ impl<A: Arch> SlabCache<A> {
         let want = ac.batchcount();
         let t = k.pages().table();
         let mut node = self.node.lock();
-        while ac.avail() < want {
-            match node.shared.pop() {
-                Some(obj) => ac.push(obj),
-                None => break,
-            }
-        }
+        node.shared.pop_into(ac, want);
         while ac.avail() < want {
             let slab = match node.partial.first().or(node.free.first()) {
                 Some(i) => self.slab_at(k, i),
@@ -418,21 +421,29 @@ impl<A: Arch> SlabCache<A> {
                     Err(e) => return Err(e),
                 },
             };
-            while ac.avail() < want && slab.has_free() {
-                let before = slab.num() - slab.inuse();
-                match slab.take(self.key) {
-                    Some(i) => {
+            // One slab's run: its counts stay in the cursor until the list move.
+            let mut run = slab.cursor();
+            let (mut taken, mut lost) = (0, 0);
+            while ac.avail() < want {
+                match run.take(self.key) {
+                    Ok(Some(i)) => {
                         let obj = slab.object(i);
                         slab.word(i).store(self.array_word(obj), Relaxed);
                         ac.push(obj);
-                        node.free_objects -= 1;
+                        taken += 1;
                     }
-                    None => {
+                    Ok(None) => break,
+                    Err(n) => {
                         // The slab quarantined its remaining free objects.
-                        node.free_objects -= before;
-                        self.report(slab.s_mem, Damage::FreeList, 0, 0, 0, before);
+                        lost = n;
+                        break;
                     }
                 }
+            }
+            let slab = run.finish();
+            node.free_objects -= taken + lost;
+            if lost > 0 {
+                self.report(slab.s_mem, Damage::FreeList, 0, 0, 0, lost);
             }
             let to = if slab.has_free() {
                 ListKind::Partial
@@ -514,23 +525,45 @@ impl<A: Arch> SlabCache<A> {
     /// Returns array objects to their slabs. A slab that becomes empty goes back to the
     /// page allocator when the node already holds more than `free_limit` free objects.
     fn free_block(&self, k: &Kmem<A>, node: &mut Node, objs: &[usize]) {
-        let t = k.pages().table();
+        // Objects freed together often share a slab: a run of them is put through one
+        // cursor, and the slab found and settled once per run.
+        let mut run: Option<super::header::SlabCursor<'_>> = None;
         for &obj in objs {
-            let (slab, idx) = self.locate_array_object(k, obj);
-            debug_assert_eq!(slab.word(idx).load(Relaxed), self.array_word(obj));
-            slab.put(idx, self.key);
-            node.free_objects += 1;
-            if slab.inuse() == 0 {
-                if node.free_objects > node.free_limit {
-                    node.list(slab.list()).remove(t, slab);
-                    node.free_objects -= slab.num();
-                    self.destroy_slab(k, slab);
-                } else {
-                    node.move_to(t, slab, ListKind::Free);
+            let cur = match run.take() {
+                Some(c) if c.slab().holds(obj) => run.insert(c),
+                other => {
+                    if let Some(c) = other {
+                        self.settle(k, node, c.finish());
+                    }
+                    run.insert(self.locate_array_object(k, obj).cursor())
                 }
+            };
+            let slab = cur.slab();
+            let idx = self.index_in(slab, obj);
+            debug_assert_eq!(slab.word(idx).load(Relaxed), self.array_word(obj));
+            cur.put(idx, self.key);
+            node.free_objects += 1;
+        }
+        if let Some(c) = run {
+            self.settle(k, node, c.finish());
+        }
+    }
+
+    /// Puts a slab that free_block returned objects to on the list its count calls for.
+    /// A slab that became empty goes back to the page allocator when the node already
+    /// holds more than `free_limit` free objects.
+    fn settle(&self, k: &Kmem<A>, node: &mut Node, slab: Slab<'_>) {
+        let t = k.pages().table();
+        if slab.inuse() == 0 {
+            if node.free_objects > node.free_limit {
+                node.list(slab.list()).remove(t, slab);
+                node.free_objects -= slab.num();
+                self.destroy_slab(k, slab);
             } else {
-                node.move_to(t, slab, ListKind::Partial);
+                node.move_to(t, slab, ListKind::Free);
             }
+        } else {
+            node.move_to(t, slab, ListKind::Partial);
         }
     }
 

@@ -169,13 +169,14 @@ impl<'a> Slab<'a> {
         slab.set_meta(NIL, start as u16, 0);
         let mut i = start;
         for k in 0..num {
-            let next = if k + 1 == num {
-                CHAIN_END
-            } else {
-                ((i + step) % num) as u16
-            };
+            // i and step are below num, so one subtraction wraps (no division per object).
+            let mut n = i + step;
+            if n >= num {
+                n -= num;
+            }
+            let next = if k + 1 == num { CHAIN_END } else { n as u16 };
             slab.word(i).store(key.link(slab.object(i), next), Relaxed);
-            i = (i + step) % num;
+            i = n;
         }
         slab
     }
@@ -184,6 +185,12 @@ impl<'a> Slab<'a> {
     #[inline]
     pub fn object(self, i: usize) -> usize {
         self.s_mem + i * self.shape.stride as usize
+    }
+
+    /// Whether `obj`, an object start of the slab's cache, is one of this slab's.
+    #[inline]
+    pub fn holds(self, obj: usize) -> bool {
+        obj.wrapping_sub(self.s_mem) < self.num() * self.shape.stride as usize
     }
 
     /// The state word of object `i` (< `num`).
@@ -240,34 +247,6 @@ impl<'a> Slab<'a> {
             .set_owner_bits(self.head.owner_bits() & !3 | kind as u32)
     }
 
-    /// Takes the first free object off the chain; returns its index, or `None` when its
-    /// state word is no link of it (damaged while free). Then the slab keeps the objects
-    /// it has handed out and stops handing out more: its chain is cut and the rest of its
-    /// objects count as in use, so nothing follows the bad link. The caller gives the
-    /// object its next state.
-    pub fn take(self, key: ChainKey) -> Option<usize> {
-        let (prev, free, inuse) = self.meta();
-        let i = free as usize;
-        let next = key.successor(self.object(i), self.word(i).load(Relaxed));
-        match next {
-            Some(n) if n == CHAIN_END || (n as usize) < self.num() => {
-                self.set_meta(prev, n, inuse + 1);
-                Some(i)
-            }
-            _ => {
-                self.set_meta(prev, CHAIN_END, self.shape.num as u16);
-                None
-            }
-        }
-    }
-
-    /// Puts object `i`, which the caller found out of the slab and free, back on the chain.
-    pub fn put(self, i: usize, key: ChainKey) {
-        let (prev, free, inuse) = self.meta();
-        self.word(i).store(key.link(self.object(i), free), Relaxed);
-        self.set_meta(prev, i as u16, inuse - 1);
-    }
-
     /// The objects on the free chain, in chain order, until `f` returns false; `None` if
     /// the chain holds a word that is no link or is longer than the slab (a loop).
     pub fn walk_chain(self, key: ChainKey, mut f: impl FnMut(usize) -> bool) -> Option<usize> {
@@ -301,6 +280,94 @@ impl<'a> Slab<'a> {
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// A slab whose chain head and count sit in registers while a refill or flush takes or
+/// puts a run of its objects under the node lock; they are written back once, when the
+/// cursor is dropped (or [`SlabCursor::finish`]ed, before any list operation, which
+/// reads and writes the same word).
+pub struct SlabCursor<'a> {
+    slab: Slab<'a>,
+    prev: u32,
+    free: u16,
+    inuse: u16,
+}
+
+impl<'a> Slab<'a> {
+    /// Opens the slab for a run of takes or puts.
+    #[inline]
+    pub fn cursor(self) -> SlabCursor<'a> {
+        let (prev, free, inuse) = self.meta();
+        SlabCursor {
+            slab: self,
+            prev,
+            free,
+            inuse,
+        }
+    }
+}
+
+impl<'a> SlabCursor<'a> {
+    #[inline]
+    pub fn slab(&self) -> Slab<'a> {
+        self.slab
+    }
+
+    /// Takes the first free object off the chain: `Ok(Some(index))`, `Ok(None)` when the
+    /// chain is empty, or `Err(lost)` when the object's state word is no link of it
+    /// (damaged while free). Then the slab keeps the objects it has handed out and stops
+    /// handing out more: its chain is cut and the `lost` objects still on it count as in
+    /// use, so nothing follows the bad link. The caller gives a taken object its next
+    /// state.
+    #[inline]
+    pub fn take(&mut self, key: ChainKey) -> Result<Option<usize>, usize> {
+        if self.free == CHAIN_END {
+            return Ok(None);
+        }
+        let i = self.free as usize;
+        let s = self.slab;
+        match key.successor(s.object(i), s.word(i).load(Relaxed)) {
+            Some(n) if n == CHAIN_END || (n as usize) < s.num() => {
+                self.free = n;
+                self.inuse += 1;
+                Ok(Some(i))
+            }
+            _ => {
+                let lost = s.num() - self.inuse as usize;
+                self.free = CHAIN_END;
+                self.inuse = s.shape.num as u16;
+                Err(lost)
+            }
+        }
+    }
+
+    /// Puts object `i`, which the caller found out of the slab and free, back on the chain.
+    #[inline]
+    pub fn put(&mut self, i: usize, key: ChainKey) {
+        let s = self.slab;
+        s.word(i).store(key.link(s.object(i), self.free), Relaxed);
+        self.free = i as u16;
+        self.inuse -= 1;
+    }
+
+    /// Objects handed out or in arrays, counting this run.
+    #[inline]
+    pub fn inuse(&self) -> usize {
+        self.inuse as usize
+    }
+
+    /// Writes the chain head and count back and returns the slab.
+    #[inline]
+    pub fn finish(self) -> Slab<'a> {
+        self.slab
+    }
+}
+
+impl Drop for SlabCursor<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.slab.set_meta(self.prev, self.free, self.inuse);
+    }
 }
 
 /// An intrusive, `NIL`-terminated doubly-linked list of slabs, linked through their head
