@@ -12,9 +12,10 @@
 /// Most entries a per-CPU array holds (Linux's limit for small objects).
 pub const AC_MAX: usize = 120;
 
-/// One CPU's array of free objects for one cache. A cache line of its own, so that CPUs
-/// entering their slots of one cache do not share a line.
-#[repr(C, align(64))]
+/// One CPU's array of free objects for one cache. Its CPU slot (`PerCpu`) is a cache
+/// line aligned to a line, so that CPUs entering their slots of one cache do not share a
+/// line, and holds the slot's entry flags beside the array: one line per fast path.
+#[repr(C)]
 pub struct ArrayCache {
     avail: u32,
     limit: u32,
