@@ -84,7 +84,12 @@ const SMALL_LOG: usize = SMALL_MAX.trailing_zeros() as usize;
 const LARGE_LEN: usize = 16 * (KMALLOC_MAX.trailing_zeros() as usize - SMALL_LOG);
 
 /// `SMALL_TABLE[(n + 7) / 8]` is the class of a request of n ≤ [`SMALL_MAX`] bytes.
-static SMALL_TABLE: [u8; SMALL_MAX / 8 + 1] = small_table();
+///
+/// The tables are `const`, not `static`: the allocation paths are generic, so they are
+/// compiled in the crate that names the `Arch`, where a `static` of this crate is reached
+/// through the GOT in position-independent (hosted) builds — one more dependent load per
+/// allocation — while a const's copy in that crate is addressed directly.
+const SMALL_TABLE: [u8; SMALL_MAX / 8 + 1] = small_table();
 
 const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
     let mut t = [0u8; SMALL_MAX / 8 + 1];
@@ -105,7 +110,7 @@ const fn small_table() -> [u8; SMALL_MAX / 8 + 1] {
 /// the class of the smallest request in the j-th sixteenth of (2^k, 2^(k+1)]. Classes
 /// there are more than a sixteenth of 2^k apart, so a sixteenth holds at most one class
 /// boundary: the class of any request in it is the entry or the next class.
-static LARGE_TABLE: [u8; LARGE_LEN] = large_table();
+const LARGE_TABLE: [u8; LARGE_LEN] = large_table();
 
 const fn large_table() -> [u8; LARGE_LEN] {
     let mut t = [0u8; LARGE_LEN];
