@@ -550,9 +550,20 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Puts a slab that free_block returned objects to on the list its count calls for.
-    /// A slab that became empty goes back to the page allocator when the node already
-    /// holds more than `free_limit` free objects.
+    /// Most runs leave a partial slab partial, which needs nothing more.
+    #[inline(always)]
     fn settle(&self, k: &Kmem<A>, node: &mut Node, slab: Slab<'_>) {
+        if slab.inuse() != 0 && slab.list() == ListKind::Partial {
+            return;
+        }
+        self.settle_move(k, node, slab)
+    }
+
+    /// [`SlabCache::settle`] for a slab that changes list. One that became empty goes
+    /// back to the page allocator when the node already holds more than `free_limit`
+    /// free objects.
+    #[inline(never)]
+    fn settle_move(&self, k: &Kmem<A>, node: &mut Node, slab: Slab<'_>) {
         let t = k.pages().table();
         if slab.inuse() == 0 {
             if node.free_objects > node.free_limit {
