@@ -635,18 +635,23 @@ impl<A: Arch> Kmem<A> {
         if l.align() <= 8
             && old.wrapping_sub(1) < KMALLOC_MAX
             && new_size.wrapping_sub(1) < KMALLOC_MAX
-            && class_of(new_size) <= class_of(old)
         {
-            return ptr;
+            let class = class_of(new_size);
+            if class <= class_of(old) {
+                return ptr;
+            }
+            return self.krealloc_moving(ptr, l, new_size, class);
         }
-        self.krealloc_moving(ptr, l, new_size)
+        self.krealloc_checked(ptr, l, new_size)
     }
 
-    /// [`Kmem::krealloc_or_null`] past the layout's class. A handed-out object of a fast
-    /// cache moves with the fast paths' checks and allocation; everything else (a large
-    /// block, a debug cache, a bad pointer) takes [`Kmem::krealloc_keeping`].
+    /// [`Kmem::krealloc_or_null`] past the layout's class, to kmalloc class `class`
+    /// (which holds `new_size` at `l`'s alignment: both sizes are fast-path sizes). A
+    /// handed-out object of a fast cache moves with the fast paths' checks and
+    /// allocation; everything else (a large block, a debug cache, a bad pointer) takes
+    /// [`Kmem::krealloc_checked`], out of line so that this path needs a small frame.
     #[inline(never)]
-    fn krealloc_moving(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+    fn krealloc_moving(&self, ptr: *mut u8, l: Layout, new_size: usize, class: usize) -> *mut u8 {
         let addr = ptr as usize;
         if let Some(frame) = self.pages.frame(A::virt_to_phys(addr))
             && let Some(cache) = slab_owner(frame)
@@ -656,18 +661,29 @@ impl<A: Arch> Kmem<A> {
                 // Shrunk in place earlier: its own class still holds the new size.
                 return ptr;
             }
-            let Ok(nl) = Layout::from_size_align(new_size, l.align()) else {
-                return core::ptr::null_mut();
+            let new = match self
+                .kmalloc_cache(Gfp::KERNEL, class)
+                .and_then(|c| c.alloc_fast(self, Gfp::KERNEL))
+            {
+                Some(p) => p.as_ptr(),
+                None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::KERNEL),
             };
-            let new = self.kmalloc_or_null(nl, Gfp::KERNEL);
             if !new.is_null() {
                 // SAFETY: both blocks are live and distinct; the old one holds l.size()
-                // bytes (the caller's layout), the new one new_size.
-                unsafe { core::ptr::copy_nonoverlapping(ptr, new, l.size().min(new_size)) };
+                // bytes (the caller's layout, smaller than new_size: its class is).
+                unsafe { core::ptr::copy_nonoverlapping(ptr, new, l.size()) };
                 cache.free_fast_live(self, addr, live);
             }
             return new;
         }
+        self.krealloc_checked(ptr, l, new_size)
+    }
+
+    /// [`Kmem::krealloc_or_null`] by [`Kmem::krealloc_keeping`]: every block and size the
+    /// fast paths do not take, with its checks and its logged errors.
+    #[cold]
+    #[inline(never)]
+    fn krealloc_checked(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size())
             .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
