@@ -27,7 +27,9 @@ use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError};
 use crate::slab::debug::DebugFlags;
 use crate::slab::header::Slab;
-use crate::slab::{CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags};
+use crate::slab::{
+    ArrayScale, CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags,
+};
 use crate::sync::IrqMutex;
 use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -43,6 +45,10 @@ const LARGE_OWNER: usize = 1;
 
 /// Name prefixes of the kmalloc caches, by zone.
 const ZONE_PREFIX: [&str; NR_ZONES] = ["dma-kmalloc-", "dma32-kmalloc-", "kmalloc-"];
+
+/// A zone's kmalloc arrays take at most 1/`ARRAY_SHARE` of it (0.39 %): full arrays from
+/// about 64 MiB with four CPUs, smaller ones below (see [`ArrayScale`]).
+const ARRAY_SHARE: usize = 256;
 
 /// Page blocks cut into the kmalloc caches' array memory, one cache's arrays after the
 /// other (64-aligned, as their sizes are multiples of 64), so that the 78 classes' arrays
@@ -85,6 +91,9 @@ pub struct Kmem<A: Arch> {
     /// For each zone a request may name, the caches that serve it: the highest non-empty
     /// zone's at or below it (null: no memory that low). One load on the fast paths.
     serving: [*const KmallocCaches<A>; NR_ZONES],
+    /// The array scale of the caches in `serving`, which caches created later for the
+    /// same zone take too.
+    array_scale: [ArrayScale; NR_ZONES],
     /// Head of the list of user-created caches, linked through `SlabCache::next`.
     registry: IrqMutex<A, *mut SlabCache<A>>,
     /// Pages holding the kmalloc caches and their arrays, all zones.
@@ -113,24 +122,26 @@ impl<A: Arch> Kmem<A> {
         let info = pages.info();
         let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
         let mut kmalloc = [core::ptr::null(); NR_ZONES];
+        let mut scale = [ArrayScale::FULL; NR_ZONES];
         let mut carver = ArrayCarver {
             at: 0,
             end: 0,
             pages: 0,
         };
         for z in ZoneKind::ALL.into_iter().filter(|&z| present(z)) {
-            kmalloc[z.index()] = Self::zone_caches(&pages, z, &options, &mut carver)?;
+            (kmalloc[z.index()], scale[z.index()]) =
+                Self::zone_caches(&pages, z, &options, &mut carver)?;
         }
-        let serving = core::array::from_fn(|z| {
-            ZoneKind::from_index(z)
-                .fallbacks()
-                .find(|&z| present(z))
-                .map_or(core::ptr::null(), |z| kmalloc[z.index()])
-        });
+        let server = |z: usize| ZoneKind::from_index(z).fallbacks().find(|&z| present(z));
         Ok(Kmem {
             pages,
             kmalloc,
-            serving,
+            serving: core::array::from_fn(|z| {
+                server(z).map_or(core::ptr::null(), |z| kmalloc[z.index()])
+            }),
+            array_scale: core::array::from_fn(|z| {
+                server(z).map_or(ArrayScale::FULL, |z| scale[z.index()])
+            }),
             registry: IrqMutex::new(core::ptr::null_mut()),
             kmalloc_pages: carver.pages,
             fail_every: AtomicU32::new(options.failslab_every),
@@ -218,39 +229,53 @@ impl<A: Arch> Kmem<A> {
         seen.then_some((changed, left))
     }
 
-    /// Creates zone `z`'s kmalloc caches and their arrays in memory from `carver`. On an error the partly built caches and their
-    /// pages are not given back: the caller drops the whole page allocator.
+    /// Creates zone `z`'s kmalloc caches and their arrays in memory from `carver`, the
+    /// arrays at the largest scale whose bytes fit in 1/[`ARRAY_SHARE`] of the zone; returns
+    /// the caches and that scale. On an error the partly built caches and their pages are
+    /// not given back: the caller drops the whole page allocator.
     fn zone_caches(
         pages: &PageAllocator<A>,
         z: ZoneKind,
         options: &Options,
         carver: &mut ArrayCarver,
-    ) -> Result<*const KmallocCaches<A>, SlabError> {
+    ) -> Result<(*const KmallocCaches<A>, ArrayScale), SlabError> {
         const { assert!(align_of::<SlabCache<A>>() <= 64) };
+        let spec = |c: usize| CacheSpec {
+            name: CacheName::numbered(ZONE_PREFIX[z.index()], CLASS_SIZES[c] as usize),
+            size: CLASS_SIZES[c] as usize,
+            align: class_align(c),
+            flags: [SlabFlags::DMA, SlabFlags::DMA32, SlabFlags::NONE][z.index()],
+            ctor: None,
+            dtor: None,
+        };
+        let nr_cpus = pages.nr_cpus();
+        let zone_bytes = pages.info().zones[z.index()].managed_pages as usize * PAGE_SIZE as usize;
+        let scale = ArrayScale::fitting(zone_bytes / ARRAY_SHARE, |scale| {
+            (0..NR_CLASSES)
+                .map(|c| {
+                    let spec = spec(c);
+                    let hard = hardening(options, &spec.name);
+                    SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, scale).unwrap_or(0)
+                })
+                .sum()
+        });
         let caches = carver
             .take(pages, size_of::<KmallocCaches<A>>().next_multiple_of(64))?
             .cast::<SlabCache<A>>();
-        for (c, &size) in CLASS_SIZES.iter().enumerate() {
-            let spec = CacheSpec {
-                name: CacheName::numbered(ZONE_PREFIX[z.index()], size as usize),
-                size: size as usize,
-                align: class_align(c),
-                flags: [SlabFlags::DMA, SlabFlags::DMA32, SlabFlags::NONE][z.index()],
-                ctor: None,
-                dtor: None,
-            };
+        for c in 0..NR_CLASSES {
+            let spec = spec(c);
             let hard = hardening(options, &spec.name);
             let mem = carver.take(
                 pages,
-                SlabCache::<A>::array_bytes(&spec, &hard, pages.nr_cpus())?,
+                SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, scale)?,
             )?;
-            // SAFETY: `mem` is fresh carved memory of array_bytes bytes, 64-aligned, that
-            // lives as long as the allocator, as the cache does.
-            let cache = unsafe { SlabCache::new(pages, &spec, &hard, Some(mem))? };
+            // SAFETY: `mem` is fresh carved memory of array_bytes bytes at `scale`,
+            // 64-aligned, that lives as long as the allocator, as the cache does.
+            let cache = unsafe { SlabCache::new(pages, &spec, &hard, Some(mem), scale)? };
             // SAFETY: the carved memory holds NR_CLASSES caches, is 64-aligned and ours.
             unsafe { caches.add(c).write(cache) };
         }
-        Ok(caches.cast_const().cast())
+        Ok((caches.cast_const().cast(), scale))
     }
 
     /// Zone `z`'s kmalloc caches, if the zone has memory.
@@ -712,8 +737,15 @@ impl<A: Arch> Kmem<A> {
             return Err(SlabError::NameTaken { name: spec.name });
         }
         // SAFETY: no memory given: the cache takes a block of its own for its arrays.
-        let cache =
-            unsafe { SlabCache::new(&self.pages, &spec, &self.hardening(&spec.name), None)? };
+        let cache = unsafe {
+            SlabCache::new(
+                &self.pages,
+                &spec,
+                &self.hardening(&spec.name),
+                None,
+                self.array_scale[flags.gfp().zone().index()],
+            )?
+        };
         let mem = match self.kmalloc_aligned(
             size_of::<SlabCache<A>>(),
             align_of::<SlabCache<A>>(),

@@ -476,6 +476,40 @@ fn reap_drains_only_idle_arrays() {
 }
 
 #[test]
+fn a_small_zones_arrays_fit_its_share_and_caches_made_later_share_its_scale() {
+    let h = heap(128, 2);
+    let limit = |size, gfp| h.kmem.kmalloc_cache_for(size, 8, gfp).unwrap().info().limit;
+    assert_eq!(limit(64, Gfp::KERNEL), crate::slab::array::AC_MAX);
+    let dma = limit(64, Gfp::DMA);
+    assert!((1..crate::slab::array::AC_MAX).contains(&dma), "{dma}");
+    // The scaled part — each CPU's entries and the shared array's — within the 8 MiB DMA
+    // zone's 1/256 (slots and line rounding come on top).
+    let entries: usize = CLASS_SIZES
+        .iter()
+        .map(|&s| {
+            let i = h
+                .kmem
+                .kmalloc_cache_for(s as usize, 8, Gfp::DMA)
+                .unwrap()
+                .info();
+            let shared = if i.objsize <= PAGE_SIZE as usize {
+                8 * i.batchcount
+            } else {
+                0
+            };
+            2 * i.limit + shared
+        })
+        .sum();
+    assert!(entries * 8 <= 8 * MIB / ARRAY_SHARE, "{entries} entries");
+    let c = h
+        .kmem
+        .cache_create("dma-objects", 64, 8, SlabFlags::DMA, None, None)
+        .unwrap();
+    assert_eq!(c.cache().info().limit, dma);
+    assert!(c.destroy().is_ok());
+}
+
+#[test]
 fn info_text_reads_like_proc() {
     let h = heap(32, 2);
     let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap();

@@ -125,6 +125,17 @@ impl SlabFlags {
         self.0 & o.0 == o.0
     }
 
+    /// The allocation flags the cache's slabs are taken with (their zone).
+    pub const fn gfp(self) -> Gfp {
+        if self.contains(SlabFlags::DMA) {
+            Gfp::DMA
+        } else if self.contains(SlabFlags::DMA32) {
+            Gfp::DMA32
+        } else {
+            Gfp::KERNEL
+        }
+    }
+
     /// The debug options these flags ask for.
     pub fn debug(self) -> DebugFlags {
         [
@@ -361,6 +372,40 @@ fn array_limits(size: usize) -> (usize, usize) {
     }
 }
 
+/// The share of their full size ([`array_limits`]) a cache's arrays get, in 1/256ths.
+///
+/// Full arrays suit a zone of tens of MiB and more; in a small one (x86's 16 MiB DMA
+/// zone, a firmware heap) the ~80 kmalloc caches' arrays would take over 1 % of the zone
+/// and hold several % of it in cached free objects, so a zone's kmalloc caches share a
+/// budget (`kmalloc::zone_caches`) and caches created later take their zone's scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayScale(u16);
+
+impl ArrayScale {
+    /// Arrays as [`array_limits`] sizes them.
+    pub const FULL: ArrayScale = ArrayScale(256);
+
+    /// The largest scale at which `bytes(scale)` ≤ `budget`, or the smallest scale when
+    /// none fits. `bytes` must not grow as the scale falls (array bytes do not).
+    pub fn fitting(budget: usize, bytes: impl Fn(ArrayScale) -> usize) -> ArrayScale {
+        let (mut lo, mut hi) = (1u16, 256u16);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if bytes(ArrayScale(mid)) <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        ArrayScale(lo)
+    }
+
+    /// `n` scaled, at least 1.
+    fn of(self, n: usize) -> usize {
+        (n * self.0 as usize / 256).max(1)
+    }
+}
+
 /// A cache's arrays: per-CPU limit and batch, shared entries, and the bytes of all of
 /// them with the per-CPU slots.
 struct ArrayPlan {
@@ -371,8 +416,9 @@ struct ArrayPlan {
 }
 
 impl ArrayPlan {
-    fn new<A: Arch>(stride: usize, nr_cpus: usize) -> ArrayPlan {
+    fn new<A: Arch>(stride: usize, nr_cpus: usize, scale: ArrayScale) -> ArrayPlan {
         let (limit, batch) = array_limits(stride);
+        let (limit, batch) = (scale.of(limit), scale.of(batch));
         let shared = if nr_cpus > 1 && stride <= PAGE_SIZE as usize {
             8 * batch
         } else {
@@ -477,18 +523,20 @@ impl<A: Arch> SlabCache<A> {
 
     /// Bytes of array memory (per-CPU slots, their entries, the shared array) a cache as
     /// `spec` describes needs on `nr_cpus` CPUs: what [`SlabCache::new`] carves from the
-    /// memory it is given. A multiple of 64.
+    /// memory it is given, at `scale`. A multiple of 64.
     pub(crate) fn array_bytes(
         spec: &CacheSpec,
         hard: &Hardening,
         nr_cpus: usize,
+        scale: ArrayScale,
     ) -> Result<usize, SlabError> {
         let (geo, _) = Self::geometry(spec, hard)?;
-        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus).bytes)
+        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, scale).bytes)
     }
 
-    /// A cache as `spec` describes, with arrays for `pages.nr_cpus()` CPUs in `arrays`
-    /// ([`SlabCache::array_bytes`] bytes), or, when `None`, in a page block of its own.
+    /// A cache as `spec` describes, with arrays at `scale` for `pages.nr_cpus()` CPUs in
+    /// `arrays` ([`SlabCache::array_bytes`] bytes at that scale), or, when `None`, in a
+    /// page block of its own.
     ///
     /// # Safety
     /// `arrays`, when given, must be 64-aligned, writable for `array_bytes` bytes, used by
@@ -498,6 +546,7 @@ impl<A: Arch> SlabCache<A> {
         spec: &CacheSpec,
         hard: &Hardening,
         arrays: Option<*mut u8>,
+        scale: ArrayScale,
     ) -> Result<Self, SlabError> {
         const {
             use core::mem::offset_of;
@@ -513,15 +562,9 @@ impl<A: Arch> SlabCache<A> {
         }
         let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
-        let gfp = if spec.flags.contains(SlabFlags::DMA) {
-            Gfp::DMA
-        } else if spec.flags.contains(SlabFlags::DMA32) {
-            Gfp::DMA32
-        } else {
-            Gfp::KERNEL
-        };
+        let gfp = spec.flags.gfp();
         let nr_cpus = pages.nr_cpus();
-        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus);
+        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, scale);
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
