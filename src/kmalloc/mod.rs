@@ -47,7 +47,8 @@ const LARGE_OWNER: usize = 1;
 const ZONE_PREFIX: [&str; NR_ZONES] = ["dma-kmalloc-", "dma32-kmalloc-", "kmalloc-"];
 
 /// A zone's kmalloc arrays take at most 1/`ARRAY_SHARE` of it (0.39 %): full arrays from
-/// about 64 MiB with four CPUs, smaller ones below (see [`ArrayScale`]).
+/// about 64 MiB with four CPUs, smaller ones below, down to [`ArrayScale::MIN`], which a
+/// zone of a few MiB exceeds its share for.
 const ARRAY_SHARE: usize = 256;
 
 /// Page blocks cut into the kmalloc caches' array memory, one cache's arrays after the

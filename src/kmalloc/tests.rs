@@ -4,6 +4,7 @@
 use super::*;
 use crate::hosted::{HostArch, Region};
 use crate::mm::zone::ZoneLimits;
+use crate::slab::array::AC_MAX;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -476,20 +477,21 @@ fn reap_drains_only_idle_arrays() {
 }
 
 #[test]
-fn a_small_zones_arrays_fit_its_share_and_caches_made_later_share_its_scale() {
+fn a_small_zones_arrays_fit_its_share_down_to_the_floor_and_caches_made_later_share_its_scale() {
+    // 2 CPUs: DMA 8 MiB, DMA32 16 MiB, Normal 104 MiB.
     let h = heap(128, 2);
     let limit = |size, gfp| h.kmem.kmalloc_cache_for(size, 8, gfp).unwrap().info().limit;
-    assert_eq!(limit(64, Gfp::KERNEL), crate::slab::array::AC_MAX);
-    let dma = limit(64, Gfp::DMA);
-    assert!((1..crate::slab::array::AC_MAX).contains(&dma), "{dma}");
-    // The scaled part — each CPU's entries and the shared array's — within the 8 MiB DMA
+    assert_eq!(limit(64, Gfp::KERNEL), AC_MAX);
+    let dma32 = limit(64, Gfp::DMA32);
+    assert!((AC_MAX / 8 + 1..AC_MAX).contains(&dma32), "{dma32}");
+    // The scaled part — each CPU's entries and the shared array's — within the 16 MiB
     // zone's 1/256 (slots and line rounding come on top).
     let entries: usize = CLASS_SIZES
         .iter()
         .map(|&s| {
             let i = h
                 .kmem
-                .kmalloc_cache_for(s as usize, 8, Gfp::DMA)
+                .kmalloc_cache_for(s as usize, 8, Gfp::DMA32)
                 .unwrap()
                 .info();
             let shared = if i.objsize <= PAGE_SIZE as usize {
@@ -500,13 +502,19 @@ fn a_small_zones_arrays_fit_its_share_and_caches_made_later_share_its_scale() {
             2 * i.limit + shared
         })
         .sum();
-    assert!(entries * 8 <= 8 * MIB / ARRAY_SHARE, "{entries} entries");
-    let c = h
-        .kmem
-        .cache_create("dma-objects", 64, 8, SlabFlags::DMA, None, None)
-        .unwrap();
-    assert_eq!(c.cache().info().limit, dma);
-    assert!(c.destroy().is_ok());
+    assert!(entries * 8 <= 16 * MIB / ARRAY_SHARE, "{entries} entries");
+    // The 8 MiB zone's share would give less than an eighth: it gets the floor, arrays
+    // that still batch, not arrays of one object.
+    let dma = limit(64, Gfp::DMA);
+    assert_eq!(dma, AC_MAX / 8);
+    for (name, flags, want) in [
+        ("dma-objects", SlabFlags::DMA, dma),
+        ("dma32-objects", SlabFlags::DMA32, dma32),
+    ] {
+        let c = h.kmem.cache_create(name, 64, 8, flags, None, None).unwrap();
+        assert_eq!(c.cache().info().limit, want, "{name}");
+        assert!(c.destroy().is_ok());
+    }
 }
 
 #[test]

@@ -385,10 +385,17 @@ impl ArrayScale {
     /// Arrays as [`array_limits`] sizes them.
     pub const FULL: ArrayScale = ArrayScale(256);
 
-    /// The largest scale at which `bytes(scale)` ≤ `budget`, or the smallest scale when
-    /// none fits. `bytes` must not grow as the scale falls (array bytes do not).
+    /// The floor: an eighth (15 objects of up to 256 bytes per CPU, refilled 7 at a time).
+    /// Below it a zone of a few MiB (a 4 MiB heap, two CPUs: the per-CPU slots alone
+    /// exceed its budget) got arrays of one object, and every allocation and free took the
+    /// node lock: the firmware bench's batch rows ran at 2.5–3.5× the ticks of full arrays;
+    /// at an eighth, as fast as full ones.
+    pub const MIN: ArrayScale = ArrayScale(32);
+
+    /// The largest scale at which `bytes(scale)` ≤ `budget`, or [`ArrayScale::MIN`] when
+    /// none above it fits. `bytes` must not grow as the scale falls (array bytes do not).
     pub fn fitting(budget: usize, bytes: impl Fn(ArrayScale) -> usize) -> ArrayScale {
-        let (mut lo, mut hi) = (1u16, 256u16);
+        let (mut lo, mut hi) = (Self::MIN.0, Self::FULL.0);
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
             if bytes(ArrayScale(mid)) <= budget {
