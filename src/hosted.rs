@@ -230,6 +230,25 @@ impl Arch for HostArch {
         fence(Ordering::SeqCst)
     }
 
+    #[inline]
+    fn prefetch(addr: usize) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch hint reads nothing architecturally and never faults, whatever
+        // the address; SSE is part of every x86_64 host target.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                addr as *const i8,
+            )
+        };
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as on x86_64; an unmapped address makes it a no-op.
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+        };
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = addr;
+    }
+
     fn barrier_read() {
         fence(Ordering::Acquire)
     }

@@ -64,6 +64,11 @@ pub trait Arch: 'static {
     /// A free-running cycle counter for benchmarks and owner tracking.
     fn cycles() -> u64;
 
+    /// Hints that the cache line holding `addr` will be read soon (`prefetcht0`, `prfm
+    /// pldl1keep`). Any address: a prefetch never faults. Does nothing by default.
+    #[inline]
+    fn prefetch(_addr: usize) {}
+
     /// Virtual address through which the kernel reaches physical address `pa`.
     fn phys_to_virt(pa: u64) -> usize;
     /// Physical address behind kernel virtual address `va` (inverse of `phys_to_virt`).

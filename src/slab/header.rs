@@ -26,6 +26,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::layout::CACHE_LINE;
 use crate::mm::frame::{FrameTable, NIL, PageFrame};
 
 /// End of a free chain.
@@ -265,6 +266,24 @@ impl<'a> Slab<'a> {
         Some(n)
     }
 
+    /// Calls `f` with one address in each cache line that holds a state word, in address
+    /// order: what a refill prefetches before it walks the chain (see `cache::refill`).
+    pub fn word_lines(self, mut f: impl FnMut(usize)) {
+        let first = self.word(0).as_ptr() as usize;
+        let last = self.word(self.num() - 1).as_ptr() as usize;
+        // A step of a line meets every line between once; a longer stride, every word.
+        let step = (self.shape.stride as usize).max(CACHE_LINE);
+        let mut at = first;
+        while at <= last {
+            f(at);
+            at += step;
+        }
+        // The last word's line, when the steps ended in a line before it.
+        if (at - step) / CACHE_LINE != last / CACHE_LINE {
+            f(last);
+        }
+    }
+
     /// Length of the free chain (see [`Slab::walk_chain`]). For `validate`.
     pub fn chain_len(self, key: ChainKey) -> Option<usize> {
         self.walk_chain(key, |_| true)
@@ -441,5 +460,40 @@ fn set_prev(f: &PageFrame, prev: u32) {
 impl Default for SlabList {
     fn default() -> Self {
         SlabList::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::frame::FrameState;
+    use crate::mm::zone::ZoneKind;
+
+    /// `word_lines` names every line that holds a state word, each once, and nothing
+    /// outside the words' span: small strides (several words a line), a stride of one
+    /// line, and large ones whose word sits at the end of the object.
+    #[test]
+    fn word_lines_meet_every_state_words_line_once() {
+        let mem = vec![0u64; 4096];
+        let base = (mem.as_ptr() as usize).next_multiple_of(CACHE_LINE * 8);
+        let head = PageFrame::new(FrameState::Allocated, ZoneKind::Normal);
+        for (num, stride, fp) in [
+            (170, 24, 0),
+            (100, 40, 32),
+            (64, 64, 0),
+            (7, 576, 568),
+            (1, 4096, 0),
+        ] {
+            let shape = Shape { num, stride, fp };
+            // SAFETY: only addresses are computed; nothing is read or written through them.
+            let slab = unsafe { Slab::at(&head, 0, base, shape) };
+            let mut seen = Vec::new();
+            slab.word_lines(|a| seen.push(a / CACHE_LINE));
+            let mut lines: Vec<usize> = (0..slab.num())
+                .map(|i| slab.word(i).as_ptr() as usize / CACHE_LINE)
+                .collect();
+            lines.dedup();
+            assert_eq!(seen, lines, "{num} x {stride} (word at {fp})");
+        }
     }
 }

@@ -69,6 +69,15 @@ impl Arch for AArch64 {
     }
 
     #[inline]
+    fn prefetch(addr: usize) {
+        // SAFETY: a prefetch hint reads nothing architecturally and never faults, whatever
+        // the address (an unmapped one makes it a no-op).
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+        };
+    }
+
+    #[inline]
     fn barrier_full() {
         barrier::dmb(barrier::ISH);
     }

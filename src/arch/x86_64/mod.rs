@@ -60,6 +60,15 @@ impl Arch for X86_64 {
     }
 
     #[inline]
+    fn prefetch(addr: usize) {
+        // SAFETY: a prefetch hint reads nothing architecturally and never faults, whatever
+        // the address.
+        unsafe {
+            asm!("prefetcht0 [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+        };
+    }
+
+    #[inline]
     fn barrier_full() {
         // SAFETY: a fence; no operands. (`_mm_mfence` needs SSE2, which the soft-float
         // target leaves off, but the instruction is there on every x86_64.)
