@@ -386,10 +386,12 @@ impl ArrayScale {
     pub const FULL: ArrayScale = ArrayScale(256);
 
     /// The floor: an eighth (15 objects of up to 256 bytes per CPU, refilled 7 at a time).
-    /// Below it a zone of a few MiB (a 4 MiB heap, two CPUs: the per-CPU slots alone
+    /// Without it a zone of a few MiB (a 4 MiB heap, two CPUs: the per-CPU slots alone
     /// exceed its budget) got arrays of one object, and every allocation and free took the
-    /// node lock: the firmware bench's batch rows ran at 2.5–3.5× the ticks of full arrays;
-    /// at an eighth, as fast as full ones.
+    /// node lock: the firmware bench's batch rows ran at 2.5–3.5× the ticks of full arrays.
+    /// At an eighth they run at 1.2–1.7× (a quarter: as full ones), and a 16 MiB zone
+    /// with four CPUs keeps its own scale (42), which a quarter would override, raising
+    /// its metadata from 1.28 to 1.55 % (BENCHMARKS.md, "Tried and not kept").
     pub const MIN: ArrayScale = ArrayScale(32);
 
     /// The largest scale at which `bytes(scale)` ≤ `budget`, or [`ArrayScale::MIN`] when
