@@ -31,7 +31,7 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use super::array::ArrayCache;
 use super::debug::{Damage, DebugFlags};
-use super::header::{ListKind, Slab};
+use super::header::{ChainKey, ListKind, Slab};
 use super::{Geometry, Hardening, Node, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -175,13 +175,13 @@ impl<A: Arch> SlabCache<A> {
     /// The word of a free object in an array.
     #[inline(always)]
     fn array_word(&self, obj: usize) -> usize {
-        obj ^ self.tag_secret
+        self.key.array_word(obj)
     }
 
     /// The word of a handed-out object of an untagged cache.
     #[inline(always)]
     fn active_word(&self, obj: usize) -> usize {
-        obj ^ self.tag_secret ^ ACTIVE_MARK
+        self.key.array_word(obj) ^ ACTIVE_MARK
     }
 
     /// The state word of object `obj` (`tag`: the cache's; non-zero means the word is
@@ -334,8 +334,9 @@ impl<A: Arch> SlabCache<A> {
         let word = self.state_word(obj, tag);
         let w = word.load(Relaxed);
         let freed = if tag != 0 {
-            // Handed out: neither in an array nor on the chain.
-            if w == obj ^ tag || self.key.successor(obj, w).is_some() {
+            // Handed out: neither in an array nor on the chain (the tag is the key's
+            // secret).
+            if ChainKey::may_be_free(tag, obj, w) {
                 return None;
             }
             obj ^ tag
@@ -692,7 +693,7 @@ impl<A: Arch> SlabCache<A> {
         // (see `geo`).
         unsafe { *self.geo.get() = new };
         self.slow.store(new.slow(), Relaxed);
-        let tag = if new.fp == 0 { self.tag_secret } else { 0 };
+        let tag = if new.fp == 0 { self.key.secret() } else { 0 };
         self.tag.store(tag, Relaxed);
         Ok(())
     }

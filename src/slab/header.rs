@@ -20,7 +20,9 @@
 //! object's own address, so that a stray write into a free object yields a word that is no
 //! link of that object (but for a chance of 2^-48), which is reported instead of followed.
 //! Chain links have their low three bits `001`; the other states' words (`cache`) have
-//! them `000` or `010`.
+//! them `000` or `010`. All three are `address ^ secret` with at most the low
+//! [`STATE_BITS`] changed, so one shift tells a word that may be a free state from one
+//! that cannot be (see [`ChainKey::may_be_free`]).
 //!
 //! The chain and the counts change only under the cache's node lock.
 
@@ -45,8 +47,13 @@ pub enum ListKind {
     Free = 3,
 }
 
-/// A cache's secret for encoding chain links, and whether new slabs chain their objects
-/// in a shuffled order.
+/// Bits of a state word that differ between an object's array word, its chain links and
+/// its ACTIVE word: the successor (bits 3–18) and the mark (bits 0–2).
+const STATE_BITS: u32 = 19;
+
+/// A cache's secret, which every state word of its objects is encoded with (array word,
+/// chain links, ACTIVE word: `cache`), and whether new slabs chain their objects in a
+/// shuffled order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainKey {
     secret: usize,
@@ -58,25 +65,48 @@ impl ChainKey {
     pub fn new(seed: u64, shuffle: bool) -> ChainKey {
         let mixed = (seed ^ (seed >> 29) ^ (seed >> 47)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         ChainKey {
-            // Low bits 0, so that links end in LINK_MARK (objects are 8-aligned).
-            secret: mixed as usize & !7,
+            // Low bits 0, so that the marks decide the low bits (objects are 8-aligned).
+            // The top bit keeps every state word unequal to 0 (what allocation leaves in
+            // a tagged object's word) and to any user-space or low kernel address.
+            secret: (mixed as usize | 1 << (usize::BITS - 1)) & !7,
             shuffle,
         }
     }
 
-    /// The link word of free object `obj` whose successor is `next`: the object's
-    /// address and the secret, with `next` and the mark mixed into the low 19 bits.
+    /// The secret itself: a tagged cache's tag (`SlabCache::tag`).
+    #[inline(always)]
+    pub fn secret(self) -> usize {
+        self.secret
+    }
+
+    /// The word of free object `obj` while an array holds it.
+    #[inline(always)]
+    pub fn array_word(self, obj: usize) -> usize {
+        obj ^ self.secret
+    }
+
+    /// The link word of free object `obj` whose successor is `next`: its array word with
+    /// `next` and the mark mixed into the low 19 bits.
     #[inline]
     pub fn link(self, obj: usize, next: u16) -> usize {
-        obj ^ self.secret ^ ((next as usize) << 3 | LINK_MARK)
+        self.array_word(obj) ^ ((next as usize) << 3 | LINK_MARK)
     }
 
     /// The successor that link word `w` of object `obj` names, or `None` when `w` is no
     /// link of `obj` (it differs from one in a bit outside the successor's).
     #[inline(always)]
     pub fn successor(self, obj: usize, w: usize) -> Option<u16> {
-        let d = w ^ obj ^ self.secret;
+        let d = w ^ self.array_word(obj);
         (d & !(0xFFFF << 3) == LINK_MARK).then_some((d >> 3) as u16)
+    }
+
+    /// Whether `w` may be one of `obj`'s free-state words (array word or chain link; the
+    /// ACTIVE word passes too). False means it is neither: what the free fast path of a
+    /// tagged cache needs to know, in one compare. True leaves the exact answer to
+    /// [`ChainKey::successor`] and the array word.
+    #[inline(always)]
+    pub fn may_be_free(secret: usize, obj: usize, w: usize) -> bool {
+        (w ^ obj ^ secret) >> STATE_BITS == 0
     }
 }
 

@@ -305,14 +305,14 @@ struct Node {
 /// point back at it.
 ///
 /// Hot fields first, on a cache line boundary: what the fast paths read — tag, slow
-/// flag, the per-CPU slots, the chain key, the tag secret, then the geometry's
+/// flag, the per-CPU slots, the chain key, then the geometry's
 /// reciprocal, state-word offset, stride and count — lies in the first 96 bytes, so an
 /// allocation touches one cache line of the cache and a free two, not the five or six
 /// the compiler's field order spread them over.
 #[repr(C, align(64))]
 pub struct SlabCache<A: Arch> {
     /// Non-zero: the cache keeps each object's state in the object's first word (see
-    /// [`cache`](self::cache)), and then equals `tag_secret`. Zero for caches with a
+    /// [`cache`](self::cache)), and then equals the key's secret. Zero for caches with a
     /// constructor or destructor (their objects' contents are the user's even while
     /// free) and for slow caches, so a non-zero tag also says "not slow": the fast paths
     /// of tagged caches read this field alone. An atomic (relaxed: a plain load) because
@@ -325,10 +325,8 @@ pub struct SlabCache<A: Arch> {
     /// cache lines.
     gfp: Gfp,
     cpu: PerCpu<A, ArrayCache>,
+    /// The secret of every state word (`header`): the array word is `address ^ secret`.
     key: ChainKey,
-    /// The secret of the array word `address ^ tag_secret` (low three bits 0, top bit
-    /// set).
-    tag_secret: usize,
     /// The slot layout and debug settings. Changed only by [`SlabCache::set_debug`],
     /// while the cache has no slab and holds its node lock (see there).
     geo: UnsafeCell<Geometry>,
@@ -560,7 +558,7 @@ impl<A: Arch> SlabCache<A> {
         const {
             use core::mem::offset_of;
             assert!(
-                offset_of!(Self, tag_secret) + 8 <= 64,
+                offset_of!(Self, key) + size_of::<ChainKey>() <= 64,
                 "allocation reads one line"
             );
             let num = offset_of!(Self, geo) + offset_of!(Geometry, layout);
@@ -598,11 +596,7 @@ impl<A: Arch> SlabCache<A> {
                 SharedArray::new(at(nr_cpus), plan.shared),
             )
         };
-        let seed = hard.seed ^ mem as u64;
-        // The top bit keeps the array word of any object unequal to 0 (what allocation
-        // leaves in a tagged object's word) and to any user-space or low kernel address;
-        // the low bits tell it from chain links and ACTIVE words (`cache`).
-        let tag_secret = (seed.rotate_left(17) as usize | 1 << (usize::BITS - 1)) & !7;
+        let key = ChainKey::new(hard.seed ^ mem as u64, hard.random_freelist);
         let cache = SlabCache {
             name: spec.name,
             object_size: spec.size,
@@ -622,10 +616,9 @@ impl<A: Arch> SlabCache<A> {
                 shared,
             }),
             arrays: own,
-            key: ChainKey::new(seed, hard.random_freelist),
+            key,
             slow: AtomicBool::new(geo.slow()),
-            tag: AtomicUsize::new(if geo.fp == 0 { tag_secret } else { 0 }),
-            tag_secret,
+            tag: AtomicUsize::new(if geo.fp == 0 { key.secret() } else { 0 }),
             reports: AtomicUsize::new(0),
             next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         };
