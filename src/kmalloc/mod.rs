@@ -469,25 +469,21 @@ impl<A: Arch> Kmem<A> {
 
     /// [`Kmem::kfree`] for `GlobalAlloc` and `Allocator`, which cannot report a refused
     /// free: the slow path logs it. As [`Kmem::kmalloc_or_null`], the fast path ends in
-    /// a return or a tail call.
+    /// a return or a tail call: it looks in the first bank of the frame table only
+    /// (inline arithmetic, no call) and leaves frames of other banks to the slow path.
     #[inline(always)]
     pub(crate) fn kfree_logged(&self, ptr: *mut u8) {
-        // With several banks the descriptor lookup is a call; on its own path, this one
-        // (one bank: inline arithmetic) needs no stack frame.
-        if !self.pages.table().one_bank() {
-            return self.kfree_logged_banked(ptr);
+        let addr = ptr as usize;
+        if let Some((_, frame)) = self
+            .pages
+            .table()
+            .frame_in_first_bank(A::virt_to_phys(addr))
+            && let Some(cache) = slab_owner(frame)
+            && cache.free_fast(self, frame, addr)
+        {
+            return;
         }
-        if !self.free_fast(ptr as usize) {
-            self.kfree_logged_slow(ptr);
-        }
-    }
-
-    /// [`Kmem::kfree_logged`] over a table of several banks.
-    #[inline(never)]
-    fn kfree_logged_banked(&self, ptr: *mut u8) {
-        if !self.free_fast(ptr as usize) {
-            self.kfree_logged_slow(ptr);
-        }
+        self.kfree_logged_slow(ptr);
     }
 
     #[inline(never)]

@@ -821,8 +821,9 @@ proptest! {
     }
 }
 
-/// Over several banks, descriptor lookups take their own (out-of-line) path through
-/// `GlobalAlloc::dealloc`: it frees as the one-bank path does, and refuses what it refuses.
+/// Over several banks, `GlobalAlloc::dealloc` frees blocks of the first bank on its fast
+/// path and those of the others on its slow path (the only one that searches the banks):
+/// both free alike, and refuse what the other refuses.
 #[test]
 fn global_dealloc_over_several_banks() {
     use crate::mm::memmap::{MemoryMap, RegionKind};

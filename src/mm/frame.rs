@@ -229,6 +229,8 @@ pub struct FrameTable {
     nbanks: usize,
     frames: *const PageFrame,
     len: u32,
+    /// Frames in the first bank (whose descriptors are the first ones).
+    first_len: u64,
 }
 
 // SAFETY: the table only hands out shared references to descriptors, whose fields are
@@ -260,6 +262,7 @@ impl FrameTable {
             nbanks: usable.len(),
             frames,
             len: 0,
+            first_len: 0,
         };
         let mut idx: u32 = 0;
         for (bank, r) in t.banks.iter_mut().zip(usable) {
@@ -281,6 +284,7 @@ impl FrameTable {
             }
         }
         t.len = idx;
+        t.first_len = t.banks[0].end_pfn - t.banks[0].start_pfn;
         t
     }
 
@@ -292,13 +296,6 @@ impl FrameTable {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Whether the table has a single bank, where [`FrameTable::frame_of`] is inline
-    /// arithmetic with no call.
-    #[inline(always)]
-    pub fn one_bank(&self) -> bool {
-        self.nbanks == 1
     }
 
     #[inline]
@@ -356,25 +353,33 @@ impl FrameTable {
     /// Descriptor of the frame holding physical address `pa`.
     #[inline(always)]
     pub fn frame_of(&self, pa: u64) -> Option<(u32, &PageFrame)> {
-        let pfn = pa >> PAGE_SHIFT;
-        if self.nbanks == 1 {
-            // The common case, on the kmalloc/kfree fast paths: one bank, one compare. The
-            // only bank starts at descriptor 0 and holds all `len` of them.
-            let off = pfn.wrapping_sub(self.banks[0].start_pfn);
-            if off >= u64::from(self.len) {
-                return None;
-            }
-            let idx = off as u32;
-            // SAFETY: idx < len, all initialised by `init`.
-            return Some((idx, unsafe { &*self.frames.add(idx as usize) }));
+        match self.frame_in_first_bank(pa) {
+            Some(found) => Some(found),
+            None => self.frame_of_banked(pa >> PAGE_SHIFT),
         }
-        self.frame_of_banked(pfn)
     }
 
-    /// [`FrameTable::frame_of`] with more than one bank: a binary search, out of line so
-    /// that the one-bank case stays small enough to inline.
+    /// [`FrameTable::frame_of`] for the first bank only (`None` for a frame of another):
+    /// one subtraction and one compare with no call, for the kfree fast path, which
+    /// leaves every other frame to its slow path. The first bank is the only one on most
+    /// boards, and it starts at descriptor 0.
+    #[inline(always)]
+    pub fn frame_in_first_bank(&self, pa: u64) -> Option<(u32, &PageFrame)> {
+        let off = (pa >> PAGE_SHIFT).wrapping_sub(self.banks[0].start_pfn);
+        if off >= self.first_len {
+            return None;
+        }
+        // SAFETY: off < first_len ≤ len, all initialised by `init`.
+        Some((off as u32, unsafe { &*self.frames.add(off as usize) }))
+    }
+
+    /// [`FrameTable::frame_of`] past the first bank: a binary search, out of line so
+    /// that the first-bank case stays small enough to inline.
     #[inline(never)]
     fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
+        if self.nbanks < 2 {
+            return None;
+        }
         let idx = self.index_of_pfn(pfn)?;
         Some((idx, self.frame(idx)))
     }

@@ -115,6 +115,18 @@ fn holes_between_banks_cost_no_descriptors() {
     let p = unsafe { Pages::new(&n, ZoneLimits::FLAT, 1, None).unwrap() };
     let info = p.info();
     assert_eq!(info.frames as u64, 16 * MIB / PAGE_SIZE - 1);
+    // The first bank's frames are found by either lookup, the second bank's by the full one.
+    let (low, high) = (r.start() + 4 * MIB, r.start() + 44 * MIB);
+    let t = p.table();
+    assert_eq!(
+        t.frame_in_first_bank(low).map(|f| f.0),
+        t.frame_of(low).map(|f| f.0)
+    );
+    assert!(t.frame_in_first_bank(high).is_none() && t.frame_of(high).is_some());
+    assert!(
+        t.frame_of(r.start() + 20 * MIB).is_none(),
+        "the hole has no descriptors"
+    );
     // Nothing is ever handed out from the hole or the reserved page.
     let mut got = Vec::new();
     while let Ok(pa) = p.alloc_pages(0, Gfp::KERNEL) {
