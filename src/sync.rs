@@ -34,6 +34,24 @@ impl<A: Arch, T> IrqMutex<A, T> {
             irq,
         }
     }
+
+    /// Disables interrupts and takes the lock if it is free; otherwise restores
+    /// interrupts and returns `None`. For callers that already hold another allocator
+    /// lock, where waiting could close a cycle.
+    #[inline]
+    pub fn try_lock(&self) -> Option<IrqMutexGuard<'_, A, T>> {
+        let irq = A::irq_save();
+        match self.inner.try_lock() {
+            Some(guard) => Some(IrqMutexGuard {
+                guard: ManuallyDrop::new(guard),
+                irq,
+            }),
+            None => {
+                A::irq_restore(irq);
+                None
+            }
+        }
+    }
 }
 
 /// Holds an [`IrqMutex`]; unlocks, then restores interrupts, when dropped.

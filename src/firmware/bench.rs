@@ -33,7 +33,7 @@ use crate::mm::zone::ZoneLimits;
 use crate::println;
 use crate::sync::IrqMutex;
 
-use super::{pages, smp};
+use super::{kmem, pages, smp};
 
 /// A peer under test; `Sync` because every core drives it at once.
 trait Peer: Sync {
@@ -292,7 +292,7 @@ struct Arena(u64);
 
 impl Arena {
     fn new() -> Result<Arena, &'static str> {
-        pages()
+        kmem()
             .alloc_pages(MAX_ORDER, Gfp::KERNEL)
             .map(Arena)
             .map_err(|_| "no memory for an arena")

@@ -161,7 +161,7 @@ fn execute(line: &str) {
             println!("reap: {objs} objects drained, {pages} pages released");
         }
         ("shrink", _) => println!("shrink: {} pages released", kmem().shrink_all()),
-        ("pages", (Some(order), None)) => match pages().alloc_pages(order as u32, Gfp::KERNEL) {
+        ("pages", (Some(order), None)) => match kmem().alloc_pages(order as u32, Gfp::KERNEL) {
             Ok(pa) => println!("{pa:#x}"),
             Err(e) => println!("error: {e}"),
         },

@@ -24,7 +24,7 @@ use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
 use crate::mm::frame::PageFrame;
 use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
-use crate::mm::{PageAllocator, PageError};
+use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::slab::debug::DebugFlags;
 use crate::slab::header::Slab;
 use crate::slab::{
@@ -297,6 +297,42 @@ impl<A: Arch> Kmem<A> {
         &self.pages
     }
 
+    /// [`PageAllocator::alloc_pages`], but when that finds no block, the caches first
+    /// give back the empty slabs they keep (up to a share of their zone, see
+    /// `slab::free_limit`) and the allocation is tried once more. Slab growth and large
+    /// kmalloc blocks come through here.
+    #[inline]
+    pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.pages
+            .alloc_pages(order, gfp)
+            .or_else(|_| self.alloc_pages_reclaiming(order, gfp))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_reclaiming(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        // The caller may hold a cache's node lock (a slab growing) or the registry lock
+        // (`cache_create`), and `shrink_all` takes node locks under the registry lock:
+        // only locks that are free are taken here, so no cycle can close. Without the
+        // registry, the kmalloc caches (which are not on it) still give theirs back.
+        let head = self.registry.try_lock();
+        let mut released = 0;
+        self.for_each_cache_in(
+            head.as_deref().copied().unwrap_or(core::ptr::null_mut()),
+            |c| {
+                released += c.release_free_slabs_if_idle(self);
+            },
+        );
+        drop(head);
+        if released == 0 {
+            return Err(PageError::OutOfMemory {
+                order,
+                zone: gfp.zone(),
+            });
+        }
+        self.pages.alloc_pages(order, gfp)
+    }
+
     #[inline]
     fn kmalloc_cache(&self, gfp: Gfp, class: usize) -> Option<&SlabCache<A>> {
         let caches = self.caches_at(self.serving[gfp.zone().index()]);
@@ -429,7 +465,7 @@ impl<A: Arch> Kmem<A> {
         if order > MAX_ORDER {
             return Err(too_large);
         }
-        let pa = self.pages.alloc_pages(order, gfp)?;
+        let pa = self.alloc_pages(order, gfp)?;
         self.pages
             .frame(pa)
             .expect("a fresh block is managed")

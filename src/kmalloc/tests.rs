@@ -476,6 +476,79 @@ fn reap_drains_only_idle_arrays() {
     assert_eq!(cached(&h), 0);
 }
 
+/// 10 000 objects of 64 B allocated and freed: their slabs (157 pages) stay with the
+/// cache, within its keep of 1/64 of the 40 MiB Normal zone. Returns the pages free
+/// before the burst and the pages the cache kept.
+fn burst_of_64_byte_objects(h: &Heap) -> (u64, u64) {
+    let before = h.free_pages();
+    let objs: Vec<_> = (0..10_000)
+        .map(|_| h.kmem.kmalloc(64, Gfp::KERNEL).unwrap())
+        .collect();
+    for p in objs {
+        h.kmem.kfree(p.as_ptr()).unwrap();
+    }
+    let kept = before - h.free_pages();
+    assert!(
+        kept >= 140,
+        "the emptied slabs stay formatted: {kept} pages"
+    );
+    (before, kept)
+}
+
+/// Pages of the 64 B cache's slabs that hold objects parked in its arrays, which no
+/// reclaim takes back: LIFO frees park runs of neighbours, so the objects' count in
+/// slabs of 64, plus one slab at each end of the two runs (per-CPU and shared array).
+fn parked_64_byte_slabs(h: &Heap) -> u64 {
+    let info = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
+    ((info.cpu_cached + info.shared_avail).div_ceil(64) + 4) as u64
+}
+
+#[test]
+fn pages_run_short_take_back_the_empty_slabs_caches_keep() {
+    let h = heap(64, 2);
+    let (before, kept) = burst_of_64_byte_objects(&h);
+    let mut got = Vec::new();
+    while let Ok(pa) = h.kmem.alloc_pages(0, Gfp::KERNEL) {
+        got.push(pa);
+    }
+    // Only slabs holding objects parked in the arrays stay behind.
+    let missing = before - got.len() as u64;
+    let parked = parked_64_byte_slabs(&h);
+    assert!(
+        missing <= parked,
+        "{missing} of the {kept} kept pages not taken back ({parked} parked)"
+    );
+    for pa in got {
+        h.kmem.pages().free_pages(pa, 0).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
+#[test]
+fn a_growing_cache_takes_back_other_caches_empty_slabs() {
+    let h = heap(64, 2);
+    let (before, kept) = burst_of_64_byte_objects(&h);
+    // The 1 KiB cache grows under its own node lock until nothing is left; the 64 B
+    // cache's lock is free, so its empty slabs come back to it.
+    let mut got = Vec::new();
+    while let Ok(p) = h.kmem.kmalloc(1024, Gfp::KERNEL) {
+        got.push(p);
+    }
+    // Besides the arrays' slabs: the last slab's rest and one refill in the 1 KiB array.
+    let missing = before - (got.len() * 1024 / PAGE_SIZE as usize) as u64;
+    let parked = parked_64_byte_slabs(&h);
+    assert!(
+        missing <= parked + 16,
+        "{missing} of the {kept} kept pages not taken back ({parked} parked)"
+    );
+    for p in got {
+        h.kmem.kfree(p.as_ptr()).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
 #[test]
 fn a_small_zones_arrays_fit_its_share_down_to_the_floor_and_caches_made_later_share_its_scale() {
     // 2 CPUs: DMA 8 MiB, DMA32 16 MiB, Normal 104 MiB.

@@ -469,7 +469,7 @@ impl<A: Arch> SlabCache<A> {
         let l = &self.geo().layout;
         let oom = SlabError::OutOfMemory { cache: self.name };
         let zone = self.gfp | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
-        let pa = k.pages().alloc_pages(l.order, zone).map_err(|_| oom)?;
+        let pa = k.alloc_pages(l.order, zone).map_err(|_| oom)?;
         let base = A::phys_to_virt(pa);
         // Colour: offsets 0, colour_off, ..., colours × colour_off, all within left_over.
         let colour = node.colour_next;
@@ -634,6 +634,15 @@ impl<A: Arch> SlabCache<A> {
             pages += 1 << self.geo().layout.order;
         }
         pages
+    }
+
+    /// [`SlabCache::release_free_slabs`] unless the node lock is busy: its holder may be
+    /// the caller, growing this cache or another one whose lock a waiter here would
+    /// then close a cycle with. Returns the pages released.
+    pub(crate) fn release_free_slabs_if_idle(&self, k: &Kmem<A>) -> usize {
+        self.node
+            .try_lock()
+            .map_or(0, |mut node| self.release_free_slabs(k, &mut node))
     }
 
     /// Drains every array (per-CPU and shared) and releases every empty slab. Returns the
