@@ -33,8 +33,8 @@ bench-smoke: toolchain
 lint: toolchain
 	$(CARGO) fmt --check
 	$(CARGO) clippy --features hosted --all-targets -- -D warnings
-	$(CARGO) clippy --lib --target aarch64-unknown-none -- -D warnings
-	$(CARGO) clippy --lib --target x86_64-unknown-none -- -D warnings
+	$(CARGO) clippy -p kmem --lib --target aarch64-unknown-none -- -D warnings
+	$(CARGO) clippy -p kmem --lib --target x86_64-unknown-none -- -D warnings
 
 ## toolchain: the Rust toolchain, targets and components rust-toolchain.toml names.
 toolchain:
@@ -82,6 +82,14 @@ QEMU_x86_64 = qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
 OK_STATUS_x86_64 := 33
 
+# The one list of boards: every board's TARGET_/QEMU_/OK_STATUS_ variables above, and a
+# cargo feature of the firmware crate (firmware/Cargo.toml).
+BOARDS := virt $(PI_BOARDS) x86_64
+define newline
+
+
+endef
+
 TARGET = $(TARGET_$(BOARD))
 OUT = build/$(BOARD)
 IMAGE = $(OUT)/kmem.elf
@@ -100,9 +108,9 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
 image: toolchain
-	@[ -n "$(TARGET)" ] || { echo "unknown BOARD '$(BOARD)' (boards: virt $(PI_BOARDS) x86_64)"; exit 2; }
+	@[ -n "$(filter $(BOARD),$(BOARDS))" ] || { echo "unknown BOARD '$(BOARD)' (boards: $(BOARDS))"; exit 2; }
 	@[ -n "$(filter $(BOARD),$(PI_BOARDS))" ] || [ "$(BOOT)" = dtb ] || { echo "BOOT applies to $(PI_BOARDS) only"; exit 2; }
-	$(CARGO) build --release --target $(TARGET) --no-default-features --features $(BOARD) --bin kmem
+	$(CARGO) build --release --target $(TARGET) -p kmem-firmware --features $(BOARD) --bin kmem
 	@mkdir -p $(OUT)
 	cp target/$(TARGET)/release/kmem $(IMAGE)
 ifneq ($(filter $(BOARD),$(PI_BOARDS)),)
@@ -136,12 +144,9 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
 
-## lint-firmware: clippy for the firmware binary of every board on its bare-metal target.
+## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain
-	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features virt --bin kmem -- -D warnings
-	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features rpi3 --bin kmem -- -D warnings
-	$(CARGO) clippy --target aarch64-unknown-none --no-default-features --features rpi4 --bin kmem -- -D warnings
-	$(CARGO) clippy --target x86_64-unknown-none --no-default-features --features x86_64 --bin kmem -- -D warnings
+	$(foreach b,$(BOARDS),$(CARGO) clippy --target $(TARGET_$(b)) -p kmem-firmware --features $(b) -- -D warnings$(newline))
 
 test: qemu-test
 lint: lint-firmware

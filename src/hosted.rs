@@ -11,7 +11,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::Arch;
 use crate::mm::PageAllocator;
@@ -226,10 +226,6 @@ impl Arch for HostArch {
     #[inline]
     fn irq_restore(_: ()) {}
 
-    fn barrier_full() {
-        fence(Ordering::SeqCst)
-    }
-
     #[inline]
     fn prefetch(addr: usize) {
         #[cfg(target_arch = "x86_64")]
@@ -247,14 +243,6 @@ impl Arch for HostArch {
         };
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         let _ = addr;
-    }
-
-    fn barrier_read() {
-        fence(Ordering::Acquire)
-    }
-
-    fn barrier_write() {
-        fence(Ordering::Release)
     }
 
     fn cycles() -> u64 {
@@ -280,16 +268,6 @@ impl Arch for HostArch {
     #[inline]
     fn virt_to_phys(va: usize) -> u64 {
         va as u64
-    }
-
-    fn halt() -> ! {
-        loop {
-            std::thread::park();
-        }
-    }
-
-    fn exit(code: u32) -> ! {
-        std::process::exit(code as i32)
     }
 }
 

@@ -14,9 +14,8 @@
 //! an ordinary process.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 
-extern crate alloc;
-
 pub mod arch;
+pub use arch::Arch;
 pub mod gfp;
 pub mod kmalloc;
 pub mod mm;
@@ -33,26 +32,3 @@ pub use gfp::Gfp;
 pub use kmalloc::Kmem;
 pub use mm::{PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};
-
-#[cfg(all(
-    target_os = "none",
-    any(
-        all(
-            target_arch = "aarch64",
-            any(feature = "virt", feature = "rpi3", feature = "rpi4")
-        ),
-        all(target_arch = "x86_64", feature = "x86_64")
-    )
-))]
-pub mod bsp;
-#[cfg(all(
-    target_os = "none",
-    any(
-        all(
-            target_arch = "aarch64",
-            any(feature = "virt", feature = "rpi3", feature = "rpi4")
-        ),
-        all(target_arch = "x86_64", feature = "x86_64")
-    )
-))]
-pub mod firmware;

@@ -1,0 +1,157 @@
+//! The MMU: an identity map of the low physical address space in 2 MiB blocks (4 KiB
+//! granule, 39-bit addresses, walks starting at level 1).
+//!
+//! RAM is normal write-back cacheable inner-shareable memory; everything else in the low
+//! 4 GiB is device nGnRE; nothing else is mapped. Exclusive loads and stores (every lock
+//! and atomic read-modify-write) need normal cacheable memory on real cores, so each core
+//! turns the MMU on before it takes a lock. The tables are built once, by the boot core
+//! before it turns its MMU on, and never change afterwards.
+
+use core::cell::UnsafeCell;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    ID_AA64MMFR0_EL1, MAIR_EL1, ReadWriteable, Readable, SCTLR_EL1, TCR_EL1, TTBR0_EL1, Writeable,
+};
+use tock_registers::LocalRegisterCopy;
+use tock_registers::register_bitfields;
+
+use kmem::mm::memmap::PhysRange;
+
+/// Level-2 tables, one per GiB: the map reaches physical addresses below this many GiB.
+const L2_TABLES: usize = 64;
+/// RAM at or above this address cannot be mapped, so must not be handed to the allocator.
+pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
+/// Size of one block mapping.
+const BLOCK: u64 = 2 << 20;
+/// Everything below this that is not RAM is mapped as device memory.
+const DEVICE_LIMIT: u64 = 4 << 30;
+
+register_bitfields! {u64,
+    /// A level-1 table descriptor or a level-2 block descriptor (the bits both use).
+    DESCRIPTOR [
+        UXN OFFSET(54) NUMBITS(1) [],
+        PXN OFFSET(53) NUMBITS(1) [],
+        /// Output address bits [47:12] (a table's address, or a block's base).
+        ADDR OFFSET(12) NUMBITS(36) [],
+        AF OFFSET(10) NUMBITS(1) [],
+        SH OFFSET(8) NUMBITS(2) [InnerShareable = 0b11],
+        /// Privileged read-write, no EL0 access.
+        AP OFFSET(6) NUMBITS(2) [RwEl1 = 0b00],
+        ATTR_INDX OFFSET(2) NUMBITS(3) [Normal = 0, Device = 1],
+        TYPE OFFSET(1) NUMBITS(1) [Block = 0, Table = 1],
+        VALID OFFSET(0) NUMBITS(1) []
+    ]
+}
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+struct Tables {
+    l1: Table,
+    l2: [Table; L2_TABLES],
+}
+
+struct TableCell(UnsafeCell<Tables>);
+
+// SAFETY: written only by `build`, on the boot core before any other core runs; after
+// that only the MMU reads it.
+unsafe impl Sync for TableCell {}
+
+static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
+    l1: Table([0; 512]),
+    l2: [const { Table([0; 512]) }; L2_TABLES],
+}));
+
+fn descriptor(addr: u64, normal: bool) -> u64 {
+    let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
+    d.write(
+        DESCRIPTOR::VALID::SET
+            + DESCRIPTOR::TYPE::Block
+            + DESCRIPTOR::AF::SET
+            + DESCRIPTOR::AP::RwEl1
+            + DESCRIPTOR::UXN::SET
+            + DESCRIPTOR::ADDR.val(addr >> 12),
+    );
+    if normal {
+        d.modify(DESCRIPTOR::ATTR_INDX::Normal + DESCRIPTOR::SH::InnerShareable);
+    } else {
+        d.modify(DESCRIPTOR::ATTR_INDX::Device + DESCRIPTOR::PXN::SET);
+    }
+    d.get()
+}
+
+/// Fills the tables: the 2 MiB blocks that overlap a range in any of the `ram` lists are
+/// normal memory, the rest of the low 4 GiB device memory. Ranges at or above
+/// [`MAP_LIMIT`] are ignored.
+///
+/// # Safety
+/// Boot core only, once, before any core turns its MMU on.
+pub unsafe fn build(ram: &[&[PhysRange]]) {
+    let is_ram = |a: u64| {
+        ram.iter()
+            .flat_map(|list| list.iter())
+            .any(|r| r.start < a + BLOCK && a < r.end)
+    };
+    // SAFETY: the caller guarantees nothing else reads or writes the tables now.
+    let t = unsafe { &mut *TABLES.0.get() };
+    for (gib, l2) in t.l2.iter_mut().enumerate() {
+        let mut used = false;
+        for (i, e) in l2.0.iter_mut().enumerate() {
+            let addr = ((gib as u64) << 30) + i as u64 * BLOCK;
+            *e = if is_ram(addr) {
+                descriptor(addr, true)
+            } else if addr < DEVICE_LIMIT {
+                descriptor(addr, false)
+            } else {
+                0
+            };
+            used |= *e != 0;
+        }
+        if used {
+            let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
+            d.write(
+                DESCRIPTOR::VALID::SET
+                    + DESCRIPTOR::TYPE::Table
+                    + DESCRIPTOR::ADDR.val(l2.0.as_ptr() as u64 >> 12),
+            );
+            t.l1.0[gib] = d.get();
+        }
+    }
+    // The tables were written with the MMU off, straight to memory; make sure the writes
+    // are complete before any walker looks.
+    barrier::dsb(barrier::ISH);
+}
+
+/// Turns this core's MMU and caches on with the tables [`build`] filled.
+///
+/// # Safety
+/// [`build`] has run. The code and stack in use are RAM, identity-mapped by the tables.
+pub unsafe fn enable() {
+    MAIR_EL1.write(
+        MAIR_EL1::Attr0_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
+            + MAIR_EL1::Attr0_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc
+            + MAIR_EL1::Attr1_Device::nonGathering_nonReordering_EarlyWriteAck,
+    );
+    // SAFETY: only the address of the static is taken; the MMU reads the table.
+    let l1 = unsafe { &raw const (*TABLES.0.get()).l1 } as u64;
+    TTBR0_EL1.set_baddr(l1);
+    let pa_range = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange);
+    TCR_EL1.write(
+        TCR_EL1::TBI0::Used
+            + TCR_EL1::IPS.val(pa_range)
+            + TCR_EL1::TG0::KiB_4
+            + TCR_EL1::SH0::Inner
+            + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::EPD0::EnableTTBR0Walks
+            + TCR_EL1::EPD1::DisableTTBR1Walks
+            + TCR_EL1::T0SZ.val(25),
+    );
+    barrier::isb(barrier::SY);
+    // SAFETY: drops stale translations from before this core's MMU was set up.
+    unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", options(nostack)) };
+    barrier::isb(barrier::SY);
+    SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable);
+    barrier::isb(barrier::SY);
+}

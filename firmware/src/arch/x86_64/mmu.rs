@@ -1,0 +1,96 @@
+//! The page tables: an identity map of physical memory in 2 MiB pages (PML4 → PDPT →
+//! PD), replacing the boot tables' first 4 GiB.
+//!
+//! RAM — every 2 MiB page that overlaps a listed range, below or above the 4 GiB hole —
+//! is write-back cacheable; everything else below 4 GiB (the LAPIC at 0xFEE0_0000, the
+//! IOAPIC at 0xFEC0_0000, PCI windows, firmware) is uncached (PCD|PWT); nothing else is
+//! mapped. The tables are built once, by the boot core, and never change afterwards.
+
+use core::cell::UnsafeCell;
+
+use x86_64::PhysAddr;
+use x86_64::registers::control::{Cr3, Cr3Flags};
+use x86_64::structures::paging::PhysFrame;
+
+use kmem::mm::memmap::PhysRange;
+
+/// Page directories, one per GiB: the map reaches physical addresses below this many GiB.
+const PDS: usize = 64;
+/// RAM at or above this address cannot be mapped, so must not be handed to the allocator.
+pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
+/// Size of one page mapping.
+const PAGE_2M: u64 = 2 << 20;
+/// Everything below this that is not RAM is mapped uncached.
+const DEVICE_LIMIT: u64 = 4 << 30;
+
+const PRESENT: u64 = 1 << 0;
+const WRITABLE: u64 = 1 << 1;
+const WRITE_THROUGH: u64 = 1 << 3;
+const CACHE_DISABLE: u64 = 1 << 4;
+const HUGE: u64 = 1 << 7;
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+struct Tables {
+    pml4: Table,
+    pdpt: Table,
+    pd: [Table; PDS],
+}
+
+struct TableCell(UnsafeCell<Tables>);
+
+// SAFETY: written only by `build`, on the boot core before any other core runs; after
+// that only the MMU reads it.
+unsafe impl Sync for TableCell {}
+
+static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
+    pml4: Table([0; 512]),
+    pdpt: Table([0; 512]),
+    pd: [const { Table([0; 512]) }; PDS],
+}));
+
+/// Fills the tables: the 2 MiB pages that overlap a range in any of the `ram` lists are
+/// cacheable, the rest of the low 4 GiB uncached. Ranges at or above [`MAP_LIMIT`] are
+/// ignored.
+///
+/// # Safety
+/// Boot core, once, before any core loads the tables with [`enable`].
+pub unsafe fn build(ram: &[&[PhysRange]]) {
+    let is_ram = |a: u64| {
+        ram.iter()
+            .flat_map(|list| list.iter())
+            .any(|r| r.start < a + PAGE_2M && a < r.end)
+    };
+    // SAFETY: the caller guarantees nothing else reads or writes the tables now.
+    let t = unsafe { &mut *TABLES.0.get() };
+    for (gib, pd) in t.pd.iter_mut().enumerate() {
+        for (i, e) in pd.0.iter_mut().enumerate() {
+            let addr = ((gib as u64) << 30) + i as u64 * PAGE_2M;
+            *e = if is_ram(addr) {
+                addr | PRESENT | WRITABLE | HUGE
+            } else if addr < DEVICE_LIMIT {
+                addr | PRESENT | WRITABLE | HUGE | CACHE_DISABLE | WRITE_THROUGH
+            } else {
+                0
+            };
+        }
+        if pd.0.iter().any(|&e| e != 0) {
+            t.pdpt.0[gib] = pd.0.as_ptr() as u64 | PRESENT | WRITABLE;
+        }
+    }
+    t.pml4.0[0] = t.pdpt.0.as_ptr() as u64 | PRESENT | WRITABLE;
+}
+
+/// Switches this core to the tables [`build`] filled (loading CR3 also drops every stale
+/// translation).
+///
+/// # Safety
+/// [`build`] has run. The code and stack in use are RAM, identity-mapped by the tables.
+pub unsafe fn enable() {
+    // SAFETY: only the address of the static is taken; the MMU reads the table.
+    let pml4 = unsafe { &raw const (*TABLES.0.get()).pml4 } as u64;
+    let frame = PhysFrame::containing_address(PhysAddr::new(pml4));
+    // SAFETY: the caller guarantees the new tables map everything in use the same way.
+    unsafe { Cr3::write(frame, Cr3Flags::empty()) };
+}

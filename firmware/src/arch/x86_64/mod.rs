@@ -1,0 +1,135 @@
+//! x86_64: the [`Arch`] implementation, and the CPU code a bare-metal x86_64 firmware
+//! needs under it — the PVH entry, long mode and the AP trampoline ([`boot`]), the
+//! per-CPU area ([`cpu`]), the page tables ([`mmu`]), the IDT ([`exception`]), the TSC
+//! ([`tsc`]) and the local APIC that starts other cores ([`apic`]). Nothing here knows
+//! which machine it runs on beyond what every PC has (the PIT for calibration, the
+//! local APIC at its MSR address, QEMU's `isa-debug-exit` port for exiting).
+
+pub mod apic;
+mod boot;
+pub mod cpu;
+pub mod exception;
+pub mod mmu;
+pub mod tsc;
+
+use core::arch::asm;
+
+use x86_64::instructions::{hlt, interrupts, port::Port};
+
+use kmem::Arch;
+
+pub use X86_64 as Cpu;
+pub use boot::TRAMPOLINE;
+pub use cpu::MAX_CPUS;
+pub use tsc::cycles_per_second;
+
+/// I/O port of QEMU's `isa-debug-exit` device: writing `v` ends QEMU with status
+/// `(v << 1) | 1`.
+const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// What success writes: QEMU exits with 33, which `make selftest` maps to 0 (status 0
+/// itself is out of reach, every status the device gives is odd).
+const DEBUG_EXIT_SUCCESS: u32 = 0x10;
+
+/// [`Arch`] for x86_64 in long mode with the identity map that [`mmu`] builds.
+pub struct X86_64;
+
+impl Arch for X86_64 {
+    /// Whether interrupts were enabled (RFLAGS.IF).
+    type IrqState = bool;
+    /// Each core is the only one with its id, and runs per-CPU code with interrupts off.
+    const OWNED_IDS: usize = MAX_CPUS;
+
+    #[inline]
+    fn cpu_id() -> usize {
+        cpu::id()
+    }
+
+    #[inline]
+    fn irq_save() -> bool {
+        let enabled = interrupts::are_enabled();
+        interrupts::disable();
+        enabled
+    }
+
+    #[inline]
+    fn irq_restore(enabled: bool) {
+        // Only re-enable: a caller that had them off must find them off.
+        if enabled {
+            interrupts::enable();
+        }
+    }
+
+    #[inline]
+    fn prefetch(addr: usize) {
+        // SAFETY: a prefetch hint reads nothing architecturally and never faults, whatever
+        // the address.
+        unsafe {
+            asm!("prefetcht0 [{0}]", in(reg) addr, options(nostack, readonly, preserves_flags))
+        };
+    }
+
+    #[inline]
+    fn cycles() -> u64 {
+        tsc::read()
+    }
+
+    #[inline]
+    fn phys_to_virt(pa: u64) -> usize {
+        pa as usize
+    }
+
+    #[inline]
+    fn virt_to_phys(va: usize) -> u64 {
+        va as u64
+    }
+}
+
+/// Sleeps in `hlt` until [`wake_waiters`] (or any interrupt) wakes this core, so that
+/// idle cores leave the host's CPUs to the busy ones. Interrupts are off before and after.
+pub fn wait_for_event() {
+    apic::enable();
+    // SAFETY: `sti` takes effect after the next instruction, so a wake-up IPI that came
+    // while interrupts were off (pending since) ends the `hlt` at once: none is lost.
+    // The only gate is the wake-up stub, which returns here.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+}
+
+/// Lets this core take interrupts. The firmware runs with them off; the allocator turns
+/// them off itself around its per-CPU and locked paths.
+pub fn enable_interrupts() {
+    interrupts::enable();
+}
+
+/// Wakes every core sleeping in [`wait_for_event`].
+pub fn wake_waiters() {
+    apic::wake_others();
+}
+
+/// The running core's initial local APIC id (CPUID leaf 1), the id the MADT lists.
+pub fn boot_hwid() -> u64 {
+    // Leaf 1 exists on every x86_64 CPU.
+    u64::from(core::arch::x86_64::__cpuid(1).ebx >> 24)
+}
+
+impl X86_64 {
+    /// Stops this CPU for good.
+    pub fn halt() -> ! {
+        interrupts::disable();
+        loop {
+            hlt();
+        }
+    }
+
+    /// Ends the machine with `code`: 0 is success.
+    pub fn exit(code: u32) -> ! {
+        let value = if code == 0 {
+            DEBUG_EXIT_SUCCESS
+        } else {
+            code.min(0xf)
+        };
+        // SAFETY: port 0xf4 is QEMU's isa-debug-exit when present (QEMU exits here);
+        // without it the write goes nowhere and the core halts below.
+        unsafe { Port::<u32>::new(DEBUG_EXIT_PORT).write(value) };
+        Self::halt()
+    }
+}

@@ -1,0 +1,396 @@
+//! Reading the flattened device tree (DTB) that the loader passes: memory banks and
+//! reservations, CPUs and their spin tables, the console and other devices (with bus
+//! addresses translated through their parents' `ranges`), PSCI, DMA limits and `/chosen`.
+//!
+//! Runs on the boot core with the MMU off, so it uses no locks and no atomics; `dtoolkit`
+//! validates the whole blob up front and returns errors instead of panicking, so a bad
+//! DTB becomes a [`DtError`] that names the problem.
+
+use core::fmt;
+
+use dtoolkit::fdt::{Fdt, FdtNode};
+use dtoolkit::standard::NodeStandard;
+use dtoolkit::{Node, Property};
+
+use super::Cpus;
+use crate::arch::aarch64::cpu::MAX_CPUS;
+use crate::arch::aarch64::psci::Conduit;
+use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
+
+const FDT_MAGIC: u32 = 0xd00d_feed;
+/// Largest DTB believed; a bigger `totalsize` is a corrupt header.
+const MAX_DTB: usize = 2 << 20;
+
+/// Why the device tree could not be used.
+#[derive(Debug)]
+pub enum DtError {
+    /// No FDT magic at the address: no device tree there.
+    BadMagic { addr: usize, found: u32 },
+    /// The header's size is implausible.
+    BadSize { addr: usize, size: usize },
+    /// The blob is truncated or malformed.
+    Invalid {
+        addr: usize,
+        err: dtoolkit::error::FdtParseError,
+    },
+    /// A property that must be well-formed is not.
+    BadProperty {
+        node: &'static str,
+        prop: &'static str,
+    },
+    /// No `/memory` node gives a usable range.
+    NoMemory,
+    /// The memory map refused a range, or nothing usable is left once reservations are
+    /// cut out.
+    Map(MapError),
+}
+
+impl fmt::Display for DtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DtError::BadMagic { addr, found } => write!(
+                f,
+                "no device tree at {addr:#x}: found {found:#010x} where the magic \
+                 {FDT_MAGIC:#010x} belongs"
+            ),
+            DtError::BadSize { addr, size } => write!(
+                f,
+                "device tree at {addr:#x}: header gives an implausible size of {size} bytes"
+            ),
+            DtError::Invalid { addr, err } => {
+                write!(
+                    f,
+                    "device tree at {addr:#x} is truncated or malformed: {err}"
+                )
+            }
+            DtError::BadProperty { node, prop } => {
+                write!(f, "device tree: malformed `{prop}` in {node}")
+            }
+            DtError::NoMemory => f.write_str("device tree: no /memory node with a usable range"),
+            DtError::Map(e) => write!(f, "device tree: {e}"),
+        }
+    }
+}
+
+impl From<MapError> for DtError {
+    fn from(e: MapError) -> Self {
+        DtError::Map(e)
+    }
+}
+
+/// Opens and validates the DTB at `addr`.
+///
+/// # Safety
+/// `addr` is readable for 8 bytes and, when they hold an FDT header, for the size it
+/// gives; nothing writes that memory afterwards (it is reserved in the memory map).
+pub unsafe fn open(addr: usize) -> Result<Fdt<'static>, DtError> {
+    let header = addr as *const u32;
+    // SAFETY: the caller guarantees the first 8 bytes are readable; FDT headers are
+    // 8-byte aligned big-endian words.
+    let (magic, size) = unsafe {
+        (
+            u32::from_be(header.read_volatile()),
+            u32::from_be(header.add(1).read_volatile()) as usize,
+        )
+    };
+    if magic != FDT_MAGIC {
+        return Err(DtError::BadMagic { addr, found: magic });
+    }
+    if !(40..=MAX_DTB).contains(&size) {
+        return Err(DtError::BadSize { addr, size });
+    }
+    // SAFETY: the header says the blob is `size` bytes, which the caller guarantees are
+    // readable and left alone.
+    let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
+    Fdt::new(blob).map_err(|err| DtError::Invalid { addr, err })
+}
+
+/// `(address, size)` of each `reg` entry of `node`.
+fn regs(
+    node: FdtNode<'static>,
+    name: &'static str,
+) -> Result<impl Iterator<Item = Result<(u64, u64), DtError>>, DtError> {
+    let bad = DtError::BadProperty {
+        node: name,
+        prop: "reg",
+    };
+    let regs = node.reg().map_err(|_| bad)?;
+    Ok(regs
+        .into_iter()
+        .flatten()
+        .map(move |r| match (r.address::<u64>(), r.size::<u64>()) {
+            (Ok(a), Ok(s)) => Ok((a, s)),
+            _ => Err(DtError::BadProperty {
+                node: name,
+                prop: "reg",
+            }),
+        }))
+}
+
+/// What [`add_memory`] found.
+pub struct MemoryStats {
+    /// Bytes of RAM the `/memory` nodes list.
+    pub ram: u64,
+    /// Bytes of it at or above the limit, left out of the map.
+    pub above_limit: u64,
+}
+
+/// Adds every `/memory` node's ranges (all `reg` entries) as usable, clipped below
+/// `limit`, and every `/memreserve/` entry and `/reserved-memory` child as reserved.
+pub fn add_memory(
+    fdt: Fdt<'static>,
+    map: &mut MemoryMap,
+    limit: u64,
+) -> Result<MemoryStats, DtError> {
+    let mut stats = MemoryStats {
+        ram: 0,
+        above_limit: 0,
+    };
+    let is_memory = |n: &FdtNode<'static>| {
+        n.name_without_address() == "memory"
+            || n.property("device_type")
+                .is_some_and(|p| p.value_as::<&str>() == Ok("memory"))
+    };
+    for node in fdt.root().children().filter(is_memory) {
+        for reg in regs(node, "/memory")? {
+            let (start, size) = reg?;
+            let end = start
+                .checked_add(size)
+                .ok_or(MapError::Overflow { start, size })?;
+            stats.ram += size;
+            stats.above_limit += end.saturating_sub(start.max(limit));
+            if start < limit && size > 0 {
+                map.add(RegionKind::Usable, start, end.min(limit) - start)?;
+            }
+        }
+    }
+    if stats.ram == stats.above_limit {
+        return Err(DtError::NoMemory);
+    }
+    for r in fdt.memory_reservations() {
+        if r.size() > 0 {
+            map.add(RegionKind::Reserved, r.address(), r.size())?;
+        }
+    }
+    if let Some(reserved) = fdt.find_node("/reserved-memory") {
+        // Children with only `size` are for the OS to place; there is none here to place them.
+        for child in reserved.children() {
+            for reg in regs(child, "/reserved-memory")? {
+                let (start, size) = reg?;
+                if size > 0 {
+                    map.add(RegionKind::Reserved, start, size)?;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Reads `/cpus` (at most [`MAX_CPUS`], with their spin-table release addresses), putting
+/// `boot_hwid` first so that logical id 0 is the boot core.
+pub fn cpus(fdt: Fdt<'static>, boot_hwid: u64) -> Result<Cpus, DtError> {
+    let mut out = Cpus {
+        hwids: [0; MAX_CPUS],
+        release: [0; MAX_CPUS],
+        len: 1,
+        in_tree: 0,
+    };
+    out.hwids[0] = boot_hwid;
+    let Some(node) = fdt.find_node("/cpus") else {
+        return Ok(Cpus { in_tree: 1, ..out });
+    };
+    let bad = || DtError::BadProperty {
+        node: "/cpus",
+        prop: "reg",
+    };
+    for cpu in node
+        .children()
+        .filter(|c| c.name_without_address() == "cpu")
+    {
+        let id = cpu
+            .reg()
+            .map_err(|_| bad())?
+            .and_then(|mut r| r.next())
+            .ok_or_else(bad)?
+            .address::<u64>()
+            .map_err(|_| bad())?;
+        let release = match cpu.property("cpu-release-addr") {
+            None => 0,
+            Some(p) => p.value_as::<u64>().map_err(|_| DtError::BadProperty {
+                node: "/cpus",
+                prop: "cpu-release-addr",
+            })?,
+        };
+        out.in_tree += 1;
+        if id == boot_hwid {
+            out.release[0] = release;
+        } else if out.len < MAX_CPUS {
+            out.hwids[out.len] = id;
+            out.release[out.len] = release;
+            out.len += 1;
+        }
+    }
+    out.in_tree = out.in_tree.max(1);
+    Ok(out)
+}
+
+/// The PSCI conduit `/psci` names, if there is a PSCI node.
+pub fn psci(fdt: Fdt<'static>) -> Result<Option<Conduit>, DtError> {
+    let Some(node) = fdt.find_node("/psci") else {
+        return Ok(None);
+    };
+    match node.property("method").map(|p| p.value_as::<&str>()) {
+        Some(Ok("hvc")) => Ok(Some(Conduit::Hvc)),
+        Some(Ok("smc")) => Ok(Some(Conduit::Smc)),
+        _ => Err(DtError::BadProperty {
+            node: "/psci",
+            prop: "method",
+        }),
+    }
+}
+
+/// A string property of `/chosen`, or "".
+pub fn chosen_str(fdt: Fdt<'static>, prop: &str) -> &'static str {
+    fdt.find_node("/chosen")
+        .and_then(|c| c.property(prop))
+        .and_then(|p| p.value_as::<&'static str>().ok())
+        .unwrap_or("")
+}
+
+/// The bytes of `/chosen/rng-seed`, or none.
+pub fn rng_seed(fdt: Fdt<'static>) -> &'static [u8] {
+    fdt.find_node("/chosen")
+        .and_then(|c| c.property("rng-seed"))
+        .map_or(&[], |p| p.value_as::<&'static [u8]>().unwrap_or(&[]))
+}
+
+/// The root's `model`, or "".
+pub fn model(fdt: Fdt<'static>) -> &'static str {
+    fdt.root()
+        .property("model")
+        .and_then(|p| p.value_as::<&'static str>().ok())
+        .unwrap_or("")
+}
+
+/// The console `/chosen/stdout-path` names (a path or an alias, options after `:`
+/// ignored), when it is `compatible` with one of `compatibles`: which one, and its MMIO
+/// base as the CPU sees it.
+pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)> {
+    let path = chosen_str(fdt, "stdout-path").split(':').next()?;
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        fdt.find_node("/aliases")?
+            .property(path)?
+            .value_as::<&'static str>()
+            .ok()?
+    };
+    let (node, addr) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
+    let which = compatibles.iter().position(|c| node.is_compatible(c))?;
+    Some((which, usize::try_from(addr).ok()?))
+}
+
+/// MMIO base, as the CPU sees it, of the first device `compatible` with `compatible`.
+pub fn device_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
+    usize::try_from(find_reg(fdt.root(), compatible)?).ok()
+}
+
+/// Distributor and CPU-interface bases of the root's GICv2 (`arm,cortex-a15-gic`,
+/// `arm,gic-400`): its first two `reg` entries.
+pub fn gicv2(fdt: Fdt<'static>) -> Option<(usize, usize)> {
+    let node = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
+    let mut regs = node.reg().ok()??;
+    let mut next = || usize::try_from(regs.next()?.address::<u64>().ok()?).ok();
+    Some((next()?, next()?))
+}
+
+/// The node at `path` (relative to `bus`, no leading `/`) and its first `reg` address in
+/// `bus`'s children's address space translated to `bus`'s own.
+fn reg_at(bus: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
+    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+    let child = bus.child(name)?;
+    if rest.is_empty() || rest == "/" {
+        return Some((child, first_reg(child)?));
+    }
+    let (node, addr) = reg_at(child, rest)?;
+    Some((node, translate(child, addr)?))
+}
+
+/// Depth first under `bus`: the first `reg` address of the first node compatible with
+/// `compatible`, in `bus`'s children's address space.
+fn find_reg(bus: FdtNode<'static>, compatible: &str) -> Option<u64> {
+    bus.children().find_map(|child| {
+        if child.is_compatible(compatible) {
+            first_reg(child)
+        } else {
+            translate(child, find_reg(child, compatible)?)
+        }
+    })
+}
+
+fn first_reg(node: FdtNode<'static>) -> Option<u64> {
+    node.reg().ok()??.next()?.address::<u64>().ok()
+}
+
+/// `addr` in the child address space of `bus`, in `bus`'s parent's space, through its
+/// `ranges` (the Pi's `/soc` maps bus addresses 0x7e.. to 0x3f.. or 0xfe..). An empty
+/// `ranges` is the identity; no `ranges`, or no range covering `addr`, is untranslatable.
+fn translate(bus: FdtNode<'static>, addr: u64) -> Option<u64> {
+    let mut ranges = bus.ranges().ok()??.peekable();
+    if ranges.peek().is_none() {
+        return Some(addr);
+    }
+    ranges.find_map(|r| {
+        let child = r.child_bus_address::<u64>().ok()?;
+        let parent = r.parent_bus_address::<u64>().ok()?;
+        let len = r.length::<u64>().ok()?;
+        (child..child.checked_add(len)?)
+            .contains(&addr)
+            .then(|| parent + (addr - child))
+    })
+}
+
+/// The highest CPU address devices can reach by DMA, from the most restrictive
+/// `dma-ranges` on the root or its children; `None` when no bus restricts DMA.
+pub fn dma_limit(fdt: Fdt<'static>) -> Result<Option<u64>, DtError> {
+    let root = fdt.root();
+    let mut limit: Option<u64> = None;
+    for node in core::iter::once(root).chain(root.children()) {
+        let bad = DtError::BadProperty {
+            node: "a bus",
+            prop: "dma-ranges",
+        };
+        let Some(ranges) = node.dma_ranges().map_err(|_| bad)? else {
+            continue;
+        };
+        let mut reach: Option<u64> = None;
+        for r in ranges {
+            let (Ok(parent), Ok(len)) = (r.parent_bus_address::<u64>(), r.length::<u64>()) else {
+                return Err(DtError::BadProperty {
+                    node: "a bus",
+                    prop: "dma-ranges",
+                });
+            };
+            let end = parent.saturating_add(len);
+            reach = Some(reach.map_or(end, |e| e.max(end)));
+        }
+        // An empty `dma-ranges` means 1:1 over everything: no restriction.
+        if let Some(end) = reach {
+            limit = Some(limit.map_or(end, |l| l.min(end)));
+        }
+    }
+    Ok(limit)
+}
+
+/// The blob's own extent, to reserve it.
+pub fn extent(fdt: Fdt<'static>) -> PhysRange {
+    let data = fdt.data();
+    let start = data.as_ptr() as u64;
+    PhysRange {
+        start,
+        end: start + data.len() as u64,
+    }
+}

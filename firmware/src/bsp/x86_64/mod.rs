@@ -1,0 +1,190 @@
+//! x86_64 under QEMU (`q35` or `pc`), booted through PVH: `hvm_start_info` at `%ebx` with
+//! the e820 map and the command line, the CPUs from the ACPI MADT, the console on COM1,
+//! zones DMA / DMA32 / Normal as on every PC, INIT-SIPI-SIPI for starting cores, and
+//! each core's local APIC timer for ticks.
+
+mod acpi;
+mod pvh;
+
+use core::fmt;
+
+use super::{BootInfo, BootSource, Cpus, StartError, Test};
+use ::x86_64::instructions::random::RdRand;
+
+use crate::arch::x86_64::{TRAMPOLINE, apic, exception, mmu};
+use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
+use kmem::mm::zone::ZoneLimits;
+use pvh::{E820_RAM, PvhError, StartInfo};
+
+pub const NAME: &str = "QEMU x86_64 (PVH)";
+
+/// What the loader passes: Xen's PVH start information.
+pub const BOOT_DATA: &str = "hvm_start_info";
+
+pub use super::device_driver::uart16550::Uart16550 as Uart;
+/// The console UART.
+pub fn uart_name() -> &'static str {
+    "16550 I/O port"
+}
+
+/// COM1, the PC's first serial port: the console from the first line on.
+pub const FALLBACK_UART: usize = 0x3f8;
+
+/// No board-specific self-tests.
+pub const TESTS: &[Test] = &[];
+
+/// Starts this core's ticks (`bsp::ticks`): its local APIC timer, every `period_us`.
+pub fn ticks_start(period_us: u64) -> Result<(), &'static str> {
+    exception::set_timer_handler(super::ticks::fire);
+    exception::timer_start(period_us);
+    Ok(())
+}
+
+/// Stops this core's ticks.
+pub fn ticks_stop() {
+    exception::timer_stop();
+}
+
+/// The real-mode area: BIOS data, the EBDA, option ROMs, the boot information and the AP
+/// trampoline all live here; none of it is handed out.
+const LOW_MEMORY: PhysRange = PhysRange {
+    start: 0,
+    end: 1 << 20,
+};
+
+// The AP trampoline must sit in the reserved low memory.
+const _: () = assert!((TRAMPOLINE as u64) < LOW_MEMORY.end);
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+fn image() -> PhysRange {
+    PhysRange {
+        start: (&raw const __image_start) as u64,
+        end: (&raw const __image_end) as u64,
+    }
+}
+
+/// Why the machine cannot be booted.
+#[derive(Debug)]
+pub enum BootError {
+    Pvh(PvhError),
+    /// The e820 map lists no RAM at all.
+    NoRam,
+    /// The memory map refused an e820 entry, or nothing usable is left.
+    Map(MapError),
+    /// The ACPI tables (RSDP, XSDT/RSDT, MADT) are missing or corrupt.
+    Acpi(::acpi::AcpiError),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Pvh(e) => write!(f, "{e}"),
+            BootError::NoRam => f.write_str("the e820 memory map lists no RAM (type 1)"),
+            BootError::Map(e) => write!(f, "e820 memory map: {e}"),
+            BootError::Acpi(e) => write!(f, "ACPI tables: {e:?}"),
+        }
+    }
+}
+
+impl From<PvhError> for BootError {
+    fn from(e: PvhError) -> Self {
+        BootError::Pvh(e)
+    }
+}
+
+impl From<MapError> for BootError {
+    fn from(e: MapError) -> Self {
+        BootError::Map(e)
+    }
+}
+
+/// Reads the machine description. `start_info` is the loader's `%ebx`; `boot_hwid` the
+/// boot core's local APIC id.
+pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
+    super::console::set_uart(FALLBACK_UART);
+    // SAFETY: the PVH loader passed this address; the structure sits in the first MiB,
+    // which is reserved below and identity-mapped by the boot tables.
+    let si = unsafe { StartInfo::at(start_info)? };
+    let mut map = MemoryMap::new();
+    let mut unmapped_ram = 0;
+    let mut ram = 0;
+    for e in si.memmap()?.iter().filter(|e| e.kind == E820_RAM) {
+        let r = PhysRange::from_base_size(e.addr, e.size)?;
+        ram += 1;
+        unmapped_ram += r.end.saturating_sub(r.start.max(mmu::MAP_LIMIT));
+        if r.start < mmu::MAP_LIMIT {
+            map.add_range(
+                RegionKind::Usable,
+                PhysRange::from_bounds(r.start, r.end.min(mmu::MAP_LIMIT))?,
+            )?;
+        }
+    }
+    if ram == 0 {
+        return Err(BootError::NoRam);
+    }
+    let image = image();
+    let boot_data = PhysRange::from_base_size(start_info as u64, size_of::<StartInfo>() as u64)?;
+    map.add_range(RegionKind::Reserved, LOW_MEMORY)?;
+    map.add_range(RegionKind::Reserved, image)?;
+    map.add_range(RegionKind::Reserved, boot_data)?;
+    for (start, size) in [si.memmap_extent(), si.cmdline_extent()] {
+        if size > 0 {
+            map.add(RegionKind::Reserved, start, size)?;
+        }
+    }
+    let bootargs = si.cmdline()?;
+    // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
+    let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
+    Ok(BootInfo {
+        model: machine.oem,
+        source: BootSource::BootData(boot_data),
+        map: map.normalize()?,
+        unmapped_ram,
+        zone_limits: ZoneLimits::X86,
+        dma_limit: None,
+        cpus: machine.cpus,
+        cpu_start: Some("INIT-SIPI"),
+        uart: FALLBACK_UART,
+        // COM1 is where PCs put the console: nothing to fall back from.
+        uart_from_dt: true,
+        bootargs,
+        rng_seed: rdrand_seed(),
+        image,
+        boot_data,
+    })
+}
+
+/// 32 bytes from RDRAND, the allocator's hardening entropy on a PC (there is no
+/// `rng-seed` to pass it); empty when the CPU lacks RDRAND or it keeps failing, and the
+/// firmware then keys the secrets with the cycle counter alone.
+fn rdrand_seed() -> &'static [u8] {
+    static SEED: spin::Once<Option<[u8; 32]>> = spin::Once::new();
+    let seed = SEED.call_once(|| {
+        let rng = RdRand::new()?;
+        let mut seed = [0u8; 32];
+        for chunk in seed.chunks_mut(8) {
+            // Intel's guidance: retry a failed draw up to 10 times.
+            let word = (0..10).find_map(|_| rng.get_u64())?;
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        Some(seed)
+    });
+    seed.as_ref().map_or(&[], |s| &s[..])
+}
+
+/// Starts logical core `logical` of `cpus` with INIT-SIPI-SIPI.
+pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
+    // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
+    // mapped uncached), one core at a time, waiting for each; the trampoline's page is in
+    // LOW_MEMORY, reserved.
+    unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
+}
+
+/// QEMU ends the machine itself; there is nothing to show the result on.
+pub fn result_indicator(_passed: bool) -> Option<super::Indicator> {
+    None
+}

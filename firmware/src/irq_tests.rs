@@ -1,0 +1,145 @@
+//! Interrupt context: every core takes timer interrupts ("ticks", `bsp::ticks`) while it
+//! runs the stress workload, and every tick allocates and frees with `Gfp::ATOMIC` —
+//! objects of several caches (one-page and multi-page slabs) and page blocks. The allocator keeps
+//! interrupts off on its per-CPU and locked paths, so a tick that arrives there is taken
+//! when the path ends, on top of whatever the interrupted code was doing between two
+//! calls. A deadlock (the job times out), a corrupted or refused object, a stray
+//! interrupt, an inconsistency `validate` finds, or a page not given back fails the test.
+
+use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+use crate::arch::cpu::{self, Cpu, MAX_CPUS};
+use crate::bsp::{board, ticks};
+use kmem::Arch;
+use kmem::gfp::Gfp;
+use kmem::mm::PhysAddr;
+
+use super::slab_tests::{conserving, ensure};
+use super::{kmem, smp, workload};
+
+type R = Result<(), &'static str>;
+
+/// Time between ticks: short enough for hundreds of ticks per core during the stress
+/// run under QEMU's emulation, long enough that the handler is not all a core does.
+const PERIOD_US: u64 = 200;
+/// Objects each core's ticks keep live; slot `s` always holds a `SIZES[s % 8]` object.
+const HELD: usize = 16;
+const SIZES: [usize; 8] = [16, 40, 96, 200, 700, 2048, 5000, 40_000];
+/// Every this many ticks, a tick also takes a page block of this order (and gives back
+/// the one it took last time).
+const PAGE_EVERY: u64 = 4;
+const PAGE_ORDER: u32 = 1;
+/// How long every core stresses the allocator while the ticks run.
+const SECONDS: u64 = 1;
+/// Fewest ticks a core must take in that time (5000 are due).
+const MIN_TICKS: u64 = 100;
+
+static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static OBJS: [[AtomicUsize; HELD]; MAX_CPUS] =
+    [const { [const { AtomicUsize::new(0) }; HELD] }; MAX_CPUS];
+/// The byte written at both ends of each held object.
+static TAGS: [[AtomicU8; HELD]; MAX_CPUS] =
+    [const { [const { AtomicU8::new(0) }; HELD] }; MAX_CPUS];
+/// Each core's held page block (physical address + 1, 0 for none).
+static PAGE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static NO_MEMORY: AtomicU64 = AtomicU64::new(0);
+static BROKEN: AtomicU64 = AtomicU64::new(0);
+
+/// Checks and frees the object in `cpu`'s slot `slot`, if any.
+fn release(cpu: usize, slot: usize) {
+    let p = OBJS[cpu][slot].swap(0, Relaxed) as *mut u8;
+    if p.is_null() {
+        return;
+    }
+    let (size, tag) = (SIZES[slot % SIZES.len()], TAGS[cpu][slot].load(Relaxed));
+    // SAFETY: the slot held a live object of `size` bytes, now taken out of it.
+    let intact = unsafe { p.read_volatile() == tag && p.add(size - 1).read_volatile() == tag };
+    if !intact || kmem().kfree(p).is_err() {
+        BROKEN.fetch_add(1, Relaxed);
+    }
+}
+
+fn release_page(cpu: usize) {
+    let held = PAGE[cpu].swap(0, Relaxed);
+    if held != 0
+        && kmem()
+            .pages()
+            .free_pages((held - 1) as PhysAddr, PAGE_ORDER)
+            .is_err()
+    {
+        BROKEN.fetch_add(1, Relaxed);
+    }
+}
+
+/// One tick on `cpu`, in interrupt context.
+fn tick(cpu: usize) {
+    let n = TICKS[cpu].fetch_add(1, Relaxed);
+    let slot = n as usize % HELD;
+    release(cpu, slot);
+    let size = SIZES[slot % SIZES.len()];
+    match kmem().kmalloc(size, Gfp::ATOMIC) {
+        Ok(p) => {
+            let (p, tag) = (p.as_ptr(), n as u8 | 1);
+            // SAFETY: `size` bytes at p are ours.
+            unsafe {
+                p.write_volatile(tag);
+                p.add(size - 1).write_volatile(tag);
+            }
+            TAGS[cpu][slot].store(tag, Relaxed);
+            OBJS[cpu][slot].store(p as usize, Relaxed);
+        }
+        Err(_) => _ = NO_MEMORY.fetch_add(1, Relaxed),
+    }
+    if n.is_multiple_of(PAGE_EVERY) {
+        release_page(cpu);
+        match kmem().pages().alloc_pages(PAGE_ORDER, Gfp::ATOMIC) {
+            Ok(pa) => PAGE[cpu].store(pa + 1, Relaxed),
+            Err(_) => _ = NO_MEMORY.fetch_add(1, Relaxed),
+        }
+    }
+}
+
+/// A core's share: ticks on, interrupts on, the stress workload, then both off again —
+/// the ticks first, so that one already pending is taken before interrupts go off.
+fn stress_with_ticks(cpu: usize) -> R {
+    board::ticks_start(PERIOD_US)?;
+    cpu::enable_interrupts();
+    let r = workload::mixed(cpu);
+    board::ticks_stop();
+    let _interrupts_were_on = Cpu::irq_save();
+    r
+}
+
+pub fn alloc_in_interrupts_during_stress() -> R {
+    conserving(|k| {
+        ticks::set_callback(tick);
+        let stray = ticks::stray();
+        workload::run(SECONDS, 0, stress_with_ticks)?;
+        for cpu in 0..MAX_CPUS {
+            (0..HELD).for_each(|slot| release(cpu, slot));
+            release_page(cpu);
+        }
+        let counts = TICKS.each_ref().map(|t| t.swap(0, Relaxed));
+        crate::println!(
+            "  ticks per cpu {:?}, atomic allocations refused for lack of memory: {}",
+            &counts[..smp::online()],
+            NO_MEMORY.swap(0, Relaxed),
+        );
+        ensure(
+            BROKEN.swap(0, Relaxed) == 0,
+            "a tick found an object changed or refused",
+        )?;
+        ensure(
+            ticks::stray() == stray,
+            "an interrupt that was not a tick arrived",
+        )?;
+        ensure(
+            counts[..smp::online()].iter().all(|&c| c >= MIN_TICKS),
+            "a core took fewer than 100 ticks during the stress run",
+        )?;
+        ensure(
+            k.validate(None) == Some(0),
+            "validate found inconsistencies",
+        )
+    })
+}

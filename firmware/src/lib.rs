@@ -1,0 +1,160 @@
+//! The kmem firmware: boots the kmem allocator on bare metal, prints the boot report, then
+//! runs the self-test suite, the benchmark or the monitor. The binary (`main.rs`) holds
+//! only the entry points the ISA boot code calls and the panic handler.
+//!
+//! Boot order matters: the boot information is read first (on aarch64 with the MMU off:
+//! no locks or atomic read-modify-writes until then), the identity map is built from what
+//! it says and turned on, and only then do locks, the page allocator and the other cores
+//! come up. The ISA is reached only through `arch::cpu`, the board through `bsp::board`,
+//! the allocator only through the `kmem` library's public API.
+//!
+//! Bare metal only: on the host this crate is empty.
+#![cfg(target_os = "none")]
+#![no_std]
+
+extern crate alloc;
+
+pub mod arch;
+mod bench;
+pub mod bsp;
+mod heap;
+mod irq_tests;
+pub mod monitor;
+mod page_tests;
+mod report;
+pub mod selftest;
+mod slab_tests;
+pub mod smp;
+mod workload;
+
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use crate::arch::cpu::{self, Cpu, MAX_CPUS, mmu};
+use crate::bsp::{board, console};
+use kmem::Arch;
+use kmem::Kmem;
+use kmem::PageAllocator;
+
+static KMEM: spin::Once<Kmem<Cpu>> = spin::Once::new();
+
+/// `/chosen/rng-seed`, kept for hardening (freelist pointer encoding, randomisation).
+static RNG_SEED: spin::Once<&'static [u8]> = spin::Once::new();
+
+/// The allocator; the boot core creates it before any test or command runs.
+pub fn kmem() -> &'static Kmem<Cpu> {
+    KMEM.get().expect("allocator used before boot created it")
+}
+
+/// The page allocator under [`kmem`].
+pub fn pages() -> &'static PageAllocator<Cpu> {
+    kmem().pages()
+}
+
+/// The entropy the loader passed in `/chosen/rng-seed` (empty if none).
+pub fn rng_seed() -> &'static [u8] {
+    RNG_SEED.get().copied().unwrap_or(&[])
+}
+
+/// The boot core's path from `kernel_init` on. `x0` is the loader's boot argument.
+pub fn boot(x0: usize) -> ! {
+    let info = match board::probe(x0, cpu::boot_hwid()) {
+        Ok(info) => info,
+        Err(e) => {
+            println!("kmem: cannot boot on {}: {e}", board::NAME);
+            Cpu::exit(1);
+        }
+    };
+    // SAFETY: boot core, nothing else running; the image, the boot data and the stack
+    // are in RAM (the image and the boot data are listed; the stack is in the image).
+    unsafe {
+        mmu::build(&[info.map.usable(), &[info.image, info.boot_data]]);
+        mmu::enable();
+    }
+    console::enable_locking();
+    RNG_SEED.call_once(|| info.rng_seed);
+    report::banner(&info);
+    // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
+    // as normal memory by the tables just built.
+    let pages = unsafe {
+        PageAllocator::<Cpu>::new(
+            &info.map,
+            info.zone_limits,
+            info.cpus.len,
+            Some(info.image.end),
+        )
+    };
+    let kmem = match pages {
+        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
+            Ok(k) => KMEM.call_once(|| k),
+            Err(e) => fail(format_args!("{e}")),
+        },
+        Err(e) => fail(format_args!("{e}")),
+    };
+    heap::install_logger();
+    smp::start_secondaries(&info);
+    report::memory(&info, kmem.pages());
+    if info.bootargs.split_whitespace().any(|w| w == "selftest") {
+        let ok = selftest::run();
+        if let Some(indicator) = board::result_indicator(ok) {
+            smp::detach(indicator);
+        }
+        Cpu::exit(if ok { 0 } else { 1 });
+    }
+    if info.bootargs.split_whitespace().any(|w| w == "bench") {
+        let r = bench::run();
+        if let Err(e) = r {
+            println!("bench: FAILED: {e}");
+        }
+        Cpu::exit(u32::from(r.is_err()));
+    }
+    workload::demo();
+    monitor::run()
+}
+
+/// Allocator options from the kernel command line (`kmem.debug=`, `kmem.failslab=`,
+/// `init_on_alloc=`, …), keyed with the loader's `rng-seed` (else the cycle counter).
+/// A malformed option is reported and ignored: bad input must not stop the boot.
+fn options(bootargs: &str, rng_seed: &[u8]) -> kmem::kmalloc::Options {
+    let seed = rng_seed
+        .iter()
+        .fold(Cpu::cycles(), |s, &b| s.rotate_left(8) ^ u64::from(b));
+    let base = kmem::kmalloc::Options {
+        seed,
+        ..Default::default()
+    };
+    base.parse(bootargs).unwrap_or_else(|e| {
+        println!("kmem: {e}: ignored");
+        base
+    })
+}
+
+/// Reports why the allocator could not start, and ends the machine failing.
+fn fail(why: core::fmt::Arguments<'_>) -> ! {
+    println!("kmem: {why}");
+    Cpu::exit(1)
+}
+
+/// A secondary core's path from `kernel_secondary` on.
+pub fn secondary(id: usize) -> ! {
+    // SAFETY: the boot core built the tables before starting this core; the code and
+    // this core's stack are in the image, which the tables map as RAM.
+    unsafe { mmu::enable() };
+    smp::secondary_loop(id)
+}
+
+static PANICKING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Prints the panic and ends the machine with a failing status. A panic while printing
+/// one ends it at once.
+pub fn panic(info: &PanicInfo<'_>) -> ! {
+    let id = Cpu::cpu_id();
+    // Per-core flag with plain loads and stores: no exclusives, so it also works before
+    // the MMU is on.
+    if PANICKING[id].load(Relaxed) {
+        Cpu::exit(1);
+    }
+    PANICKING[id].store(true, Relaxed);
+    console::print_unlocked(format_args!("\nkmem: panic on cpu {id}: {info}\n"));
+    Cpu::exit(1)
+}
