@@ -981,7 +981,8 @@ fn page_rows(cfg: &Cfg) -> Vec<Row> {
             if i == 0 {
                 for _ in 0..iters {
                     let pa = pages.alloc_pages(black_box(order), Gfp::KERNEL).unwrap();
-                    pages.free_pages(black_box(pa), order).unwrap();
+                    // SAFETY: pa is the block just allocated, at this order.
+                    unsafe { pages.free_pages(black_box(pa), order) }.unwrap();
                 }
             } else {
                 for _ in 0..iters {
@@ -1024,7 +1025,8 @@ fn metadata_fraction(arena: usize) -> f64 {
     let arrays = info.array_pages as f64 * 4096.0;
     let desc = info.pages.meta.size() as f64;
     for p in live {
-        let _ = h.kmem.kfree(p.as_ptr());
+        // SAFETY: every pointer in `live` is a block of this kmem, freed once.
+        let _ = unsafe { h.kmem.kfree(p.as_ptr()) };
     }
     println!(
         "metadata after 200-B fill: descriptors and page lists {:.3} %, caches and their arrays {:.3} % of {:.0} MiB managed",

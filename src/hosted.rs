@@ -6,7 +6,7 @@
 //! on first use and gives it back at exit, so live threads own distinct slots and enter
 //! them without a lock (see `crate::percpu`); ids past a slot count fold onto existing
 //! slots, which then fall back to their locks. Host tests and benchmarks run on this, and
-//! users can try kmem here before porting it. [`Kmem`] makes all of it the process's
+//! users can try kmem here before porting it. [`Heap`] makes all of it the process's
 //! `#[global_allocator]`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -328,34 +328,34 @@ impl Drop for Region {
     }
 }
 
-/// CPU slots of a [`Kmem`] unless told otherwise.
+/// CPU slots of a [`Heap`] unless told otherwise.
 pub const DEFAULT_CPUS: usize = 8;
 
-/// kmem as a process's global allocator:
+/// kmem as a process's heap and global allocator:
 ///
 /// ```no_run
 /// #[global_allocator]
-/// static KMEM: kmem::hosted::Kmem = kmem::hosted::Kmem::with_capacity(1 << 30);
+/// static KMEM: kmem::hosted::Heap = kmem::hosted::Heap::with_capacity(1 << 30);
 /// ```
 ///
 /// The region is taken from the OS on first use. Allocation failure is a null pointer,
 /// never a panic. Blocks past [`LARGEST_BLOCK`] go to the system allocator.
-pub struct Kmem {
+pub struct Heap {
     capacity: usize,
     cpus: usize,
     state: spin::Once<Option<(Region, crate::Kmem<HostArch>)>>,
 }
 
-impl Kmem {
+impl Heap {
     /// A global allocator over `capacity` bytes with [`DEFAULT_CPUS`] CPU slots.
-    pub const fn with_capacity(capacity: usize) -> Kmem {
-        Kmem::with_capacity_and_cpus(capacity, DEFAULT_CPUS)
+    pub const fn with_capacity(capacity: usize) -> Heap {
+        Heap::with_capacity_and_cpus(capacity, DEFAULT_CPUS)
     }
 
     /// A global allocator over `capacity` bytes with `cpus` CPU slots (threads beyond
     /// them share slots).
-    pub const fn with_capacity_and_cpus(capacity: usize, cpus: usize) -> Kmem {
-        Kmem {
+    pub const fn with_capacity_and_cpus(capacity: usize, cpus: usize) -> Heap {
+        Heap {
             capacity,
             cpus,
             state: spin::Once::new(),
@@ -392,7 +392,7 @@ fn to_system(l: &Layout) -> bool {
 // SAFETY: blocks come from kmem's own GlobalAlloc or — for layouts past LARGEST_BLOCK,
 // decided by the layout alone on both sides — from and to the system allocator.
 // Failure is null.
-unsafe impl GlobalAlloc for Kmem {
+unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if to_system(&l) {
             // SAFETY: forwarded with the caller's valid layout.

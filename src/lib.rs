@@ -23,12 +23,16 @@ pub mod percpu;
 pub mod slab;
 pub mod sync;
 #[cfg(test)]
+mod test_frees;
+#[cfg(test)]
 mod test_log;
 
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 
 pub use gfp::Gfp;
-pub use kmalloc::Kmem;
+pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options};
+pub use mm::memmap::{MemoryMap, NormalizedMap, PhysRange, RegionKind};
+pub use mm::zone::ZoneLimits;
 pub use mm::{PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};

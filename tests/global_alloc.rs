@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 
 #[global_allocator]
-static KMEM: kmem::hosted::Kmem = kmem::hosted::Kmem::with_capacity_and_cpus(256 << 20, 4);
+static KMEM: kmem::hosted::Heap = kmem::hosted::Heap::with_capacity_and_cpus(256 << 20, 4);
 
 #[test]
 fn std_collections_on_kmem_across_threads() {
@@ -51,7 +51,7 @@ fn std_collections_on_kmem_across_threads() {
 fn exhaustion_is_null_and_the_allocator_recovers() {
     use std::alloc::{GlobalAlloc, Layout};
     // A second, small instance, driven through the GlobalAlloc interface directly.
-    let small = kmem::hosted::Kmem::with_capacity_and_cpus(16 << 20, 2);
+    let small = kmem::hosted::Heap::with_capacity_and_cpus(16 << 20, 2);
     let l = Layout::from_size_align(1 << 20, 8).unwrap();
     let mut held = Vec::new();
     loop {

@@ -24,6 +24,7 @@ use core::sync::atomic::{
 
 use crate::arch::cpu::{Cpu, MAX_CPUS};
 use crate::println;
+use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::kmalloc::Kmem;
@@ -49,7 +50,7 @@ impl Peer for Kmem<Cpu> {
             .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
     unsafe fn free(&self, p: *mut u8, _: Layout) {
-        let _ = self.kfree(p);
+        let _ = self.kfree_any(p);
     }
 }
 
@@ -307,7 +308,7 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        let _ = pages().free_pages(self.0, MAX_ORDER);
+        let _ = pages().free_pages_any(self.0, MAX_ORDER);
     }
 }
 

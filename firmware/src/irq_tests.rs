@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::bsp::{board, ticks};
+use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::mm::PhysAddr;
@@ -54,7 +55,7 @@ fn release(cpu: usize, slot: usize) {
     let (size, tag) = (SIZES[slot % SIZES.len()], TAGS[cpu][slot].load(Relaxed));
     // SAFETY: the slot held a live object of `size` bytes, now taken out of it.
     let intact = unsafe { p.read_volatile() == tag && p.add(size - 1).read_volatile() == tag };
-    if !intact || kmem().kfree(p).is_err() {
+    if !intact || kmem().kfree_any(p).is_err() {
         BROKEN.fetch_add(1, Relaxed);
     }
 }
@@ -64,7 +65,7 @@ fn release_page(cpu: usize) {
     if held != 0
         && kmem()
             .pages()
-            .free_pages((held - 1) as PhysAddr, PAGE_ORDER)
+            .free_pages_any((held - 1) as PhysAddr, PAGE_ORDER)
             .is_err()
     {
         BROKEN.fetch_add(1, Relaxed);

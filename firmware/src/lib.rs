@@ -25,6 +25,7 @@ mod report;
 pub mod selftest;
 mod slab_tests;
 pub mod smp;
+mod unchecked;
 mod workload;
 
 use core::panic::PanicInfo;
@@ -36,14 +37,14 @@ use kmem::Arch;
 use kmem::Kmem;
 use kmem::PageAllocator;
 
-static KMEM: spin::Once<Kmem<Cpu>> = spin::Once::new();
-
 /// `/chosen/rng-seed`, kept for hardening (freelist pointer encoding, randomisation).
 static RNG_SEED: spin::Once<&'static [u8]> = spin::Once::new();
 
 /// The allocator; the boot core creates it before any test or command runs.
 pub fn kmem() -> &'static Kmem<Cpu> {
-    KMEM.get().expect("allocator used before boot created it")
+    heap::HEAP
+        .get()
+        .expect("allocator used before boot created it")
 }
 
 /// The page allocator under [`kmem`].
@@ -86,7 +87,10 @@ pub fn boot(x0: usize) -> ! {
     };
     let kmem = match pages {
         Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
-            Ok(k) => KMEM.call_once(|| k),
+            Ok(k) => match heap::HEAP.init(k) {
+                Ok(k) => k,
+                Err(_) => fail(format_args!("the allocator was set up twice")),
+            },
             Err(e) => fail(format_args!("{e}")),
         },
         Err(e) => fail(format_args!("{e}")),

@@ -2,6 +2,7 @@
 
 use crate::arch::cpu::Cpu;
 use crate::bsp::console;
+use crate::unchecked::{KmemAny, PagesAny};
 use crate::{print, println};
 use kmem::gfp::Gfp;
 use kmem::mm::BuddyInfo;
@@ -106,7 +107,7 @@ fn execute(line: &str) {
             },
             Err(w) => println!("unknown flag `{w}` (flags: zero dma dma32 atomic)"),
         },
-        ("kfree", (Some(addr), None)) => match kmem().kfree(addr as *mut u8) {
+        ("kfree", (Some(addr), None)) => match kmem().kfree_any(addr as *mut u8) {
             Ok(()) => println!("freed"),
             Err(e) => println!("error: {e}"),
         },
@@ -164,7 +165,7 @@ fn execute(line: &str) {
             Ok(pa) => println!("{pa:#x}"),
             Err(e) => println!("error: {e}"),
         },
-        ("free", (Some(addr), Some(order))) => match pages().free_pages(addr, order as u32) {
+        ("free", (Some(addr), Some(order))) => match pages().free_pages_any(addr, order as u32) {
             Ok(()) => println!("freed"),
             Err(e) => println!("error: {e}"),
         },

@@ -7,6 +7,7 @@
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::arch::cpu::{Cpu, MAX_CPUS};
+use crate::unchecked::PagesAny;
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::mm::buddy::MAX_ORDER;
@@ -74,7 +75,7 @@ pub fn every_order() -> R {
                 stamped(pa, order, pa ^ 0x5a5a),
                 "block memory did not hold a value",
             )?;
-            p.free_pages(pa, order).map_err(|_| "free failed")?;
+            p.free_pages_any(pa, order).map_err(|_| "free failed")?;
         }
         Ok(())
     })
@@ -107,7 +108,7 @@ pub fn order_10_blocks() -> R {
             )?;
         }
         for &a in &blocks[..n] {
-            p.free_pages(a, MAX_ORDER)
+            p.free_pages_any(a, MAX_ORDER)
                 .map_err(|_| "order-10 free failed")?;
         }
         Ok(())
@@ -120,12 +121,12 @@ pub fn zeroed() -> R {
             .alloc_pages(3, Gfp::KERNEL)
             .map_err(|_| "allocation failed")?;
         stamp(pa, 3, u64::MAX);
-        p.free_pages(pa, 3).map_err(|_| "free failed")?;
+        p.free_pages_any(pa, 3).map_err(|_| "free failed")?;
         let pa = p
             .alloc_pages(3, Gfp::ZERO)
             .map_err(|_| "zeroed allocation failed")?;
         let ok = stamped(pa, 3, 0);
-        p.free_pages(pa, 3).map_err(|_| "free failed")?;
+        p.free_pages_any(pa, 3).map_err(|_| "free failed")?;
         ensure(ok, "Gfp::ZERO block not zeroed")
     })
 }
@@ -153,7 +154,7 @@ pub fn every_zone() -> R {
                             got <= z,
                             "allocation came from a zone above the one asked for",
                         )?;
-                        p.free_pages(pa, order).map_err(|_| "free failed")?;
+                        p.free_pages_any(pa, order).map_err(|_| "free failed")?;
                     }
                     Err(PageError::OutOfMemory { .. }) if !has_pages => {}
                     Err(_) => return Err("allocation failed in a zone that has pages"),
@@ -176,25 +177,25 @@ pub fn errors() -> R {
             .alloc_pages(2, Gfp::KERNEL)
             .map_err(|_| "allocation failed")?;
         expect(
-            p.free_pages(a, 11),
+            p.free_pages_any(a, 11),
             PageError::OrderTooLarge { order: 11 },
             "order 11 free",
         )?;
         // The image is never managed, wherever RAM starts (0 on a Pi): a page of its code.
         let unmanaged = (errors as *const () as u64) & !(PAGE_SIZE - 1);
         expect(
-            p.free_pages(unmanaged, 0),
+            p.free_pages_any(unmanaged, 0),
             PageError::NotManaged { addr: unmanaged },
             "unmanaged free",
         )?;
         expect(
-            p.free_pages(a + 8, 2),
+            p.free_pages_any(a + 8, 2),
             PageError::Misaligned { addr: a + 8 },
             "misaligned free",
         )?;
         let tail = a + PAGE_SIZE;
         expect(
-            p.free_pages(tail, 0),
+            p.free_pages_any(tail, 0),
             PageError::NotBlockHead { addr: tail },
             "tail free",
         )?;
@@ -203,20 +204,20 @@ pub fn errors() -> R {
             allocated: 2,
             freed: 1,
         };
-        expect(p.free_pages(a, 1), mismatch, "order mismatch")?;
-        p.free_pages(a, 2)
+        expect(p.free_pages_any(a, 1), mismatch, "order mismatch")?;
+        p.free_pages_any(a, 2)
             .map_err(|_| "good free refused after errors")?;
         expect(
-            p.free_pages(a, 2),
+            p.free_pages_any(a, 2),
             PageError::DoubleFree { addr: a },
             "double free",
         )?;
         let b = p
             .alloc_pages(0, Gfp::KERNEL)
             .map_err(|_| "allocation failed")?;
-        p.free_pages(b, 0).map_err(|_| "free failed")?;
+        p.free_pages_any(b, 0).map_err(|_| "free failed")?;
         expect(
-            p.free_pages(b, 0),
+            p.free_pages_any(b, 0),
             PageError::DoubleFree { addr: b },
             "order-0 double free",
         )?;
@@ -234,7 +235,8 @@ pub fn errors() -> R {
         let c = p
             .alloc_pages(1, Gfp::KERNEL)
             .map_err(|_| "allocation after errors failed")?;
-        p.free_pages(c, 1).map_err(|_| "free after errors failed")
+        p.free_pages_any(c, 1)
+            .map_err(|_| "free after errors failed")
     })
 }
 
@@ -252,7 +254,7 @@ fn churn(cpu: usize) -> R {
                 stamped(old, old_order, old ^ cpu as u64),
                 "another cpu wrote into a block",
             )?;
-            p.free_pages(old, old_order)
+            p.free_pages_any(old, old_order)
                 .map_err(|_| "concurrent free failed")?;
         }
         let order = [0, 0, 0, 1, 0, 2, 0, 3][round % 8];
@@ -263,7 +265,7 @@ fn churn(cpu: usize) -> R {
         held[slot] = (pa, order);
     }
     for (pa, order) in held {
-        p.free_pages(pa, order)
+        p.free_pages_any(pa, order)
             .map_err(|_| "concurrent free failed")?;
     }
     Ok(())
@@ -299,7 +301,7 @@ fn free_neighbours(cpu: usize) -> R {
         let pa = slot.swap(0, Relaxed);
         ensure(stamped(pa, 0, pa), "a handed-over page changed")?;
         pages()
-            .free_pages(pa, 0)
+            .free_pages_any(pa, 0)
             .map_err(|_| "free of a page from another cpu failed")?;
     }
     Ok(())
@@ -335,7 +337,7 @@ pub fn out_of_memory() -> R {
             let (pa, order) = head;
             // SAFETY: written above, before the block was linked.
             head = unsafe { (ptr(pa).read(), ptr(pa).add(1).read() as u32) };
-            p.free_pages(pa, order)
+            p.free_pages_any(pa, order)
                 .map_err(|_| "free after out of memory failed")?;
         }
         ensure(blocks > 0, "nothing could be allocated")?;
@@ -350,6 +352,6 @@ pub fn out_of_memory() -> R {
         let pa = p
             .alloc_pages(MAX_ORDER, Gfp::KERNEL)
             .map_err(|_| "order-10 allocation failed after refill")?;
-        p.free_pages(pa, MAX_ORDER).map_err(|_| "free failed")
+        p.free_pages_any(pa, MAX_ORDER).map_err(|_| "free failed")
     })
 }

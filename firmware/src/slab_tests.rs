@@ -13,6 +13,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::cpu::{Cpu, MAX_CPUS};
+use crate::unchecked::{CacheAny, KmemAny};
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::kmalloc::classes::CLASS_SIZES;
@@ -53,7 +54,9 @@ fn km(size: usize, gfp: Gfp) -> Result<*mut u8, &'static str> {
 }
 
 fn kf(p: *mut u8) -> R {
-    kmem().kfree(p).map_err(|_| "kfree refused a live object")
+    kmem()
+        .kfree_any(p)
+        .map_err(|_| "kfree refused a live object")
 }
 
 pub fn every_class() -> R {
@@ -62,7 +65,7 @@ pub fn every_class() -> R {
             let size = size as usize;
             let p = km(size, Gfp::KERNEL)?;
             ensure((p as usize).is_multiple_of(8), "object not 8-aligned")?;
-            ensure(k.ksize(p) == Ok(size), "ksize is not the class size")?;
+            ensure(k.ksize_any(p) == Ok(size), "ksize is not the class size")?;
             // SAFETY: size bytes at p are ours.
             unsafe { p.write_bytes(0xA5, size) };
             kf(p)?;
@@ -170,7 +173,7 @@ pub fn large_blocks() -> R {
                 .all(|&b| b == 0);
             ensure(zero, "a zeroed large block was not zero")?;
             ensure(
-                k.ksize(p).is_ok_and(|s| s >= size),
+                k.ksize_any(p).is_ok_and(|s| s >= size),
                 "ksize below the request",
             )?;
             kf(p)?;
@@ -190,7 +193,7 @@ pub fn kfree_errors() -> R {
         let p = km(64, Gfp::KERNEL)?;
         ensure(
             matches!(
-                k.kfree(p.wrapping_add(8)),
+                k.kfree_any(p.wrapping_add(8)),
                 Err(SlabError::Interior { offset: 8, .. })
             ),
             "interior pointer not refused",
@@ -198,24 +201,24 @@ pub fn kfree_errors() -> R {
         let on_stack = 0u64;
         ensure(
             matches!(
-                k.kfree(&on_stack as *const u64 as *mut u8),
+                k.kfree_any(&on_stack as *const u64 as *mut u8),
                 Err(SlabError::NotOwned { .. })
             ),
             "stack pointer not refused",
         )?;
         kf(p)?;
         ensure(
-            matches!(k.kfree(p), Err(SlabError::DoubleFree { .. })),
+            matches!(k.kfree_any(p), Err(SlabError::DoubleFree { .. })),
             "double free (object in the per-CPU array) not refused",
         )?;
         k.shrink_all();
         ensure(
-            k.kfree(p).is_err(),
+            k.kfree_any(p).is_err(),
             "double free (object back in its slab) not refused",
         )?;
         let z = km(0, Gfp::KERNEL)?;
         ensure(
-            z == ZERO_SIZE_PTR && k.kfree(z).is_ok(),
+            z == ZERO_SIZE_PTR && k.kfree_any(z).is_ok(),
             "kmalloc(0) round trip",
         )?;
         ensure(
@@ -239,7 +242,7 @@ pub fn krealloc_keeps_bytes() -> R {
             unsafe { p.add(i).write(i as u8) };
         }
         let q = k
-            .krealloc(p, 20_000, Gfp::KERNEL)
+            .krealloc_any(p, 20_000, Gfp::KERNEL)
             .map_err(|_| "krealloc failed")?
             .as_ptr();
         // SAFETY: the new block holds at least 100 bytes.
@@ -311,7 +314,7 @@ pub fn cache_life_cycle() -> R {
             .err()
             .ok_or("destroy with a live object succeeded")?;
         ensure(matches!(e, SlabError::Busy { live: 1, .. }), "busy error")?;
-        c.free(a).map_err(|_| "cache free failed")?;
+        c.free_any(a).map_err(|_| "cache free failed")?;
         c.destroy().map_err(|_| "destroy of an empty cache failed")
     })
 }
@@ -378,11 +381,11 @@ fn faults_on_this_cpu(cpu: usize) -> R {
         "the per-CPU array did not hand back its last free",
     )?;
     ensure(
-        matches!(kmem().kfree(again), Ok(())),
+        matches!(kmem().kfree_any(again), Ok(())),
         "free after a poison report refused",
     )?;
     ensure(
-        matches!(kmem().kfree(again), Err(SlabError::DoubleFree { .. })),
+        matches!(kmem().kfree_any(again), Err(SlabError::DoubleFree { .. })),
         "double free of an object in this core's array not refused",
     )
 }

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::println;
+use crate::unchecked::KmemAny;
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::kmalloc::SlabInfoTable;
@@ -86,7 +87,9 @@ fn free(o: Obj) -> Result<(), &'static str> {
     if !intact {
         return Err("an object changed while it was live");
     }
-    kmem().kfree(p).map_err(|_| "kfree refused a live object")
+    kmem()
+        .kfree_any(p)
+        .map_err(|_| "kfree refused a live object")
 }
 
 fn done(step: u64) -> bool {

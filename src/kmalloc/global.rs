@@ -1,5 +1,6 @@
-//! `GlobalAlloc` over kmalloc: `alloc::{Box, Vec, String, BTreeMap}` on kmem, in the
-//! firmware and (through `hosted::Kmem`) in ordinary programs.
+//! `GlobalAlloc` over kmalloc: `alloc::{Box, Vec, String, BTreeMap}` on kmem — in a
+//! kernel through [`GlobalKmem`], set up at boot, and in ordinary programs through
+//! `hosted::Heap` — and `allocator_api2`'s `Allocator` for `&Kmem`.
 //!
 //! Every alignment up to 4 KiB is served from the kmalloc caches, larger ones and sizes
 //! past 1 MiB from the page allocator. Failure is a null pointer — never a panic, never
@@ -37,6 +38,119 @@ unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     unsafe fn realloc(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
         // Only the old layout's bytes are the caller's: copy those, not the whole class.
         self.krealloc_or_null(ptr, l, new_size)
+    }
+}
+
+/// A `#[global_allocator]` for a kernel: empty until boot code hands it the [`Kmem`] it
+/// built, then every `alloc` collection runs on kmalloc. Before that (and if boot never
+/// gets that far) allocations fail with null, which `alloc` reports as out of memory.
+///
+/// kmem itself never allocates through the global allocator, so a kernel that does not
+/// want one need not define it.
+///
+/// # Examples
+/// ```
+/// # fn main() -> Result<(), kmem::SlabError> {
+/// use kmem::GlobalKmem;
+/// use kmem::hosted::HostArch;
+///
+/// // In a kernel: #[global_allocator]
+/// static HEAP: GlobalKmem<HostArch> = GlobalKmem::new();
+///
+/// # let region = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = region.normalized().unwrap();
+/// // SAFETY: the region is RAM nothing else uses, for as long as the allocator lives.
+/// let pages = unsafe { kmem::PageAllocator::new(&map, kmem::ZoneLimits::FLAT, 1, None) }
+///     .expect("a usable map");
+/// let installed = HEAP.init(kmem::Kmem::new(pages)?);
+/// assert!(installed.is_ok() && HEAP.get().is_some());
+/// # std::mem::forget(region);
+/// # Ok(()) }
+/// ```
+pub struct GlobalKmem<A: Arch> {
+    kmem: spin::Once<Kmem<A>>,
+}
+
+impl<A: Arch> GlobalKmem<A> {
+    /// An empty global allocator, for a `static`.
+    ///
+    /// # Examples
+    /// See [`GlobalKmem`].
+    pub const fn new() -> Self {
+        GlobalKmem {
+            kmem: spin::Once::new(),
+        }
+    }
+
+    /// Installs `kmem` and returns it, or gives it back if one is installed already.
+    ///
+    /// # Examples
+    /// See [`GlobalKmem`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "as `OnceCell::set`, the value comes back to its owner; this runs once"
+    )]
+    pub fn init(&self, kmem: Kmem<A>) -> Result<&Kmem<A>, Kmem<A>> {
+        let mut kmem = Some(kmem);
+        let installed = self.kmem.call_once(|| kmem.take().expect("taken once"));
+        match kmem {
+            None => Ok(installed),
+            Some(k) => Err(k),
+        }
+    }
+
+    /// The installed allocator, if boot has installed one.
+    ///
+    /// # Examples
+    /// See [`GlobalKmem`].
+    #[inline(always)]
+    pub fn get(&self) -> Option<&Kmem<A>> {
+        self.kmem.get()
+    }
+}
+
+impl<A: Arch> Default for GlobalKmem<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// SAFETY: forwards to Kmem's GlobalAlloc, which upholds the contract; a block can only
+// have come from the installed Kmem (none is handed out before it, and it is never
+// replaced), so frees reach the allocator that made the block. Without one, every
+// request fails with null and there is nothing to free.
+unsafe impl<A: Arch> GlobalAlloc for GlobalKmem<A> {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        match self.get() {
+            // SAFETY: the caller's contract passes straight through.
+            Some(k) => unsafe { k.alloc(l) },
+            None => null_mut(),
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        match self.get() {
+            // SAFETY: as for alloc.
+            Some(k) => unsafe { k.alloc_zeroed(l) },
+            None => null_mut(),
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, l: Layout) {
+        if let Some(k) = self.get() {
+            // SAFETY: as for alloc.
+            unsafe { k.dealloc(ptr, l) }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        match self.get() {
+            // SAFETY: as for alloc.
+            Some(k) => unsafe { k.realloc(ptr, l, new_size) },
+            None => null_mut(),
+        }
     }
 }
 
@@ -85,10 +199,9 @@ mod tests {
         let mut v = Vec::new_in(&k);
         v.extend(0..10_000u32);
         assert_eq!(v.iter().sum::<u32>(), 49_995_000);
-        assert!(
-            k.ksize(v.as_ptr() as *mut u8).is_ok(),
-            "the buffer is a kmem block"
-        );
+        // SAFETY: the vector's buffer is a live block (the vector holds it).
+        let size = unsafe { k.ksize(v.as_ptr() as *mut u8) };
+        assert!(size.is_ok(), "the buffer is a kmem block");
     }
 
     /// `realloc` to a size the layout's class holds keeps the block; past it, a block
@@ -124,6 +237,8 @@ mod tests {
             );
             let q = k.realloc(p, at(class), class + 1);
             assert_ne!(q, p, "past the class it moves");
+            // The test breaks ksize's contract on purpose: the check under test reads
+            // only memory of this test's own heap.
             assert!(k.ksize(p).is_err(), "and the old block is free");
             k.dealloc(q, at(class + 1));
         }

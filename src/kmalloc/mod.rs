@@ -13,7 +13,9 @@
 pub mod classes;
 mod global;
 mod info;
+mod kbox;
 pub mod options;
+mod user_cache;
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -28,13 +30,16 @@ use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::slab::debug::DebugFlags;
 use crate::slab::header::Slab;
 use crate::slab::{
-    ArrayScale, CacheName, CacheSpec, Hardening, ObjectFn, SlabCache, SlabError, SlabFlags,
+    ArrayScale, Backing, CacheName, CacheSpec, Hardening, SlabCache, SlabError, SlabFlags,
 };
 use crate::sync::IrqMutex;
 use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
+pub use kbox::KBox;
 pub use options::Options;
+pub use user_cache::{Cache, CacheBox, CacheRef};
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by
 /// `kfree` (Linux's `ZERO_SIZE_PTR`).
@@ -162,22 +167,6 @@ impl<A: Arch> Kmem<A> {
         *self.fail_cache.lock() = cache;
         self.fail_count.store(0, Relaxed);
         self.fail_every.store(every, Relaxed);
-    }
-
-    /// Whether fault injection is on (one load on the allocation fast path).
-    #[inline(always)]
-    pub(crate) fn failslab_armed(&self) -> bool {
-        self.fail_every.load(Relaxed) != 0
-    }
-
-    /// Counts an allocation of `cache` and says whether this one must fail.
-    #[cold]
-    pub(crate) fn failslab_fires(&self, cache: CacheName) -> bool {
-        if self.fail_cache.lock().is_some_and(|c| c != cache) {
-            return false;
-        }
-        let every = self.fail_every.load(Relaxed).max(1);
-        (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)
     }
 
     /// The security and debug settings a cache named `name` gets.
@@ -474,13 +463,33 @@ impl<A: Arch> Kmem<A> {
         Ok(unsafe { NonNull::new_unchecked(A::phys_to_virt(pa) as *mut u8) })
     }
 
-    /// Frees what `kmalloc` (or a cache's `alloc`) returned. Null and
-    /// [`ZERO_SIZE_PTR`] are accepted and ignored. Anything else that is not a live
-    /// object start is refused with the reason — logged with the pointer and the cache —
-    /// and nothing changes.
+    /// Frees what the kmalloc family returned. Null and [`ZERO_SIZE_PTR`] are accepted
+    /// and ignored.
+    ///
+    /// A pointer that is not a live block start — interior, foreign, never allocated,
+    /// already freed, an object of a user cache — is refused with the reason, logged with
+    /// the pointer and the cache, and nothing changes: the checks find bugs, but they are
+    /// a debugging aid, not what makes this call sound (another CPU may have been handed
+    /// the same block again, and a stale pointer then frees *its* object).
+    ///
+    /// # Safety
+    /// `ptr` is null, [`ZERO_SIZE_PTR`], or a block this `Kmem`'s [`Kmem::kmalloc`]
+    /// family returned and that has not been freed since; nothing uses the block after
+    /// this call.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+    /// // SAFETY: p came from kmalloc above and is not used after this.
+    /// unsafe { kmem.kfree(p.as_ptr()) }?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[inline(always)]
     #[track_caller]
-    pub fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
+    pub unsafe fn kfree(&self, ptr: *mut u8) -> Result<(), SlabError> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return Ok(());
         }
@@ -525,7 +534,9 @@ impl<A: Arch> Kmem<A> {
     #[inline(never)]
     fn kfree_logged_slow(&self, ptr: *mut u8) {
         // The error is logged by kfree's slow path.
-        let _ = self.kfree(ptr);
+        // SAFETY: kfree_logged's callers pass what their own contract promises: a block
+        // of ours, null, or ZERO_SIZE_PTR.
+        let _ = unsafe { self.kfree(ptr) };
     }
 
     #[cold]
@@ -577,9 +588,27 @@ impl<A: Arch> Kmem<A> {
         }
     }
 
-    /// Usable size of the live block at `ptr` (0 for [`ZERO_SIZE_PTR`]); an error for
-    /// anything that is not a live block start.
-    pub fn ksize(&self, ptr: *mut u8) -> Result<usize, SlabError> {
+    /// Usable size of the live block at `ptr` (0 for [`ZERO_SIZE_PTR`]): the caller may
+    /// use that many bytes, at least what it asked for. Anything that is not a live block
+    /// start is an error.
+    ///
+    /// # Safety
+    /// `ptr` is [`ZERO_SIZE_PTR`] or a live block of this `Kmem`'s kmalloc family: the
+    /// check reads the block's first word, which for any other object would race with
+    /// its owner's writes.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+    /// // SAFETY: p is live until the kfree below.
+    /// assert!(unsafe { kmem.ksize(p.as_ptr()) }? >= 100);
+    /// unsafe { kmem.kfree(p.as_ptr()) }?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
+    pub unsafe fn ksize(&self, ptr: *mut u8) -> Result<usize, SlabError> {
         if ptr == ZERO_SIZE_PTR {
             return Ok(0);
         }
@@ -616,23 +645,63 @@ impl<A: Arch> Kmem<A> {
             .frame(pa)
             .expect("a large block's head is managed");
         frame.set_owner(0);
-        self.pages.free_pages(pa, order).map_err(SlabError::Page)
+        // SAFETY: owner_of or live_block found the head of a live large block here, which
+        // alloc_large took from these pages; the caller is freeing it.
+        unsafe { self.pages.free_pages(pa, order) }.map_err(SlabError::Page)
     }
 
     /// Resizes the block at `ptr` to `size` bytes, keeping min(old, new) bytes; stays in
     /// place when the block's class already holds `size`. Null allocates; size 0 frees.
     /// `ptr` is checked against the page descriptors (as `kfree` checks it) before any
-    /// byte is read, so a bad pointer is an error, not a wild copy.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    /// byte is read, so a bad pointer is reported, not copied from. On an error the old
+    /// block is left as it was.
+    ///
+    /// # Safety
+    /// As for [`Kmem::kfree`]: `ptr` is null, [`ZERO_SIZE_PTR`] or a live block of this
+    /// `Kmem`'s kmalloc family; on success it is freed or returned, and only the returned
+    /// pointer may be used.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(8, Gfp::KERNEL)?;
+    /// // SAFETY: p is live; it is not used after krealloc, only q is.
+    /// let q = unsafe { kmem.krealloc(p.as_ptr(), 4000, Gfp::KERNEL) }?;
+    /// unsafe { kmem.kfree(q.as_ptr()) }?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[track_caller]
-    pub fn krealloc(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        self.krealloc_aligned(ptr, size, 8, gfp)
+    pub unsafe fn krealloc(
+        &self,
+        ptr: *mut u8,
+        size: usize,
+        gfp: Gfp,
+    ) -> Result<NonNull<u8>, SlabError> {
+        // SAFETY: the caller's contract.
+        unsafe { self.krealloc_aligned(ptr, size, 8, gfp) }
     }
 
     /// [`Kmem::krealloc`] with an alignment (a power of two) for the new block.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    ///
+    /// # Safety
+    /// As for [`Kmem::krealloc`].
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(8, Gfp::KERNEL)?;
+    /// // SAFETY: p is live and not used after this.
+    /// let q = unsafe { kmem.krealloc_aligned(p.as_ptr(), 512, 512, Gfp::KERNEL) }?;
+    /// assert_eq!(q.as_ptr() as usize % 512, 0);
+    /// unsafe { kmem.kfree(q.as_ptr()) }?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[track_caller]
-    pub fn krealloc_aligned(
+    pub unsafe fn krealloc_aligned(
         &self,
         ptr: *mut u8,
         size: usize,
@@ -746,62 +815,6 @@ impl<A: Arch> Kmem<A> {
             .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
-    /// Creates a slab cache. A name already used (by any cache, kmalloc's included) is
-    /// refused, as is an alignment that is not a power of two or exceeds 4 KiB.
-    pub fn cache_create(
-        &self,
-        name: &str,
-        size: usize,
-        align: usize,
-        flags: SlabFlags,
-        ctor: Option<ObjectFn>,
-        dtor: Option<ObjectFn>,
-    ) -> Result<CacheRef<'_, A>, SlabError> {
-        let spec = CacheSpec {
-            name: CacheName::new(name)?,
-            size,
-            align,
-            flags,
-            ctor,
-            dtor,
-        };
-        let mut head = self.registry.lock();
-        if self.find_cache(&head, name).is_some() {
-            return Err(SlabError::NameTaken { name: spec.name });
-        }
-        // SAFETY: no memory given: the cache takes a block of its own for its arrays.
-        let cache = unsafe {
-            SlabCache::new(
-                &self.pages,
-                &spec,
-                &self.hardening(&spec.name),
-                None,
-                self.array_scale[flags.gfp().zone().index()],
-            )?
-        };
-        let mem = match self.kmalloc_aligned(
-            size_of::<SlabCache<A>>(),
-            align_of::<SlabCache<A>>(),
-            Gfp::KERNEL,
-        ) {
-            Ok(m) => m.cast::<SlabCache<A>>(),
-            Err(e) => {
-                cache.release_arrays(self);
-                return Err(e);
-            }
-        };
-        // SAFETY: mem is a fresh, suitably aligned block for one SlabCache.
-        unsafe { mem.as_ptr().write(cache) };
-        // SAFETY: just written; only this thread knows the cache yet.
-        unsafe { mem.as_ref() }.next.store(*head, Relaxed);
-        *head = mem.as_ptr();
-        // SAFETY: the cache lives until `destroy`, which consumes the only CacheRef.
-        Ok(CacheRef {
-            kmem: self,
-            cache: unsafe { mem.as_ref() },
-        })
-    }
-
     fn find_cache(&self, head: &*mut SlabCache<A>, name: &str) -> Option<&SlabCache<A>> {
         let mut found = None;
         self.for_each_cache_in(*head, |c| {
@@ -876,8 +889,9 @@ impl<A: Arch> Kmem<A> {
         }
         drop(head);
         cache.release_arrays(self);
-        self.kfree(target.cast())
-            .expect("the cache struct is a live kmalloc block");
+        // SAFETY: cache_create kmalloc'd the cache struct; it is off the registry, and the
+        // caller's handle, the only other way to it, is being consumed.
+        unsafe { self.kfree(target.cast()) }.expect("the cache struct is a live kmalloc block");
     }
 }
 
@@ -939,60 +953,31 @@ impl<A: Arch> LiveBlock<'_, A> {
     }
 }
 
-/// A user-created cache. Not `Clone`: [`CacheRef::destroy`] consumes it, so no handle
-/// outlives the cache.
-pub struct CacheRef<'k, A: Arch> {
-    kmem: &'k Kmem<A>,
-    cache: &'k SlabCache<A>,
-}
+/// The caches of a `Kmem` grow through [`Kmem::alloc_pages`] (which takes back empty
+/// slabs when pages run short) and obey its fault injection.
+impl<A: Arch> Backing<A> for Kmem<A> {
+    #[inline(always)]
+    fn pages(&self) -> &PageAllocator<A> {
+        &self.pages
+    }
 
-impl<'k, A: Arch> CacheRef<'k, A> {
-    /// Allocates one object (constructed, if the cache has a constructor).
     #[inline]
-    #[track_caller]
-    pub fn alloc(&self, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        self.cache.alloc(self.kmem, gfp)
+    fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.alloc_pages(order, gfp)
     }
 
-    /// Frees an object of this cache; an object of another cache is refused.
-    #[inline]
-    #[track_caller]
-    pub fn free(&self, obj: NonNull<u8>) -> Result<(), SlabError> {
-        self.kmem
-            .free_checked(obj.as_ptr() as usize, Some(self.cache))
-            .inspect_err(|e| log::error!("cache free: {e}"))
+    #[inline(always)]
+    fn failslab_armed(&self) -> bool {
+        self.fail_every.load(Relaxed) != 0
     }
 
-    /// Drains the arrays and gives empty slabs back; returns pages released.
-    pub fn shrink(&self) -> usize {
-        self.cache.shrink(self.kmem)
-    }
-
-    /// Destroys the cache. Refused while objects are live: the error counts them and
-    /// the log lists each one's address; the handle comes back with the error.
-    pub fn destroy(self) -> Result<(), (Self, SlabError)> {
-        self.cache.shrink(self.kmem);
-        let mut live = 0;
-        let name = self.cache.name();
-        self.cache.for_each_live(self.kmem, |obj| {
-            live += 1;
-            match self.cache.owner_record(obj) {
-                Some(t) => log::error!("{name}: object {obj:#x} still allocated at destroy, {t}"),
-                None => log::error!("{name}: object {obj:#x} still allocated at destroy"),
-            }
-        });
-        if live > 0 {
-            let e = SlabError::Busy { cache: name, live };
-            log::error!("{e}");
-            return Err((self, e));
+    #[cold]
+    fn failslab_fires(&self, cache: CacheName) -> bool {
+        if self.fail_cache.lock().is_some_and(|c| c != cache) {
+            return false;
         }
-        self.kmem.unregister(self.cache);
-        Ok(())
-    }
-
-    /// The cache itself, for its name, geometry and figures.
-    pub fn cache(&self) -> &SlabCache<A> {
-        self.cache
+        let every = self.fail_every.load(Relaxed).max(1);
+        (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)
     }
 }
 

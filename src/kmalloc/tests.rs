@@ -5,6 +5,7 @@ use super::*;
 use crate::hosted::{HostArch, Region};
 use crate::mm::zone::ZoneLimits;
 use crate::slab::array::AC_MAX;
+use crate::test_frees::{CacheAny, KmemAny, PagesAny};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -65,13 +66,13 @@ fn every_class_serves_aligned_usable_memory() {
         let p = h.kmem.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
         assert!(h.contains(p as usize, size));
         assert_eq!(p as usize % 8, 0);
-        assert!(h.kmem.ksize(p).unwrap() >= size);
+        assert!(h.kmem.ksize_any(p).unwrap() >= size);
         // SAFETY: we own size bytes at p.
         unsafe { p.write_bytes(0x5A, size) };
         held.push(p);
     }
     for p in held {
-        h.kmem.kfree(p).unwrap();
+        h.kmem.kfree_any(p).unwrap();
     }
     h.kmem.shrink_all();
     assert_eq!(h.free_pages(), before);
@@ -84,7 +85,7 @@ fn alignments_up_to_a_page_come_from_caches_and_beyond_from_pages() {
         for size in [1, 24, 100, 3000, 5000] {
             let p = h.kmem.kmalloc_aligned(size, align, Gfp::KERNEL).unwrap();
             assert_eq!(p.as_ptr() as usize % align, 0, "size {size} align {align}");
-            h.kmem.kfree(p.as_ptr()).unwrap();
+            h.kmem.kfree_any(p.as_ptr()).unwrap();
         }
     }
     assert_eq!(
@@ -99,19 +100,19 @@ fn zero_size_large_and_too_large() {
     let before = h.free_pages();
     let z = h.kmem.kmalloc(0, Gfp::KERNEL).unwrap().as_ptr();
     assert_eq!(z, ZERO_SIZE_PTR);
-    assert_eq!(h.kmem.ksize(z), Ok(0));
-    h.kmem.kfree(z).unwrap();
-    h.kmem.kfree(core::ptr::null_mut()).unwrap();
+    assert_eq!(h.kmem.ksize_any(z), Ok(0));
+    h.kmem.kfree_any(z).unwrap();
+    h.kmem.kfree_any(core::ptr::null_mut()).unwrap();
 
     let big = h.kmem.kmalloc(3 * MIB, Gfp::ZERO).unwrap().as_ptr();
-    assert_eq!(h.kmem.ksize(big), Ok(4 * MIB));
+    assert_eq!(h.kmem.ksize_any(big), Ok(4 * MIB));
     // SAFETY: the block is ours and 3 MiB long.
     assert!(
         unsafe { std::slice::from_raw_parts(big, 3 * MIB) }
             .iter()
             .all(|&b| b == 0)
     );
-    h.kmem.kfree(big).unwrap();
+    h.kmem.kfree_any(big).unwrap();
     assert_eq!(
         h.kmem.kmalloc(64 * MIB, Gfp::KERNEL),
         Err(SlabError::TooLarge { size: 64 * MIB })
@@ -131,7 +132,7 @@ fn zero_size_large_and_too_large() {
             .iter()
             .all(|&b| b == 0)
     );
-    h.kmem.kfree(c).unwrap();
+    h.kmem.kfree_any(c).unwrap();
     h.kmem.shrink_all();
     assert_eq!(h.free_pages(), before);
 }
@@ -142,7 +143,7 @@ fn kzalloc_zeroes_reused_objects() {
     let p = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap().as_ptr();
     // SAFETY: 200 bytes are ours.
     unsafe { p.write_bytes(0xFF, 200) };
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     let q = h.kmem.kzalloc(200, Gfp::KERNEL).unwrap().as_ptr();
     assert_eq!(p, q, "the per-CPU array hands back the hot object");
     // SAFETY: as above.
@@ -151,7 +152,7 @@ fn kzalloc_zeroes_reused_objects() {
             .iter()
             .all(|&b| b == 0)
     );
-    h.kmem.kfree(q).unwrap();
+    h.kmem.kfree_any(q).unwrap();
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn bad_kfrees_are_refused_logged_and_harmless() {
     // Interior pointer.
     let inner = p.wrapping_add(8);
     assert_eq!(
-        h.kmem.kfree(inner),
+        h.kmem.kfree_any(inner),
         Err(SlabError::Interior {
             addr: inner as usize,
             cache,
@@ -179,26 +180,26 @@ fn bad_kfrees_are_refused_logged_and_harmless() {
     let on_stack = 0u64;
     let addr = &on_stack as *const u64 as usize;
     assert_eq!(
-        h.kmem.kfree(addr as *mut u8),
+        h.kmem.kfree_any(addr as *mut u8),
         Err(SlabError::NotOwned { addr })
     );
     let boxed = Box::new(7u64);
     let addr = &*boxed as *const u64 as usize;
     assert_eq!(
-        h.kmem.kfree(addr as *mut u8),
+        h.kmem.kfree_any(addr as *mut u8),
         Err(SlabError::NotOwned { addr })
     );
     // A page handed out by the page allocator directly is not kmalloc's.
     let pa = h.kmem.pages().alloc_pages(0, Gfp::KERNEL).unwrap();
     assert_eq!(
-        h.kmem.kfree(pa as *mut u8),
+        h.kmem.kfree_any(pa as *mut u8),
         Err(SlabError::NotAllocated { addr: pa as usize })
     );
-    h.kmem.pages().free_pages(pa, 0).unwrap();
+    h.kmem.pages().free_pages_any(pa, 0).unwrap();
     // Double free while the object sits in this CPU's array.
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     assert_eq!(
-        h.kmem.kfree(p),
+        h.kmem.kfree_any(p),
         Err(SlabError::DoubleFree {
             addr: p as usize,
             cache
@@ -208,24 +209,24 @@ fn bad_kfrees_are_refused_logged_and_harmless() {
     h.kmem.shrink_all();
     let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     let neighbour = q.wrapping_add(64);
-    let r = h.kmem.kfree(neighbour);
+    let r = h.kmem.kfree_any(neighbour);
     assert!(
         matches!(r, Err(SlabError::DoubleFree { .. })),
         "a never-allocated object: {r:?}"
     );
     // Large block: interior and double free.
     let big = h.kmem.kmalloc(2 * MIB, Gfp::KERNEL).unwrap().as_ptr();
-    assert!(h.kmem.kfree(big.wrapping_add(4096)).is_err());
-    assert!(h.kmem.kfree(big.wrapping_add(1)).is_err());
-    h.kmem.kfree(big).unwrap();
-    assert!(h.kmem.kfree(big).is_err());
+    assert!(h.kmem.kfree_any(big.wrapping_add(4096)).is_err());
+    assert!(h.kmem.kfree_any(big.wrapping_add(1)).is_err());
+    h.kmem.kfree_any(big).unwrap();
+    assert!(h.kmem.kfree_any(big).is_err());
     // Everything still works and nothing leaked.
-    h.kmem.kfree(q).unwrap();
+    h.kmem.kfree_any(q).unwrap();
     let v: Vec<_> = (0..1000)
         .map(|i| h.kmem.kmalloc(1 + i % 700, Gfp::KERNEL).unwrap())
         .collect();
     for p in v {
-        h.kmem.kfree(p.as_ptr()).unwrap();
+        h.kmem.kfree_any(p.as_ptr()).unwrap();
     }
     h.kmem.shrink_all();
     assert_eq!(h.free_pages(), before);
@@ -239,24 +240,32 @@ fn krealloc_keeps_bytes_and_stays_in_place_when_it_can() {
         // SAFETY: 100 bytes are ours.
         unsafe { p.add(i).write(i as u8) };
     }
-    let same = h.kmem.krealloc(p, 110, Gfp::KERNEL).unwrap().as_ptr();
+    let same = h.kmem.krealloc_any(p, 110, Gfp::KERNEL).unwrap().as_ptr();
     assert_eq!(same, p, "100 and 110 share the 112-byte class");
-    let grown = h.kmem.krealloc(p, 5000, Gfp::ZERO).unwrap().as_ptr();
+    let grown = h.kmem.krealloc_any(p, 5000, Gfp::ZERO).unwrap().as_ptr();
     assert_ne!(grown, p);
     // SAFETY: the new block holds 5000 bytes.
     let bytes = unsafe { std::slice::from_raw_parts(grown, 5000) };
     assert!((0..100).all(|i| bytes[i] == i as u8));
     assert!(bytes[112..].iter().all(|&b| b == 0));
-    assert!(h.kmem.kfree(p).is_err(), "the old block was freed");
-    let shrunk = h.kmem.krealloc(grown, 10, Gfp::KERNEL).unwrap().as_ptr();
+    assert!(h.kmem.kfree_any(p).is_err(), "the old block was freed");
+    let shrunk = h
+        .kmem
+        .krealloc_any(grown, 10, Gfp::KERNEL)
+        .unwrap()
+        .as_ptr();
     assert_eq!(shrunk, grown, "shrinking stays in place");
-    let z = h.kmem.krealloc(shrunk, 0, Gfp::KERNEL).unwrap().as_ptr();
+    let z = h
+        .kmem
+        .krealloc_any(shrunk, 0, Gfp::KERNEL)
+        .unwrap()
+        .as_ptr();
     assert_eq!(z, ZERO_SIZE_PTR);
     let n = h
         .kmem
-        .krealloc(core::ptr::null_mut(), 40, Gfp::KERNEL)
+        .krealloc_any(core::ptr::null_mut(), 40, Gfp::KERNEL)
         .unwrap();
-    h.kmem.kfree(n.as_ptr()).unwrap();
+    h.kmem.kfree_any(n.as_ptr()).unwrap();
 }
 
 #[test]
@@ -264,12 +273,12 @@ fn krealloc_of_a_freed_block_is_refused_before_any_byte_moves() {
     capture_log();
     let h = heap(32, 1);
     let p = h.kmem.kmalloc(100, Gfp::KERNEL).unwrap().as_ptr();
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     let before = h.free_pages();
     for size in [50, 5000, 0] {
         assert!(
             matches!(
-                h.kmem.krealloc(p, size, Gfp::KERNEL),
+                h.kmem.krealloc_any(p, size, Gfp::KERNEL),
                 Err(SlabError::DoubleFree { .. })
             ),
             "krealloc to {size}"
@@ -283,7 +292,7 @@ fn krealloc_of_a_freed_block_is_refused_before_any_byte_moves() {
     assert!(logged("krealloc: ") && logged("double free of object"));
     assert_eq!(h.free_pages(), before, "nothing was allocated");
     let q = h.kmem.kmalloc(100, Gfp::KERNEL).unwrap();
-    h.kmem.kfree(q.as_ptr()).unwrap();
+    h.kmem.kfree_any(q.as_ptr()).unwrap();
 }
 
 #[test]
@@ -308,7 +317,7 @@ fn dma_flags_take_memory_from_their_zones() {
             );
         }
         for p in objs {
-            h.kmem.kfree(p).unwrap();
+            h.kmem.kfree_any(p).unwrap();
         }
     }
     let mut names = Vec::new();
@@ -388,8 +397,8 @@ fn cache_life_cycle_constructors_and_leak_report() {
     }
     // A kmalloc object freed to this cache is refused.
     let k = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap();
-    assert!(matches!(c.free(k), Err(SlabError::WrongCache { .. })));
-    h.kmem.kfree(k.as_ptr()).unwrap();
+    assert!(matches!(c.free_any(k), Err(SlabError::WrongCache { .. })));
+    h.kmem.kfree_any(k.as_ptr()).unwrap();
 
     // Destroy with live objects: refused, and each object is listed.
     let (c, e) = c.destroy().unwrap_err();
@@ -405,7 +414,7 @@ fn cache_life_cycle_constructors_and_leak_report() {
         objs[5].as_ptr() as usize
     )));
     for o in objs {
-        c.free(o).unwrap();
+        c.free_any(o).unwrap();
     }
     let info = c.cache().info();
     assert_eq!(info.active_objs, 0);
@@ -450,7 +459,7 @@ fn slabs_are_coloured_and_hold_no_management() {
     offsets.dedup();
     assert!(offsets.len() >= 2, "{offsets:?}");
     for o in objs {
-        c.free(o).unwrap();
+        c.free_any(o).unwrap();
     }
     c.destroy().map_err(|(_, e)| e).unwrap();
 }
@@ -459,7 +468,7 @@ fn slabs_are_coloured_and_hold_no_management() {
 fn reap_drains_only_idle_arrays() {
     let h = heap(32, 1);
     let p = h.kmem.kmalloc(32, Gfp::KERNEL).unwrap();
-    h.kmem.kfree(p.as_ptr()).unwrap();
+    h.kmem.kfree_any(p.as_ptr()).unwrap();
     let cached = |h: &Heap| {
         h.kmem
             .kmalloc_cache_for(32, 8, Gfp::KERNEL)
@@ -485,7 +494,7 @@ fn burst_of_64_byte_objects(h: &Heap) -> (u64, u64) {
         .map(|_| h.kmem.kmalloc(64, Gfp::KERNEL).unwrap())
         .collect();
     for p in objs {
-        h.kmem.kfree(p.as_ptr()).unwrap();
+        h.kmem.kfree_any(p.as_ptr()).unwrap();
     }
     let kept = before - h.free_pages();
     assert!(
@@ -519,7 +528,7 @@ fn pages_run_short_take_back_the_empty_slabs_caches_keep() {
         "{missing} of the {kept} kept pages not taken back ({parked} parked)"
     );
     for pa in got {
-        h.kmem.pages().free_pages(pa, 0).unwrap();
+        h.kmem.pages().free_pages_any(pa, 0).unwrap();
     }
     h.kmem.shrink_all();
     assert_eq!(h.free_pages(), before);
@@ -543,7 +552,7 @@ fn a_growing_cache_takes_back_other_caches_empty_slabs() {
         "{missing} of the {kept} kept pages not taken back ({parked} parked)"
     );
     for p in got {
-        h.kmem.kfree(p.as_ptr()).unwrap();
+        h.kmem.kfree_any(p.as_ptr()).unwrap();
     }
     h.kmem.shrink_all();
     assert_eq!(h.free_pages(), before);
@@ -604,7 +613,7 @@ fn info_text_reads_like_proc() {
     let mem = h.kmem.meminfo();
     assert!(mem.slab_pages >= 1);
     assert!(mem.to_string().contains("slab:"));
-    h.kmem.kfree(p.as_ptr()).unwrap();
+    h.kmem.kfree_any(p.as_ptr()).unwrap();
 }
 
 #[test]
@@ -671,7 +680,7 @@ fn check_and_free(k: &Kmem<HostArch>, p: usize, size: usize, tag: u8) {
     // SAFETY: the block is live and size bytes long.
     let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
     assert!(bytes.iter().all(|&b| b == tag), "block {p:#x} damaged");
-    k.kfree(p as *mut u8).unwrap();
+    k.kfree_any(p as *mut u8).unwrap();
 }
 
 /// One step of the model test.
@@ -811,7 +820,7 @@ proptest! {
                     if km.is_empty() { continue }
                     let old = *km.values().nth(pick % km.len()).unwrap();
                     prop_assert!(intact(&old));
-                    let Ok(p) = h.kmem.krealloc_aligned(old.0 as *mut u8, size, old.3, Gfp::KERNEL)
+                    let Ok(p) = h.kmem.krealloc_aligned_any(old.0 as *mut u8, size, old.3, Gfp::KERNEL)
                         else { continue };
                     live.remove(&old.0);
                     km.remove(&old.0);
@@ -830,7 +839,7 @@ proptest! {
                     if km.is_empty() { continue }
                     let b = *km.values().nth(pick % km.len()).unwrap();
                     prop_assert!(intact(&b), "pattern damaged at {:#x}", b.0);
-                    h.kmem.kfree(b.0 as *mut u8).unwrap();
+                    h.kmem.kfree_any(b.0 as *mut u8).unwrap();
                     live.remove(&b.0);
                     km.remove(&b.0);
                 }
@@ -857,7 +866,7 @@ proptest! {
                     let Some((c, _, objs)) = caches.iter_mut().find(|c| !c.2.is_empty()) else { continue };
                     let b = objs.swap_remove(pick % objs.len());
                     prop_assert!(intact(&b));
-                    c.free(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
+                    c.free_any(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
                     live.remove(&b.0);
                 }
                 Op::CacheShrink { pick } => {
@@ -880,14 +889,14 @@ proptest! {
         for (c, _, objs) in caches {
             for b in objs {
                 prop_assert!(intact(&b));
-                c.free(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
+                c.free_any(NonNull::new(b.0 as *mut u8).unwrap()).unwrap();
                 live.remove(&b.0);
             }
             c.destroy().map_err(|(_, e)| e).unwrap();
         }
         for b in km.values() {
             prop_assert!(intact(b));
-            h.kmem.kfree(b.0 as *mut u8).unwrap();
+            h.kmem.kfree_any(b.0 as *mut u8).unwrap();
         }
         h.kmem.shrink_all();
         prop_assert_eq!(h.free_pages(), before);

@@ -411,10 +411,29 @@ impl<A: Arch> PageAllocator<A> {
         Some(idx)
     }
 
-    /// Frees the block of 2^`order` frames at `pa`. A pointer that is not the head of an
-    /// allocated block of that order is refused with the reason, and nothing changes.
+    /// Frees the block of 2^`order` frames at `pa`. An address that is not the head of an
+    /// allocated block of that order is refused with the reason, and nothing changes —
+    /// a debugging aid: a stale address whose block was handed out again frees the new
+    /// owner's block.
+    ///
+    /// # Safety
+    /// `pa` is the head of a block of this order that [`PageAllocator::alloc_pages`]
+    /// (or `Kmem::alloc_pages` over this allocator) returned and that has not been freed
+    /// since; nothing uses the block after this call.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let pages = kmem.pages();
+    /// let pa = pages.alloc_pages(2, Gfp::KERNEL)?;
+    /// // SAFETY: pa is the order-2 block just allocated, and nothing uses it.
+    /// unsafe { pages.free_pages(pa, 2) }?;
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     #[inline]
-    pub fn free_pages(&self, pa: PhysAddr, order: u32) -> Result<(), PageError> {
+    pub unsafe fn free_pages(&self, pa: PhysAddr, order: u32) -> Result<(), PageError> {
         // Fast path: the head of an allocated block of a cached order, pushed onto this
         // CPU's list. Anything else goes the whole way, which checks again and says what
         // is wrong.

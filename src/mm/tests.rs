@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::hosted::{HostArch, Region};
+use crate::test_frees::PagesAny;
 use memmap::{MemoryMap, RegionKind};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -136,7 +137,7 @@ fn holes_between_banks_cost_no_descriptors() {
     }
     assert_eq!(got.len() as u64, info.managed_pages());
     for pa in got {
-        p.free_pages(pa, 0).unwrap();
+        p.free_pages_any(pa, 0).unwrap();
     }
     assert_pristine(&p, info.managed_pages(), ZoneLimits::FLAT);
 }
@@ -153,13 +154,13 @@ fn blocks_are_aligned_and_zeroed_on_request() {
             unsafe { std::slice::from_raw_parts_mut(pa as *mut u8, (PAGE_SIZE << order) as usize) };
         assert!(bytes.iter().all(|&b| b == 0));
         bytes.fill(0xAB);
-        p.free_pages(pa, order).unwrap();
+        p.free_pages_any(pa, order).unwrap();
     }
     let pa = p.alloc_pages(3, Gfp::ZERO).unwrap();
     // SAFETY: as above.
     let bytes = unsafe { std::slice::from_raw_parts(pa as *const u8, 8 * 4096) };
     assert!(bytes.iter().all(|&b| b == 0), "ZERO after a dirty free");
-    p.free_pages(pa, 3).unwrap();
+    p.free_pages_any(pa, 3).unwrap();
 }
 
 #[test]
@@ -203,14 +204,14 @@ fn zone_constraints_fall_back_downward_only() {
     assert!(saw_normal);
     assert_eq!(p.info().free_pages(), 0);
     // Freeing one DMA frame makes a DMA request succeed again.
-    p.free_pages(dma.pop().unwrap(), 0).unwrap();
+    p.free_pages_any(dma.pop().unwrap(), 0).unwrap();
     let pa = p.alloc_pages(0, Gfp::DMA).unwrap();
     dma.push(pa);
     for pa in dma {
-        p.free_pages(pa, 0).unwrap();
+        p.free_pages_any(pa, 0).unwrap();
     }
     for (pa, o) in rest {
-        p.free_pages(pa, o).unwrap();
+        p.free_pages_any(pa, o).unwrap();
     }
     assert_pristine(&p, initial, limits);
 }
@@ -224,15 +225,15 @@ fn bad_frees_are_refused_and_change_nothing() {
     let b = p.alloc_pages(0, Gfp::KERNEL).unwrap();
 
     assert_eq!(
-        p.free_pages(a + 4096, 2),
+        p.free_pages_any(a + 4096, 2),
         Err(PageError::NotBlockHead { addr: a + 4096 })
     );
     assert_eq!(
-        p.free_pages(a + 8, 2),
+        p.free_pages_any(a + 8, 2),
         Err(PageError::Misaligned { addr: a + 8 })
     );
     assert_eq!(
-        p.free_pages(a, 1),
+        p.free_pages_any(a, 1),
         Err(PageError::OrderMismatch {
             addr: a,
             allocated: 2,
@@ -240,7 +241,7 @@ fn bad_frees_are_refused_and_change_nothing() {
         })
     );
     assert_eq!(
-        p.free_pages(a, 0),
+        p.free_pages_any(a, 0),
         Err(PageError::OrderMismatch {
             addr: a,
             allocated: 2,
@@ -248,19 +249,19 @@ fn bad_frees_are_refused_and_change_nothing() {
         })
     );
     assert_eq!(
-        p.free_pages(a, MAX_ORDER + 1),
+        p.free_pages_any(a, MAX_ORDER + 1),
         Err(PageError::OrderTooLarge {
             order: MAX_ORDER + 1
         })
     );
     let outside = r.start() + r.size() + 4096 * 16;
     assert_eq!(
-        p.free_pages(outside, 0),
+        p.free_pages_any(outside, 0),
         Err(PageError::NotManaged { addr: outside })
     );
     let meta = p.info().meta.start;
     assert_eq!(
-        p.free_pages(meta, 0),
+        p.free_pages_any(meta, 0),
         Err(PageError::NotManaged { addr: meta })
     );
     assert_eq!(
@@ -272,17 +273,23 @@ fn bad_frees_are_refused_and_change_nothing() {
 
     // A block the slab layer owns is refused.
     p.frame(a).unwrap().set_owner(0xdead0);
-    assert_eq!(p.free_pages(a, 2), Err(PageError::Owned { addr: a }));
+    assert_eq!(p.free_pages_any(a, 2), Err(PageError::Owned { addr: a }));
     p.frame(a).unwrap().set_owner(0);
 
-    p.free_pages(a, 2).unwrap();
-    assert_eq!(p.free_pages(a, 2), Err(PageError::DoubleFree { addr: a }));
-    p.free_pages(b, 0).unwrap();
-    assert_eq!(p.free_pages(b, 0), Err(PageError::DoubleFree { addr: b }));
+    p.free_pages_any(a, 2).unwrap();
+    assert_eq!(
+        p.free_pages_any(a, 2),
+        Err(PageError::DoubleFree { addr: a })
+    );
+    p.free_pages_any(b, 0).unwrap();
+    assert_eq!(
+        p.free_pages_any(b, 0),
+        Err(PageError::DoubleFree { addr: b })
+    );
     p.check();
     // Still works, and nothing leaked.
     let c = p.alloc_pages(5, Gfp::KERNEL).unwrap();
-    p.free_pages(c, 5).unwrap();
+    p.free_pages_any(c, 5).unwrap();
     assert_pristine(&p, initial, limits);
 }
 
@@ -299,19 +306,19 @@ fn per_cpu_cached_blocks_of_every_order_refuse_double_frees() {
             a.is_multiple_of(PAGE_SIZE << order),
             "order {order} aligned"
         );
-        p.free_pages(a, order).unwrap();
+        p.free_pages_any(a, order).unwrap();
         assert_eq!(
-            p.free_pages(a, order),
+            p.free_pages_any(a, order),
             Err(PageError::DoubleFree { addr: a })
         );
         let other = if order == 0 { 1 } else { order - 1 };
         assert_eq!(
-            p.free_pages(a, other),
+            p.free_pages_any(a, other),
             Err(PageError::DoubleFree { addr: a })
         );
         // The hot block comes straight back from this CPU's list.
         assert_eq!(p.alloc_pages(order, Gfp::KERNEL), Ok(a));
-        p.free_pages(a, order).unwrap();
+        p.free_pages_any(a, order).unwrap();
     }
     assert!(p.info().zones.iter().map(|z| z.pcp_pages).sum::<u64>() > 0);
     assert_pristine(&p, initial, limits);
@@ -334,12 +341,12 @@ fn out_of_memory_is_an_error_and_everything_comes_back() {
     }
     assert_eq!(p.info().free_pages(), 0);
     for (pa, o) in held {
-        p.free_pages(pa, o).unwrap();
+        p.free_pages_any(pa, o).unwrap();
     }
     assert_pristine(&p, initial, limits);
     // The whole zone is allocatable again: a maximal block comes out.
     let big = p.alloc_pages(MAX_ORDER, Gfp::KERNEL).unwrap();
-    p.free_pages(big, MAX_ORDER).unwrap();
+    p.free_pages_any(big, MAX_ORDER).unwrap();
 }
 
 #[test]
@@ -404,7 +411,7 @@ fn frees_from_other_threads_and_more_threads_than_cpus() {
                         break;
                     };
                     for (pa, o) in batch {
-                        p.free_pages(pa, o).unwrap();
+                        p.free_pages_any(pa, o).unwrap();
                     }
                 }
             });
@@ -475,16 +482,16 @@ proptest! {
                     if live.is_empty() { continue }
                     let (&pa, &(order, s)) = live.iter().nth(pick % live.len()).unwrap();
                     prop_assert!(intact(pa, PAGE_SIZE << order, s), "pattern damaged at {:#x}", pa);
-                    p.free_pages(pa, order).unwrap();
+                    p.free_pages_any(pa, order).unwrap();
                     live.remove(&pa);
                 }
                 Op::BadFree { pick, how } => {
                     if live.is_empty() { continue }
                     let (&pa, &(order, _)) = live.iter().nth(pick % live.len()).unwrap();
                     let r = match how {
-                        0 if order > 0 => p.free_pages(pa + PAGE_SIZE, order),
-                        1 => p.free_pages(pa, (order + 1) % (MAX_ORDER + 1)),
-                        _ => p.free_pages(pa + 16, order),
+                        0 if order > 0 => p.free_pages_any(pa + PAGE_SIZE, order),
+                        1 => p.free_pages_any(pa, (order + 1) % (MAX_ORDER + 1)),
+                        _ => p.free_pages_any(pa + 16, order),
                     };
                     prop_assert!(r.is_err());
                 }
@@ -492,7 +499,7 @@ proptest! {
         }
         for (pa, (order, s)) in live {
             prop_assert!(intact(pa, PAGE_SIZE << order, s));
-            p.free_pages(pa, order).unwrap();
+            p.free_pages_any(pa, order).unwrap();
         }
         assert_pristine(&p, initial, limits);
     }

@@ -32,10 +32,10 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use super::array::ArrayCache;
 use super::debug::{Damage, DebugFlags};
 use super::header::{ChainKey, ListKind, Slab};
-use super::{Geometry, Hardening, Node, SlabCache, SlabError};
+use super::{Backing, Geometry, Hardening, Node, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
-use crate::kmalloc::Kmem;
+
 use crate::mm::frame::{FrameState, FrameTable, NIL, PageFrame};
 use crate::mm::memmap::PAGE_SIZE;
 
@@ -104,7 +104,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// The slab whose head is descriptor `index`, from one of this cache's lists.
-    fn slab_at<'k>(&self, k: &'k Kmem<A>, index: u32) -> Slab<'k> {
+    fn slab_at<'k>(&self, k: &'k impl Backing<A>, index: u32) -> Slab<'k> {
         let t = k.pages().table();
         let base = A::phys_to_virt(t.pfn_of(index) << crate::mm::frame::PAGE_SHIFT);
         // SAFETY: the node's lists hold only heads of this cache's live slabs.
@@ -115,7 +115,7 @@ impl<A: Arch> SlabCache<A> {
     /// this cache; an error when `obj` is not the start of an object.
     fn locate<'k>(
         &self,
-        k: &'k Kmem<A>,
+        k: &'k impl Backing<A>,
         frame: &'k PageFrame,
         obj: usize,
     ) -> Result<(Slab<'k>, usize), SlabError> {
@@ -152,7 +152,7 @@ impl<A: Arch> SlabCache<A> {
     /// The slab of an object known to be one of this cache's object starts (it came from
     /// an array): no checks, as the arrays only ever hold object starts.
     #[inline(always)]
-    fn locate_array_object<'k>(&self, k: &'k Kmem<A>, obj: usize) -> Slab<'k> {
+    fn locate_array_object<'k>(&self, k: &'k impl Backing<A>, obj: usize) -> Slab<'k> {
         let t = k.pages().table();
         let (index, frame) = t
             .frame_of(A::virt_to_phys(obj))
@@ -202,7 +202,7 @@ impl<A: Arch> SlabCache<A> {
     /// empty or the cache needs more than the plain path (debugging, hardening, fault
     /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
     #[inline(always)]
-    pub(crate) fn alloc_fast(&self, k: &Kmem<A>, gfp: Gfp) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_fast(&self, k: &impl Backing<A>, gfp: Gfp) -> Option<NonNull<u8>> {
         // A tag means not slow (`set_debug` clears it for debug caches), so tagged caches
         // load one field here.
         let tag = self.tag();
@@ -248,7 +248,7 @@ impl<A: Arch> SlabCache<A> {
     /// Allocates one object.
     #[inline(never)]
     #[track_caller]
-    pub(crate) fn alloc(&self, k: &Kmem<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
+    pub(crate) fn alloc(&self, k: &impl Backing<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         if k.failslab_armed() && k.failslab_fires(self.name) {
             return Err(SlabError::Injected { cache: self.name });
         }
@@ -278,7 +278,7 @@ impl<A: Arch> SlabCache<A> {
     #[inline]
     pub(crate) fn live_object<'k>(
         &self,
-        k: &'k Kmem<A>,
+        k: &'k impl Backing<A>,
         frame: &'k PageFrame,
         obj: usize,
     ) -> Result<(Slab<'k>, usize), SlabError> {
@@ -308,7 +308,7 @@ impl<A: Arch> SlabCache<A> {
     /// live object start of this cache; otherwise changes nothing and returns false (the
     /// caller then takes the slow path, which finds and reports what is wrong).
     #[inline(always)]
-    pub(crate) fn free_fast(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> bool {
+    pub(crate) fn free_fast(&self, k: &impl Backing<A>, frame: &PageFrame, obj: usize) -> bool {
         match self.live_fast(frame, obj) {
             Some(live) => {
                 self.free_fast_live(k, obj, live);
@@ -353,14 +353,14 @@ impl<A: Arch> SlabCache<A> {
     /// Frees `obj`, which [`SlabCache::live_fast`] found handed out (and which nobody
     /// else can have freed since: it is the caller's to give up).
     #[inline(always)]
-    pub(crate) fn free_fast_live(&self, k: &Kmem<A>, obj: usize, live: LiveFast<'_>) {
+    pub(crate) fn free_fast_live(&self, k: &impl Backing<A>, obj: usize, live: LiveFast<'_>) {
         live.word.store(live.freed, Relaxed);
         self.push_freed(k, obj);
     }
 
     /// Puts a freed object (its word already the array word) on this CPU's array.
     #[inline(always)]
-    fn push_freed(&self, k: &Kmem<A>, obj: usize) {
+    fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
         if self.cpu.try_owned(|ac| ac.try_push(obj)) != Some(true) {
             self.push_flushing(k, obj);
         }
@@ -370,7 +370,7 @@ impl<A: Arch> SlabCache<A> {
     /// room if needed, then pushes.
     #[cold]
     #[inline(never)]
-    fn push_flushing(&self, k: &Kmem<A>, obj: usize) {
+    fn push_flushing(&self, k: &impl Backing<A>, obj: usize) {
         let mut ac = self.cpu.local();
         if ac.is_full() {
             self.flush(k, &mut ac);
@@ -383,7 +383,12 @@ impl<A: Arch> SlabCache<A> {
     /// changing anything.
     #[inline]
     #[track_caller]
-    pub(crate) fn free(&self, k: &Kmem<A>, frame: &PageFrame, obj: usize) -> Result<(), SlabError> {
+    pub(crate) fn free(
+        &self,
+        k: &impl Backing<A>,
+        frame: &PageFrame,
+        obj: usize,
+    ) -> Result<(), SlabError> {
         // Sequential double frees are always caught here. Two CPUs freeing the same
         // object in the same instant may both pass; closing that would cost an atomic
         // read-modify-write on every free.
@@ -396,7 +401,7 @@ impl<A: Arch> SlabCache<A> {
     /// (and which nobody else can have freed since: it is the caller's to give up).
     #[inline]
     #[track_caller]
-    pub(crate) fn free_live(&self, k: &Kmem<A>, slab: Slab<'_>, idx: usize, obj: usize) {
+    pub(crate) fn free_live(&self, k: &impl Backing<A>, slab: Slab<'_>, idx: usize, obj: usize) {
         if self.slow() {
             self.on_free(obj);
         }
@@ -408,7 +413,12 @@ impl<A: Arch> SlabCache<A> {
     /// then partial slabs, then free slabs, then new slabs — and returns one of them.
     #[cold]
     #[inline(never)]
-    fn refill(&self, k: &Kmem<A>, ac: &mut ArrayCache, gfp: Gfp) -> Result<usize, SlabError> {
+    fn refill(
+        &self,
+        k: &impl Backing<A>,
+        ac: &mut ArrayCache,
+        gfp: Gfp,
+    ) -> Result<usize, SlabError> {
         let want = ac.batchcount();
         let t = k.pages().table();
         let mut node = self.node.lock();
@@ -465,11 +475,16 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Makes a new slab (on the free list) from the page allocator.
-    fn grow<'k>(&self, k: &'k Kmem<A>, node: &mut Node, gfp: Gfp) -> Result<Slab<'k>, SlabError> {
+    fn grow<'k>(
+        &self,
+        k: &'k impl Backing<A>,
+        node: &mut Node,
+        gfp: Gfp,
+    ) -> Result<Slab<'k>, SlabError> {
         let l = &self.geo().layout;
         let oom = SlabError::OutOfMemory { cache: self.name };
         let zone = self.gfp | (gfp.without(Gfp::ZERO).without(Gfp::DMA).without(Gfp::DMA32));
-        let pa = k.alloc_pages(l.order, zone).map_err(|_| oom)?;
+        let pa = k.slab_pages(l.order, zone).map_err(|_| oom)?;
         let base = A::phys_to_virt(pa);
         // Colour: offsets 0, colour_off, ..., colours × colour_off, all within left_over.
         let colour = node.colour_next;
@@ -522,7 +537,7 @@ impl<A: Arch> SlabCache<A> {
     /// back to their slabs when it is full.
     #[cold]
     #[inline(never)]
-    fn flush(&self, k: &Kmem<A>, ac: &mut ArrayCache) {
+    fn flush(&self, k: &impl Backing<A>, ac: &mut ArrayCache) {
         let batch = ac.batchcount().min(ac.avail());
         let mut node = self.node.lock();
         let moved = node.shared.push_from(ac.oldest(batch));
@@ -532,7 +547,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Returns array objects to their slabs. A slab that becomes empty goes back to the
     /// page allocator when the node already holds more than `free_limit` free objects.
-    fn free_block(&self, k: &Kmem<A>, node: &mut Node, objs: &[usize]) {
+    fn free_block(&self, k: &impl Backing<A>, node: &mut Node, objs: &[usize]) {
         // Objects freed together often share a slab: a run of them is put through one
         // cursor, and the slab found and settled once per run.
         let mut run: Option<super::header::SlabCursor<'_>> = None;
@@ -560,7 +575,7 @@ impl<A: Arch> SlabCache<A> {
     /// Puts a slab that free_block returned objects to on the list its count calls for.
     /// Most runs leave a partial slab partial, which needs nothing more.
     #[inline(always)]
-    fn settle(&self, k: &Kmem<A>, node: &mut Node, slab: Slab<'_>) {
+    fn settle(&self, k: &impl Backing<A>, node: &mut Node, slab: Slab<'_>) {
         if slab.inuse() != 0 && slab.list() == ListKind::Partial {
             return;
         }
@@ -571,7 +586,7 @@ impl<A: Arch> SlabCache<A> {
     /// back to the page allocator when the node already holds more than `free_limit`
     /// free objects.
     #[inline(never)]
-    fn settle_move(&self, k: &Kmem<A>, node: &mut Node, slab: Slab<'_>) {
+    fn settle_move(&self, k: &impl Backing<A>, node: &mut Node, slab: Slab<'_>) {
         let t = k.pages().table();
         if slab.inuse() == 0 {
             if node.free_objects > node.free_limit {
@@ -587,7 +602,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Runs destructors and gives a slab, which is on no list, back to the pages.
-    fn destroy_slab(&self, k: &Kmem<A>, slab: Slab<'_>) {
+    fn destroy_slab(&self, k: &impl Backing<A>, slab: Slab<'_>) {
         let l = &self.geo().layout;
         if let Some(dtor) = self.dtor {
             for i in 0..l.num {
@@ -605,13 +620,13 @@ impl<A: Arch> SlabCache<A> {
             }
         }
         slab.clear();
-        k.pages()
-            .free_pages(pa, l.order)
-            .expect("a slab is a live page block");
+        // SAFETY: grow took this block for the slab, which is on no list and holds no
+        // object: nothing reaches it after this.
+        unsafe { k.pages().free_pages(pa, l.order) }.expect("a slab is a live page block");
     }
 
     /// Empties CPU `cpu`'s array into the slabs.
-    fn drain_cpu(&self, k: &Kmem<A>, cpu: usize) -> usize {
+    fn drain_cpu(&self, k: &impl Backing<A>, cpu: usize) -> usize {
         let mut ac = self.cpu.cpu(cpu);
         let n = ac.avail();
         if n > 0 {
@@ -623,7 +638,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Gives every free slab back to the page allocator; returns the pages released.
-    fn release_free_slabs(&self, k: &Kmem<A>, node: &mut Node) -> usize {
+    fn release_free_slabs(&self, k: &impl Backing<A>, node: &mut Node) -> usize {
         let t = k.pages().table();
         let mut pages = 0;
         while let Some(i) = node.free.first() {
@@ -639,7 +654,7 @@ impl<A: Arch> SlabCache<A> {
     /// [`SlabCache::release_free_slabs`] unless the node lock is busy: its holder may be
     /// the caller, growing this cache or another one whose lock a waiter here would
     /// then close a cycle with. Returns the pages released.
-    pub(crate) fn release_free_slabs_if_idle(&self, k: &Kmem<A>) -> usize {
+    pub(crate) fn release_free_slabs_if_idle(&self, k: &impl Backing<A>) -> usize {
         self.node
             .try_lock()
             .map_or(0, |mut node| self.release_free_slabs(k, &mut node))
@@ -647,7 +662,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Drains every array (per-CPU and shared) and releases every empty slab. Returns the
     /// pages given back.
-    pub(crate) fn shrink(&self, k: &Kmem<A>) -> usize {
+    pub(crate) fn shrink(&self, k: &impl Backing<A>) -> usize {
         for cpu in 0..self.cpu.len() {
             self.drain_cpu(k, cpu);
         }
@@ -669,7 +684,11 @@ impl<A: Arch> SlabCache<A> {
     /// so no CPU holds an object laid out the old way, and the next CPU to allocate finds
     /// its array empty, takes the lock and sees the new geometry. Before any lock the fast
     /// paths read only `slow` and `tag`, which are atomics.
-    pub(crate) fn set_debug(&self, k: &Kmem<A>, flags: DebugFlags) -> Result<(), SlabError> {
+    pub(crate) fn set_debug(
+        &self,
+        k: &impl Backing<A>,
+        flags: DebugFlags,
+    ) -> Result<(), SlabError> {
         self.shrink(k);
         let t = k.pages().table();
         let mut node = self.node.lock();
@@ -709,7 +728,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// One reap pass: drains the arrays not used since the last pass and releases empty
     /// slabs. Returns (objects drained, pages released).
-    pub(crate) fn reap(&self, k: &Kmem<A>) -> (usize, usize) {
+    pub(crate) fn reap(&self, k: &impl Backing<A>) -> (usize, usize) {
         let mut drained = 0;
         for cpu in 0..self.cpu.len() {
             let idle = !self.cpu.cpu(cpu).take_touched();
@@ -725,7 +744,7 @@ impl<A: Arch> SlabCache<A> {
     /// object counts as free when its word is the array word or a chain link of it: call
     /// this after a shrink (as `destroy` does), when the arrays are empty, for an exact
     /// answer but for a user's live object holding one of those values.
-    pub(crate) fn for_each_live(&self, k: &Kmem<A>, mut f: impl FnMut(usize)) {
+    pub(crate) fn for_each_live(&self, k: &impl Backing<A>, mut f: impl FnMut(usize)) {
         let t = k.pages().table();
         let node = self.node.lock();
         let tag = self.tag();
@@ -751,7 +770,7 @@ impl<A: Arch> SlabCache<A> {
     /// Walks the cache — per-CPU arrays, the shared array, every slab's free chain and
     /// every object's red zones and poison — reporting each inconsistency to the log.
     /// Returns how many it found.
-    pub(crate) fn validate(&self, k: &Kmem<A>) -> usize {
+    pub(crate) fn validate(&self, k: &impl Backing<A>) -> usize {
         let mut problems = 0;
         for cpu in 0..self.cpu.len() {
             let ac = self.cpu.cpu(cpu);
@@ -820,7 +839,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Checks an object found in an array: an object start of this cache holding the
     /// array word.
-    fn validate_cached(&self, k: &Kmem<A>, obj: usize, place: &str) -> usize {
+    fn validate_cached(&self, k: &impl Backing<A>, obj: usize, place: &str) -> usize {
         let frame = k.pages().frame(A::virt_to_phys(obj));
         let ok = frame.is_some_and(|f| {
             f.owner() == self as *const Self as usize
@@ -853,11 +872,11 @@ impl<A: Arch> SlabCache<A> {
 
     /// Gives the array block back, if the cache has one of its own; the cache must be
     /// empty and never used again.
-    pub(crate) fn release_arrays(&self, k: &Kmem<A>) {
+    pub(crate) fn release_arrays(&self, k: &impl Backing<A>) {
         if let Some((pa, order)) = self.arrays {
-            k.pages()
-                .free_pages(pa, order)
-                .expect("the array block is live");
+            // SAFETY: the cache took this block for its arrays when it was made, and the
+            // caller's contract says the cache is never used again.
+            unsafe { k.pages().free_pages(pa, order) }.expect("the array block is live");
         }
     }
 }

@@ -11,8 +11,35 @@
 //! between, objects move user → per-CPU array → shared array → slab free chain and back
 //! without being re-constructed, so a user must free objects in their constructed state.
 //!
-//! Locks, outermost first: a CPU's array (per-CPU lock, interrupts off), the cache's
-//! node, then the page allocator's locks. No cache takes another cache's locks.
+//! The slab layer stands below kmalloc: what a cache needs from around it — page blocks
+//! to grow from, fault injection, and a way to take back other caches' empty slabs when
+//! pages run short — comes through [`Backing`], which `Kmem` implements and a bare
+//! [`PageAllocator`] implements too (no fault injection, no reclaim), so a cache can be
+//! built and tested without a `Kmem`.
+//!
+//! # Locks
+//!
+//! Every lock is an `IrqMutex` or a per-CPU slot and is held with interrupts off, so an
+//! interrupt handler that allocates never finds its own CPU inside one. Outermost first:
+//!
+//! 1. `Kmem::registry` — the list of user-created caches (`SlabCache::next`): guards
+//!    membership, so a cache on it stays allocated while the lock is held. `cache_create`,
+//!    destroy, `for_each_cache`, `shrink_all` and `reap` take it.
+//! 2. A CPU's slot of a cache's `PerCpu` arrays — the CPU's `ArrayCache`: its owner enters
+//!    it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain (`shrink`,
+//!    `reap`) takes it by the handshake in `crate::percpu`.
+//! 3. `SlabCache::node` — the node: the full, partial and free slab lists, the shared
+//!    array, the counters, and every slab's chain and in-use count (in its page
+//!    descriptors). The geometry is written under it while the cache has no slab.
+//! 4. The page allocator's locks (see `crate::mm`): a CPU's page lists, then a zone's free
+//!    area. Taken while growing or shrinking under the node lock.
+//!
+//! No cache takes another cache's node lock while holding its own, with one exception:
+//! when the page allocator finds no block, [`Backing::slab_pages`] of `Kmem` walks every
+//! cache to take back its empty slabs while the caller may hold its own node lock (a slab
+//! growing) or the registry lock (`cache_create`). That path only *tries* each lock
+//! (`IrqMutex::try_lock`) and skips a busy one, so it never waits and no cycle can close.
+//! `Kmem`'s fault-injection state (`fail_cache`) is a leaf lock taken alone.
 
 pub mod array;
 mod cache;
@@ -34,6 +61,39 @@ use array::{AC_MAX, ArrayCache, SharedArray};
 use debug::{DebugFlags, DebugLayout};
 use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
+
+/// What a slab cache needs from the allocator it belongs to: the page allocator it grows
+/// from and gives slabs back to, and that allocator's policies. `Kmem` implements it with
+/// fault injection and with reclaim of every cache's empty slabs when pages run short;
+/// [`PageAllocator`] implements it plainly, for a cache that lives on its own.
+pub(crate) trait Backing<A: Arch> {
+    /// The page allocator slabs come from and go back to.
+    fn pages(&self) -> &PageAllocator<A>;
+
+    /// A block of `2^order` pages for a new slab. Called with the growing cache's node
+    /// lock held: an implementation may take other locks only by trying them.
+    fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.pages().alloc_pages(order, gfp)
+    }
+
+    /// Whether fault injection is armed: one load on the allocation fast path.
+    #[inline(always)]
+    fn failslab_armed(&self) -> bool {
+        false
+    }
+
+    /// Counts an allocation from `cache` and says whether this one must fail.
+    fn failslab_fires(&self, _cache: CacheName) -> bool {
+        false
+    }
+}
+
+impl<A: Arch> Backing<A> for PageAllocator<A> {
+    #[inline(always)]
+    fn pages(&self) -> &PageAllocator<A> {
+        self
+    }
+}
 
 /// A constructor or destructor: called with the object's address.
 pub type ObjectFn = fn(*mut u8);

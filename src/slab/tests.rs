@@ -10,6 +10,7 @@ use crate::kmalloc::{Kmem, Options};
 use crate::mm::PageAllocator;
 use crate::mm::zone::ZoneLimits;
 use crate::slab::{CacheName, SlabError, SlabFlags};
+use crate::test_frees::{CacheAny, KmemAny};
 use crate::test_log::{capture, logged};
 
 /// An allocator with `options`; `kmem` drops before `region`.
@@ -51,7 +52,7 @@ impl Heap {
             .map(|i| self.kmem.kmalloc(i * 7, Gfp::KERNEL).unwrap())
             .collect();
         for p in v {
-            self.kmem.kfree(p.as_ptr()).unwrap();
+            self.kmem.kfree_any(p.as_ptr()).unwrap();
         }
         assert_eq!(self.kmem.validate(None), Some(0), "validate found problems");
     }
@@ -69,7 +70,7 @@ fn write_past_the_end_is_caught_at_free() {
     let before = h.free_pages();
     let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     poke(p, 64, 0x41); // one byte past the end
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     assert!(logged(&[
         "BUG kmalloc-64: Right Redzone overwritten",
         &format!("{:#x}", p as usize),
@@ -93,10 +94,10 @@ fn damage_report_names_the_callers_free() {
     for by_krealloc in [false, true] {
         let p = h.kmem.kmalloc(48, Gfp::KERNEL).unwrap().as_ptr();
         let (moved, line) = if by_krealloc {
-            let m = h.kmem.krealloc(p, 5000, Gfp::KERNEL).unwrap();
+            let m = h.kmem.krealloc_any(p, 5000, Gfp::KERNEL).unwrap();
             (Some(m), line!() - 1)
         } else {
-            h.kmem.kfree(p).unwrap();
+            h.kmem.kfree_any(p).unwrap();
             (None, line!() - 1)
         };
         poke(p, 10, 0x77);
@@ -106,9 +107,9 @@ fn damage_report_names_the_callers_free() {
         let at = format!("by src/slab/tests.rs:{line}:");
         assert!(logged(&["BUG kmalloc-48: Poison overwritten", "offset 10"]));
         assert!(logged(&["last freed on cpu", &at]), "{at}");
-        h.kmem.kfree(q).unwrap();
+        h.kmem.kfree_any(q).unwrap();
         if let Some(m) = moved {
-            h.kmem.kfree(m.as_ptr()).unwrap();
+            h.kmem.kfree_any(m.as_ptr()).unwrap();
         }
     }
     h.still_works();
@@ -119,7 +120,7 @@ fn write_before_the_start_is_caught_at_free() {
     let h = heap("kmem.debug=Z,kmalloc-32");
     let p = h.kmem.kmalloc(32, Gfp::KERNEL).unwrap().as_ptr();
     poke(p, -3, 0x00);
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     assert!(logged(&[
         "BUG kmalloc-32: Left Redzone overwritten",
         "offset -3",
@@ -139,7 +140,7 @@ fn validate_finds_an_overwrite_in_a_live_object() {
         "offset 130"
     ]));
     // validate repaired the red zone: the free is clean.
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     h.still_works();
     assert_eq!(h.kmem.validate(Some("no-such-cache")), None);
 }
@@ -148,7 +149,7 @@ fn validate_finds_an_overwrite_in_a_live_object() {
 fn write_after_free_is_caught_at_the_next_allocation() {
     let h = heap("kmem.debug=P,kmalloc-96");
     let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     // SAFETY (of the test): the object is free but its memory stays in the slab.
     assert_eq!(unsafe { p.read() }, POISON_FREE);
     assert_eq!(unsafe { p.add(95).read() }, POISON_END);
@@ -162,7 +163,7 @@ fn write_after_free_is_caught_at_the_next_allocation() {
         "found 0x77",
         "expected 0x6b"
     ]));
-    h.kmem.kfree(q).unwrap();
+    h.kmem.kfree_any(q).unwrap();
     h.still_works();
 }
 
@@ -172,15 +173,21 @@ fn double_free_while_in_a_per_cpu_array_and_in_a_slab() {
     let p = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap().as_ptr();
     // A neighbour keeps the slab alive once the arrays are drained.
     let keep = h.kmem.kmalloc(200, Gfp::KERNEL).unwrap();
-    h.kmem.kfree(p).unwrap();
-    assert!(matches!(h.kmem.kfree(p), Err(SlabError::DoubleFree { .. })));
+    h.kmem.kfree_any(p).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(p),
+        Err(SlabError::DoubleFree { .. })
+    ));
     assert!(logged(&[
         "double free of object",
         &format!("{:#x}", p as usize)
     ]));
     h.kmem.shrink_all();
-    assert!(matches!(h.kmem.kfree(p), Err(SlabError::DoubleFree { .. })));
-    h.kmem.kfree(keep.as_ptr()).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(p),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    h.kmem.kfree_any(keep.as_ptr()).unwrap();
     h.still_works();
 }
 
@@ -195,19 +202,22 @@ fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     // Freed by another thread (another CPU slot), then again here.
     let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr() as usize;
     std::thread::scope(|s| {
-        s.spawn(|| h.kmem.kfree(p as *mut u8).unwrap());
+        s.spawn(|| h.kmem.kfree_any(p as *mut u8).unwrap());
     });
     assert!(matches!(
-        h.kmem.kfree(p as *mut u8),
+        h.kmem.kfree_any(p as *mut u8),
         Err(SlabError::DoubleFree { .. })
     ));
     // A live object that holds its own tag: ksize and kfree accept it.
     let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     // SAFETY: q is a live 64-byte block.
     unsafe { q.cast::<usize>().write(q as usize ^ cache.tag()) };
-    assert_eq!(h.kmem.ksize(q), Ok(64));
-    h.kmem.kfree(q).unwrap();
-    assert!(matches!(h.kmem.kfree(q), Err(SlabError::DoubleFree { .. })));
+    assert_eq!(h.kmem.ksize_any(q), Ok(64));
+    h.kmem.kfree_any(q).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(q),
+        Err(SlabError::DoubleFree { .. })
+    ));
     // One that holds a chain link of itself, as a free object on its slab's chain does:
     // accepted too (the free walks the chain and does not find it there) ...
     let r = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
@@ -215,12 +225,15 @@ fn object_tags_catch_double_frees_on_any_cpu_and_never_misreport() {
     let link = cache.key.link(r as usize, 3);
     // SAFETY: r is a live 64-byte block.
     unsafe { r.cast::<usize>().write(link) };
-    assert_eq!(h.kmem.ksize(r), Ok(64));
-    h.kmem.kfree(r).unwrap();
+    assert_eq!(h.kmem.ksize_any(r), Ok(64));
+    h.kmem.kfree_any(r).unwrap();
     // ... and once it is back on the chain for real, a second free is refused.
     h.kmem.shrink_all();
-    assert!(matches!(h.kmem.kfree(r), Err(SlabError::DoubleFree { .. })));
-    h.kmem.kfree(keep.as_ptr()).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(r),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    h.kmem.kfree_any(keep.as_ptr()).unwrap();
     h.still_works();
 }
 
@@ -229,15 +242,18 @@ fn interior_foreign_and_never_allocated_pointers() {
     let h = heap("kmem.debug=F");
     let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     assert!(matches!(
-        h.kmem.kfree(p.wrapping_add(1)),
+        h.kmem.kfree_any(p.wrapping_add(1)),
         Err(SlabError::Interior { offset: 1, .. })
     ));
     let stack = 5u32;
     let s = &stack as *const u32 as *mut u8;
-    assert!(matches!(h.kmem.kfree(s), Err(SlabError::NotOwned { .. })));
-    let never = p.wrapping_add(h.kmem.ksize(p).unwrap()); // the next object of the slab
-    assert!(h.kmem.kfree(never).is_err());
-    h.kmem.kfree(p).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(s),
+        Err(SlabError::NotOwned { .. })
+    ));
+    let never = p.wrapping_add(h.kmem.ksize_any(p).unwrap()); // the next object of the slab
+    assert!(h.kmem.kfree_any(never).is_err());
+    h.kmem.kfree_any(p).unwrap();
     h.still_works();
 }
 
@@ -253,9 +269,9 @@ fn free_to_the_wrong_cache() {
         .cache_create("wrong-b", 64, 8, SlabFlags::NONE, None, None)
         .unwrap();
     let o = a.alloc(Gfp::KERNEL).unwrap();
-    assert!(matches!(b.free(o), Err(SlabError::WrongCache { .. })));
+    assert!(matches!(b.free_any(o), Err(SlabError::WrongCache { .. })));
     assert!(logged(&["to cache wrong-b, but it belongs to wrong-a"]));
-    a.free(o).unwrap();
+    a.free_any(o).unwrap();
     a.destroy().map_err(|(_, e)| e).unwrap();
     b.destroy().map_err(|(_, e)| e).unwrap();
     h.still_works();
@@ -296,7 +312,7 @@ fn corrupted_free_list_link_is_caught_and_quarantined() {
     assert!(logged(&["BUG chain: Freelist link corrupted"]));
     assert!(c.cache().reports() >= 1);
     for x in objs.into_iter().chain([o]) {
-        c.free(x).unwrap();
+        c.free_any(x).unwrap();
     }
     assert_eq!(h.kmem.validate(Some("chain")), Some(0));
     // The quarantined slab stays with the cache: destroy reports it as busy, nothing is
@@ -319,7 +335,7 @@ fn out_of_memory_is_an_error_and_everything_comes_back() {
         Err(SlabError::OutOfMemory { .. })
     ));
     for p in v {
-        h.kmem.kfree(p.as_ptr()).unwrap();
+        h.kmem.kfree_any(p.as_ptr()).unwrap();
     }
     assert_eq!(h.free_pages(), before);
     h.still_works();
@@ -345,7 +361,7 @@ fn sizes_and_alignments_at_the_edges() {
         (p.as_ptr() as usize).is_multiple_of(1 << 14),
         "align above a page: page block"
     );
-    h.kmem.kfree(p.as_ptr()).unwrap();
+    h.kmem.kfree_any(p.as_ptr()).unwrap();
     assert!(matches!(
         h.kmem
             .cache_create("big-align", 64, 8192, SlabFlags::NONE, None, None),
@@ -382,7 +398,7 @@ fn destroying_a_cache_with_live_objects_lists_them_and_their_owner() {
         "allocated on cpu",
         "src/slab/tests.rs"
     ]));
-    c.free(o).unwrap();
+    c.free_any(o).unwrap();
     c.destroy().map_err(|(_, e)| e).unwrap();
     h.still_works();
 }
@@ -406,7 +422,7 @@ fn failslab_fails_every_nth_allocation_of_one_cache() {
         .collect();
     h.kmem.set_failslab(0, None);
     for p in held.into_iter().chain(other) {
-        h.kmem.kfree(p.as_ptr()).unwrap();
+        h.kmem.kfree_any(p.as_ptr()).unwrap();
     }
     h.still_works();
 }
@@ -423,7 +439,7 @@ fn init_on_alloc_and_init_on_free() {
     );
     // SAFETY: as above.
     unsafe { p.write_bytes(0xEE, 300) };
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     // SAFETY (of the test): the freed object's memory stays in its slab.
     assert!(
         unsafe { std::slice::from_raw_parts(p, 300) }
@@ -455,7 +471,7 @@ fn random_freelist_and_full_debug_still_pass_the_model_checks() {
     }
     assert_eq!(h.kmem.validate(None), Some(0));
     for o in objs {
-        h.kmem.kfree(o.as_ptr()).unwrap();
+        h.kmem.kfree_any(o.as_ptr()).unwrap();
     }
     h.still_works();
 }
@@ -471,18 +487,18 @@ fn debug_flags_change_at_run_time_on_empty_caches_only() {
     assert!(logged(&[
         "kmalloc-64: 1 objects still allocated: debug flags stay -"
     ]));
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     // Empty (once drained): the flags change, and the new layout is in force.
     assert_eq!(h.kmem.set_debug(Some("kmalloc-64"), zp), Some((1, 0)));
     let p = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     poke(p, 64, 0x41);
-    h.kmem.kfree(p).unwrap();
+    h.kmem.kfree_any(p).unwrap();
     assert!(logged(&[
         "BUG kmalloc-64: Right Redzone overwritten",
         "found 0x41"
     ]));
     let q = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
-    h.kmem.kfree(q).unwrap();
+    h.kmem.kfree_any(q).unwrap();
     poke(q, 3, 0x77);
     let r = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
     assert_eq!(q, r);
@@ -490,15 +506,18 @@ fn debug_flags_change_at_run_time_on_empty_caches_only() {
         "BUG kmalloc-64: Poison overwritten",
         "found 0x77"
     ]));
-    h.kmem.kfree(r).unwrap();
+    h.kmem.kfree_any(r).unwrap();
     // And off again: the fast paths, double frees still caught in the array.
     assert_eq!(
         h.kmem.set_debug(Some("kmalloc-64"), DebugFlags::NONE),
         Some((1, 0))
     );
     let s = h.kmem.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
-    h.kmem.kfree(s).unwrap();
-    assert!(matches!(h.kmem.kfree(s), Err(SlabError::DoubleFree { .. })));
+    h.kmem.kfree_any(s).unwrap();
+    assert!(matches!(
+        h.kmem.kfree_any(s),
+        Err(SlabError::DoubleFree { .. })
+    ));
     assert_eq!(h.kmem.set_debug(Some("no-such-cache"), zp), None);
     // A few slabs first, so that the colour cycle has moved on: with red zones and owner
     // records kmalloc-448 has 1 colour instead of 7, and its next slab must start at
@@ -510,13 +529,13 @@ fn debug_flags_change_at_run_time_on_empty_caches_only() {
     };
     burst(40)
         .into_iter()
-        .for_each(|p| h.kmem.kfree(p.as_ptr()).unwrap());
+        .for_each(|p| h.kmem.kfree_any(p.as_ptr()).unwrap());
     let zpu = zp.union(DebugFlags::STORE_USER);
     assert_eq!(h.kmem.set_debug(Some("kmalloc-448"), zpu), Some((1, 0)));
     let objs = burst(100);
     assert_eq!(h.kmem.validate(Some("kmalloc-448")), Some(0));
     objs.into_iter()
-        .for_each(|p| h.kmem.kfree(p.as_ptr()).unwrap());
+        .for_each(|p| h.kmem.kfree_any(p.as_ptr()).unwrap());
     // Every cache at once: all are empty here but the ones the burst below refills.
     let (changed, left) = h.kmem.set_debug(None, DebugFlags::SANITY).unwrap();
     assert!(changed > 0 && left == 0);
