@@ -13,13 +13,13 @@
 //! looks at `cfg(target_arch)`. With the `hosted` feature, [`hosted`] runs all of it inside
 //! an ordinary process.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![deny(missing_docs)]
 
-pub mod arch;
-pub use arch::Arch;
-pub mod gfp;
+mod arch;
+mod gfp;
 pub mod kmalloc;
 pub mod mm;
-pub mod percpu;
+mod percpu;
 pub mod slab;
 pub mod sync;
 #[cfg(test)]
@@ -30,6 +30,7 @@ mod test_log;
 #[cfg(any(test, feature = "hosted"))]
 pub mod hosted;
 
+pub use arch::Arch;
 pub use gfp::Gfp;
 pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options};
 pub use mm::memmap::{MemoryMap, NormalizedMap, PhysRange, RegionKind};

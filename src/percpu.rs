@@ -112,19 +112,6 @@ impl<A: Arch, T> PerCpu<A, T> {
         self.n as usize
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.n == 0
-    }
-
-    /// Index of the running CPU's slot. CPU ids past the slot count share slots (hosted
-    /// threads beyond the configured CPUs); the lock keeps that correct.
-    #[inline]
-    pub fn this_cpu(&self) -> usize {
-        let cpu = A::cpu_id();
-        let n = self.len();
-        if cpu < n { cpu } else { cpu % n }
-    }
-
     #[inline]
     fn slot(&self, i: usize) -> &Slot<A, T> {
         assert!(i < self.len(), "cpu {i} out of range");
@@ -262,11 +249,6 @@ impl<A: Arch, T> PerCpu<A, T> {
             slot,
             how: How::Locked(guard, bit & REMOTE),
         }
-    }
-
-    /// Start of the memory the slots occupy (to give it back on teardown).
-    pub fn memory(&self) -> *mut u8 {
-        self.slots.cast()
     }
 }
 

@@ -12,7 +12,7 @@ use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::bsp::{board, ticks};
 use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
-use kmem::gfp::Gfp;
+use kmem::Gfp;
 use kmem::mm::PhysAddr;
 
 use super::slab_tests::{conserving, ensure};

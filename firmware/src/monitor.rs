@@ -4,10 +4,10 @@ use crate::arch::cpu::Cpu;
 use crate::bsp::console;
 use crate::unchecked::{KmemAny, PagesAny};
 use crate::{print, println};
-use kmem::gfp::Gfp;
+use kmem::Gfp;
 use kmem::mm::BuddyInfo;
 use kmem::slab::CacheName;
-use kmem::slab::debug::DebugFlags;
+use kmem::slab::DebugFlags;
 
 use super::{kmem, pages, workload};
 

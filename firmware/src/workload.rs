@@ -8,7 +8,7 @@ use crate::arch::cpu::{self, Cpu, MAX_CPUS};
 use crate::println;
 use crate::unchecked::KmemAny;
 use kmem::Arch;
-use kmem::gfp::Gfp;
+use kmem::Gfp;
 use kmem::kmalloc::SlabInfoTable;
 
 use super::{kmem, smp};

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use arbitrary::Arbitrary;
 use kmem::hosted::{HostArch, Region};
 use kmem::mm::zone::ZoneLimits;
-use kmem::slab::debug::DebugFlags;
+use kmem::slab::DebugFlags;
 use kmem::{Gfp, Kmem, PageAllocator, SlabFlags};
 use libfuzzer_sys::fuzz_target;
 

@@ -10,11 +10,11 @@
 //! descriptors never point into `Kmem` itself and it may be moved freely; it is small
 //! enough to build on a boot stack.
 
-pub mod classes;
+mod classes;
 mod global;
 mod info;
 mod kbox;
-pub mod options;
+mod options;
 mod user_cache;
 
 use core::alloc::Layout;
@@ -33,12 +33,13 @@ use crate::slab::{
     ArrayScale, Backing, CacheName, CacheSpec, Hardening, SlabCache, SlabError, SlabFlags,
 };
 use crate::sync::IrqMutex;
-use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES, class_align, class_for, class_of};
+use classes::{class_align, class_for, class_of};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
 pub use kbox::KBox;
-pub use options::Options;
+pub use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES};
+pub use options::{OptionError, Options};
 pub use user_cache::{Cache, CacheBox, CacheRef};
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by

@@ -294,10 +294,6 @@ impl FrameTable {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     #[inline]
     fn banks(&self) -> &[Bank] {
         &self.banks[..self.nbanks]

@@ -9,11 +9,13 @@
 //! off. Bad frees are checked against the descriptor before anything changes, so an error
 //! leaves the allocator exactly as it was.
 
-pub mod buddy;
-pub mod frame;
+pub(crate) mod buddy;
+pub(crate) mod frame;
 pub mod memmap;
-pub mod pcp;
+pub(crate) mod pcp;
 pub mod zone;
+
+pub use buddy::MAX_ORDER;
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -22,7 +24,7 @@ use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
-use buddy::{FreeArea, MAX_ORDER, NR_ORDERS};
+use buddy::{FreeArea, NR_ORDERS};
 use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
 use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
@@ -525,7 +527,7 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Descriptor of the frame holding physical address `pa`, if kmem manages it.
     #[inline(always)]
-    pub fn frame(&self, pa: PhysAddr) -> Option<&PageFrame> {
+    pub(crate) fn frame(&self, pa: PhysAddr) -> Option<&PageFrame> {
         self.table.frame_of(pa).map(|(_, f)| f)
     }
 

@@ -149,10 +149,6 @@ impl SharedArray {
         self.avail
     }
 
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// The objects held, oldest first.
     pub fn entries(&self) -> &[usize] {
         if self.avail == 0 {

@@ -41,11 +41,13 @@
 //! (`IrqMutex::try_lock`) and skips a busy one, so it never waits and no cycle can close.
 //! `Kmem`'s fault-injection state (`fail_cache`) is a leaf lock taken alone.
 
-pub mod array;
+pub(crate) mod array;
 mod cache;
-pub mod debug;
-pub mod header;
-pub mod layout;
+pub(crate) mod debug;
+pub(crate) mod header;
+pub(crate) mod layout;
+
+pub use debug::DebugFlags;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -58,7 +60,7 @@ use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use array::{AC_MAX, ArrayCache, SharedArray};
-use debug::{DebugFlags, DebugLayout};
+use debug::DebugLayout;
 use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
 
@@ -219,7 +221,7 @@ impl core::ops::BitOr for SlabFlags {
 
 /// What a cache is made of.
 #[derive(Clone, Copy)]
-pub struct CacheSpec {
+pub(crate) struct CacheSpec {
     pub name: CacheName,
     pub size: usize,
     pub align: usize,
@@ -230,7 +232,7 @@ pub struct CacheSpec {
 
 /// How a cache checks and hardens itself (from `kmalloc::Options`).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Hardening {
+pub(crate) struct Hardening {
     pub debug: DebugFlags,
     pub init_on_alloc: bool,
     pub init_on_free: bool,
@@ -462,7 +464,7 @@ fn free_limit<A: Arch>(
 /// and hold several % of it in cached free objects, so a zone's kmalloc caches share a
 /// budget (`kmalloc::zone_caches`) and caches created later take their zone's scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArrayScale(u16);
+pub(crate) struct ArrayScale(u16);
 
 impl ArrayScale {
     /// Arrays as [`array_limits`] sizes them.
@@ -771,10 +773,6 @@ impl<A: Arch> SlabCache<A> {
     /// Distance between objects: the usable size of each.
     pub fn stride(&self) -> usize {
         self.geo().layout.stride
-    }
-
-    pub fn layout(&self) -> &SlabLayout {
-        &self.geo().layout
     }
 
     /// Current figures, in the shape of a `/proc/slabinfo` line.
