@@ -3,7 +3,7 @@ SHELL := /bin/bash
 
 CARGO ?= cargo
 
-.PHONY: test host-test lint deps toolchain bench bench-smoke check miri asan fuzz firmware-bench
+.PHONY: test host-test outside-kernel lint deps toolchain bench bench-smoke check miri asan fuzz firmware-bench
 
 ## test: every test — host tests, format, clippy for every target, and the QEMU self-tests.
 test: deps host-test lint
@@ -12,7 +12,15 @@ test: deps host-test lint
 ## seconds-long smoke run of the benchmark program.
 host-test: toolchain
 	$(CARGO) test --release --features hosted
-	$(MAKE) bench-smoke
+	$(MAKE) bench-smoke outside-kernel
+
+## outside-kernel: the example kernel that uses kmem as a library (examples/outside-kernel),
+## run on the host; then linked for aarch64 and x86_64 bare metal, where it defines no
+## global allocator (the link fails if kmem needs one).
+outside-kernel: toolchain
+	$(CARGO) run --release -p outside-kernel
+	$(CARGO) build --release -p outside-kernel --target aarch64-unknown-none
+	$(CARGO) build --release -p outside-kernel --target x86_64-unknown-none
 
 ## bench: kmem against its peers in one process; writes docs/bench.json and docs/bench.svg
 ## (BENCHMARKS.md explains the method). Not part of `make test`. With BOARD=... on the
@@ -29,12 +37,18 @@ endif
 bench-smoke: toolchain
 	$(CARGO) bench --features hosted --bench alloc -- --quick >/dev/null
 
-## lint: rustfmt, and clippy on the host and every bare-metal target.
+## lint: rustfmt, clippy on the host and every bare-metal target, and the library's
+## dependency tree: no board, firmware or benchmark peer in it.
 lint: toolchain
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --features hosted --all-targets -- -D warnings
 	$(CARGO) clippy -p kmem --lib --target aarch64-unknown-none -- -D warnings
 	$(CARGO) clippy -p kmem --lib --target x86_64-unknown-none -- -D warnings
+	$(CARGO) clippy -p outside-kernel -- -D warnings
+	$(CARGO) clippy -p outside-kernel --target aarch64-unknown-none -- -D warnings
+	@deps=$$($(CARGO) tree -e normal -p kmem --target aarch64-unknown-none --prefix none); \
+	if echo "$$deps" | grep -E '^(talc|linked_list_allocator|dtoolkit|embedded-hal|kmem-firmware) '; then \
+		echo "the kmem library depends on the above: it must not"; exit 1; fi
 
 ## toolchain: the Rust toolchain, targets and components rust-toolchain.toml names.
 toolchain:

@@ -381,7 +381,7 @@ fn cache_life_cycle_constructors_and_leak_report() {
         Err(SlabError::BadAlign { align: 24 })
     ));
 
-    let per_slab = c.cache().layout().num;
+    let per_slab = c.cache().geo().layout.num;
     let objs: Vec<_> = (0..per_slab * 3)
         .map(|_| c.alloc(Gfp::KERNEL).unwrap())
         .collect();
@@ -440,13 +440,13 @@ fn slabs_are_coloured_and_hold_no_management() {
     let h = heap(64, 1);
     // The bookkeeping is in the page descriptors: 64-byte objects fill their page.
     let small = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap();
-    assert_eq!(small.layout().num * 64, 4096);
+    assert_eq!(small.geo().layout.num * 64, 4096);
     // Objects of successive slabs start at different offsets within their pages.
     let c = h
         .kmem
         .cache_create("coloured", 1000, 8, SlabFlags::NONE, None, None)
         .unwrap();
-    let l = *c.cache().layout();
+    let l = c.cache().geo().layout;
     assert!(l.colours >= 1, "{l:?}");
     let objs: Vec<_> = (0..l.num * 3)
         .map(|_| c.alloc(Gfp::KERNEL).unwrap())
@@ -856,7 +856,7 @@ proptest! {
                     let i = pick % caches.len();
                     let (c, size, _) = &caches[i];
                     let Ok(p) = c.alloc(Gfp::KERNEL) else { continue };
-                    let b = (p.as_ptr() as usize, *size, tag, c.cache().layout().align);
+                    let b = (p.as_ptr() as usize, *size, tag, c.cache().geo().layout.align);
                     check_new(&live, &b)?;
                     fill(&b);
                     live.insert(b.0, b);

@@ -289,7 +289,7 @@ fn corrupted_free_list_link_is_caught_and_quarantined() {
     // a neighbour in the same page whose state word (its first word: the cache is
     // tagged) is a chain link.
     let o = c.alloc(Gfp::KERNEL).unwrap().as_ptr() as usize;
-    let (stride, num) = (c.cache().stride(), c.cache().layout().num);
+    let (stride, num) = (c.cache().stride(), c.cache().geo().layout.num);
     let page = o & !4095;
     let victim = (0..num)
         .flat_map(|k| [o + k * stride, o.wrapping_sub(k * stride)])
@@ -454,7 +454,7 @@ fn random_freelist_and_full_debug_still_pass_the_model_checks() {
     let h = heap("kmem.random_freelist=1 kmem.debug=FZPU");
     assert_eq!(h.kmem.options().debug, DebugFlags::ALL);
     let c = h.kmem.kmalloc_cache_for(32, 8, Gfp::KERNEL).unwrap();
-    let stride = c.layout().stride;
+    let stride = c.geo().layout.stride;
     let objs: Vec<NonNull<u8>> = (0..100)
         .map(|_| h.kmem.kmalloc(32, Gfp::KERNEL).unwrap())
         .collect();
@@ -543,4 +543,67 @@ fn debug_flags_change_at_run_time_on_empty_caches_only() {
     assert_eq!(h.kmem.set_debug(None, DebugFlags::NONE).unwrap().1, 0);
     h.still_works();
     assert_eq!(h.free_pages(), before);
+}
+
+/// A cache over a bare page allocator — no `Kmem`: the slab layer needs only what
+/// `Backing` gives. It allocates across many slabs, refuses a double free and a foreign
+/// pointer, validates clean, and gives every page back when shrunk and released.
+#[test]
+fn a_cache_runs_on_a_bare_page_allocator() {
+    use crate::arch::Arch;
+    use crate::slab::{ArrayScale, CacheSpec, Hardening, SlabCache};
+    capture();
+    let region = Region::new(8 << 20).unwrap();
+    // SAFETY: the region outlives the allocator and the cache (declared first).
+    let pages = unsafe {
+        PageAllocator::<HostArch>::new(&region.normalized().unwrap(), ZoneLimits::FLAT, 2, None)
+    }
+    .unwrap();
+    pages.drain_all_pcp();
+    let before = pages.info().free_pages();
+    let spec = CacheSpec {
+        name: CacheName::new("standalone").unwrap(),
+        size: 96,
+        align: 8,
+        flags: SlabFlags::NONE,
+        ctor: None,
+        dtor: None,
+    };
+    let hard = Hardening {
+        debug: DebugFlags::NONE,
+        init_on_alloc: false,
+        init_on_free: false,
+        random_freelist: true,
+        seed: 0x0123_4567_89ab_cdef,
+    };
+    // Boxed: slab descriptors name the cache by address, so it must not move.
+    // SAFETY: no array memory given; the cache takes a block of its own.
+    let cache =
+        Box::new(unsafe { SlabCache::new(&pages, &spec, &hard, None, ArrayScale::FULL) }.unwrap());
+    let frame = |p: usize| pages.frame(HostArch::virt_to_phys(p)).unwrap();
+    let objs: Vec<usize> = (0..2000)
+        .map(|_| cache.alloc(&pages, Gfp::KERNEL).unwrap().as_ptr() as usize)
+        .collect();
+    assert_eq!(cache.info().active_objs, 2000);
+    assert!(cache.info().num_slabs > 40, "objects from many slabs");
+    for &p in &objs[..1000] {
+        cache.free(&pages, frame(p), p).unwrap();
+    }
+    assert!(matches!(
+        cache.free(&pages, frame(objs[0]), objs[0]),
+        Err(SlabError::DoubleFree { .. })
+    ));
+    assert!(
+        cache
+            .free(&pages, frame(objs[1000] + 8), objs[1000] + 8)
+            .is_err()
+    );
+    assert_eq!(cache.validate(&pages), 0);
+    for &p in &objs[1000..] {
+        cache.free(&pages, frame(p), p).unwrap();
+    }
+    cache.shrink(&pages);
+    cache.release_arrays(&pages);
+    pages.drain_all_pcp();
+    assert_eq!(pages.info().free_pages(), before, "every page came back");
 }
