@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use crate::arch::cpu::{self, Cpu, MAX_CPUS};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use crate::bsp::{board, ticks};
 use kmem::Arch;
 use kmem::gfp::Gfp;
@@ -103,7 +103,7 @@ fn tick(cpu: usize) {
 /// the ticks first, so that one already pending is taken before interrupts go off.
 fn stress_with_ticks(cpu: usize) -> R {
     board::ticks_start(PERIOD_US)?;
-    cpu::enable_interrupts();
+    Cpu::enable_interrupts();
     let r = workload::mixed(cpu);
     board::ticks_stop();
     let _interrupts_were_on = Cpu::irq_save();

@@ -22,8 +22,8 @@ use super::device_driver::bcm2835_gpio::{Function, Gpio, Model, Pull};
 use super::device_driver::bcm2835_mailbox::{Mailbox, clock, tag};
 use super::devicetree::{self as dt, DtError};
 use super::{BootInfo, BootSource, Cpus, StartError};
-use crate::arch::aarch64::cpu::MAX_CPUS;
-use crate::arch::aarch64::{mmu, psci, spin_table};
+use crate::arch::aarch64::{psci, spin_table};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 
@@ -190,7 +190,7 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         None => setup_console(UartKind::Pl011, FALLBACK_UART),
     };
     let mut map = MemoryMap::new();
-    let mem = dt::add_memory(fdt, &mut map, mmu::MAP_LIMIT)?;
+    let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
     let dtb = dt::extent(fdt);
     map.add_range(RegionKind::Reserved, dtb)?;
     let mut cpus = dt::cpus(fdt, boot_hwid)?;
@@ -244,9 +244,9 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     let mut unmapped_ram = 0;
     for &(start, size) in &banks[..nbanks] {
         let end = start.saturating_add(size);
-        unmapped_ram += end.saturating_sub(start.max(mmu::MAP_LIMIT));
-        if start < mmu::MAP_LIMIT && size > 0 {
-            map.add(RegionKind::Usable, start, end.min(mmu::MAP_LIMIT) - start)?;
+        unmapped_ram += end.saturating_sub(start.max(Cpu::MAP_LIMIT));
+        if start < Cpu::MAP_LIMIT && size > 0 {
+            map.add(RegionKind::Usable, start, end.min(Cpu::MAP_LIMIT) - start)?;
         }
     }
     let mut cpus = Cpus {

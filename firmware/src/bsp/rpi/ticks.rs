@@ -21,7 +21,8 @@ pub use local::{start as ticks_start, stop as ticks_stop};
 
 #[cfg(feature = "rpi3")]
 mod local {
-    use crate::arch::aarch64::{boot_hwid, exception};
+    use crate::arch::aarch64::exception;
+    use crate::arch::cpu::{Cpu, Isa};
     use crate::bsp::device_driver::bcm2836_local_intc::LocalIntc;
     use crate::bsp::device_driver::generic_timer;
     use crate::bsp::ticks;
@@ -33,7 +34,7 @@ mod local {
 
     /// This core's number at the local block: its MPIDR Aff0 (0..=3 on the BCM2837).
     fn core() -> usize {
-        (boot_hwid() & 0x3) as usize
+        (Cpu::boot_hwid() & 0x3) as usize
     }
 
     /// Starts this core's ticks, one every `period_us` microseconds.

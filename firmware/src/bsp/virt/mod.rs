@@ -9,7 +9,8 @@ use dtoolkit::fdt::Fdt;
 use super::device_driver::gicv2::Gicv2;
 use super::devicetree::{self as dt, DtError};
 use super::{BootInfo, BootSource, Cpus, StartError, Test};
-use crate::arch::aarch64::{mmu, psci, secondary_entry};
+use crate::arch::aarch64::{psci, secondary_entry};
+use crate::arch::cpu::{Cpu, Isa};
 use kmem::mm::memmap::{MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 
@@ -78,7 +79,7 @@ pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, DtError> {
         super::console::set_uart(base);
     }
     let mut map = MemoryMap::new();
-    let mem = dt::add_memory(fdt, &mut map, mmu::MAP_LIMIT)?;
+    let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
     let (image, dtb) = (image(), dt::extent(fdt));
     map.add_range(RegionKind::Reserved, image)?;
     map.add_range(RegionKind::Reserved, dtb)?;

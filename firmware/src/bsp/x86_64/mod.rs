@@ -11,7 +11,8 @@ use core::fmt;
 use super::{BootInfo, BootSource, Cpus, StartError, Test};
 use ::x86_64::instructions::random::RdRand;
 
-use crate::arch::x86_64::{TRAMPOLINE, apic, exception, mmu};
+use crate::arch::cpu::{Cpu, Isa};
+use crate::arch::x86_64::{TRAMPOLINE, apic, exception};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 use pvh::{E820_RAM, PvhError, StartInfo};
@@ -115,11 +116,11 @@ pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
     for e in si.memmap()?.iter().filter(|e| e.kind == E820_RAM) {
         let r = PhysRange::from_base_size(e.addr, e.size)?;
         ram += 1;
-        unmapped_ram += r.end.saturating_sub(r.start.max(mmu::MAP_LIMIT));
-        if r.start < mmu::MAP_LIMIT {
+        unmapped_ram += r.end.saturating_sub(r.start.max(Cpu::MAP_LIMIT));
+        if r.start < Cpu::MAP_LIMIT {
             map.add_range(
                 RegionKind::Usable,
-                PhysRange::from_bounds(r.start, r.end.min(mmu::MAP_LIMIT))?,
+                PhysRange::from_bounds(r.start, r.end.min(Cpu::MAP_LIMIT))?,
             )?;
         }
     }
