@@ -1,6 +1,9 @@
 //! Device drivers that more than one board uses.
 
 #[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
+pub mod common;
+
+#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
 pub mod pl011;
 #[cfg(feature = "x86_64")]
 pub mod uart16550;
