@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
-use crate::bsp::{board, ticks};
+use crate::bsp::{Board, board, ticks};
 use kmem::Arch;
 use kmem::gfp::Gfp;
 use kmem::mm::PhysAddr;

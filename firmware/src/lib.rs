@@ -31,7 +31,7 @@ use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
-use crate::bsp::{board, console};
+use crate::bsp::{Board, board, console};
 use kmem::Arch;
 use kmem::Kmem;
 use kmem::PageAllocator;

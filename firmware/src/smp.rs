@@ -11,7 +11,7 @@
 use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
-use crate::bsp::{BootInfo, board};
+use crate::bsp::{Board, BootInfo, board};
 use crate::println;
 use kmem::Arch;
 

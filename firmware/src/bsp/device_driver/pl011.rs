@@ -12,6 +12,7 @@ use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
 
 use super::common::{Mmio, read_polled};
+use crate::bsp::ConsoleUart;
 
 register_bitfields! {u32,
     /// Flag register.
@@ -62,11 +63,6 @@ impl Pl011 {
         Pl011(unsafe { Mmio::new(base) })
     }
 
-    /// 8N1 with FIFOs, transmit and receive on, at the rate the boot firmware set.
-    pub fn init(&self) {
-        self.init_baud(None, 0);
-    }
-
     /// 8N1 with FIFOs, transmit and receive on; `baud` from a `clock_hz` reference clock
     /// when that is known (without it, `baud` is ignored).
     pub fn init_baud(&self, clock_hz: Option<u32>, baud: u32) {
@@ -94,6 +90,18 @@ impl Pl011 {
     pub fn try_read(&self) -> Option<u8> {
         let r = &self.0;
         (!r.fr.is_set(FR::RXFE)).then(|| r.dr.get() as u8)
+    }
+}
+
+impl ConsoleUart for Pl011 {
+    unsafe fn new(base: usize) -> Pl011 {
+        // SAFETY: the caller's contract is `Pl011::new`'s.
+        unsafe { Pl011::new(base) }
+    }
+
+    /// At the rate the boot firmware set.
+    fn init(&mut self) {
+        self.init_baud(None, 0);
     }
 }
 
