@@ -8,39 +8,53 @@
 
 pub mod console;
 pub mod device_driver;
-#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod devicetree;
-#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod devicetree_tests;
 mod interface;
 pub mod ticks;
 
 pub use interface::{Board, BootInfo, BootSource, ConsoleUart, Cpus, Indicator, StartError, Test};
 
-#[cfg(feature = "virt")]
-mod virt;
-#[cfg(feature = "virt")]
-pub use virt::Virt as board;
+/// Declares each board's module and makes `board` the one the features select, for the
+/// list below; stops the build unless exactly one board feature is set, for the target.
+macro_rules! boards {
+    ($($feature:literal on $isa:literal => $module:ident::$board:ident,)+) => {
+        $(
+            #[cfg(all(feature = $feature, target_arch = $isa))]
+            mod $module;
+            #[cfg(all(feature = $feature, target_arch = $isa))]
+            pub use self::$module::$board as board;
+        )+
+        #[cfg(not(any($(all(feature = $feature, target_arch = $isa)),+)))]
+        compile_error!(concat!(
+            "no board feature for this target_arch; the boards:"
+            $(, " ", $feature, " (", $isa, ")")+
+        ));
+        at_most_one_board!($(feature = $feature),+);
+    };
+}
 
-#[cfg(any(feature = "rpi3", feature = "rpi4"))]
-mod rpi;
-#[cfg(any(feature = "rpi3", feature = "rpi4"))]
-pub use rpi::RaspberryPi as board;
+/// A `compile_error!` for each board feature set together with a later one in the list.
+macro_rules! at_most_one_board {
+    ($first:meta $(, $rest:meta)*) => {
+        #[cfg(all($first, any($($rest),*)))]
+        compile_error!("more than one board feature is set: pick one");
+        at_most_one_board!($($rest),*);
+    };
+    () => {};
+}
 
-#[cfg(feature = "x86_64")]
-mod x86_64;
-#[cfg(feature = "x86_64")]
-pub use self::x86_64::Pc as board;
-
-#[cfg(any(
-    all(
-        feature = "virt",
-        any(feature = "rpi3", feature = "rpi4", feature = "x86_64")
-    ),
-    all(feature = "rpi3", any(feature = "rpi4", feature = "x86_64")),
-    all(feature = "rpi4", feature = "x86_64"),
-))]
-compile_error!("more than one board feature is set: pick exactly one of virt, rpi3, rpi4, x86_64");
+// The one list of boards: the cargo feature that selects each (firmware/Cargo.toml), the
+// `target_arch` it runs on, and its module and `Board` type. The Makefile's `BOARDS` says
+// how to build and boot each.
+boards! {
+    "virt" on "aarch64" => virt::Virt,
+    "rpi3" on "aarch64" => rpi::RaspberryPi,
+    "rpi4" on "aarch64" => rpi::RaspberryPi,
+    "x86_64" on "x86_64" => x86_64::Pc,
+}
 
 use kmem::mm::memmap::PhysRange;
 use kmem::mm::zone::ZoneLimits;

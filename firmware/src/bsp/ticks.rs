@@ -40,7 +40,7 @@ pub fn stray() -> u64 {
 }
 
 /// Ticks from each core's generic virtual timer through a GICv2 (QEMU virt, Pi 4).
-#[cfg(any(feature = "virt", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod gic {
     use crate::arch::aarch64::exception;
     use crate::bsp::device_driver::generic_timer::{self, VIRTUAL_TIMER_PPI};
