@@ -124,11 +124,6 @@ impl Gpio {
         self.set_function(n, Function::Output);
         Pin { gpio: self, n }
     }
-
-    /// Pin `n` as it is configured now: reads its level, drives it if it is an output.
-    pub fn pin(self, n: u32) -> Pin {
-        Pin { gpio: self, n }
-    }
 }
 
 /// One GPIO pin.
