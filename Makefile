@@ -96,8 +96,9 @@ QEMU_x86_64 = qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
 OK_STATUS_x86_64 := 33
 
-# The one list of boards: every board's TARGET_/QEMU_/OK_STATUS_ variables above, and a
-# cargo feature of the firmware crate (firmware/Cargo.toml).
+# The boards make builds and boots, each with its TARGET_/QEMU_/OK_STATUS_ variables
+# above: the same names as the firmware's list of boards (firmware/src/bsp/mod.rs), where
+# each is a cargo feature (firmware/Cargo.toml).
 BOARDS := virt $(PI_BOARDS) x86_64
 define newline
 

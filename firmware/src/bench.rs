@@ -22,7 +22,7 @@ use core::sync::atomic::{
     Ordering::{Acquire, Relaxed, Release},
 };
 
-use crate::arch::cpu::{Cpu, MAX_CPUS};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use crate::println;
 use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
@@ -342,7 +342,7 @@ pub fn run() -> Result<(), &'static str> {
         "bench: {} cpus, arenas of {} KiB each; ticks per operation at {} MHz, best of {ROUNDS} rounds (lower is better); ratios: median of same-round ratios",
         smp::online(),
         a.bytes() / 1024,
-        crate::arch::cpu::cycles_per_second() / 1_000_000
+        Cpu::cycles_per_second() / 1_000_000
     );
     println!(
         "{:<22} {:>8} {:>8} {:>8} {:>10} {:>10}",

@@ -8,8 +8,8 @@
 
 use core::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use crate::arch::cpu::{self, Cpu, MAX_CPUS};
-use crate::bsp::{board, ticks};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
+use crate::bsp::{Board, board, ticks};
 use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
 use kmem::Gfp;
@@ -104,7 +104,7 @@ fn tick(cpu: usize) {
 /// the ticks first, so that one already pending is taken before interrupts go off.
 fn stress_with_ticks(cpu: usize) -> R {
     board::ticks_start(PERIOD_US)?;
-    cpu::enable_interrupts();
+    Cpu::enable_interrupts();
     let r = workload::mixed(cpu);
     board::ticks_stop();
     let _interrupts_were_on = Cpu::irq_save();

@@ -31,8 +31,8 @@ mod workload;
 use core::panic::PanicInfo;
 use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
-use crate::arch::cpu::{self, Cpu, MAX_CPUS, mmu};
-use crate::bsp::{board, console};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
+use crate::bsp::{Board, board, console};
 use kmem::Arch;
 use kmem::Kmem;
 use kmem::PageAllocator;
@@ -59,7 +59,7 @@ pub fn rng_seed() -> &'static [u8] {
 
 /// The boot core's path from `kernel_init` on. `x0` is the loader's boot argument.
 pub fn boot(x0: usize) -> ! {
-    let info = match board::probe(x0, cpu::boot_hwid()) {
+    let info = match board::probe(x0, Cpu::boot_hwid()) {
         Ok(info) => info,
         Err(e) => {
             println!("kmem: cannot boot on {}: {e}", board::NAME);
@@ -69,8 +69,8 @@ pub fn boot(x0: usize) -> ! {
     // SAFETY: boot core, nothing else running; the image, the boot data and the stack
     // are in RAM (the image and the boot data are listed; the stack is in the image).
     unsafe {
-        mmu::build(&[info.map.usable(), &[info.image, info.boot_data]]);
-        mmu::enable();
+        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data]]);
+        Cpu::mmu_enable();
     }
     console::enable_locking();
     RNG_SEED.call_once(|| info.rng_seed);
@@ -143,7 +143,7 @@ fn fail(why: core::fmt::Arguments<'_>) -> ! {
 pub fn secondary(id: usize) -> ! {
     // SAFETY: the boot core built the tables before starting this core; the code and
     // this core's stack are in the image, which the tables map as RAM.
-    unsafe { mmu::enable() };
+    unsafe { Cpu::mmu_enable() };
     smp::secondary_loop(id)
 }
 

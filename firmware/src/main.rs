@@ -4,21 +4,6 @@
 //! the firmware runs.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
-#[cfg(all(
-    target_os = "none",
-    not(any(
-        all(
-            target_arch = "aarch64",
-            any(feature = "virt", feature = "rpi3", feature = "rpi4")
-        ),
-        all(target_arch = "x86_64", feature = "x86_64")
-    ))
-))]
-compile_error!(
-    "the firmware needs a board: build for aarch64-unknown-none with one of --features \
-     virt, rpi3, rpi4, or for x86_64-unknown-none with --features x86_64"
-);
-
 #[cfg(target_os = "none")]
 mod entry {
     /// The boot core's first Rust function; `boot_arg` is what the loader passed (the DTB's

@@ -1,6 +1,6 @@
 //! The monitor: a command line on the console for looking at and poking the allocator.
 
-use crate::arch::cpu::Cpu;
+use crate::arch::cpu::{Cpu, Isa};
 use crate::bsp::console;
 use crate::unchecked::{KmemAny, PagesAny};
 use crate::{print, println};

@@ -147,9 +147,8 @@ pub fn every_zone() -> R {
                 match p.alloc_pages(order, gfp) {
                     Ok(pa) => {
                         let got = p
-                            .frame(pa)
-                            .ok_or("allocated frame has no descriptor")?
-                            .zone();
+                            .zone_of(pa)
+                            .ok_or("allocated frame has no descriptor")?;
                         ensure(
                             got <= z,
                             "allocation came from a zone above the one asked for",

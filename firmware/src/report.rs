@@ -2,7 +2,7 @@
 //! overhead.
 
 use crate::arch::cpu::Cpu;
-use crate::bsp::{BootInfo, board};
+use crate::bsp::{Board, BootInfo, board};
 use crate::println;
 use kmem::mm::PageAllocator;
 use kmem::mm::memmap::PAGE_SIZE;

@@ -6,7 +6,7 @@
 //! [`super::smp::run_on_all`]. To add tests, add rows to [`TESTS`]; a board adds its own
 //! in `board::TESTS`, which run after these.
 
-use crate::bsp::{Test, board};
+use crate::bsp::{Board, Test, board};
 use crate::println;
 
 use super::{irq_tests, page_tests, slab_tests};

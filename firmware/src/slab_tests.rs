@@ -152,7 +152,7 @@ pub fn dma_flags() -> R {
             match k.kmalloc(100, gfp) {
                 Ok(p) => {
                     let pa = Cpu::virt_to_phys(p.as_ptr() as usize);
-                    let zone = k.pages().frame(pa).ok_or("not a managed frame")?.zone();
+                    let zone = k.pages().zone_of(pa).ok_or("not a managed frame")?;
                     ensure(zone <= highest, "a DMA object came from a higher zone")?;
                     kf(p.as_ptr())?;
                 }

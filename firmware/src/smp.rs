@@ -5,13 +5,13 @@
 //! CPU id it finds in statics (the page allocator, test state). [`run_on_all`] posts one
 //! job to every online core, runs it on the boot core too, and waits for all of them, so
 //! a test written as a job exercises the allocator from every CPU at once. Between jobs
-//! the secondaries idle in `cpu::wait_for_event`; the boot core's `cpu::wake_waiters`
+//! the secondaries idle in `Isa::wait_for_event`; the boot core's `Isa::wake_waiters`
 //! wakes them.
 
 use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 
-use crate::arch::cpu::{self, Cpu, MAX_CPUS};
-use crate::bsp::{BootInfo, board};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
+use crate::bsp::{Board, BootInfo, board};
 use crate::println;
 use kmem::Arch;
 
@@ -32,7 +32,7 @@ const ONLINE_TIMEOUT_MS: u64 = 2_000;
 const JOB_TIMEOUT_MS: u64 = 100_000;
 
 fn deadline(ms: u64) -> u64 {
-    Cpu::cycles() + cpu::cycles_per_second() * ms / 1000
+    Cpu::cycles() + Cpu::cycles_per_second() * ms / 1000
 }
 
 /// Starts every CPU the board listed and waits until each is online (or gives up on it),
@@ -84,9 +84,9 @@ pub fn secondary_loop(id: usize) -> ! {
             Some(job) => {
                 let r = job(id);
                 *MAILBOX[id].lock() = Slot::Done(r);
-                cpu::wake_waiters();
+                Cpu::wake_waiters();
             }
-            None => cpu::wait_for_event(),
+            None => Cpu::wait_for_event(),
         }
     }
 }
@@ -100,7 +100,7 @@ pub fn detach(job: Job) -> bool {
         return false;
     };
     *MAILBOX[c].lock() = Slot::Posted(job);
-    cpu::wake_waiters();
+    Cpu::wake_waiters();
     true
 }
 
@@ -111,7 +111,7 @@ pub fn run_on_all(job: Job) -> Result<(), &'static str> {
     for c in cpus.clone() {
         *MAILBOX[c].lock() = Slot::Posted(job);
     }
-    cpu::wake_waiters();
+    Cpu::wake_waiters();
     let mut result = job(0);
     let end = deadline(JOB_TIMEOUT_MS);
     for c in cpus {

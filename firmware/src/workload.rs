@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::arch::cpu::{self, Cpu, MAX_CPUS};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use crate::println;
 use crate::unchecked::KmemAny;
 use kmem::Arch;
@@ -164,7 +164,7 @@ pub fn run(seconds: u64, rounds: u64, job: smp::Job) -> Result<(u64, u64), &'sta
     let end = if seconds == 0 {
         0
     } else {
-        Cpu::cycles() + cpu::cycles_per_second() * seconds
+        Cpu::cycles() + Cpu::cycles_per_second() * seconds
     };
     DEADLINE.store(end, Relaxed);
     let r = smp::run_on_all(job);

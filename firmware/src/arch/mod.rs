@@ -1,18 +1,31 @@
 //! The firmware's ISA code, one folder per ISA, selected by the build target.
 //!
-//! Each ISA module implements [`kmem::Arch`] for its `Cpu` (what the allocator needs) and
-//! provides at its root what the firmware needs beyond that: `MAX_CPUS`,
-//! `cycles_per_second()`, `boot_hwid()` (the boot core's id as firmware tables list
-//! CPUs), `mmu::{build, enable}`, `wait_for_event()`/`wake_waiters()` for idle cores,
-//! `enable_interrupts()`, and `Cpu::halt`/`Cpu::exit`. The rest of the firmware reaches
-//! it as `arch::cpu` and names no ISA.
+//! Each ISA module exports `Cpu`, which implements [`kmem::Arch`] (what the allocator
+//! needs) and [`Isa`] (what the firmware needs beyond that); the per-CPU areas and boot
+//! stacks they share are in [`percpu`]. The rest of the firmware names no ISA: it reaches
+//! the CPU as [`cpu::Cpu`] through those two traits. Boards, which belong to one ISA, also
+//! use their ISA's own modules (PSCI, the local APIC, …).
+
+mod interface;
+mod percpu;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-#[cfg(target_arch = "x86_64")]
-pub use self::x86_64 as cpu;
-#[cfg(target_arch = "aarch64")]
-pub use aarch64 as cpu;
+pub use interface::Isa;
+
+/// The ISA this firmware is built for, as the rest of the firmware sees it.
+pub mod cpu {
+    #[cfg(target_arch = "aarch64")]
+    pub use super::aarch64::Cpu;
+    #[cfg(target_arch = "x86_64")]
+    pub use super::x86_64::Cpu;
+
+    pub use super::Isa;
+
+    /// [`Isa::MAX_CPUS`] of this ISA, by a short name: the per-CPU statics all over the
+    /// firmware are arrays of this length.
+    pub const MAX_CPUS: usize = <Cpu as Isa>::MAX_CPUS;
+}

@@ -11,11 +11,14 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use embedded_io::Write as _;
 
-use super::board::Uart;
+use super::{Board, ConsoleUart, board};
+
+/// The board's console driver.
+type Uart = <board as Board>::Uart;
 
 /// The UART's base (MMIO address or I/O port). Plain loads and stores only: usable with
 /// the MMU off.
-static UART: AtomicUsize = AtomicUsize::new(super::board::FALLBACK_UART);
+static UART: AtomicUsize = AtomicUsize::new(board::FALLBACK_UART);
 static LOCKING: AtomicBool = AtomicBool::new(false);
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 
@@ -23,7 +26,8 @@ static LOCK: spin::Mutex<()> = spin::Mutex::new(());
 /// the platform's fixed port) and initialises it.
 pub fn set_uart(base: usize) {
     UART.store(base, Relaxed);
-    uart().init();
+    let mut uart = uart();
+    uart.init();
 }
 
 /// Serialises output from now on. Call once the MMU is on.

@@ -13,8 +13,8 @@ use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use super::Cpus;
-use crate::arch::aarch64::cpu::MAX_CPUS;
 use crate::arch::aarch64::psci::Conduit;
+use crate::arch::cpu::MAX_CPUS;
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 
 const FDT_MAGIC: u32 = 0xd00d_feed;

@@ -2,11 +2,10 @@
 //! the self-test that allocates from an interrupt handler while the core it interrupted
 //! may be inside the allocator.
 //!
-//! Each board provides `ticks_start(period_us) -> Result<(), &'static str>` and
-//! `ticks_stop()`, run on every core that should tick, and its interrupt handler calls
-//! [`fire`] once per tick. The firmware says what a tick does with [`set_callback`].
-//! Interrupts that are not the timer's are counted ([`stray`]) rather than fatal: a test
-//! reports them.
+//! Each board's `Board::ticks_start` and `Board::ticks_stop` run on every core that
+//! should tick, and its interrupt handler calls [`fire`] once per tick. The firmware says
+//! what a tick does with [`set_callback`]. Interrupts that are not the timer's are counted
+//! ([`stray`]) rather than fatal: a test reports them.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -40,17 +39,21 @@ pub fn stray() -> u64 {
     STRAY.load(Relaxed)
 }
 
-/// Ticks from each core's generic virtual timer through a GICv2 (QEMU virt, Pi 4). The
-/// board supplies `gic()`, its GIC if it has one.
-#[cfg(any(feature = "virt", feature = "rpi4"))]
+/// Ticks from each core's generic virtual timer through a GICv2 (QEMU virt, Pi 4).
+#[cfg(target_arch = "aarch64")]
 pub mod gic {
     use crate::arch::aarch64::exception;
-    use crate::bsp::board;
     use crate::bsp::device_driver::generic_timer::{self, VIRTUAL_TIMER_PPI};
+    use crate::bsp::device_driver::gicv2::Gicv2;
 
-    /// Starts this core's ticks, one every `period_us` microseconds.
-    pub fn start(period_us: u64) -> Result<(), &'static str> {
-        let gic = board::gic().ok_or("the boot information names no GICv2")?;
+    /// The GIC the board named at the first start, for the interrupt handler.
+    static GIC: spin::Once<Gicv2> = spin::Once::new();
+
+    /// Starts this core's ticks through `gic` (the board's, if it has one), one every
+    /// `period_us` microseconds.
+    pub fn start(gic: Option<Gicv2>, period_us: u64) -> Result<(), &'static str> {
+        let gic = gic.ok_or("the boot information names no GICv2")?;
+        let gic = GIC.call_once(|| gic);
         exception::set_irq_handler(irq);
         gic.enable_ppi(VIRTUAL_TIMER_PPI);
         generic_timer::arm(period_us);
@@ -60,13 +63,13 @@ pub mod gic {
     /// Stops this core's ticks.
     pub fn stop() {
         generic_timer::disarm();
-        if let Some(gic) = board::gic() {
+        if let Some(gic) = GIC.get() {
             gic.disable_ppi(VIRTUAL_TIMER_PPI);
         }
     }
 
     fn irq() {
-        let Some(gic) = board::gic() else {
+        let Some(gic) = GIC.get() else {
             return super::note_stray();
         };
         let Some((iar, id)) = gic.acknowledge() else {

@@ -5,9 +5,8 @@
 //! Both run at EL1 with the MMU off, their own stack, `TPIDR_EL1` at their per-CPU area
 //! and the exception vectors installed.
 
-use core::mem::size_of;
-
-use super::cpu::{CPU_AREAS, CpuArea, MAX_CPUS, STACK_SIZE, STACKS};
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_SIZE, STACKS};
 
 unsafe extern "C" {
     fn kernel_init(dtb: usize) -> !;
@@ -22,7 +21,7 @@ core::arch::global_asm!(
     stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
     stack_size = const STACK_SIZE,
-    area_size = const size_of::<CpuArea>(),
+    area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
 );
 

@@ -9,8 +9,9 @@
 
 use aarch64_cpu::registers::{ESR_EL1, Readable};
 
-use super::cpu::DEPTH_OFFSET;
-use super::{cpu, psci, semihosting};
+use super::{AArch64, psci, semihosting};
+use crate::arch::percpu::DEPTH_OFFSET;
+use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
@@ -34,10 +35,7 @@ pub fn set_irq_handler(handler: fn()) {
 extern "C" fn irq() {
     match IRQ_HANDLER.get() {
         Some(handler) => handler(),
-        None => panic!(
-            "IRQ on cpu {} with no handler installed",
-            cpu::current().id()
-        ),
+        None => panic!("IRQ on cpu {} with no handler installed", AArch64::cpu_id()),
     }
 }
 
@@ -61,6 +59,6 @@ extern "C" fn unexpected_exception(vector: u64, esr: u64, far: u64, elr: u64) ->
          FAR_EL1 {far:#x}, ELR_EL1 {elr:#x}",
         KINDS[v % 4],
         ORIGINS[v / 4],
-        cpu::current().id(),
+        AArch64::cpu_id(),
     );
 }

@@ -1,58 +1,45 @@
-//! aarch64: the [`Arch`] implementation, and the CPU code a bare-metal aarch64 firmware
-//! needs under it — boot entry and the EL2 → EL1 drop ([`boot`]), the per-CPU area
-//! ([`cpu`]), cache maintenance ([`cache`]), the MMU ([`mmu`]), exception vectors
+//! aarch64: [`Cpu`], the [`Arch`] and [`Isa`] implementation, and the CPU code a
+//! bare-metal aarch64 firmware needs under it — boot entry and the EL2 → EL1 drop
+//! ([`boot`]), cache maintenance ([`cache`]), the MMU ([`mmu`]), exception vectors
 //! ([`exception`]), PSCI ([`psci`]) and spin tables ([`spin_table`]) for starting cores,
 //! and semihosting ([`semihosting`]). Nothing here knows which board it runs on.
 
 mod boot;
 pub mod cache;
-pub mod cpu;
 pub mod exception;
-pub mod mmu;
+mod mmu;
 pub mod psci;
 pub mod semihosting;
 pub mod spin_table;
 
+use aarch64_cpu::asm::{sev, wfe};
 use aarch64_cpu::registers::{
-    CNTFRQ_EL0, CNTVCT_EL0, DAIF, MPIDR_EL1, ReadWriteable, Readable, Writeable,
+    CNTFRQ_EL0, CNTVCT_EL0, DAIF, MPIDR_EL1, ReadWriteable, Readable, TPIDR_EL1, Writeable,
 };
 
+use super::Isa;
+use super::percpu::CpuArea;
 use kmem::Arch;
+use kmem::mm::memmap::PhysRange;
 
 pub use AArch64 as Cpu;
-pub use aarch64_cpu::asm::{sev as wake_waiters, wfe as wait_for_event};
 pub use boot::secondary_entry;
-pub use cpu::MAX_CPUS;
 
-/// Lets this core take IRQs. The firmware runs with them masked; the allocator masks
-/// them itself around its per-CPU and locked paths.
-pub fn enable_interrupts() {
-    DAIF.modify(DAIF::I::Unmasked);
-}
-
-/// Frequency of the counter [`Arch::cycles`] reads.
-pub fn cycles_per_second() -> u64 {
-    CNTFRQ_EL0.get()
-}
-
-/// The running core's MPIDR affinity fields (Aff3..Aff0), the form device trees use for
-/// CPU ids.
-pub fn boot_hwid() -> u64 {
-    MPIDR_EL1.get() & 0xff_00ff_ffff
-}
-
-/// [`Arch`] for aarch64 at EL1 with the identity map that [`mmu`] builds.
+/// aarch64 at EL1 with the identity map that [`mmu`] builds.
 pub struct AArch64;
 
 impl Arch for AArch64 {
     /// The whole of DAIF as it was.
     type IrqState = u64;
     /// Each core is the only one with its id, and runs per-CPU code with interrupts off.
-    const OWNED_IDS: usize = cpu::MAX_CPUS;
+    const OWNED_IDS: usize = <Self as Isa>::MAX_CPUS;
 
     #[inline]
     fn cpu_id() -> usize {
-        cpu::current().id()
+        // SAFETY: boot.s points TPIDR_EL1 at this core's element of CPU_AREAS before any
+        // Rust runs, and nothing else writes it; the array is a static, so the reference
+        // lives forever.
+        unsafe { &*(TPIDR_EL1.get() as *const CpuArea) }.id
     }
 
     #[inline]
@@ -92,16 +79,51 @@ impl Arch for AArch64 {
     }
 }
 
-impl AArch64 {
-    /// Stops this CPU for good.
-    pub fn halt() -> ! {
+impl Isa for AArch64 {
+    const MAX_CPUS: usize = 8;
+    const MAP_LIMIT: u64 = mmu::MAP_LIMIT;
+
+    fn cycles_per_second() -> u64 {
+        CNTFRQ_EL0.get()
+    }
+
+    /// MPIDR's affinity fields (Aff3..Aff0), the form device trees use for CPU ids.
+    fn boot_hwid() -> u64 {
+        MPIDR_EL1.get() & 0xff_00ff_ffff
+    }
+
+    unsafe fn mmu_build(ram: &[&[PhysRange]]) {
+        // SAFETY: the caller's contract is build's.
+        unsafe { mmu::build(ram) }
+    }
+
+    unsafe fn mmu_enable() {
+        // SAFETY: the caller's contract is enable's.
+        unsafe { mmu::enable() }
+    }
+
+    /// `wfe`: the event register makes a `sev` sent since the last `wfe` end it at once,
+    /// so no wake-up is lost.
+    fn wait_for_event() {
+        wfe();
+    }
+
+    fn wake_waiters() {
+        sev();
+    }
+
+    fn enable_interrupts() {
+        DAIF.modify(DAIF::I::Unmasked);
+    }
+
+    fn halt() -> ! {
         loop {
-            aarch64_cpu::asm::wfe();
+            wfe();
         }
     }
 
-    /// Ends the machine with `code`: 0 is success.
-    pub fn exit(code: u32) -> ! {
+    /// Semihosting's exit, else PSCI SYSTEM_OFF (status 0 whatever `code` is).
+    fn exit(code: u32) -> ! {
         // Returns only when QEMU runs without -semihosting (see semihosting::exit).
         semihosting::exit(code);
         psci::system_off();

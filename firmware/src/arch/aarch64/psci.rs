@@ -3,6 +3,9 @@
 
 use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
+use super::AArch64;
+use crate::arch::Isa;
+
 const CPU_ON: u64 = 0xC400_0003;
 const SYSTEM_OFF: u64 = 0x8400_0008;
 
@@ -53,7 +56,5 @@ pub fn cpu_on(mpidr: u64, entry: u64, context: u64) -> Result<(), i64> {
 pub fn system_off() -> ! {
     call(SYSTEM_OFF, 0, 0, 0);
     // SYSTEM_OFF does not return; if the firmware refused, there is nothing left to do.
-    loop {
-        aarch64_cpu::asm::wfe();
-    }
+    AArch64::halt()
 }

@@ -12,7 +12,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use aarch64_cpu::asm::{barrier, sev};
 
 use super::cache;
-use super::cpu::MAX_CPUS;
+use crate::arch::cpu::MAX_CPUS;
 
 /// Logical id for each Aff0; `u64::MAX` (not a valid id: `_secondary_start` parks the
 /// core) until [`release`] sets it.

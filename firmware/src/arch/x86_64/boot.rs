@@ -6,11 +6,11 @@
 //! `kernel_secondary(id: usize) -> !`. Both run in long mode on the boot page tables with
 //! their own stack, GS at their per-CPU area, interrupts off and the IDT loaded.
 
-use core::mem::size_of;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
-use super::cpu::{CPU_AREAS, CpuArea, MAX_CPUS, STACK_SIZE, STACKS};
 use super::{apic, exception};
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_SIZE, STACKS};
 
 unsafe extern "C" {
     fn kernel_init(start_info: usize) -> !;
@@ -34,7 +34,7 @@ core::arch::global_asm!(
     stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
     stack_size = const STACK_SIZE,
-    area_size = const size_of::<CpuArea>(),
+    area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
     base = const TRAMPOLINE,
     options(att_syntax),

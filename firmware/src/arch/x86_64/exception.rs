@@ -14,8 +14,9 @@ use x86_64::instructions::tables::lidt;
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
 
-use super::apic;
-use super::cpu::{self, DEPTH_OFFSET};
+use super::{X86_64, apic};
+use crate::arch::percpu::DEPTH_OFFSET;
+use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
@@ -32,7 +33,7 @@ unsafe extern "C" {
     static __timer_stub: u8;
 }
 
-/// Vector of the wake-up IPI (`super::wake_waiters`).
+/// Vector of the wake-up IPI (`Isa::wake_waiters`).
 pub const WAKE_VECTOR: u8 = 0xf0;
 /// Vector of the local timer (below the wake-up IPI's priority class).
 pub const TIMER_VECTOR: u8 = 0xe0;
@@ -152,7 +153,7 @@ extern "C" fn unexpected_exception(vector: u64, error: u64, rip: u64, rsp: u64) 
         "unexpected exception {vector} ({}) on cpu {}: error code {error:#x}, RIP {rip:#x}, \
          RSP {rsp:#x}, CR2 {:#x}",
         NAMES.get(vector as usize).unwrap_or(&"interrupt"),
-        cpu::id(),
+        X86_64::cpu_id(),
         Cr2::read_raw(),
     );
 }

@@ -1,27 +1,27 @@
-//! x86_64: the [`Arch`] implementation, and the CPU code a bare-metal x86_64 firmware
-//! needs under it — the PVH entry, long mode and the AP trampoline ([`boot`]), the
-//! per-CPU area ([`cpu`]), the page tables ([`mmu`]), the IDT ([`exception`]), the TSC
-//! ([`tsc`]) and the local APIC that starts other cores ([`apic`]). Nothing here knows
-//! which machine it runs on beyond what every PC has (the PIT for calibration, the
-//! local APIC at its MSR address, QEMU's `isa-debug-exit` port for exiting).
+//! x86_64: [`Cpu`], the [`Arch`] and [`Isa`] implementation, and the CPU code a bare-metal
+//! x86_64 firmware needs under it — the PVH entry, long mode and the AP trampoline
+//! ([`boot`]), the page tables ([`mmu`]), the IDT ([`exception`]), the TSC ([`tsc`]) and
+//! the local APIC that starts other cores ([`apic`]). Nothing here knows which machine it
+//! runs on beyond what every PC has (the PIT for calibration, the local APIC at its MSR
+//! address, QEMU's `isa-debug-exit` port for exiting).
 
 pub mod apic;
 mod boot;
-pub mod cpu;
 pub mod exception;
-pub mod mmu;
+mod mmu;
 pub mod tsc;
 
 use core::arch::asm;
 
 use x86_64::instructions::{hlt, interrupts, port::Port};
 
+use super::Isa;
+use super::percpu::CpuArea;
 use kmem::Arch;
+use kmem::mm::memmap::PhysRange;
 
 pub use X86_64 as Cpu;
 pub use boot::TRAMPOLINE;
-pub use cpu::MAX_CPUS;
-pub use tsc::cycles_per_second;
 
 /// I/O port of QEMU's `isa-debug-exit` device: writing `v` ends QEMU with status
 /// `(v << 1) | 1`.
@@ -30,18 +30,25 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// itself is out of reach, every status the device gives is odd).
 const DEBUG_EXIT_SUCCESS: u32 = 0x10;
 
-/// [`Arch`] for x86_64 in long mode with the identity map that [`mmu`] builds.
+/// x86_64 in long mode with the identity map that [`mmu`] builds.
 pub struct X86_64;
 
 impl Arch for X86_64 {
     /// Whether interrupts were enabled (RFLAGS.IF).
     type IrqState = bool;
     /// Each core is the only one with its id, and runs per-CPU code with interrupts off.
-    const OWNED_IDS: usize = MAX_CPUS;
+    const OWNED_IDS: usize = <Self as Isa>::MAX_CPUS;
 
     #[inline]
     fn cpu_id() -> usize {
-        cpu::id()
+        let id: usize;
+        // SAFETY: boot.s points GS at this core's CpuArea before any Rust runs and nothing
+        // changes it.
+        unsafe {
+            asm!("mov {}, gs:[{off}]", out(reg) id, off = const core::mem::offset_of!(CpuArea, id),
+                options(nostack, readonly, preserves_flags))
+        };
+        id
     }
 
     #[inline]
@@ -84,44 +91,59 @@ impl Arch for X86_64 {
     }
 }
 
-/// Sleeps in `hlt` until [`wake_waiters`] (or any interrupt) wakes this core, so that
-/// idle cores leave the host's CPUs to the busy ones. Interrupts are off before and after.
-pub fn wait_for_event() {
-    apic::enable();
-    // SAFETY: `sti` takes effect after the next instruction, so a wake-up IPI that came
-    // while interrupts were off (pending since) ends the `hlt` at once: none is lost.
-    // The only gate is the wake-up stub, which returns here.
-    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
-}
+impl Isa for X86_64 {
+    const MAX_CPUS: usize = 8;
+    const MAP_LIMIT: u64 = mmu::MAP_LIMIT;
 
-/// Lets this core take interrupts. The firmware runs with them off; the allocator turns
-/// them off itself around its per-CPU and locked paths.
-pub fn enable_interrupts() {
-    interrupts::enable();
-}
+    /// The TSC's, measured against the PIT on first use.
+    fn cycles_per_second() -> u64 {
+        tsc::cycles_per_second()
+    }
 
-/// Wakes every core sleeping in [`wait_for_event`].
-pub fn wake_waiters() {
-    apic::wake_others();
-}
+    /// The initial local APIC id (CPUID leaf 1), the id the MADT lists.
+    fn boot_hwid() -> u64 {
+        // Leaf 1 exists on every x86_64 CPU.
+        u64::from(core::arch::x86_64::__cpuid(1).ebx >> 24)
+    }
 
-/// The running core's initial local APIC id (CPUID leaf 1), the id the MADT lists.
-pub fn boot_hwid() -> u64 {
-    // Leaf 1 exists on every x86_64 CPU.
-    u64::from(core::arch::x86_64::__cpuid(1).ebx >> 24)
-}
+    unsafe fn mmu_build(ram: &[&[PhysRange]]) {
+        // SAFETY: the caller's contract is build's.
+        unsafe { mmu::build(ram) }
+    }
 
-impl X86_64 {
-    /// Stops this CPU for good.
-    pub fn halt() -> ! {
+    unsafe fn mmu_enable() {
+        // SAFETY: the caller's contract is enable's.
+        unsafe { mmu::enable() }
+    }
+
+    /// Sleeps in `hlt` until the wake-up IPI (or any interrupt). Interrupts are off before
+    /// and after.
+    fn wait_for_event() {
+        apic::enable();
+        // SAFETY: `sti` takes effect after the next instruction, so a wake-up IPI that came
+        // while interrupts were off (pending since) ends the `hlt` at once: none is lost.
+        // The only gate is the wake-up stub, which returns here.
+        unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+    }
+
+    /// A fixed IPI to every core but this one.
+    fn wake_waiters() {
+        apic::wake_others();
+    }
+
+    fn enable_interrupts() {
+        interrupts::enable();
+    }
+
+    fn halt() -> ! {
         interrupts::disable();
         loop {
             hlt();
         }
     }
 
-    /// Ends the machine with `code`: 0 is success.
-    pub fn exit(code: u32) -> ! {
+    /// Through QEMU's `isa-debug-exit`, else halts.
+    fn exit(code: u32) -> ! {
         let value = if code == 0 {
             DEBUG_EXIT_SUCCESS
         } else {

@@ -12,6 +12,7 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
+use super::common::Mmio;
 use super::generic_timer::Delay;
 
 register_structs! {
@@ -63,40 +64,35 @@ pub enum Pull {
 /// The GPIO block at a fixed MMIO address.
 #[derive(Clone, Copy)]
 pub struct Gpio {
-    regs: *const Registers,
+    regs: Mmio<Registers>,
     model: Model,
 }
 
 impl Gpio {
     /// # Safety
-    /// `base` is the MMIO address of a GPIO block of `model`, mapped as device memory or
-    /// the MMU is off.
+    /// `base` is the MMIO address of a GPIO block of `model`, as [`Mmio::new`] requires.
     pub const unsafe fn new(base: usize, model: Model) -> Gpio {
         Gpio {
-            regs: base as *const Registers,
+            // SAFETY: the caller's contract.
+            regs: unsafe { Mmio::new(base) },
             model,
         }
     }
 
-    fn regs(&self) -> &Registers {
-        // SAFETY: `new`'s contract: the address is a GPIO register block.
-        unsafe { &*self.regs }
-    }
-
     /// Sets pin `n`'s function.
     pub fn set_function(&self, n: u32, f: Function) {
-        let (reg, shift) = (&self.regs().fsel[(n / 10) as usize], (n % 10) * 3);
+        let (reg, shift) = (&self.regs.fsel[(n / 10) as usize], (n % 10) * 3);
         reg.set(reg.get() & !(0b111 << shift) | (f as u32) << shift);
     }
 
     /// Pin `n`'s FSEL code.
     pub fn function(&self, n: u32) -> u32 {
-        self.regs().fsel[(n / 10) as usize].get() >> ((n % 10) * 3) & 0b111
+        self.regs.fsel[(n / 10) as usize].get() >> ((n % 10) * 3) & 0b111
     }
 
     /// Sets pin `n`'s pull resistor.
     pub fn set_pull(&self, n: u32, pull: Pull) {
-        let r = self.regs();
+        let r = &self.regs;
         match self.model {
             Model::Bcm2835 => {
                 // The documented sequence: code, 150 cycles, clock the pin, 150 cycles.
@@ -128,11 +124,6 @@ impl Gpio {
         self.set_function(n, Function::Output);
         Pin { gpio: self, n }
     }
-
-    /// Pin `n` as it is configured now: reads its level, drives it if it is an output.
-    pub fn pin(self, n: u32) -> Pin {
-        Pin { gpio: self, n }
-    }
 }
 
 /// One GPIO pin.
@@ -147,19 +138,19 @@ impl ErrorType for Pin {
 
 impl OutputPin for Pin {
     fn set_low(&mut self) -> Result<(), Infallible> {
-        self.gpio.regs().clr[(self.n / 32) as usize].set(1 << (self.n % 32));
+        self.gpio.regs.clr[(self.n / 32) as usize].set(1 << (self.n % 32));
         Ok(())
     }
 
     fn set_high(&mut self) -> Result<(), Infallible> {
-        self.gpio.regs().set[(self.n / 32) as usize].set(1 << (self.n % 32));
+        self.gpio.regs.set[(self.n / 32) as usize].set(1 << (self.n % 32));
         Ok(())
     }
 }
 
 impl InputPin for Pin {
     fn is_high(&mut self) -> Result<bool, Infallible> {
-        Ok(self.gpio.regs().lev[(self.n / 32) as usize].get() & 1 << (self.n % 32) != 0)
+        Ok(self.gpio.regs.lev[(self.n / 32) as usize].get() & 1 << (self.n % 32) != 0)
     }
 
     fn is_low(&mut self) -> Result<bool, Infallible> {

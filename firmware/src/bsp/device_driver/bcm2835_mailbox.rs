@@ -13,6 +13,7 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
+use super::common::Mmio;
 use super::generic_timer::Deadline;
 use crate::arch::aarch64::cache;
 
@@ -100,23 +101,15 @@ struct Message([u32; 16]);
 
 /// The mailbox at a fixed MMIO address.
 #[derive(Clone, Copy)]
-pub struct Mailbox {
-    regs: *const Registers,
-}
+pub struct Mailbox(Mmio<Registers>);
 
 impl Mailbox {
     /// # Safety
-    /// `base` is the MMIO address of the VideoCore mailbox (0x..00_b880), mapped as device
-    /// memory or the MMU is off.
+    /// `base` is the MMIO address of the VideoCore mailbox (0x..00_b880), as [`Mmio::new`]
+    /// requires.
     pub const unsafe fn new(base: usize) -> Mailbox {
-        Mailbox {
-            regs: base as *const Registers,
-        }
-    }
-
-    fn regs(&self) -> &Registers {
-        // SAFETY: `new`'s contract: the address is the mailbox's register block.
-        unsafe { &*self.regs }
+        // SAFETY: the caller's contract.
+        Mailbox(unsafe { Mmio::new(base) })
     }
 
     /// Sends `tag` with `request` values and returns the first `N` values of the answer.
@@ -159,7 +152,7 @@ impl Mailbox {
 
     /// Posts `request` and waits for the reply that echoes it.
     fn exchange(&self, request: u32) -> Result<(), MailboxError> {
-        let r = self.regs();
+        let r = &self.0;
         let deadline = Deadline::after_us(TIMEOUT_US);
         while r.write_status.is_set(STATUS::FULL) {
             if deadline.passed() {

@@ -7,6 +7,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
 
+use super::common::Mmio;
+
 register_structs! {
     LocalRegisters {
         (0x00 => _reserved0),
@@ -23,29 +25,23 @@ register_structs! {
 const CNTV: u32 = 1 << 3;
 
 /// The local interrupt block at its base address.
-pub struct LocalIntc {
-    base: usize,
-}
+pub struct LocalIntc(Mmio<LocalRegisters>);
 
 impl LocalIntc {
     /// # Safety
-    /// `base` is the block's address, mapped as device memory.
+    /// `base` is the block's address, as [`Mmio::new`] requires.
     pub const unsafe fn new(base: usize) -> LocalIntc {
-        LocalIntc { base }
-    }
-
-    fn regs(&self) -> &LocalRegisters {
-        // SAFETY: `new`'s contract.
-        unsafe { &*(self.base as *const LocalRegisters) }
+        // SAFETY: the caller's contract.
+        LocalIntc(unsafe { Mmio::new(base) })
     }
 
     /// Routes core `core`'s virtual timer to its IRQ line (or stops routing it).
     pub fn route_virtual_timer(&self, core: usize, on: bool) {
-        self.regs().timer_control[core].set(if on { CNTV } else { 0 });
+        self.0.timer_control[core].set(if on { CNTV } else { 0 });
     }
 
     /// Whether core `core`'s pending IRQ comes from its virtual timer.
     pub fn virtual_timer_pending(&self, core: usize) -> bool {
-        self.regs().irq_source[core].get() & CNTV != 0
+        self.0.irq_source[core].get() & CNTV != 0
     }
 }

@@ -9,6 +9,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
+use super::common::Mmio;
+
 register_structs! {
     /// The distributor. Enable, disable and priority registers 0..=7 of interrupts 0..31
     /// are banked: each core reaches its own PPIs at the same addresses.
@@ -46,36 +48,25 @@ const PMR_ALL: u32 = 0xff;
 
 /// A GICv2 at its distributor and CPU-interface addresses (device memory).
 pub struct Gicv2 {
-    distributor: usize,
-    cpu_interface: usize,
+    gicd: Mmio<DistributorRegisters>,
+    gicc: Mmio<CpuInterfaceRegisters>,
 }
 
 impl Gicv2 {
     /// # Safety
-    /// `distributor` and `cpu_interface` are a GICv2's register blocks, mapped as device
-    /// memory, and nothing else drives that GIC in a conflicting way.
+    /// `distributor` and `cpu_interface` are a GICv2's register blocks, as [`Mmio::new`]
+    /// requires, and nothing else drives that GIC in a conflicting way.
     pub const unsafe fn new(distributor: usize, cpu_interface: usize) -> Gicv2 {
-        Gicv2 {
-            distributor,
-            cpu_interface,
-        }
-    }
-
-    fn gicd(&self) -> &DistributorRegisters {
-        // SAFETY: `new`'s contract: the address is the distributor's register block.
-        unsafe { &*(self.distributor as *const DistributorRegisters) }
-    }
-
-    fn gicc(&self) -> &CpuInterfaceRegisters {
-        // SAFETY: `new`'s contract: the address is the CPU interface's register block.
-        unsafe { &*(self.cpu_interface as *const CpuInterfaceRegisters) }
+        // SAFETY: the caller's contract, for each block.
+        let (gicd, gicc) = unsafe { (Mmio::new(distributor), Mmio::new(cpu_interface)) };
+        Gicv2 { gicd, gicc }
     }
 
     /// Delivers private interrupt `ppi` (16..32) to the running core as an IRQ: enables
     /// the distributor (idempotent), this core's CPU interface, and the interrupt.
     pub fn enable_ppi(&self, ppi: u32) {
         debug_assert!((16..32).contains(&ppi));
-        let (d, c) = (self.gicd(), self.gicc());
+        let (d, c) = (&self.gicd, &self.gicc);
         let reg = &d.ipriorityr[ppi as usize / 4];
         let shift = (ppi % 4) * 8;
         reg.set(reg.get() & !(0xff << shift) | u32::from(PRIORITY) << shift);
@@ -87,19 +78,19 @@ impl Gicv2 {
 
     /// Stops delivering private interrupt `ppi` to the running core.
     pub fn disable_ppi(&self, ppi: u32) {
-        self.gicd().icenabler0.set(1 << ppi);
+        self.gicd.icenabler0.set(1 << ppi);
     }
 
     /// Acknowledges the highest-priority pending interrupt: its acknowledge value (to
     /// give back to [`Gicv2::end`]) and its interrupt id, or None when nothing is pending.
     pub fn acknowledge(&self) -> Option<(u32, u32)> {
-        let iar = self.gicc().iar.get();
+        let iar = self.gicc.iar.get();
         let id = iar & 0x3ff;
         (id != SPURIOUS).then_some((iar, id))
     }
 
     /// Ends the interrupt that [`Gicv2::acknowledge`] returned `iar` for.
     pub fn end(&self, iar: u32) {
-        self.gicc().eoir.set(iar);
+        self.gicc.eoir.set(iar);
     }
 }

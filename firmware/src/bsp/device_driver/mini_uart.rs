@@ -10,6 +10,8 @@ use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::ReadWrite;
 use tock_registers::{register_bitfields, register_structs};
 
+use super::common::{Mmio, read_polled};
+
 register_bitfields! {u32,
     /// AUX_ENABLES: which auxiliary peripherals are powered.
     ENABLES [
@@ -60,24 +62,15 @@ register_structs! {
 const ENABLES_OFFSET: usize = 0x3c;
 
 /// A mini-UART at a fixed MMIO address.
-pub struct MiniUart {
-    regs: *const Registers,
-}
+pub struct MiniUart(Mmio<Registers>);
 
 impl MiniUart {
     /// # Safety
-    /// `base` is the MMIO address of a BCM2835 mini-UART (AUX_MU_IO), mapped as device
-    /// memory (or the MMU is off), and whoever holds a `MiniUart` for it coordinates with
-    /// other holders.
+    /// `base` is the MMIO address of a BCM2835 mini-UART (AUX_MU_IO), as [`Mmio::new`]
+    /// requires.
     pub const unsafe fn new(base: usize) -> MiniUart {
-        MiniUart {
-            regs: base as *const Registers,
-        }
-    }
-
-    fn regs(&self) -> &Registers {
-        // SAFETY: `new`'s contract: the address is a mini-UART's register block.
-        unsafe { &*self.regs }
+        // SAFETY: the caller's contract.
+        MiniUart(unsafe { Mmio::new(base) })
     }
 
     /// 8N1, no interrupts, FIFOs cleared, transmit and receive on; `baud` from the core
@@ -86,10 +79,10 @@ impl MiniUart {
         // SAFETY: AUX_ENABLES belongs to the same AUX block as the registers `new` was
         // given; only the mini-UART bit is changed.
         let enables = unsafe {
-            &*((self.regs as usize - ENABLES_OFFSET) as *const ReadWrite<u32, ENABLES::Register>)
+            Mmio::<ReadWrite<u32, ENABLES::Register>>::new(self.0.base() - ENABLES_OFFSET)
         };
         enables.modify(ENABLES::MINI_UART::SET);
-        let r = self.regs();
+        let r = &self.0;
         while !r.lsr.is_set(LSR::TX_IDLE) {}
         r.cntl.set(0);
         r.ier.set(0);
@@ -105,14 +98,14 @@ impl MiniUart {
     }
 
     fn put(&self, b: u8) {
-        let r = self.regs();
+        let r = &self.0;
         while !r.lsr.is_set(LSR::TX_EMPTY) {}
         r.io.set(u32::from(b));
     }
 
     /// A received byte, if one is waiting.
     pub fn try_read(&self) -> Option<u8> {
-        let r = self.regs();
+        let r = &self.0;
         r.lsr.is_set(LSR::DATA_READY).then(|| r.io.get() as u8)
     }
 }
@@ -128,7 +121,7 @@ impl embedded_io::Write for MiniUart {
     }
 
     fn flush(&mut self) -> Result<(), Infallible> {
-        while !self.regs().lsr.is_set(LSR::TX_IDLE) {}
+        while !self.0.lsr.is_set(LSR::TX_IDLE) {}
         Ok(())
     }
 }
@@ -136,23 +129,6 @@ impl embedded_io::Write for MiniUart {
 impl embedded_io::Read for MiniUart {
     /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        buf[0] = loop {
-            if let Some(b) = self.try_read() {
-                break b;
-            }
-            core::hint::spin_loop();
-        };
-        let mut n = 1;
-        while n < buf.len() {
-            match self.try_read() {
-                Some(b) => buf[n] = b,
-                None => break,
-            }
-            n += 1;
-        }
-        Ok(n)
+        Ok(read_polled(buf, || self.try_read()))
     }
 }

@@ -1,19 +1,21 @@
-//! Device drivers that more than one board uses.
+//! Device drivers that boards share, each built for the ISA its device sits beside; a
+//! board uses the ones its machine has.
 
-#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
-pub mod pl011;
-#[cfg(feature = "x86_64")]
-pub mod uart16550;
+pub mod common;
 
-#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod bcm2835_gpio;
-#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod bcm2835_mailbox;
-#[cfg(feature = "rpi3")]
+#[cfg(target_arch = "aarch64")]
 pub mod bcm2836_local_intc;
-#[cfg(any(feature = "virt", feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod generic_timer;
-#[cfg(any(feature = "virt", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod gicv2;
-#[cfg(any(feature = "rpi3", feature = "rpi4"))]
+#[cfg(target_arch = "aarch64")]
 pub mod mini_uart;
+#[cfg(target_arch = "aarch64")]
+pub mod pl011;
+#[cfg(target_arch = "x86_64")]
+pub mod uart16550;

@@ -11,6 +11,9 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
 
+use super::common::{Mmio, read_polled};
+use crate::bsp::ConsoleUart;
+
 register_bitfields! {u32,
     /// Flag register.
     FR [
@@ -50,34 +53,20 @@ register_structs! {
 }
 
 /// A PL011 at a fixed MMIO address.
-pub struct Pl011 {
-    regs: *const Registers,
-}
+pub struct Pl011(Mmio<Registers>);
 
 impl Pl011 {
     /// # Safety
-    /// `base` is the MMIO address of a PL011, mapped as device memory (or the MMU is off),
-    /// and whoever holds a `Pl011` for it coordinates with other holders.
+    /// `base` is the MMIO address of a PL011, as [`Mmio::new`] requires.
     pub const unsafe fn new(base: usize) -> Pl011 {
-        Pl011 {
-            regs: base as *const Registers,
-        }
-    }
-
-    fn regs(&self) -> &Registers {
-        // SAFETY: `new`'s contract: the address is a PL011's register block.
-        unsafe { &*self.regs }
-    }
-
-    /// 8N1 with FIFOs, transmit and receive on, at the rate the boot firmware set.
-    pub fn init(&self) {
-        self.init_baud(None, 0);
+        // SAFETY: the caller's contract.
+        Pl011(unsafe { Mmio::new(base) })
     }
 
     /// 8N1 with FIFOs, transmit and receive on; `baud` from a `clock_hz` reference clock
     /// when that is known (without it, `baud` is ignored).
     pub fn init_baud(&self, clock_hz: Option<u32>, baud: u32) {
-        let r = self.regs();
+        let r = &self.0;
         r.cr.set(0);
         while r.fr.is_set(FR::BUSY) {}
         if let Some(clock) = clock_hz {
@@ -92,15 +81,27 @@ impl Pl011 {
     }
 
     fn put(&self, b: u8) {
-        let r = self.regs();
+        let r = &self.0;
         while r.fr.is_set(FR::TXFF) {}
         r.dr.set(u32::from(b));
     }
 
     /// A received byte, if one is waiting.
     pub fn try_read(&self) -> Option<u8> {
-        let r = self.regs();
+        let r = &self.0;
         (!r.fr.is_set(FR::RXFE)).then(|| r.dr.get() as u8)
+    }
+}
+
+impl ConsoleUart for Pl011 {
+    unsafe fn new(base: usize) -> Pl011 {
+        // SAFETY: the caller's contract is `Pl011::new`'s.
+        unsafe { Pl011::new(base) }
+    }
+
+    /// At the rate the boot firmware set.
+    fn init(&mut self) {
+        self.init_baud(None, 0);
     }
 }
 
@@ -115,7 +116,7 @@ impl embedded_io::Write for Pl011 {
     }
 
     fn flush(&mut self) -> Result<(), Infallible> {
-        while self.regs().fr.is_set(FR::BUSY) {}
+        while self.0.fr.is_set(FR::BUSY) {}
         Ok(())
     }
 }
@@ -123,24 +124,6 @@ impl embedded_io::Write for Pl011 {
 impl embedded_io::Read for Pl011 {
     /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let first = loop {
-            if let Some(b) = self.try_read() {
-                break b;
-            }
-            core::hint::spin_loop();
-        };
-        buf[0] = first;
-        let mut n = 1;
-        while n < buf.len() {
-            match self.try_read() {
-                Some(b) => buf[n] = b,
-                None => break,
-            }
-            n += 1;
-        }
-        Ok(n)
+        Ok(read_polled(buf, || self.try_read()))
     }
 }

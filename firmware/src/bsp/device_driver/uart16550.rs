@@ -1,21 +1,20 @@
 //! The PC's 16550 UART (COM1 at I/O port 0x3F8) as the console: the `uart_16550` crate's
-//! port-I/O driver behind the interface the console uses — `new(base)`, `init()`, and the
-//! `embedded-io` `Read` and `Write`.
+//! port-I/O driver behind [`ConsoleUart`].
 
 use core::convert::Infallible;
 
 use uart_16550::backend::PioBackend;
 use uart_16550::{BaudRate, Config};
 
+use crate::bsp::ConsoleUart;
+
 /// A 16550 at a fixed I/O port.
 pub struct Uart16550(uart_16550::Uart16550<PioBackend>);
 
-impl Uart16550 {
-    /// # Safety
-    /// `port` is the I/O base of a 16550 (its eight registers follow it), and whoever
-    /// holds a `Uart16550` for it coordinates with other holders.
-    pub unsafe fn new(port: usize) -> Uart16550 {
-        let port = u16::try_from(port).unwrap_or(u16::MAX);
+impl ConsoleUart for Uart16550 {
+    /// `base` is the I/O port its eight registers start at.
+    unsafe fn new(base: usize) -> Uart16550 {
+        let port = u16::try_from(base).unwrap_or(u16::MAX);
         // SAFETY: the caller's contract; a base past 0xfff8 (out of range) is refused.
         match unsafe { uart_16550::Uart16550::new_port(port) } {
             Ok(u) => Uart16550(u),
@@ -24,7 +23,7 @@ impl Uart16550 {
     }
 
     /// 115200 8N1 with FIFOs; when no UART answers, output goes nowhere.
-    pub fn init(&mut self) {
+    fn init(&mut self) {
         let _ = self.0.init(Config {
             baud_rate: BaudRate::Baud115200,
             ..Config::default()

@@ -21,18 +21,12 @@ use dtoolkit::fdt::Fdt;
 use super::device_driver::bcm2835_gpio::{Function, Gpio, Model, Pull};
 use super::device_driver::bcm2835_mailbox::{Mailbox, clock, tag};
 use super::devicetree::{self as dt, DtError};
-use super::{BootInfo, BootSource, Cpus, StartError};
-use crate::arch::aarch64::cpu::MAX_CPUS;
-use crate::arch::aarch64::{mmu, psci, spin_table};
+use super::{Board, BootInfo, BootSource, Cpus, Indicator, StartError, Test};
+use crate::arch::aarch64::{psci, spin_table};
+use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 
-pub use led::result_indicator;
-pub use tests::TESTS;
-#[cfg(feature = "rpi4")]
-pub use ticks::gic;
-pub use ticks::{ticks_start, ticks_stop};
-pub use uart::Uart;
 use uart::UartKind;
 
 /// What differs between the two boards.
@@ -64,22 +58,73 @@ const SOC: Soc = Soc {
     core_clock_hz: 500_000_000,
 };
 
-pub const NAME: &str = SOC.name;
+/// The Pi 3 or the Pi 4, as the cargo feature says.
+pub struct RaspberryPi;
 
-/// What the firmware passes in `x0`, when it passes anything: a flattened device tree.
-pub const BOOT_DATA: &str = "dtb";
+impl Board for RaspberryPi {
+    const NAME: &'static str = SOC.name;
+    /// What the firmware passes in `x0`, when it passes anything.
+    const BOOT_DATA: &'static str = "dtb";
+    type Uart = uart::Uart;
+    const FALLBACK_UART: usize = PL011;
 
-/// The console UART the probe chose: the PL011 or the mini-UART.
-pub fn uart_name() -> &'static str {
-    if uart::KIND.load(core::sync::atomic::Ordering::Relaxed) == UartKind::MiniUart as usize {
-        "mini-UART"
-    } else {
-        "PL011"
+    /// The console UART the probe chose: the PL011 or the mini-UART.
+    fn uart_name() -> &'static str {
+        if uart::KIND.load(Relaxed) == UartKind::MiniUart as usize {
+            "mini-UART"
+        } else {
+            "PL011"
+        }
+    }
+
+    type ProbeError = ProbeError;
+
+    /// `x0` is what the firmware passed: a DTB address, the ATAGs' address, or 0.
+    fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
+        // Only addresses in low RAM are read: anything else is not a boot structure.
+        let fdt = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals)
+            .then(|| {
+                // SAFETY: an aligned RAM address below the peripherals; the blob, when
+                // there is one, is reserved below and never written.
+                unsafe { dt::open(x0) }
+            })
+            .and_then(Result::ok);
+        match fdt {
+            Some(fdt) => from_device_tree(fdt, boot_hwid),
+            None => without_device_tree(x0),
+        }
+    }
+
+    /// By releasing the core from the spin table.
+    fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
+        let release = cpus.release[logical];
+        if release == 0 {
+            return Err(StartError::NoReleaseAddress);
+        }
+        // SAFETY: the release word is reserved in the memory map (page 0 or added by
+        // probe), and the core with this hwid is parked on it; `logical` is the core's own
+        // slot.
+        unsafe { spin_table::release(release, cpus.hwids[logical], logical) }
+            .map_err(|e| StartError::UnsupportedMpidr(e.0))
+    }
+
+    const TESTS: &'static [Test] = tests::TESTS;
+
+    fn result_indicator(passed: bool) -> Option<Indicator> {
+        led::result_indicator(passed)
+    }
+
+    fn ticks_start(period_us: u64) -> Result<(), &'static str> {
+        ticks::start(period_us)
+    }
+
+    fn ticks_stop() {
+        ticks::stop();
     }
 }
 
-/// The PL011, the UART the firmware sets up when nothing says otherwise.
-pub const FALLBACK_UART: usize = SOC.peripherals + 0x20_1000;
+/// The PL011, the console the firmware sets up when nothing says otherwise.
+const PL011: usize = SOC.peripherals + 0x20_1000;
 const GPIO_OFFSET: usize = 0x20_0000;
 const MAILBOX_OFFSET: usize = 0xb880;
 /// The firmware's spin table: core n waits on the word at 0xd8 + 8 n.
@@ -147,35 +192,6 @@ impl From<MapError> for ProbeError {
     }
 }
 
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-fn image() -> PhysRange {
-    PhysRange {
-        start: (&raw const __image_start) as u64,
-        end: (&raw const __image_end) as u64,
-    }
-}
-
-/// Reads the machine description. `x0` is what the firmware passed (a DTB address, the
-/// ATAGs' address, or 0); `boot_hwid` is the boot core's MPIDR affinity.
-pub fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
-    // Only addresses in low RAM are read: anything else is not a boot structure.
-    let fdt = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals)
-        .then(|| {
-            // SAFETY: an aligned RAM address below the peripherals; the blob, when there
-            // is one, is reserved below and never written.
-            unsafe { dt::open(x0) }
-        })
-        .and_then(Result::ok);
-    match fdt {
-        Some(fdt) => from_device_tree(fdt, boot_hwid),
-        None => without_device_tree(x0),
-    }
-}
-
 fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
     if let Some(base) = dt::device_base(fdt, "brcm,bcm2835-mbox") {
         MAILBOX_BASE.store(base, Relaxed);
@@ -187,10 +203,10 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
     let uart = match stdout {
         Some((0, base)) => setup_console(UartKind::Pl011, base),
         Some((_, base)) => setup_console(UartKind::MiniUart, base),
-        None => setup_console(UartKind::Pl011, FALLBACK_UART),
+        None => setup_console(UartKind::Pl011, PL011),
     };
     let mut map = MemoryMap::new();
-    let mem = dt::add_memory(fdt, &mut map, mmu::MAP_LIMIT)?;
+    let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
     let dtb = dt::extent(fdt);
     map.add_range(RegionKind::Reserved, dtb)?;
     let mut cpus = dt::cpus(fdt, boot_hwid)?;
@@ -217,14 +233,14 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         uart_from_dt: stdout.is_some(),
         bootargs: dt::chosen_str(fdt, "bootargs"),
         rng_seed: dt::rng_seed(fdt),
-        image: image(),
+        image: super::image(),
         boot_data: dtb,
     })
 }
 
 /// The ATAG path (QEMU without `-dtb`), or the mailbox when there are no ATAGs either.
 fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
-    let uart = setup_console(UartKind::Pl011, FALLBACK_UART);
+    let uart = setup_console(UartKind::Pl011, PL011);
     // SAFETY: page 0 is RAM on every Pi, and nothing writes it once kmem runs.
     let list = [x0, ATAGS_DEFAULT]
         .into_iter()
@@ -244,9 +260,9 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     let mut unmapped_ram = 0;
     for &(start, size) in &banks[..nbanks] {
         let end = start.saturating_add(size);
-        unmapped_ram += end.saturating_sub(start.max(mmu::MAP_LIMIT));
-        if start < mmu::MAP_LIMIT && size > 0 {
-            map.add(RegionKind::Usable, start, end.min(mmu::MAP_LIMIT) - start)?;
+        unmapped_ram += end.saturating_sub(start.max(Cpu::MAP_LIMIT));
+        if start < Cpu::MAP_LIMIT && size > 0 {
+            map.add(RegionKind::Usable, start, end.min(Cpu::MAP_LIMIT) - start)?;
         }
     }
     let mut cpus = Cpus {
@@ -274,7 +290,7 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
         uart_from_dt: false,
         bootargs,
         rng_seed: &[],
-        image: image(),
+        image: super::image(),
         boot_data: PhysRange { start: 0, end: 0 },
     })
 }
@@ -283,7 +299,7 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
 /// information leaves it out already; this holds even when that is wrong).
 fn reserve_common(map: &mut MemoryMap) -> Result<(), MapError> {
     map.add_range(RegionKind::Reserved, PAGE_ZERO)?;
-    map.add_range(RegionKind::Reserved, image())?;
+    map.add_range(RegionKind::Reserved, super::image())?;
     if let Ok([base, size]) = mailbox().property::<2>(tag::VC_MEMORY, &[])
         && size > 0
     {
@@ -327,16 +343,4 @@ fn setup_console(kind: UartKind, base: usize) -> usize {
     uart::CLOCK_HZ.store(clock_hz, Relaxed);
     super::console::set_uart(base);
     base
-}
-
-/// Starts logical core `logical` of `cpus` by releasing it from the spin table.
-pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
-    let release = cpus.release[logical];
-    if release == 0 {
-        return Err(StartError::NoReleaseAddress);
-    }
-    // SAFETY: the release word is reserved in the memory map (page 0 or added by probe),
-    // and the core with this hwid is parked on it; `logical` is the core's own slot.
-    unsafe { spin_table::release(release, cpus.hwids[logical], logical) }
-        .map_err(|e| StartError::UnsupportedMpidr(e.0))
 }

@@ -76,7 +76,7 @@ fn mailbox_arm_memory() -> R {
     let [base, size] = mailbox()
         .property::<2>(tag::ARM_MEMORY, &[])
         .map_err(|_| "the mailbox did not answer ARM_MEMORY")?;
-    let image_end = super::image().end;
+    let image_end = crate::bsp::image().end;
     ensure(
         base == 0 && u64::from(size) >= image_end,
         "ARM memory does not cover the image",

@@ -6,22 +6,25 @@
 #[cfg(feature = "rpi4")]
 use crate::bsp::device_driver::gicv2::Gicv2;
 #[cfg(feature = "rpi4")]
-pub use crate::bsp::ticks::gic::{start as ticks_start, stop as ticks_stop};
+pub use crate::bsp::ticks::gic::stop;
 
-/// The GIC-400's distributor and CPU interface, with the peripherals in low mode (the
-/// firmware's default; QEMU's `raspi4b` has them there).
+/// Starts this core's ticks through the GIC-400, one every `period_us` microseconds.
 #[cfg(feature = "rpi4")]
-pub fn gic() -> Option<Gicv2> {
-    // SAFETY: the BCM2711's GIC-400 register blocks, below 4 GiB, so device memory.
-    Some(unsafe { Gicv2::new(0xff84_1000, 0xff84_2000) })
+pub fn start(period_us: u64) -> Result<(), &'static str> {
+    // SAFETY: the BCM2711's GIC-400 distributor and CPU interface with the peripherals in
+    // low mode (the firmware's default; QEMU's `raspi4b` has them there), below 4 GiB, so
+    // device memory.
+    let gic = unsafe { Gicv2::new(0xff84_1000, 0xff84_2000) };
+    crate::bsp::ticks::gic::start(Some(gic), period_us)
 }
 
 #[cfg(feature = "rpi3")]
-pub use local::{start as ticks_start, stop as ticks_stop};
+pub use local::{start, stop};
 
 #[cfg(feature = "rpi3")]
 mod local {
-    use crate::arch::aarch64::{boot_hwid, exception};
+    use crate::arch::aarch64::exception;
+    use crate::arch::cpu::{Cpu, Isa};
     use crate::bsp::device_driver::bcm2836_local_intc::LocalIntc;
     use crate::bsp::device_driver::generic_timer;
     use crate::bsp::ticks;
@@ -33,7 +36,7 @@ mod local {
 
     /// This core's number at the local block: its MPIDR Aff0 (0..=3 on the BCM2837).
     fn core() -> usize {
-        (boot_hwid() & 0x3) as usize
+        (Cpu::boot_hwid() & 0x3) as usize
     }
 
     /// Starts this core's ticks, one every `period_us` microseconds.

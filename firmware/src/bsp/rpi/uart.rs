@@ -1,10 +1,11 @@
-//! The Pi's console driver, the board's `Uart`: the PL011 or the mini-UART, whichever
-//! the probe chose (the device tree's `stdout-path`, else the PL011), programmed for
-//! [`BAUD`] from the clock the firmware reports.
+//! The Pi's console driver, its `Board::Uart`: the PL011 or the mini-UART, whichever the
+//! probe chose (the device tree's `stdout-path`, else the PL011), programmed for [`BAUD`]
+//! from the clock the firmware reports.
 
 use core::convert::Infallible;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
+use crate::bsp::ConsoleUart;
 use crate::bsp::device_driver::mini_uart::MiniUart;
 use crate::bsp::device_driver::pl011::Pl011;
 
@@ -29,12 +30,9 @@ pub enum Uart {
     Mini(MiniUart),
 }
 
-impl Uart {
-    /// # Safety
-    /// `base` is the MMIO address of a UART of the kind [`KIND`] names, mapped as device
-    /// memory (or the MMU is off), and whoever holds a `Uart` for it coordinates with
-    /// other holders.
-    pub unsafe fn new(base: usize) -> Uart {
+impl ConsoleUart for Uart {
+    /// `base` is a UART of the kind [`KIND`] names.
+    unsafe fn new(base: usize) -> Uart {
         if KIND.load(Relaxed) == UartKind::MiniUart as usize {
             // SAFETY: the caller's contract, for a mini-UART.
             Uart::Mini(unsafe { MiniUart::new(base) })
@@ -45,7 +43,7 @@ impl Uart {
     }
 
     /// 8N1 at [`BAUD`] from [`CLOCK_HZ`] when it is known, else at the firmware's rate.
-    pub fn init(&self) {
+    fn init(&mut self) {
         let clock_hz = Some(CLOCK_HZ.load(Relaxed)).filter(|&c| c != 0);
         match self {
             Uart::Pl011(d) => d.init_baud(clock_hz, BAUD),

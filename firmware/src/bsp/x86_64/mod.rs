@@ -8,41 +8,107 @@ mod pvh;
 
 use core::fmt;
 
-use super::{BootInfo, BootSource, Cpus, StartError, Test};
+use super::device_driver::uart16550::Uart16550;
+use super::{Board, BootInfo, BootSource, Cpus, StartError};
 use ::x86_64::instructions::random::RdRand;
 
-use crate::arch::x86_64::{TRAMPOLINE, apic, exception, mmu};
+use crate::arch::cpu::{Cpu, Isa};
+use crate::arch::x86_64::{TRAMPOLINE, apic, exception};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 use pvh::{E820_RAM, PvhError, StartInfo};
 
-pub const NAME: &str = "QEMU x86_64 (PVH)";
+/// A PC under QEMU (`q35` or `pc`), booted through PVH.
+pub struct Pc;
 
-/// What the loader passes: Xen's PVH start information.
-pub const BOOT_DATA: &str = "hvm_start_info";
+impl Board for Pc {
+    const NAME: &'static str = "QEMU x86_64 (PVH)";
+    /// Xen's PVH start information.
+    const BOOT_DATA: &'static str = "hvm_start_info";
+    type Uart = Uart16550;
+    /// COM1, the PC's first serial port: the console from the first line on.
+    const FALLBACK_UART: usize = 0x3f8;
 
-pub use super::device_driver::uart16550::Uart16550 as Uart;
-/// The console UART.
-pub fn uart_name() -> &'static str {
-    "16550 I/O port"
-}
+    fn uart_name() -> &'static str {
+        "16550 I/O port"
+    }
 
-/// COM1, the PC's first serial port: the console from the first line on.
-pub const FALLBACK_UART: usize = 0x3f8;
+    type ProbeError = BootError;
 
-/// No board-specific self-tests.
-pub const TESTS: &[Test] = &[];
+    /// `start_info` is the loader's `%ebx`.
+    fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
+        super::console::set_uart(Self::FALLBACK_UART);
+        // SAFETY: the PVH loader passed this address; the structure sits in the first MiB,
+        // which is reserved below and identity-mapped by the boot tables.
+        let si = unsafe { StartInfo::at(start_info)? };
+        let mut map = MemoryMap::new();
+        let mut unmapped_ram = 0;
+        let mut ram = 0;
+        for e in si.memmap()?.iter().filter(|e| e.kind == E820_RAM) {
+            let r = PhysRange::from_base_size(e.addr, e.size)?;
+            ram += 1;
+            unmapped_ram += r.end.saturating_sub(r.start.max(Cpu::MAP_LIMIT));
+            if r.start < Cpu::MAP_LIMIT {
+                map.add_range(
+                    RegionKind::Usable,
+                    PhysRange::from_bounds(r.start, r.end.min(Cpu::MAP_LIMIT))?,
+                )?;
+            }
+        }
+        if ram == 0 {
+            return Err(BootError::NoRam);
+        }
+        let image = super::image();
+        let boot_data =
+            PhysRange::from_base_size(start_info as u64, size_of::<StartInfo>() as u64)?;
+        map.add_range(RegionKind::Reserved, LOW_MEMORY)?;
+        map.add_range(RegionKind::Reserved, image)?;
+        map.add_range(RegionKind::Reserved, boot_data)?;
+        for (start, size) in [si.memmap_extent(), si.cmdline_extent()] {
+            if size > 0 {
+                map.add(RegionKind::Reserved, start, size)?;
+            }
+        }
+        let bootargs = si.cmdline()?;
+        // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
+        let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
+        Ok(BootInfo {
+            model: machine.oem,
+            source: BootSource::BootData(boot_data),
+            map: map.normalize()?,
+            unmapped_ram,
+            zone_limits: ZoneLimits::X86,
+            dma_limit: None,
+            cpus: machine.cpus,
+            cpu_start: Some("INIT-SIPI"),
+            uart: Self::FALLBACK_UART,
+            // COM1 is where PCs put the console: nothing to fall back from.
+            uart_from_dt: true,
+            bootargs,
+            rng_seed: rdrand_seed(),
+            image,
+            boot_data,
+        })
+    }
 
-/// Starts this core's ticks (`bsp::ticks`): its local APIC timer, every `period_us`.
-pub fn ticks_start(period_us: u64) -> Result<(), &'static str> {
-    exception::set_timer_handler(super::ticks::fire);
-    exception::timer_start(period_us);
-    Ok(())
-}
+    /// With INIT-SIPI-SIPI.
+    fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
+        // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
+        // mapped uncached), one core at a time, waiting for each; the trampoline's page is
+        // in LOW_MEMORY, reserved.
+        unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
+    }
 
-/// Stops this core's ticks.
-pub fn ticks_stop() {
-    exception::timer_stop();
+    /// Each core's local APIC timer.
+    fn ticks_start(period_us: u64) -> Result<(), &'static str> {
+        exception::set_timer_handler(super::ticks::fire);
+        exception::timer_start(period_us);
+        Ok(())
+    }
+
+    fn ticks_stop() {
+        exception::timer_stop();
+    }
 }
 
 /// The real-mode area: BIOS data, the EBDA, option ROMs, the boot information and the AP
@@ -54,18 +120,6 @@ const LOW_MEMORY: PhysRange = PhysRange {
 
 // The AP trampoline must sit in the reserved low memory.
 const _: () = assert!((TRAMPOLINE as u64) < LOW_MEMORY.end);
-
-unsafe extern "C" {
-    static __image_start: u8;
-    static __image_end: u8;
-}
-
-fn image() -> PhysRange {
-    PhysRange {
-        start: (&raw const __image_start) as u64,
-        end: (&raw const __image_end) as u64,
-    }
-}
 
 /// Why the machine cannot be booted.
 #[derive(Debug)]
@@ -102,62 +156,6 @@ impl From<MapError> for BootError {
     }
 }
 
-/// Reads the machine description. `start_info` is the loader's `%ebx`; `boot_hwid` the
-/// boot core's local APIC id.
-pub fn probe(start_info: usize, boot_hwid: u64) -> Result<BootInfo, BootError> {
-    super::console::set_uart(FALLBACK_UART);
-    // SAFETY: the PVH loader passed this address; the structure sits in the first MiB,
-    // which is reserved below and identity-mapped by the boot tables.
-    let si = unsafe { StartInfo::at(start_info)? };
-    let mut map = MemoryMap::new();
-    let mut unmapped_ram = 0;
-    let mut ram = 0;
-    for e in si.memmap()?.iter().filter(|e| e.kind == E820_RAM) {
-        let r = PhysRange::from_base_size(e.addr, e.size)?;
-        ram += 1;
-        unmapped_ram += r.end.saturating_sub(r.start.max(mmu::MAP_LIMIT));
-        if r.start < mmu::MAP_LIMIT {
-            map.add_range(
-                RegionKind::Usable,
-                PhysRange::from_bounds(r.start, r.end.min(mmu::MAP_LIMIT))?,
-            )?;
-        }
-    }
-    if ram == 0 {
-        return Err(BootError::NoRam);
-    }
-    let image = image();
-    let boot_data = PhysRange::from_base_size(start_info as u64, size_of::<StartInfo>() as u64)?;
-    map.add_range(RegionKind::Reserved, LOW_MEMORY)?;
-    map.add_range(RegionKind::Reserved, image)?;
-    map.add_range(RegionKind::Reserved, boot_data)?;
-    for (start, size) in [si.memmap_extent(), si.cmdline_extent()] {
-        if size > 0 {
-            map.add(RegionKind::Reserved, start, size)?;
-        }
-    }
-    let bootargs = si.cmdline()?;
-    // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
-    let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
-    Ok(BootInfo {
-        model: machine.oem,
-        source: BootSource::BootData(boot_data),
-        map: map.normalize()?,
-        unmapped_ram,
-        zone_limits: ZoneLimits::X86,
-        dma_limit: None,
-        cpus: machine.cpus,
-        cpu_start: Some("INIT-SIPI"),
-        uart: FALLBACK_UART,
-        // COM1 is where PCs put the console: nothing to fall back from.
-        uart_from_dt: true,
-        bootargs,
-        rng_seed: rdrand_seed(),
-        image,
-        boot_data,
-    })
-}
-
 /// 32 bytes from RDRAND, the allocator's hardening entropy on a PC (there is no
 /// `rng-seed` to pass it); empty when the CPU lacks RDRAND or it keeps failing, and the
 /// firmware then keys the secrets with the cycle counter alone.
@@ -174,17 +172,4 @@ fn rdrand_seed() -> &'static [u8] {
         Some(seed)
     });
     seed.as_ref().map_or(&[], |s| &s[..])
-}
-
-/// Starts logical core `logical` of `cpus` with INIT-SIPI-SIPI.
-pub fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
-    // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
-    // mapped uncached), one core at a time, waiting for each; the trampoline's page is in
-    // LOW_MEMORY, reserved.
-    unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
-}
-
-/// QEMU ends the machine itself; there is nothing to show the result on.
-pub fn result_indicator(_passed: bool) -> Option<super::Indicator> {
-    None
 }

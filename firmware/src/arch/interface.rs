@@ -1,0 +1,60 @@
+//! The firmware's porting contract for an ISA: what the boot sequence, the SMP mailboxes,
+//! the self-tests and the monitor need from the CPU beyond what the allocator needs.
+//!
+//! Each ISA implements [`kmem::Arch`] (the library's trait) and [`Isa`] on the type it
+//! exports as `Cpu`. The firmware reaches the CPU only through these two traits, so a new
+//! ISA that leaves an item out fails to build at its `impl Isa`, naming the item.
+
+use kmem::mm::memmap::PhysRange;
+
+/// The CPU as the firmware drives it: core count, time, the identity map, idling, and
+/// ending the machine.
+pub trait Isa: kmem::Arch {
+    /// Most cores the firmware brings up (logical ids `0..MAX_CPUS`); the per-CPU statics
+    /// are sized by it, and cores past it stay parked.
+    const MAX_CPUS: usize;
+
+    /// RAM at or above this physical address is beyond what [`Isa::mmu_build`] maps, so
+    /// the board must leave it out of the memory map.
+    const MAP_LIMIT: u64;
+
+    /// Frequency of the counter [`kmem::Arch::cycles`] reads, for timeouts and deadlines.
+    fn cycles_per_second() -> u64;
+
+    /// The running core's hardware id in the form the boot information lists CPUs (MPIDR
+    /// affinity, initial local APIC id), so that the board can put the boot core first.
+    fn boot_hwid() -> u64;
+
+    /// Fills the identity map: RAM (every range of the `ram` lists) cacheable, devices
+    /// below 4 GiB uncached, nothing at or above [`Isa::MAP_LIMIT`].
+    ///
+    /// # Safety
+    /// Boot core only, once, before any core runs [`Isa::mmu_enable`].
+    unsafe fn mmu_build(ram: &[&[PhysRange]]);
+
+    /// Switches the running core to the map [`Isa::mmu_build`] filled. Every core runs it
+    /// before its first lock: exclusive accesses need cacheable memory on Arm.
+    ///
+    /// # Safety
+    /// [`Isa::mmu_build`] has run, and the code and stack in use are RAM it mapped.
+    unsafe fn mmu_enable();
+
+    /// Sleeps until [`Isa::wake_waiters`] runs on another core (or returns early:
+    /// callers re-check what they wait for). Idle cores sleep here between jobs, so that on
+    /// a small host their vCPUs leave time to the busy ones.
+    fn wait_for_event();
+
+    /// Wakes every core sleeping in [`Isa::wait_for_event`].
+    fn wake_waiters();
+
+    /// Lets the running core take interrupts. The firmware runs with them off; the
+    /// allocator turns them off itself around its per-CPU and locked paths.
+    fn enable_interrupts();
+
+    /// Stops the running core for good.
+    fn halt() -> !;
+
+    /// Ends the machine with `code`, 0 for success: under QEMU, the exit status `make
+    /// selftest` checks.
+    fn exit(code: u32) -> !;
+}
