@@ -4,40 +4,141 @@ use crate::mm::zone::ZoneKind;
 
 /// Allocation flags. The zone bits give the highest zone the caller accepts; the allocator
 /// falls back downwards from there (Normal → DMA32 → DMA), never upwards.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::Gfp;
+/// let p = kmem.kmalloc(64, Gfp::KERNEL | Gfp::ZERO)?;
+/// // SAFETY: p is a live 64-byte block.
+/// assert_eq!(unsafe { p.as_ptr().add(63).read() }, 0);
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Gfp(u32);
 
 impl Gfp {
     /// Any zone, no zeroing, may not be called from interrupt context.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// use kmem::mm::zone::ZoneKind;
+    /// assert_eq!(Gfp::default(), Gfp::KERNEL);
+    /// assert_eq!(Gfp::KERNEL.zone(), ZoneKind::Normal);
+    /// ```
     pub const KERNEL: Gfp = Gfp(0);
     /// Fill the memory with zeroes before returning it (`__GFP_ZERO`).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::hosted::HostArch;
+    /// use kmem::{Arch, Gfp};
+    /// let pa = kmem.alloc_pages(0, Gfp::ZERO)?;
+    /// let page = HostArch::phys_to_virt(pa) as *const u64;
+    /// // SAFETY: the page is ours, 4 KiB at phys_to_virt.
+    /// assert!((0..512).all(|i| unsafe { page.add(i).read() } == 0));
+    /// unsafe { kmem.pages().free_pages(pa, 0) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     pub const ZERO: Gfp = Gfp(1 << 0);
     /// Serve from the DMA zone only.
+    ///
+    /// # Examples
+    /// A board whose DMA masters see only the low half of RAM:
+    /// ```
+    /// use kmem::{Gfp, PageAllocator, ZoneLimits};
+    /// use kmem::hosted::{HostArch, Region};
+    /// let ram = Region::new(16 << 20).unwrap();
+    /// let low = ram.start() + ram.size() / 2;
+    /// let limits = ZoneLimits { dma_end: low, dma32_end: low };
+    /// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// let pages = unsafe { PageAllocator::<HostArch>::new(&ram.normalized()?, limits, 1, None) }
+    ///     .expect("room for the metadata");
+    /// let pa = pages.alloc_pages(0, Gfp::DMA).expect("a free DMA page");
+    /// assert!(pa < low);
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub const DMA: Gfp = Gfp(1 << 1);
     /// Serve from DMA32 or, failing that, DMA.
+    ///
+    /// # Examples
+    /// Never from a higher zone: where all memory is Normal, the request fails.
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap(); // hosted: all memory is Normal
+    /// use kmem::{Gfp, PageError};
+    /// let r = kmem.alloc_pages(0, Gfp::DMA32);
+    /// assert!(matches!(r, Err(PageError::OutOfMemory { order: 0, .. })));
+    /// ```
     pub const DMA32: Gfp = Gfp(1 << 2);
     /// Called from interrupt context: never waits on anything but the short zone and
     /// cache locks, which are always taken with interrupts disabled.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// // In an interrupt handler: a receive descriptor for the NIC.
+    /// let desc = kmem.kmalloc(32, Gfp::ATOMIC)?;
+    /// // SAFETY: desc came from kmalloc and is not used again.
+    /// unsafe { kmem.kfree(desc.as_ptr()) }?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const ATOMIC: Gfp = Gfp(1 << 3);
 
     /// Whether every flag in `other` is set.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// let gfp = Gfp::ATOMIC | Gfp::ZERO;
+    /// assert!(gfp.contains(Gfp::ZERO));
+    /// assert!(!gfp.contains(Gfp::ZERO | Gfp::DMA));
+    /// ```
     #[inline]
     pub const fn contains(self, other: Gfp) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// The flags in `self` but not in `other`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// assert_eq!((Gfp::DMA | Gfp::ZERO).without(Gfp::ZERO), Gfp::DMA);
+    /// ```
     #[inline]
     pub const fn without(self, other: Gfp) -> Gfp {
         Gfp(self.0 & !other.0)
     }
 
     /// Raw bits, for logging.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// assert_eq!(Gfp::KERNEL.bits(), 0);
+    /// assert_eq!(format!("{:#x}", (Gfp::ZERO | Gfp::ATOMIC).bits()), "0x9");
+    /// ```
     pub const fn bits(self) -> u32 {
         self.0
     }
 
     /// The highest zone these flags accept.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// use kmem::mm::zone::ZoneKind;
+    /// assert_eq!((Gfp::DMA32 | Gfp::ZERO).zone(), ZoneKind::Dma32);
+    /// assert_eq!(Gfp::DMA.zone(), ZoneKind::Dma);
+    /// ```
     #[inline]
     pub const fn zone(self) -> ZoneKind {
         if self.contains(Gfp::DMA) {

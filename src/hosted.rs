@@ -20,6 +20,16 @@ use crate::mm::memmap::{MapError, MemoryMap, NormalizedMap, RegionKind};
 use crate::mm::zone::ZoneLimits;
 
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
+///
+/// # Examples
+/// ```
+/// use kmem::Arch;
+/// use kmem::hosted::{HostArch, Region};
+/// let ram = Region::new(1 << 20).unwrap();
+/// // The process's addresses stand in for physical ones.
+/// assert_eq!(HostArch::phys_to_virt(ram.start()) as u64, ram.start());
+/// HostArch::irq_restore(HostArch::irq_save()); // no interrupts to mask
+/// ```
 pub struct HostArch;
 
 // --- Thread ids: exclusive while the thread lives -------------------------------------
@@ -188,6 +198,16 @@ fn barrier_available() -> bool {
 }
 
 /// Whether threads own their CPU slots (lock-free per-CPU fast paths) in this process.
+///
+/// # Examples
+/// ```
+/// use kmem::Arch;
+/// use kmem::hosted::{HostArch, owned_slots};
+/// if owned_slots() {
+///     // This thread's id is its own until it exits.
+///     assert!(HostArch::cpu_id() < HostArch::OWNED_IDS);
+/// }
+/// ```
 pub fn owned_slots() -> bool {
     barrier_available()
 }
@@ -273,6 +293,20 @@ impl Arch for HostArch {
 
 /// Memory taken from the OS to stand in for physical RAM. Aligned to 4 MiB (the largest
 /// buddy block) so that block alignment inside it is real alignment.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{HostArch, Region};
+/// use kmem::{Gfp, Kmem, PageAllocator, ZoneLimits};
+/// let ram = Region::new(32 << 20).expect("32 MiB from the OS");
+/// let map = ram.normalized()?;
+/// // SAFETY: the region outlives the allocator and nothing else uses it.
+/// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 2, None) }
+///     .expect("room for the metadata");
+/// let kmem = Kmem::new(pages).expect("the kmalloc caches fit");
+/// assert!(kmem.kmalloc(100, Gfp::KERNEL).is_ok());
+/// # Ok::<(), kmem::mm::memmap::MapError>(())
+/// ```
 pub struct Region {
     base: *mut u8,
     layout: Layout,
@@ -285,11 +319,26 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 /// Alignment of a [`Region`].
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{REGION_ALIGN, Region};
+/// let ram = Region::new(1 << 20).unwrap();
+/// assert_eq!(ram.start() % REGION_ALIGN as u64, 0);
+/// ```
 pub const REGION_ALIGN: usize = 4 << 20;
 
 impl Region {
     /// Takes `bytes` (rounded up to 4 KiB) from the OS — through the system allocator,
     /// never the global one, which may be kmem itself — or `None` when it refuses.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Region;
+    /// let ram = Region::new(10_000).expect("the OS has 12 KiB");
+    /// assert_eq!(ram.size(), 12 << 10);
+    /// assert!(Region::new(1 << 62).is_none(), "no OS has 4 EiB to give");
+    /// ```
     pub fn new(bytes: usize) -> Option<Region> {
         let layout =
             Layout::from_size_align(bytes.max(4096).next_multiple_of(4096), REGION_ALIGN).ok()?;
@@ -299,15 +348,46 @@ impl Region {
     }
 
     /// Start of the region, as a "physical" address.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Region;
+    /// let ram = Region::new(1 << 20).unwrap();
+    /// let map = ram.normalized()?;
+    /// assert_eq!(map.usable()[0].start, ram.start());
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub fn start(&self) -> u64 {
         self.base as u64
     }
 
+    /// Length of the region in bytes: what was asked for, rounded up to 4 KiB.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Region;
+    /// let ram = Region::new(1 << 20).unwrap();
+    /// assert_eq!(ram.normalized()?.usable_bytes(), ram.size());
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub fn size(&self) -> u64 {
         self.layout.size() as u64
     }
 
     /// A map with the whole region usable.
+    ///
+    /// # Examples
+    /// Firmware that keeps the first 64 KiB for itself:
+    /// ```
+    /// use kmem::hosted::Region;
+    /// use kmem::mm::memmap::RegionKind;
+    /// let ram = Region::new(1 << 20).unwrap();
+    /// let mut map = ram.memory_map();
+    /// map.add(RegionKind::Reserved, ram.start(), 64 << 10)?;
+    /// let map = map.normalize()?;
+    /// assert_eq!(map.usable()[0].start, ram.start() + (64 << 10));
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub fn memory_map(&self) -> MemoryMap {
         let mut m = MemoryMap::new();
         m.add(RegionKind::Usable, self.start(), self.size())
@@ -316,6 +396,16 @@ impl Region {
     }
 
     /// The region's map in normal form.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Region;
+    /// let ram = Region::new(8 << 20).unwrap();
+    /// let map = ram.normalized()?;
+    /// assert_eq!(map.usable().len(), 1);
+    /// assert!(map.reserved().is_empty());
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub fn normalized(&self) -> Result<NormalizedMap, MapError> {
         self.memory_map().normalize()
     }
@@ -329,17 +419,31 @@ impl Drop for Region {
 }
 
 /// CPU slots of a [`Heap`] unless told otherwise.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{DEFAULT_CPUS, Heap};
+/// let heap = Heap::with_capacity(16 << 20);
+/// assert_eq!(heap.get().unwrap().pages().nr_cpus(), DEFAULT_CPUS);
+/// ```
 pub const DEFAULT_CPUS: usize = 8;
 
-/// kmem as a process's heap and global allocator:
-///
-/// ```no_run
-/// #[global_allocator]
-/// static KMEM: kmem::hosted::Heap = kmem::hosted::Heap::with_capacity(1 << 30);
-/// ```
+/// kmem as a process's heap and global allocator.
 ///
 /// The region is taken from the OS on first use. Allocation failure is a null pointer,
 /// never a panic. Blocks past [`LARGEST_BLOCK`] go to the system allocator.
+///
+/// # Examples
+/// ```standalone_crate
+/// #[global_allocator]
+/// static KMEM: kmem::hosted::Heap = kmem::hosted::Heap::with_capacity(64 << 20);
+///
+/// fn main() {
+///     let v: Vec<u64> = (0..1000).collect(); // from kmem
+///     assert_eq!(v.iter().sum::<u64>(), 499_500);
+///     assert!(KMEM.get().is_some());
+/// }
+/// ```
 pub struct Heap {
     capacity: usize,
     cpus: usize,
@@ -348,12 +452,30 @@ pub struct Heap {
 
 impl Heap {
     /// A global allocator over `capacity` bytes with [`DEFAULT_CPUS`] CPU slots.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// use kmem::hosted::Heap;
+    /// static HEAP: Heap = Heap::with_capacity(16 << 20);
+    /// let kmem = HEAP.get().expect("16 MiB from the OS");
+    /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const fn with_capacity(capacity: usize) -> Heap {
         Heap::with_capacity_and_cpus(capacity, DEFAULT_CPUS)
     }
 
     /// A global allocator over `capacity` bytes with `cpus` CPU slots (threads beyond
     /// them share slots).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Heap;
+    /// let heap = Heap::with_capacity_and_cpus(16 << 20, 2);
+    /// assert_eq!(heap.get().unwrap().pages().nr_cpus(), 2);
+    /// ```
     pub const fn with_capacity_and_cpus(capacity: usize, cpus: usize) -> Heap {
         Heap {
             capacity,
@@ -363,6 +485,15 @@ impl Heap {
     }
 
     /// The allocator, set up on first call; `None` if the OS refused the region.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::Heap;
+    /// let heap = Heap::with_capacity(16 << 20);
+    /// let first = heap.get().unwrap();
+    /// assert!(core::ptr::eq(first, heap.get().unwrap()));
+    /// assert!(Heap::with_capacity(1 << 62).get().is_none());
+    /// ```
     pub fn get(&self) -> Option<&crate::Kmem<HostArch>> {
         self.state
             .call_once(|| {
@@ -383,6 +514,20 @@ impl Heap {
 
 /// Largest block kmem serves: the largest buddy block (4 MiB), where Linux's kmalloc
 /// tops out too. A hosted program's bigger requests go to the system allocator.
+///
+/// # Examples
+/// ```
+/// use std::alloc::{GlobalAlloc, Layout};
+/// use kmem::hosted::{Heap, LARGEST_BLOCK};
+/// let heap = Heap::with_capacity(16 << 20);
+/// let big = Layout::from_size_align(2 * LARGEST_BLOCK, 8).unwrap();
+/// // SAFETY: a non-zero layout; the block is freed with the same layout.
+/// unsafe {
+///     let p = heap.alloc(big); // from the system allocator
+///     assert!(!p.is_null());
+///     heap.dealloc(p, big);
+/// }
+/// ```
 pub const LARGEST_BLOCK: usize = (crate::mm::memmap::PAGE_SIZE as usize) << MAX_ORDER;
 
 fn to_system(l: &Layout) -> bool {

@@ -12,12 +12,33 @@ use core::ops::{Deref, DerefMut};
 use crate::arch::Arch;
 
 /// A spin lock taken with interrupts disabled.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::HostArch;
+/// use kmem::sync::IrqMutex;
+///
+/// // Shared by thread code and the timer interrupt: interrupts stay off while held.
+/// static TICKS: IrqMutex<HostArch, u64> = IrqMutex::new(0);
+/// *TICKS.lock() += 1;
+/// assert_eq!(*TICKS.lock(), 1);
+/// ```
 pub struct IrqMutex<A: Arch, T> {
     inner: spin::Mutex<T>,
     _arch: PhantomData<fn() -> A>,
 }
 
 impl<A: Arch, T> IrqMutex<A, T> {
+    /// An unlocked mutex holding `value`; `const`, so it can initialise a `static`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::HostArch;
+    /// use kmem::sync::IrqMutex;
+    /// let events = IrqMutex::<HostArch, Vec<&str>>::new(Vec::new());
+    /// events.lock().push("boot");
+    /// assert_eq!(events.lock().len(), 1);
+    /// ```
     pub const fn new(value: T) -> Self {
         IrqMutex {
             inner: spin::Mutex::new(value),
@@ -26,6 +47,18 @@ impl<A: Arch, T> IrqMutex<A, T> {
     }
 
     /// Disables interrupts, then spins until the lock is free.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::HostArch;
+    /// use kmem::sync::IrqMutex;
+    /// let slots = IrqMutex::<HostArch, _>::new([0u32; 4]);
+    /// {
+    ///     let mut s = slots.lock();
+    ///     s[2] = 7;
+    /// } // unlocked here, then interrupts restored
+    /// assert_eq!(slots.lock()[2], 7);
+    /// ```
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, A, T> {
         let irq = A::irq_save();
@@ -38,6 +71,17 @@ impl<A: Arch, T> IrqMutex<A, T> {
     /// Disables interrupts and takes the lock if it is free; otherwise restores
     /// interrupts and returns `None`. For callers that already hold another allocator
     /// lock, where waiting could close a cycle.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::HostArch;
+    /// use kmem::sync::IrqMutex;
+    /// let m = IrqMutex::<HostArch, u32>::new(0);
+    /// let held = m.lock();
+    /// assert!(m.try_lock().is_none());
+    /// drop(held);
+    /// assert!(m.try_lock().is_some());
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> Option<IrqMutexGuard<'_, A, T>> {
         let irq = A::irq_save();
@@ -55,6 +99,17 @@ impl<A: Arch, T> IrqMutex<A, T> {
 }
 
 /// Holds an [`IrqMutex`]; unlocks, then restores interrupts, when dropped.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::HostArch;
+/// use kmem::sync::{IrqMutex, IrqMutexGuard};
+/// let m = IrqMutex::<HostArch, u32>::new(1);
+/// let mut g: IrqMutexGuard<'_, HostArch, u32> = m.lock();
+/// *g *= 5;
+/// drop(g);
+/// assert_eq!(*m.lock(), 5);
+/// ```
 pub struct IrqMutexGuard<'a, A: Arch, T> {
     guard: ManuallyDrop<spin::MutexGuard<'a, T>>,
     irq: A::IrqState,

@@ -146,9 +146,7 @@ pub fn every_zone() -> R {
             for order in [0, 4] {
                 match p.alloc_pages(order, gfp) {
                     Ok(pa) => {
-                        let got = p
-                            .zone_of(pa)
-                            .ok_or("allocated frame has no descriptor")?;
+                        let got = p.zone_of(pa).ok_or("allocated frame has no descriptor")?;
                         ensure(
                             got <= z,
                             "allocation came from a zone above the one asked for",

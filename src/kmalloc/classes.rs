@@ -22,12 +22,47 @@
 //! multiple of `a`.
 
 /// Largest kmalloc class; bigger requests go to the page allocator.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::{Gfp, kmalloc::KMALLOC_MAX};
+/// assert!(kmem.kmalloc_cache_for(KMALLOC_MAX, 8, Gfp::KERNEL).is_some());
+/// assert!(kmem.kmalloc_cache_for(KMALLOC_MAX + 1, 8, Gfp::KERNEL).is_none());
+/// let big = kmem.kmalloc(KMALLOC_MAX + 1, Gfp::KERNEL)?; // a 2 MiB page block
+/// unsafe { kmem.kfree(big.as_ptr()) }?; // SAFETY: big is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub const KMALLOC_MAX: usize = 1 << 20;
 
 /// Number of classes.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::kmalloc::NR_CLASSES;
+/// let mut caches = 0;
+/// kmem.for_each_cache(|c| caches += usize::from(c.name().as_str().starts_with("kmalloc-")));
+/// assert_eq!(caches, NR_CLASSES); // one cache per class in the one (Normal) zone
+/// ```
 pub const NR_CLASSES: usize = 7 + 4 + 8 + 4 * 2 + 5 * 10 + 1;
 
 /// Class sizes, ascending.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::Gfp;
+/// use kmem::kmalloc::CLASS_SIZES;
+/// let class = *CLASS_SIZES.iter().find(|&&s| s >= 100).unwrap();
+/// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+/// assert_eq!(unsafe { kmem.ksize(p.as_ptr()) }?, class as usize); // SAFETY: p is live.
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub const CLASS_SIZES: [u32; NR_CLASSES] = class_sizes();
 
 const fn class_sizes() -> [u32; NR_CLASSES] {

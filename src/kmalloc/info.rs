@@ -9,8 +9,18 @@ use crate::mm::PageInfo;
 use crate::slab::SlabInfo;
 
 /// Figures for the whole allocator.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// let info = kmem.meminfo();
+/// print!("{info}"); // `/proc/meminfo`-style: the page table, then the slab line
+/// assert!(info.array_pages > 0, "the kmalloc caches' arrays");
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct MemInfo {
+    /// The page allocator's figures.
     pub pages: PageInfo,
     /// Pages in slabs of every cache.
     pub slab_pages: usize,
@@ -21,6 +31,17 @@ pub struct MemInfo {
 
 impl<A: Arch> Kmem<A> {
     /// Current figures.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let before = kmem.meminfo().slab_pages;
+    /// let p = kmem.kmalloc(2000, kmem::Gfp::KERNEL)?;
+    /// assert!(kmem.meminfo().slab_pages > before, "kmalloc-2048 grew a slab");
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn meminfo(&self) -> MemInfo {
         let (mut slab_pages, mut array_pages) = (0, self.kmalloc_pages);
         self.for_each_cache(|c| {
@@ -36,6 +57,18 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Calls `f` with the figures of every cache.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let p = kmem.kmalloc(300, kmem::Gfp::KERNEL)?;
+    /// let mut live = 0;
+    /// kmem.slabinfo(|i| live += i.active_objs);
+    /// assert_eq!(live, 1);
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn slabinfo(&self, mut f: impl FnMut(&SlabInfo)) {
         self.for_each_cache(|c| f(&c.info()));
     }
@@ -58,8 +91,23 @@ impl fmt::Display for MemInfo {
 
 /// `/proc/slabinfo`-style text: every cache that holds slabs, plus all user caches when
 /// `all` is set.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::kmalloc::SlabInfoTable;
+/// let p = kmem.kmalloc(64, kmem::Gfp::KERNEL)?;
+/// let text = SlabInfoTable { kmem, all: false }.to_string();
+/// print!("{text}");
+/// assert!(text.lines().any(|l| l.starts_with("kmalloc-64 ")));
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub struct SlabInfoTable<'a, A: Arch> {
+    /// The allocator whose caches are listed.
     pub kmem: &'a Kmem<A>,
+    /// List user caches that hold no slab too.
     pub all: bool,
 }
 

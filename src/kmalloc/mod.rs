@@ -3,7 +3,7 @@
 //! `cache_create`/`alloc`/`free`/`shrink`/`destroy`.
 //!
 //! `kfree` finds an object's owner in O(1) from its page descriptor: the `owner` field
-//! holds the slab cache (or [`LARGE_OWNER`] for a block served straight from the page
+//! holds the slab cache (or `LARGE_OWNER` for a block served straight from the page
 //! allocator), `private` the slab. The seed scans every cache instead.
 //!
 //! The caches live in memory from the page allocator, not in the `Kmem` value, so page
@@ -33,17 +33,28 @@ use crate::slab::{
     ArrayScale, Backing, CacheName, CacheSpec, Hardening, SlabCache, SlabError, SlabFlags,
 };
 use crate::sync::IrqMutex;
+pub use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES};
 use classes::{class_align, class_for, class_of};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
 pub use kbox::KBox;
-pub use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES};
 pub use options::{OptionError, Options};
 pub use user_cache::{Cache, CacheBox, CacheRef};
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by
 /// `kfree` (Linux's `ZERO_SIZE_PTR`).
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::{Gfp, kmalloc::ZERO_SIZE_PTR};
+/// let p = kmem.kmalloc(0, Gfp::KERNEL)?;
+/// assert_eq!(p.as_ptr(), ZERO_SIZE_PTR);
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: ZERO_SIZE_PTR is always accepted.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub const ZERO_SIZE_PTR: *mut u8 = 16 as *mut u8;
 
 /// Page-descriptor owner of a kmalloc block served by the page allocator.
@@ -91,6 +102,18 @@ impl ArrayCarver {
 type KmallocCaches<A> = [SlabCache<A>; NR_CLASSES];
 
 /// The allocator: pages, kmalloc caches per zone, and the registry of user caches.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::{Gfp, KBox};
+/// let p = kmem.kmalloc(256, Gfp::KERNEL)?; // raw, freed by hand
+/// let b = KBox::new(kmem, [0u8; 256], Gfp::KERNEL)?; // owned, freed on drop
+/// assert_ne!(p.as_ptr(), b.as_ptr() as *mut u8);
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub struct Kmem<A: Arch> {
     pages: PageAllocator<A>,
     /// Each non-empty zone's caches, in a page block of their own (null: empty zone).
@@ -120,11 +143,43 @@ unsafe impl<A: Arch> Sync for Kmem<A> {}
 
 impl<A: Arch> Kmem<A> {
     /// Builds the kmalloc caches (8 B to 1 MiB) for every non-empty zone over `pages`.
+    ///
+    /// # Examples
+    /// At boot, once the memory map is known:
+    /// ```
+    /// use kmem::hosted::{HostArch, Region};
+    /// use kmem::{Gfp, Kmem, PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+    /// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 4, None) }
+    ///     .expect("room for the metadata");
+    /// let kmem = Kmem::new(pages)?;
+    /// let p = kmem.kmalloc(64, Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn new(pages: PageAllocator<A>) -> Result<Kmem<A>, SlabError> {
         Self::with_options(pages, Options::default())
     }
 
     /// [`Kmem::new`] with debugging, hardening and fault-injection options.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::hosted::{HostArch, Region};
+    /// use kmem::{Kmem, Options, PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// let options = Options::default().parse("kmem.debug=ZP init_on_free=1").unwrap();
+    /// // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+    /// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) }
+    ///     .expect("room for the metadata");
+    /// let kmem = Kmem::with_options(pages, options)?;
+    /// let c = kmem.kmalloc_cache_for(64, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert_eq!(c.debug_flags().to_string(), "ZP");
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn with_options(pages: PageAllocator<A>, options: Options) -> Result<Kmem<A>, SlabError> {
         let info = pages.info();
         let present = |z: ZoneKind| info.zones[z.index()].managed_pages > 0;
@@ -159,11 +214,34 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// The options the allocator was built with.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let o = kmem.options();
+    /// assert!(o.debug.is_empty() && !o.init_on_alloc, "a Heap takes the defaults");
+    /// ```
     pub fn options(&self) -> &Options {
         &self.options
     }
 
     /// Makes every `every`-th slab allocation (of `cache` only, if named) fail; 0 stops.
+    ///
+    /// # Examples
+    /// Testing a driver's error path:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::slab::CacheName;
+    /// use kmem::{Gfp, SlabError};
+    /// kmem.set_failslab(1, Some(CacheName::new("kmalloc-512")?));
+    /// assert!(matches!(kmem.kmalloc(512, Gfp::KERNEL), Err(SlabError::Injected { .. })));
+    /// let other = kmem.kmalloc(64, Gfp::KERNEL)?; // another cache: unaffected
+    /// kmem.set_failslab(0, None);
+    /// unsafe { kmem.kfree(other.as_ptr()) }?; // SAFETY: other is not used again.
+    /// # Ok::<(), SlabError>(())
+    /// ```
     pub fn set_failslab(&self, every: u32, cache: Option<CacheName>) {
         *self.fail_cache.lock() = cache;
         self.fail_count.store(0, Relaxed);
@@ -177,6 +255,17 @@ impl<A: Arch> Kmem<A> {
 
     /// Walks every cache (or the one named) and reports each inconsistency to the log;
     /// returns how many were found, or `None` if no cache has that name.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let p = kmem.kmalloc(40, kmem::Gfp::KERNEL)?;
+    /// assert_eq!(kmem.validate(None), Some(0));
+    /// assert_eq!(kmem.validate(Some("no-such-cache")), None);
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn validate(&self, name: Option<&str>) -> Option<usize> {
         let mut problems = 0;
         let mut seen = false;
@@ -194,6 +283,19 @@ impl<A: Arch> Kmem<A> {
     /// drained (see `SlabCache::set_debug`); each cache still holding objects is logged
     /// and left as it was. Returns (caches changed, caches left), or `None` if no cache
     /// has that name.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, slab::DebugFlags};
+    /// let busy = kmem.kmalloc(96, Gfp::KERNEL)?;
+    /// let zp = DebugFlags::parse("ZP").unwrap();
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-96"), zp), Some((0, 1)), "an object is live");
+    /// unsafe { kmem.kfree(busy.as_ptr()) }?; // SAFETY: busy is not used again.
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-96"), zp), Some((1, 0)));
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn set_debug(&self, name: Option<&str>, flags: DebugFlags) -> Option<(usize, usize)> {
         let (mut changed, mut left) = (0, 0);
         let mut seen = false;
@@ -283,6 +385,17 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// The page allocator underneath.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, mm::MAX_ORDER};
+    /// let pages = kmem.pages();
+    /// let pa = pages.alloc_pages(MAX_ORDER, Gfp::KERNEL)?; // a 4 MiB frame buffer
+    /// unsafe { pages.free_pages(pa, MAX_ORDER) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     pub fn pages(&self) -> &PageAllocator<A> {
         &self.pages
     }
@@ -291,16 +404,35 @@ impl<A: Arch> Kmem<A> {
     /// give back the empty slabs they keep (up to a share of their zone, see
     /// `slab::free_limit`) and the allocation is tried once more. Slab growth and large
     /// kmalloc blocks come through here.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let pa = kmem.alloc_pages(1, Gfp::KERNEL)?; // two pages for a kernel stack
+    /// assert_eq!(pa % 8192, 0);
+    /// unsafe { kmem.pages().free_pages(pa, 1) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
-        self.pages
-            .alloc_pages(order, gfp)
-            .or_else(|_| self.alloc_pages_reclaiming(order, gfp))
+        self.pages.alloc_pages(order, gfp).or_else(|e| match e {
+            PageError::OutOfMemory { .. } => self.alloc_pages_reclaiming(order, gfp, e),
+            e => Err(e),
+        })
     }
 
+    /// [`Kmem::alloc_pages`] once the page allocator is out of memory (`oom`, returned
+    /// again when reclaiming frees nothing).
     #[cold]
     #[inline(never)]
-    fn alloc_pages_reclaiming(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+    fn alloc_pages_reclaiming(
+        &self,
+        order: u32,
+        gfp: Gfp,
+        oom: PageError,
+    ) -> Result<PhysAddr, PageError> {
         // The caller may hold a cache's node lock (a slab growing) or the registry lock
         // (`cache_create`), and `shrink_all` takes node locks under the registry lock:
         // only locks that are free are taken here, so no cycle can close. Without the
@@ -315,10 +447,7 @@ impl<A: Arch> Kmem<A> {
         );
         drop(head);
         if released == 0 {
-            return Err(PageError::OutOfMemory {
-                order,
-                zone: gfp.zone(),
-            });
+            return Err(oom);
         }
         self.pages.alloc_pages(order, gfp)
     }
@@ -335,11 +464,36 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// The kmalloc cache serving `size` bytes at `align` with `gfp`, if a slab serves it.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let c = kmem.kmalloc_cache_for(100, 8, Gfp::KERNEL).unwrap();
+    /// assert_eq!(c.name().as_str(), "kmalloc-112");
+    /// let c = kmem.kmalloc_cache_for(100, 128, Gfp::KERNEL).unwrap();
+    /// assert_eq!(c.name().as_str(), "kmalloc-128"); // the first class aligned to 128
+    /// assert!(kmem.kmalloc_cache_for(2 << 20, 8, Gfp::KERNEL).is_none()); // pages
+    /// ```
     pub fn kmalloc_cache_for(&self, size: usize, align: usize, gfp: Gfp) -> Option<&SlabCache<A>> {
         self.kmalloc_cache(gfp, class_for(size, align)?)
     }
 
     /// Allocates `size` bytes aligned to 8.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+    /// assert_eq!(p.as_ptr() as usize % 8, 0);
+    /// // SAFETY: p is a live block of at least 100 bytes.
+    /// unsafe { p.as_ptr().write_bytes(0x5a, 100) };
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[inline]
     #[track_caller]
     pub fn kmalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
@@ -347,12 +501,36 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Allocates `size` zeroed bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let p = kmem.kzalloc(256, kmem::Gfp::KERNEL)?;
+    /// // SAFETY: p is a live block of at least 256 bytes.
+    /// let bytes = unsafe { core::slice::from_raw_parts(p.as_ptr(), 256) };
+    /// assert!(bytes.iter().all(|&b| b == 0));
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[track_caller]
     pub fn kzalloc(&self, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         self.kmalloc(size, gfp | Gfp::ZERO)
     }
 
     /// Allocates `n × size` zeroed bytes; an overflowing product is an error.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabError};
+    /// let table = kmem.kcalloc(64, size_of::<u64>(), Gfp::KERNEL)?; // 64 zeroed entries
+    /// let huge = kmem.kcalloc(usize::MAX / 2, 4, Gfp::KERNEL);
+    /// assert_eq!(huge, Err(SlabError::Overflow));
+    /// unsafe { kmem.kfree(table.as_ptr()) }?; // SAFETY: table is not used again.
+    /// # Ok::<(), SlabError>(())
+    /// ```
     #[track_caller]
     pub fn kcalloc(&self, n: usize, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         let bytes = n.checked_mul(size).ok_or(SlabError::Overflow)?;
@@ -361,6 +539,17 @@ impl<A: Arch> Kmem<A> {
 
     /// Allocates `size` bytes aligned to `align` (a power of two). Alignments up to 4 KiB
     /// come from the caches; larger ones, and sizes past 1 MiB, from the page allocator.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let ring = kmem.kmalloc_aligned(1000, 256, Gfp::KERNEL)?; // a NIC descriptor ring
+    /// assert_eq!(ring.as_ptr() as usize % 256, 0);
+    /// unsafe { kmem.kfree(ring.as_ptr()) }?; // SAFETY: ring is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     #[inline(always)]
     #[track_caller]
     pub fn kmalloc_aligned(
@@ -606,7 +795,7 @@ impl<A: Arch> Kmem<A> {
     /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
     /// // SAFETY: p is live until the kfree below.
     /// assert!(unsafe { kmem.ksize(p.as_ptr()) }? >= 100);
-    /// unsafe { kmem.kfree(p.as_ptr()) }?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     pub unsafe fn ksize(&self, ptr: *mut u8) -> Result<usize, SlabError> {
@@ -670,7 +859,7 @@ impl<A: Arch> Kmem<A> {
     /// let p = kmem.kmalloc(8, Gfp::KERNEL)?;
     /// // SAFETY: p is live; it is not used after krealloc, only q is.
     /// let q = unsafe { kmem.krealloc(p.as_ptr(), 4000, Gfp::KERNEL) }?;
-    /// unsafe { kmem.kfree(q.as_ptr()) }?;
+    /// unsafe { kmem.kfree(q.as_ptr()) }?; // SAFETY: q is not used again.
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     #[track_caller]
@@ -698,7 +887,7 @@ impl<A: Arch> Kmem<A> {
     /// // SAFETY: p is live and not used after this.
     /// let q = unsafe { kmem.krealloc_aligned(p.as_ptr(), 512, 512, Gfp::KERNEL) }?;
     /// assert_eq!(q.as_ptr() as usize % 512, 0);
-    /// unsafe { kmem.kfree(q.as_ptr()) }?;
+    /// unsafe { kmem.kfree(q.as_ptr()) }?; // SAFETY: q is not used again.
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     #[track_caller]
@@ -844,12 +1033,35 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// Calls `f` with every cache: user-created ones, then kmalloc's.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let mut debugged = Vec::new();
+    /// kmem.for_each_cache(|c| {
+    ///     if !c.debug_flags().is_empty() {
+    ///         debugged.push(c.name());
+    ///     }
+    /// });
+    /// assert!(debugged.is_empty(), "no kmem.debug= given");
+    /// ```
     pub fn for_each_cache(&self, f: impl FnMut(&SlabCache<A>)) {
         let head = self.registry.lock();
         self.for_each_cache_in(*head, f);
     }
 
     /// Drains every cache's arrays and gives empty slabs back; returns pages released.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let p = kmem.kmalloc(4000, kmem::Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// assert!(kmem.shrink_all() > 0, "the kmalloc-4096 slab went back");
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn shrink_all(&self) -> usize {
         let mut pages = 0;
         self.for_each_cache(|c| pages += c.shrink(self));
@@ -858,6 +1070,19 @@ impl<A: Arch> Kmem<A> {
 
     /// One reap pass over every cache (arrays untouched since the last pass are
     /// drained, empty slabs released). Returns (objects drained, pages released).
+    ///
+    /// # Examples
+    /// As a periodic timer would call it:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let p = kmem.kmalloc(200, kmem::Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// kmem.reap(); // the array was just used: kept
+    /// let (objects, _pages) = kmem.reap(); // idle since: drained
+    /// assert!(objects > 0);
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn reap(&self) -> (usize, usize) {
         let mut total = (0, 0);
         self.for_each_cache(|c| {

@@ -21,21 +21,47 @@ use crate::slab::CacheName;
 use crate::slab::debug::DebugFlags;
 
 /// Options that shape every cache; see the module doc.
+///
+/// # Examples
+/// ```
+/// use kmem::Options;
+/// let hardened = Options {
+///     init_on_free: true,
+///     random_freelist: true,
+///     seed: 0x5eed, // from the DTB's rng-seed
+///     ..Options::default()
+/// };
+/// assert!(hardened.debug.is_empty() && hardened.failslab_every == 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
+    /// Debug flags (`kmem.debug=`) for every cache, or for `debug_cache` alone.
     pub debug: DebugFlags,
     /// Only this cache gets `debug` (all caches when `None`).
     pub debug_cache: Option<CacheName>,
+    /// Every this-many-th slab allocation fails (`kmem.failslab=`); 0 never.
     pub failslab_every: u32,
+    /// Only this cache's allocations count and fail (all caches when `None`).
     pub failslab_cache: Option<CacheName>,
+    /// Zero every object when it is allocated.
     pub init_on_alloc: bool,
+    /// Zero every object when it is freed.
     pub init_on_free: bool,
+    /// New slabs hand out their objects in a random order.
     pub random_freelist: bool,
     /// Entropy for free-list encoding and shuffling (DTB rng-seed, RDRAND, a counter).
     pub seed: u64,
 }
 
-/// A kmem option kmem could not read.
+/// A kmem option kmem could not read: the whole word, `key=value`.
+///
+/// # Examples
+/// ```
+/// use kmem::kmalloc::OptionError;
+/// let e = kmem::Options::default().parse("quiet kmem.failslab=often").unwrap_err();
+/// assert_eq!(e, OptionError("kmem.failslab=often"));
+/// assert_eq!(e.to_string(), "bad allocator option `kmem.failslab=often`");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct OptionError<'a>(pub &'a str);
 
@@ -67,6 +93,17 @@ fn flag(v: &str) -> Result<bool, ()> {
 
 impl Options {
     /// Reads every option in `cmdline` (space-separated words) on top of `self`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Options;
+    /// use kmem::slab::DebugFlags;
+    /// let bootargs = "console=ttyAMA0 kmem.debug=FZ,kmalloc-64 init_on_free=1";
+    /// let o = Options::default().parse(bootargs).expect("well-formed");
+    /// assert_eq!(o.debug, DebugFlags::parse("FZ").unwrap());
+    /// assert_eq!(o.debug_cache.unwrap().as_str(), "kmalloc-64");
+    /// assert!(o.init_on_free && !o.init_on_alloc);
+    /// ```
     pub fn parse<'a>(mut self, cmdline: &'a str) -> Result<Options, OptionError<'a>> {
         for word in cmdline.split_whitespace() {
             let Some((key, v)) = word.split_once('=') else {
@@ -94,6 +131,16 @@ impl Options {
     }
 
     /// The debug flags for the cache named `name`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Options;
+    /// use kmem::slab::{CacheName, DebugFlags};
+    /// let o = Options::default().parse("slab_debug=P,dentry").unwrap();
+    /// assert_eq!(o.debug_for(&CacheName::new("dentry")?), DebugFlags::POISON);
+    /// assert!(o.debug_for(&CacheName::new("inode")?).is_empty());
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn debug_for(&self, name: &CacheName) -> DebugFlags {
         match self.debug_cache {
             Some(c) if c != *name => DebugFlags::NONE,

@@ -534,6 +534,31 @@ fn pages_run_short_take_back_the_empty_slabs_caches_keep() {
     assert_eq!(h.free_pages(), before);
 }
 
+/// `Kmem::alloc_pages` reclaims only when the page allocator is out of memory; any other
+/// refusal (an order past the largest) comes back as the page allocator gave it.
+#[test]
+fn alloc_pages_passes_errors_other_than_out_of_memory_through() {
+    use crate::mm::MAX_ORDER;
+    let h = heap(16, 1);
+    assert_eq!(
+        h.kmem.alloc_pages(MAX_ORDER + 1, Gfp::KERNEL),
+        Err(PageError::OrderTooLarge {
+            order: MAX_ORDER + 1
+        })
+    );
+    let mut got = Vec::new();
+    while let Ok(pa) = h.kmem.alloc_pages(MAX_ORDER, Gfp::KERNEL) {
+        got.push(pa);
+    }
+    assert!(matches!(
+        h.kmem.alloc_pages(MAX_ORDER, Gfp::KERNEL),
+        Err(PageError::OutOfMemory { .. })
+    ));
+    for pa in got {
+        h.kmem.pages().free_pages_any(pa, MAX_ORDER).unwrap();
+    }
+}
+
 #[test]
 fn a_growing_cache_takes_back_other_caches_empty_slabs() {
     let h = heap(64, 2);

@@ -122,7 +122,7 @@ impl<'k, A: Arch> CacheRef<'k, A> {
     /// let p = c.alloc(Gfp::KERNEL | Gfp::ZERO)?;
     /// // SAFETY: p is a live 40-byte object, zeroed as asked.
     /// assert_eq!(unsafe { p.as_ptr().add(39).read() }, 0);
-    /// unsafe { c.free(p) }?;
+    /// unsafe { c.free(p) }?; // SAFETY: p is not used again.
     /// # c.destroy().map_err(|(_, e)| e)?;
     /// # Ok::<(), kmem::SlabError>(())
     /// ```

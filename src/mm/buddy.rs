@@ -14,6 +14,21 @@ use super::memmap::PAGE_SIZE;
 
 /// Largest block order: 2^10 frames = 4 MiB. Order 9 is the 2 MiB block the x86 backend
 /// maps.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::Gfp;
+/// use kmem::mm::{MAX_ORDER, PageError};
+/// let pages = kmem.pages();
+/// let pa = pages.alloc_pages(MAX_ORDER, Gfp::KERNEL)?;
+/// assert_eq!(pa % (4 << 20), 0, "a block is aligned to its size");
+/// let err = pages.alloc_pages(MAX_ORDER + 1, Gfp::KERNEL);
+/// assert_eq!(err, Err(PageError::OrderTooLarge { order: MAX_ORDER + 1 }));
+/// unsafe { pages.free_pages(pa, MAX_ORDER) }?; // SAFETY: pa is not used again.
+/// # Ok::<(), PageError>(())
+/// ```
 pub const MAX_ORDER: u32 = 10;
 
 /// The smallest order whose blocks hold `bytes` (at least one page).

@@ -31,29 +31,88 @@ use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
 
 /// A physical address.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::mm::memmap::PAGE_SIZE;
+/// use kmem::{Gfp, PhysAddr};
+/// let pa: PhysAddr = kmem.alloc_pages(0, Gfp::KERNEL)?;
+/// assert_eq!(pa % PAGE_SIZE, 0);
+/// unsafe { kmem.pages().free_pages(pa, 0) }?; // SAFETY: pa is not used again.
+/// # Ok::<(), kmem::PageError>(())
+/// ```
 pub type PhysAddr = u64;
 
 /// Why a page allocation or free was refused. Nothing changes when one is returned.
+///
+/// # Examples
+/// Running out of memory is a value, not a panic:
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::mm::{MAX_ORDER, PageError};
+/// use kmem::Gfp;
+/// let mut blocks = Vec::new();
+/// let err = loop {
+///     match kmem.alloc_pages(MAX_ORDER, Gfp::KERNEL) {
+///         Ok(pa) => blocks.push(pa),
+///         Err(e) => break e,
+///     }
+/// };
+/// assert!(matches!(err, PageError::OutOfMemory { order: MAX_ORDER, .. }));
+/// for pa in blocks {
+///     unsafe { kmem.pages().free_pages(pa, MAX_ORDER) }?; // SAFETY: not used again.
+/// }
+/// # Ok::<(), PageError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PageError {
     /// No free block of `order` in `zone` or any zone below it.
-    OutOfMemory { order: u32, zone: ZoneKind },
+    OutOfMemory {
+        /// The order asked for.
+        order: u32,
+        /// The highest zone the request accepted.
+        zone: ZoneKind,
+    },
     /// `order` is above [`MAX_ORDER`].
-    OrderTooLarge { order: u32 },
+    OrderTooLarge {
+        /// The order asked for.
+        order: u32,
+    },
     /// The address is not inside a frame kmem hands out.
-    NotManaged { addr: PhysAddr },
+    NotManaged {
+        /// The address freed.
+        addr: PhysAddr,
+    },
     /// The address is not at the start of a frame.
-    Misaligned { addr: PhysAddr },
+    Misaligned {
+        /// The address freed.
+        addr: PhysAddr,
+    },
     /// The frame lies inside a block but does not start it.
-    NotBlockHead { addr: PhysAddr },
+    NotBlockHead {
+        /// The address freed.
+        addr: PhysAddr,
+    },
     /// The block is already free.
-    DoubleFree { addr: PhysAddr },
+    DoubleFree {
+        /// The address freed.
+        addr: PhysAddr,
+    },
     /// The block belongs to a slab cache or kmalloc: it must be freed through them.
-    Owned { addr: PhysAddr },
+    Owned {
+        /// The address freed.
+        addr: PhysAddr,
+    },
     /// The block was allocated with a different order.
     OrderMismatch {
+        /// The address freed.
         addr: PhysAddr,
+        /// The order the block was allocated with.
         allocated: u32,
+        /// The order the free gave.
         freed: u32,
     },
 }
@@ -100,12 +159,27 @@ impl fmt::Display for PageError {
 }
 
 /// Why [`PageAllocator::new`] failed.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{HostArch, Region};
+/// use kmem::mm::InitError;
+/// use kmem::{PageAllocator, ZoneLimits};
+/// let ram = Region::new(1 << 20).unwrap();
+/// let map = ram.normalized().unwrap();
+/// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+/// let r = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 0, None) };
+/// assert_eq!(r.err(), Some(InitError::NoCpus));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InitError {
     /// More frames than 32-bit descriptor indices reach (16 TiB).
     TooManyFrames,
     /// No usable range can hold the metadata.
-    NoRoomForMetadata { bytes: u64 },
+    NoRoomForMetadata {
+        /// Bytes the descriptors and per-CPU lists need, page-aligned.
+        bytes: u64,
+    },
     /// Zero CPUs.
     NoCpus,
 }
@@ -130,9 +204,21 @@ struct Zone<A: Arch> {
 }
 
 /// Figures for one zone.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// for z in kmem.pages().info().zones {
+///     println!("{}: {} of {} pages in use", z.kind, z.used_pages(), z.managed_pages);
+///     assert!(z.free_pages + z.pcp_pages <= z.managed_pages);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneInfo {
+    /// The zone these figures are for.
     pub kind: ZoneKind,
+    /// Frames handed to this zone at init (never changes; metadata excluded).
     pub managed_pages: u64,
     /// Frames on the buddy free lists.
     pub free_pages: u64,
@@ -144,14 +230,44 @@ pub struct ZoneInfo {
 
 impl ZoneInfo {
     /// Frames handed out to users.
+    ///
+    /// # Examples
+    /// ```
+    /// # use kmem::hosted::{HostArch, Region};
+    /// # use kmem::{PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// # // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// # let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) };
+    /// # let pages = pages.unwrap();
+    /// use kmem::Gfp;
+    /// use kmem::mm::zone::ZoneKind;
+    /// let normal = |p: &PageAllocator<_>| p.info().zones[ZoneKind::Normal.index()];
+    /// let before = normal(&pages).used_pages();
+    /// let pa = pages.alloc_pages(2, Gfp::KERNEL)?;
+    /// assert_eq!(normal(&pages).used_pages(), before + 4);
+    /// unsafe { pages.free_pages(pa, 2) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     pub fn used_pages(&self) -> u64 {
         self.managed_pages - self.free_pages - self.pcp_pages
     }
 }
 
 /// Figures for the whole page allocator.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// let info = kmem.pages().info();
+/// print!("{info}"); // the zone table and the metadata line of the boot log
+/// assert_eq!(info.frame_bytes, 24);
+/// assert!(info.free_pages() < info.managed_pages());
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PageInfo {
+    /// Each zone's figures, by [`ZoneKind::index`]; empty zones included.
     pub zones: [ZoneInfo; NR_ZONES],
     /// Number of page descriptors.
     pub frames: u32,
@@ -163,16 +279,56 @@ pub struct PageInfo {
 
 impl PageInfo {
     /// Free frames, including those in per-CPU lists.
+    ///
+    /// # Examples
+    /// ```
+    /// # use kmem::hosted::{HostArch, Region};
+    /// # use kmem::{PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// # // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// # let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) };
+    /// # let pages = pages.unwrap();
+    /// use kmem::Gfp;
+    /// let before = pages.info().free_pages();
+    /// let pa = pages.alloc_pages(3, Gfp::KERNEL)?;
+    /// assert_eq!(pages.info().free_pages(), before - 8);
+    /// unsafe { pages.free_pages(pa, 3) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     pub fn free_pages(&self) -> u64 {
         self.zones.iter().map(|z| z.free_pages + z.pcp_pages).sum()
     }
 
+    /// Frames handed to the zones: every usable frame but the metadata's.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::mm::memmap::PAGE_SIZE;
+    /// # use kmem::hosted::{HostArch, Region};
+    /// # use kmem::{PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// # // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// # let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) };
+    /// # let pages = pages.unwrap();
+    /// let info = pages.info();
+    /// assert_eq!(info.managed_pages() * PAGE_SIZE + info.meta.size(), map.usable_bytes());
+    /// ```
     pub fn managed_pages(&self) -> u64 {
         self.zones.iter().map(|z| z.managed_pages).sum()
     }
 
     /// Metadata as parts per million of the memory it manages (descriptors for all
     /// usable frames plus per-CPU lists, against managed frames).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let ppm = kmem.pages().info().metadata_ppm();
+    /// assert!(ppm < 10_000, "descriptors take under 1 % of memory: {ppm} ppm");
+    /// ```
     pub fn metadata_ppm(&self) -> u64 {
         self.meta.size() * 1_000_000 / (self.managed_pages() * PAGE_SIZE).max(1)
     }
@@ -211,7 +367,21 @@ impl fmt::Display for PageInfo {
 }
 
 /// `/proc/buddyinfo`-style view: free blocks per order and zone.
-pub struct BuddyInfo<'a>(pub &'a PageInfo);
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::mm::BuddyInfo;
+/// use kmem::mm::zone::NR_ZONES;
+/// let text = BuddyInfo(&kmem.pages().info()).to_string();
+/// print!("{text}");
+/// assert_eq!(text.lines().count(), 1 + NR_ZONES); // a header, then one row per zone
+/// ```
+pub struct BuddyInfo<'a>(
+    /// The figures to show.
+    pub &'a PageInfo,
+);
 
 impl fmt::Display for BuddyInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -232,6 +402,20 @@ impl fmt::Display for BuddyInfo<'_> {
 }
 
 /// The page allocator. See the module doc.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{HostArch, Region};
+/// use kmem::{Gfp, PageAllocator, ZoneLimits};
+/// let ram = Region::new(16 << 20).unwrap();
+/// let map = ram.normalized().unwrap();
+/// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+/// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 2, None) }
+///     .expect("room for the metadata");
+/// let pa = pages.alloc_pages(0, Gfp::KERNEL)?;
+/// unsafe { pages.free_pages(pa, 0) }?; // SAFETY: pa is not used again.
+/// # Ok::<(), kmem::PageError>(())
+/// ```
 pub struct PageAllocator<A: Arch> {
     table: FrameTable,
     zones: [Zone<A>; NR_ZONES],
@@ -248,6 +432,24 @@ impl<A: Arch> PageAllocator<A> {
     /// # Safety
     /// Every usable range of `map` must be RAM that nothing else uses for the lifetime of
     /// the allocator, reachable at [`Arch::phys_to_virt`].
+    ///
+    /// # Examples
+    /// The kernel image sits in the first 5 MiB of RAM:
+    /// ```
+    /// use kmem::hosted::{HostArch, Region};
+    /// use kmem::{PageAllocator, RegionKind, ZoneLimits};
+    /// let ram = Region::new(32 << 20).unwrap();
+    /// let kernel_end = ram.start() + (5 << 20);
+    /// let mut map = ram.memory_map();
+    /// map.add(RegionKind::Reserved, ram.start(), 5 << 20)?;
+    /// let map = map.normalize()?;
+    /// let after = Some(kernel_end);
+    /// // SAFETY: the usable ranges are RAM nothing else uses while the allocator lives.
+    /// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 4, after) }
+    ///     .expect("room for the metadata");
+    /// assert_eq!(pages.info().meta.start, ram.start() + (6 << 20)); // the next 2 MiB boundary
+    /// # Ok::<(), kmem::mm::memmap::MapError>(())
+    /// ```
     pub unsafe fn new(
         map: &NormalizedMap,
         limits: ZoneLimits,
@@ -313,6 +515,18 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Allocates a block of 2^`order` frames from the highest zone `gfp` allows, falling
     /// back to lower zones. Returns its physical address, aligned to the block size.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let pages = kmem.pages();
+    /// let pa = pages.alloc_pages(3, Gfp::KERNEL | Gfp::ZERO)?; // 32 KiB, zeroed
+    /// assert_eq!(pa % (32 << 10), 0);
+    /// unsafe { pages.free_pages(pa, 3) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         // Fast path: a cached order, no zeroing, and a block on this CPU's list for the
@@ -505,6 +719,24 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Gives every block in CPU `cpu`'s lists back to the zones.
+    ///
+    /// # Examples
+    /// ```
+    /// # use kmem::hosted::{HostArch, Region};
+    /// # use kmem::{PageAllocator, ZoneLimits};
+    /// # let ram = Region::new(16 << 20).unwrap();
+    /// # let map = ram.normalized().unwrap();
+    /// # // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// # let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) };
+    /// # let pages = pages.unwrap();
+    /// use kmem::Gfp;
+    /// let pa = pages.alloc_pages(0, Gfp::KERNEL)?;
+    /// unsafe { pages.free_pages(pa, 0) }?; // SAFETY: pa is not used again.
+    /// assert!(pages.info().zones.iter().any(|z| z.pcp_pages > 0));
+    /// pages.drain_pcp(0); // the only CPU
+    /// assert!(pages.info().zones.iter().all(|z| z.pcp_pages == 0));
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
     pub fn drain_pcp(&self, cpu: usize) {
         let mut lists = self.pcp.cpu(cpu);
         for (z, zone_lists) in lists.iter_mut().enumerate() {
@@ -519,6 +751,18 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Gives every per-CPU frame back to the zones.
+    ///
+    /// # Examples
+    /// Before reading the fragmentation, so that cached blocks merge with their buddies:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::mm::BuddyInfo;
+    /// kmem.pages().drain_all_pcp();
+    /// let info = kmem.pages().info();
+    /// assert!(info.zones.iter().all(|z| z.pcp_pages == 0));
+    /// print!("{}", BuddyInfo(&info));
+    /// ```
     pub fn drain_all_pcp(&self) {
         for cpu in 0..self.pcp.len() {
             self.drain_pcp(cpu);
@@ -531,12 +775,50 @@ impl<A: Arch> PageAllocator<A> {
         self.table.frame_of(pa).map(|(_, f)| f)
     }
 
+    /// The zone of the frame holding physical address `pa`, if kmem manages it.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// use kmem::mm::zone::ZoneKind;
+    /// let pages = kmem.pages();
+    /// let pa = pages.alloc_pages(0, Gfp::KERNEL)?;
+    /// assert_eq!(pages.zone_of(pa), Some(ZoneKind::Normal));
+    /// // SAFETY: pa is the block just allocated, and nothing uses it.
+    /// unsafe { pages.free_pages(pa, 0) }?;
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
+    pub fn zone_of(&self, pa: PhysAddr) -> Option<ZoneKind> {
+        self.frame(pa).map(PageFrame::zone)
+    }
+
     /// Number of CPU slots the allocator was built for.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let pages = kmem.pages();
+    /// assert_eq!(pages.nr_cpus(), kmem::hosted::DEFAULT_CPUS);
+    /// let last = pages.nr_cpus() - 1;
+    /// pages.drain_pcp(last); // it went offline: its cached pages go back
+    /// ```
     pub fn nr_cpus(&self) -> usize {
         self.pcp.len()
     }
 
     /// Current figures.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let info = kmem.pages().info();
+    /// let free_mib = info.free_pages() * kmem::mm::memmap::PAGE_SIZE >> 20;
+    /// assert!(free_mib > 8, "most of the 16 MiB is free: {free_mib} MiB");
+    /// ```
     pub fn info(&self) -> PageInfo {
         let mut pcp_pages = [0u64; NR_ZONES];
         for cpu in 0..self.pcp.len() {

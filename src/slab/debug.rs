@@ -31,35 +31,137 @@ pub const POISON_FREE: u8 = 0x6b;
 pub const POISON_END: u8 = 0xa5;
 
 /// Debug options of a cache (`F`, `Z`, `P`, `U` as in `slab_debug`).
+///
+/// # Examples
+/// ```
+/// use kmem::slab::DebugFlags;
+/// let flags = DebugFlags::RED_ZONE.union(DebugFlags::POISON);
+/// assert_eq!(flags.to_string(), "ZP");
+/// assert_eq!(DebugFlags::parse("zp"), Some(flags));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct DebugFlags(u8);
 
 impl DebugFlags {
+    /// No debugging: the fast paths.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// assert!(DebugFlags::NONE.is_empty());
+    /// assert_eq!(DebugFlags::parse("-"), Some(DebugFlags::NONE));
+    /// assert_eq!(DebugFlags::NONE.to_string(), "-");
+    /// ```
     pub const NONE: DebugFlags = DebugFlags(0);
     /// F: check the free list and object state on every operation, and report frees of
     /// foreign, interior or free objects loudly.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::slab::DebugFlags;
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-64"), DebugFlags::SANITY), Some((1, 0)));
+    /// let p = kmem.kmalloc(64, kmem::Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// assert_eq!(kmem.validate(Some("kmalloc-64")), Some(0));
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const SANITY: DebugFlags = DebugFlags(1);
     /// Z: red zones on both sides of each object.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::slab::DebugFlags;
+    /// let before = kmem.kmalloc_cache_for(64, 8, kmem::Gfp::KERNEL).unwrap().stride();
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-64"), DebugFlags::RED_ZONE), Some((1, 0)));
+    /// let cache = kmem.kmalloc_cache_for(64, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert!(cache.stride() > before, "each slot now holds two red zones too");
+    /// ```
     pub const RED_ZONE: DebugFlags = DebugFlags(2);
     /// P: poison free objects, check the poison when they are allocated again.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, slab::DebugFlags};
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-128"), DebugFlags::POISON), Some((1, 0)));
+    /// let p = kmem.kmalloc(128, Gfp::KERNEL)?;
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// let q = kmem.kmalloc(128, Gfp::KERNEL)?; // its poison is checked here
+    /// assert_eq!(kmem.kmalloc_cache_for(128, 8, Gfp::KERNEL).unwrap().reports(), 0);
+    /// unsafe { kmem.kfree(q.as_ptr()) }?; // SAFETY: q is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const POISON: DebugFlags = DebugFlags(4);
     /// U: record the allocating and freeing CPU and caller of each object.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// // `slab_debug=U`: owner tracking alone, for leak hunting.
+    /// assert_eq!(DebugFlags::parse("U"), Some(DebugFlags::STORE_USER));
+    /// ```
     pub const STORE_USER: DebugFlags = DebugFlags(8);
+    /// Every check: `slab_debug=FZPU`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// assert_eq!(DebugFlags::parse("FZPU"), Some(DebugFlags::ALL));
+    /// assert!(DebugFlags::ALL.contains(DebugFlags::POISON));
+    /// ```
     pub const ALL: DebugFlags = DebugFlags(15);
 
+    /// Whether every flag of `o` is set.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// let f = DebugFlags::parse("FZ").unwrap();
+    /// assert!(f.contains(DebugFlags::RED_ZONE));
+    /// assert!(!f.contains(DebugFlags::POISON));
+    /// ```
     pub const fn contains(self, o: DebugFlags) -> bool {
         self.0 & o.0 == o.0
     }
 
+    /// Whether no flag is set.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let cache = kmem.kmalloc_cache_for(32, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert!(cache.debug_flags().is_empty(), "no kmem.debug= on the command line");
+    /// ```
     pub const fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The flags set in either `self` or `o`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// let f = DebugFlags::SANITY.union(DebugFlags::STORE_USER);
+    /// assert_eq!(f.to_string(), "FU");
+    /// ```
     pub const fn union(self, o: DebugFlags) -> DebugFlags {
         DebugFlags(self.0 | o.0)
     }
 
     /// Parses `slab_debug` letters (`FZPU`, any order; `-` for none).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::DebugFlags;
+    /// assert_eq!(DebugFlags::parse("PZ"), DebugFlags::parse("ZP"));
+    /// assert_eq!(DebugFlags::parse("FQ"), None); // Q is no flag
+    /// ```
     pub fn parse(s: &str) -> Option<DebugFlags> {
         s.chars().try_fold(DebugFlags::NONE, |f, c| match c {
             'F' | 'f' => Some(f.union(DebugFlags::SANITY)),

@@ -3,8 +3,7 @@
 //!
 //! This file owns the cache itself: its creation parameters, geometry, per-CPU and node
 //! state, error type and introspection. The allocation and free paths are in
-//! [`cache`](self::cache); a slab's bookkeeping, kept in its page descriptors, in
-//! [`header`](self::header).
+//! `cache`; a slab's bookkeeping, kept in its page descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
@@ -13,7 +12,7 @@
 //!
 //! The slab layer stands below kmalloc: what a cache needs from around it — page blocks
 //! to grow from, fault injection, and a way to take back other caches' empty slabs when
-//! pages run short — comes through [`Backing`], which `Kmem` implements and a bare
+//! pages run short — comes through `Backing`, which `Kmem` implements and a bare
 //! [`PageAllocator`] implements too (no fault injection, no reclaim), so a cache can be
 //! built and tested without a `Kmem`.
 //!
@@ -35,7 +34,7 @@
 //!    area. Taken while growing or shrinking under the node lock.
 //!
 //! No cache takes another cache's node lock while holding its own, with one exception:
-//! when the page allocator finds no block, [`Backing::slab_pages`] of `Kmem` walks every
+//! when the page allocator finds no block, `Backing::slab_pages` of `Kmem` walks every
 //! cache to take back its empty slabs while the caller may hold its own node lock (a slab
 //! growing) or the registry lock (`cache_create`). That path only *tries* each lock
 //! (`IrqMutex::try_lock`) and skips a busy one, so it never waits and no cycle can close.
@@ -98,12 +97,47 @@ impl<A: Arch> Backing<A> for PageAllocator<A> {
 }
 
 /// A constructor or destructor: called with the object's address.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::{Gfp, SlabFlags};
+/// use kmem::slab::ObjectFn;
+/// const MAGIC: u64 = 0x5EED_CAFE;
+/// fn init(obj: *mut u8) {
+///     // SAFETY: kmem passes a fresh object of the cache below: 64 bytes, 8-aligned.
+///     unsafe { obj.cast::<u64>().write(MAGIC) }
+/// }
+/// let ctor: ObjectFn = init;
+/// let c = kmem.cache_create("sessions", 64, 8, SlabFlags::NONE, Some(ctor), None)?;
+/// let s = c.alloc(Gfp::KERNEL)?;
+/// assert_eq!(unsafe { s.cast::<u64>().read() }, MAGIC); // SAFETY: s is live.
+/// unsafe { c.free(s) }?; // SAFETY: s is freed in its constructed state, not used again.
+/// # c.destroy().map_err(|(_, e)| e)?;
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 pub type ObjectFn = fn(*mut u8);
 
 /// Most bytes in a cache name.
+///
+/// # Examples
+/// ```
+/// use kmem::slab::{CacheName, NAME_MAX};
+/// assert!(CacheName::new(&"x".repeat(NAME_MAX)).is_ok());
+/// assert!(CacheName::new(&"x".repeat(NAME_MAX + 1)).is_err());
+/// ```
 pub const NAME_MAX: usize = 31;
 
 /// A cache's name, stored inline.
+///
+/// # Examples
+/// ```
+/// use kmem::slab::CacheName;
+/// let name = CacheName::new("dentry")?;
+/// assert_eq!(format!("[{name:>8}]"), "[  dentry]"); // pads like a str
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct CacheName {
     bytes: [u8; NAME_MAX],
@@ -112,6 +146,15 @@ pub struct CacheName {
 
 impl CacheName {
     /// The name `s`, or an error when it is empty or longer than [`NAME_MAX`] bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::SlabError;
+    /// use kmem::slab::CacheName;
+    /// assert_eq!(CacheName::new("inode")?.as_str(), "inode");
+    /// assert_eq!(CacheName::new(""), Err(SlabError::BadName));
+    /// # Ok::<(), SlabError>(())
+    /// ```
     pub fn new(s: &str) -> Result<CacheName, SlabError> {
         if s.is_empty() || s.len() > NAME_MAX {
             return Err(SlabError::BadName);
@@ -124,7 +167,14 @@ impl CacheName {
         })
     }
 
-    /// A name built from `prefix` and a number (`kmalloc-96`).
+    /// A name built from `prefix` and a number (`kmalloc-96`), cut at [`NAME_MAX`]
+    /// bytes.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::slab::CacheName;
+    /// assert_eq!(CacheName::numbered("kmalloc-", 96).as_str(), "kmalloc-96");
+    /// ```
     pub fn numbered(prefix: &str, n: usize) -> CacheName {
         let mut buf = [0u8; NAME_MAX];
         let mut w = Cursor(&mut buf, 0);
@@ -136,6 +186,15 @@ impl CacheName {
         }
     }
 
+    /// The name as text.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let cache = kmem.kmalloc_cache_for(24, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert_eq!(cache.name().as_str(), "kmalloc-24");
+    /// ```
     pub fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
     }
@@ -165,29 +224,135 @@ impl fmt::Debug for CacheName {
 }
 
 /// Cache creation flags.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::SlabFlags;
+/// let flags = SlabFlags::HWCACHE_ALIGN | SlabFlags::POISON;
+/// let c = kmem.cache_create("skbuff", 200, 8, flags, None, None)?;
+/// assert_eq!(c.cache().debug_flags().to_string(), "P");
+/// # c.destroy().map_err(|(_, e)| e)?;
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct SlabFlags(u32);
 
 impl SlabFlags {
+    /// No flag: slabs from the Normal zone (or below), objects aligned as asked, no
+    /// debugging of the cache's own.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::{Gfp, SlabFlags};
+    /// assert_eq!(SlabFlags::default(), SlabFlags::NONE);
+    /// assert_eq!(SlabFlags::NONE.gfp(), Gfp::KERNEL);
+    /// ```
     pub const NONE: SlabFlags = SlabFlags(0);
     /// Align objects to the cache line.
+    ///
+    /// # Examples
+    /// Per-CPU counters that must not share a line:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabFlags};
+    /// let c = kmem.cache_create("stats", 40, 8, SlabFlags::HWCACHE_ALIGN, None, None)?;
+    /// assert_eq!(c.cache().stride(), 64);
+    /// let p = c.alloc(Gfp::KERNEL)?;
+    /// assert_eq!(p.as_ptr() as usize % 64, 0);
+    /// unsafe { c.free(p) }?; // SAFETY: p is not used again.
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const HWCACHE_ALIGN: SlabFlags = SlabFlags(1 << 0);
     /// Take slabs from the DMA zone.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::{Gfp, SlabFlags};
+    /// // Floppy or ISA sound buffers on x86: below 16 MiB.
+    /// assert_eq!(SlabFlags::DMA.gfp(), Gfp::DMA);
+    /// ```
     pub const DMA: SlabFlags = SlabFlags(1 << 1);
     /// Take slabs from DMA32 (or DMA).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::SlabFlags;
+    /// use kmem::mm::zone::ZoneKind;
+    /// // Descriptors for a device with 32-bit DMA addresses.
+    /// assert_eq!(SlabFlags::DMA32.gfp().zone(), ZoneKind::Dma32);
+    /// ```
     pub const DMA32: SlabFlags = SlabFlags(1 << 2);
-    /// Debugging for this cache alone, as Linux's `SLAB_CONSISTENCY_CHECKS`,
-    /// `SLAB_RED_ZONE`, `SLAB_POISON` and `SLAB_STORE_USER` (see [`debug`]).
+    /// Sanity checks for this cache alone, as Linux's `SLAB_CONSISTENCY_CHECKS`
+    /// ([`DebugFlags::SANITY`]).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::SlabFlags;
+    /// use kmem::slab::DebugFlags;
+    /// assert_eq!(SlabFlags::SANITY.debug(), DebugFlags::SANITY);
+    /// ```
     pub const SANITY: SlabFlags = SlabFlags(1 << 3);
+    /// Red zones for this cache alone, as `SLAB_RED_ZONE` ([`DebugFlags::RED_ZONE`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::SlabFlags;
+    /// let c = kmem.cache_create("guarded", 100, 8, SlabFlags::RED_ZONE, None, None)?;
+    /// assert!(c.cache().stride() > c.cache().usable_size(), "room for the red zones");
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub const RED_ZONE: SlabFlags = SlabFlags(1 << 4);
+    /// Poisoning for this cache alone, as `SLAB_POISON` ([`DebugFlags::POISON`]).
+    ///
+    /// # Examples
+    /// See [`SlabFlags`].
     pub const POISON: SlabFlags = SlabFlags(1 << 5);
+    /// Owner tracking for this cache alone, as `SLAB_STORE_USER`
+    /// ([`DebugFlags::STORE_USER`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{SlabError, SlabFlags};
+    /// let c = kmem.cache_create("tracked", 32, 8, SlabFlags::STORE_USER, None, None)?;
+    /// let leak = c.alloc(kmem::Gfp::KERNEL)?;
+    /// // The refusal logs the leaked object with the line that allocated it.
+    /// let (c, e) = c.destroy().unwrap_err();
+    /// assert!(matches!(e, SlabError::Busy { live: 1, .. }));
+    /// # unsafe { c.free(leak) }?; // SAFETY: leak is live and not used again.
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), SlabError>(())
+    /// ```
     pub const STORE_USER: SlabFlags = SlabFlags(1 << 6);
 
+    /// Whether every flag of `o` is set.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::SlabFlags;
+    /// let f = SlabFlags::HWCACHE_ALIGN | SlabFlags::DMA32;
+    /// assert!(f.contains(SlabFlags::DMA32));
+    /// assert!(!f.contains(SlabFlags::DMA));
+    /// ```
     pub const fn contains(self, o: SlabFlags) -> bool {
         self.0 & o.0 == o.0
     }
 
     /// The allocation flags the cache's slabs are taken with (their zone).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::{Gfp, SlabFlags};
+    /// assert_eq!((SlabFlags::DMA32 | SlabFlags::POISON).gfp(), Gfp::DMA32);
+    /// ```
     pub const fn gfp(self) -> Gfp {
         if self.contains(SlabFlags::DMA) {
             Gfp::DMA
@@ -199,6 +364,14 @@ impl SlabFlags {
     }
 
     /// The debug options these flags ask for.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::SlabFlags;
+    /// use kmem::slab::DebugFlags;
+    /// let f = SlabFlags::HWCACHE_ALIGN | SlabFlags::RED_ZONE | SlabFlags::POISON;
+    /// assert_eq!(Some(f.debug()), DebugFlags::parse("ZP"));
+    /// ```
     pub fn debug(self) -> DebugFlags {
         [
             (SlabFlags::SANITY, DebugFlags::SANITY),
@@ -242,46 +415,99 @@ pub(crate) struct Hardening {
 }
 
 /// Why a slab or kmalloc operation was refused. Nothing changes when one is returned.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::{SlabError, SlabFlags};
+/// let e = kmem.cache_create("kmalloc-64", 64, 8, SlabFlags::NONE, None, None).err();
+/// assert!(matches!(e, Some(SlabError::NameTaken { .. })));
+/// assert_eq!(e.unwrap().to_string(), "a cache named kmalloc-64 already exists");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SlabError {
     /// The page allocator could not supply a slab.
-    OutOfMemory { cache: CacheName },
+    OutOfMemory {
+        /// The cache that could not grow.
+        cache: CacheName,
+    },
     /// A request larger than any slab or page block.
-    TooLarge { size: usize },
+    TooLarge {
+        /// Bytes asked for.
+        size: usize,
+    },
     /// A size or count computation overflowed (`kcalloc`).
     Overflow,
     /// Alignment not a power of two, or above the page size for a cache.
-    BadAlign { align: usize },
+    BadAlign {
+        /// The alignment asked for.
+        align: usize,
+    },
     /// Cache name empty or too long.
     BadName,
     /// A cache of that name exists.
-    NameTaken { name: CacheName },
+    NameTaken {
+        /// The name asked for.
+        name: CacheName,
+    },
     /// The pointer is not in memory kmem manages.
-    NotOwned { addr: usize },
+    NotOwned {
+        /// The address freed.
+        addr: usize,
+    },
     /// The pointer is in kmem's memory but not in a live slab or kmalloc block.
-    NotAllocated { addr: usize },
+    NotAllocated {
+        /// The address freed.
+        addr: usize,
+    },
     /// The pointer is inside object `object` of `cache`, `offset` bytes from its start.
     Interior {
+        /// The address freed.
         addr: usize,
+        /// The cache whose slab holds it.
         cache: CacheName,
+        /// Address of the object it points into.
         object: usize,
+        /// Bytes from the object's start to `addr`.
         offset: usize,
     },
     /// The pointer lies in a slab of `cache` but outside every object (management or
     /// colour space).
-    NotAnObject { addr: usize, cache: CacheName },
+    NotAnObject {
+        /// The address freed.
+        addr: usize,
+        /// The cache whose slab holds it.
+        cache: CacheName,
+    },
     /// The object is already free.
-    DoubleFree { addr: usize, cache: CacheName },
+    DoubleFree {
+        /// The address freed.
+        addr: usize,
+        /// The object's cache.
+        cache: CacheName,
+    },
     /// The object belongs to `found`, not to `expected`.
     WrongCache {
+        /// The address freed.
         addr: usize,
+        /// The cache it was freed to.
         expected: CacheName,
+        /// The cache it belongs to (`kmalloc-large` for a page block of kmalloc).
         found: CacheName,
     },
     /// `destroy` of a cache that still has `live` objects (listed in the log).
-    Busy { cache: CacheName, live: usize },
+    Busy {
+        /// The cache being destroyed.
+        cache: CacheName,
+        /// Objects still allocated.
+        live: usize,
+    },
     /// An allocation failed on purpose (`kmem.failslab`).
-    Injected { cache: CacheName },
+    Injected {
+        /// The cache whose allocation failed.
+        cache: CacheName,
+    },
     /// A page-level error underneath.
     Page(PageError),
 }
@@ -371,6 +597,15 @@ struct Node {
 /// reciprocal, state-word offset, stride and count — lies in the first 96 bytes, so an
 /// allocation touches one cache line of the cache and a free two, not the five or six
 /// the compiler's field order spread them over.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// let cache = kmem.kmalloc_cache_for(100, 8, kmem::Gfp::KERNEL).unwrap();
+/// assert_eq!(cache.name().as_str(), "kmalloc-112");
+/// assert_eq!(cache.object_size(), 112);
+/// ```
 #[repr(C, align(64))]
 pub struct SlabCache<A: Arch> {
     /// Non-zero: the cache keeps each object's state in the object's first word (see
@@ -735,6 +970,19 @@ impl<A: Arch> SlabCache<A> {
 
     /// Bytes a user may use in each object: the stride; or, up to its state word, the
     /// object part of a debug slot (past it lies the right red zone) or the slot.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(100, Gfp::KERNEL)?;
+    /// let cache = kmem.kmalloc_cache_for(100, 8, Gfp::KERNEL).unwrap();
+    /// // SAFETY: p is live.
+    /// assert_eq!(unsafe { kmem.ksize(p.as_ptr()) }?, cache.usable_size());
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn usable_size(&self) -> usize {
         let g = self.geo();
         if !g.debug.flags.is_empty() {
@@ -752,30 +1000,102 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// The cache's debug flags.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::slab::DebugFlags;
+    /// let all = DebugFlags::ALL;
+    /// assert_eq!(kmem.set_debug(Some("kmalloc-256"), all), Some((1, 0)));
+    /// let cache = kmem.kmalloc_cache_for(256, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert_eq!(cache.debug_flags(), all);
+    /// ```
     pub fn debug_flags(&self) -> DebugFlags {
         self.geo().debug.flags
     }
 
     /// Problems reported so far (red zones, poison, free-list links).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabFlags};
+    /// let flags = SlabFlags::RED_ZONE | SlabFlags::POISON;
+    /// let c = kmem.cache_create("checked", 48, 8, flags, None, None)?;
+    /// let p = c.alloc(Gfp::KERNEL)?;
+    /// unsafe { c.free(p) }?; // SAFETY: p is not used again.
+    /// assert_eq!(c.cache().reports(), 0, "no red zone or poison damaged");
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn reports(&self) -> usize {
         self.reports.load(core::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The cache's name.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let c = kmem.cache_create("inode", 600, 8, kmem::SlabFlags::NONE, None, None)?;
+    /// let mut first = None;
+    /// kmem.for_each_cache(|cache| { first.get_or_insert(cache.name()); });
+    /// assert_eq!(first.unwrap().as_str(), "inode"); // user caches come first
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn name(&self) -> CacheName {
         self.name
     }
 
-    /// Bytes a user may use in each object.
+    /// Object size the cache was created with (for a kmalloc cache, its class size);
+    /// [`SlabCache::usable_size`] may be larger.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let c = kmem.cache_create("inode", 600, 8, kmem::SlabFlags::NONE, None, None)?;
+    /// assert_eq!(c.cache().object_size(), 600);
+    /// assert!(c.cache().usable_size() >= 600);
+    /// # c.destroy().map_err(|(_, e)| e)?;
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn object_size(&self) -> usize {
         self.object_size
     }
 
-    /// Distance between objects: the usable size of each.
+    /// Distance between objects in a slab, in bytes: at least
+    /// [`SlabCache::usable_size`], more with debug slots or a word after the object.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let cache = kmem.kmalloc_cache_for(8, 8, kmem::Gfp::KERNEL).unwrap();
+    /// assert_eq!(cache.stride(), 8, "no bytes per object beside the object");
+    /// ```
     pub fn stride(&self) -> usize {
         self.geo().layout.stride
     }
 
     /// Current figures, in the shape of a `/proc/slabinfo` line.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let p = kmem.kmalloc(1000, Gfp::KERNEL)?;
+    /// let info = kmem.kmalloc_cache_for(1000, 8, Gfp::KERNEL).unwrap().info();
+    /// assert_eq!(info.active_objs, 1);
+    /// assert!(info.num_slabs >= 1);
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), kmem::SlabError>(())
+    /// ```
     pub fn info(&self) -> SlabInfo {
         let mut cpu_cached = 0;
         let (mut limit, mut batchcount) = (0, 0);
@@ -807,24 +1127,44 @@ impl<A: Arch> SlabCache<A> {
 }
 
 /// One cache's figures.
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::Gfp;
+/// let p = kmem.kmalloc(64, Gfp::KERNEL)?;
+/// let info = kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
+/// println!("{info}"); // one /proc/slabinfo line
+/// assert_eq!(info.num_objs, info.num_slabs * info.objperslab);
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct SlabInfo {
+    /// The cache's name.
     pub name: CacheName,
     /// Objects handed out to users.
     pub active_objs: usize,
     /// Objects in all slabs.
     pub num_objs: usize,
+    /// Bytes from one object to the next ([`SlabCache::stride`]).
     pub objsize: usize,
+    /// Objects in one slab.
     pub objperslab: usize,
+    /// Pages in one slab (a power of two).
     pub pagesperslab: usize,
-    /// Per-CPU array limit and batch size.
+    /// Most objects a per-CPU array holds.
     pub limit: usize,
+    /// Objects a per-CPU array takes from, or gives back to, the slabs at a time.
     pub batchcount: usize,
     /// Free objects held in per-CPU arrays, all CPUs.
     pub cpu_cached: usize,
     /// Free objects in the shared array.
     pub shared_avail: usize,
+    /// Slabs with at least one object handed out (full or partial).
     pub active_slabs: usize,
+    /// All slabs: full, partial and empty ones kept.
     pub num_slabs: usize,
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,
@@ -832,6 +1172,16 @@ pub struct SlabInfo {
 
 impl SlabInfo {
     /// The `/proc/slabinfo` header line.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::slab::SlabInfo;
+    /// println!("{}", SlabInfo::HEADER);
+    /// kmem.slabinfo(|i| println!("{i}"));
+    /// assert!(SlabInfo::HEADER.starts_with("# name"));
+    /// ```
     pub const HEADER: &'static str = "# name               <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> : cpu <cached> <shared> : slabdata <active_slabs> <num_slabs> : waste";
 }
 

@@ -20,8 +20,8 @@ use core::fmt;
 use kmem::mm::InitError;
 use kmem::mm::memmap::MapError;
 use kmem::{
-    Cache, Gfp, KBox, Kmem, MemoryMap, Options, PageAllocator, PageError, RegionKind,
-    SlabError, SlabFlags, ZoneLimits,
+    Cache, Gfp, KBox, Kmem, MemoryMap, Options, PageAllocator, PageError, RegionKind, SlabError,
+    SlabFlags, ZoneLimits,
 };
 use platform::{FIRMWARE_BYTES, RAM_BYTES, RAM_PHYS, Toy};
 
@@ -174,7 +174,10 @@ fn typed_cache(kmem: &Kmem<Toy>) -> Result<usize, Error> {
         t.name[..4].copy_from_slice(b"init");
         *slot = Some(t);
     }
-    check(tasks.info().active_objs == N, "cache does not count its tasks")?;
+    check(
+        tasks.info().active_objs == N,
+        "cache does not count its tasks",
+    )?;
     let sum: u64 = live.iter().flatten().map(|t| u64::from(t.pid)).sum();
     check(sum == (N * (N - 1) / 2) as u64, "a task lost its pid")?;
     live.iter_mut().step_by(2).for_each(|t| *t = None);
