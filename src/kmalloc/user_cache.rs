@@ -84,10 +84,8 @@ impl<A: Arch> Kmem<A> {
         unsafe { mem.as_ref() }.next.store(*head, Relaxed);
         *head = mem.as_ptr();
         // SAFETY: the cache lives until `destroy`, which consumes the only CacheRef.
-        Ok(CacheRef {
-            kmem: self,
-            cache: unsafe { mem.as_ref() },
-        })
+        let cache = unsafe { mem.as_ref() };
+        Ok(CacheRef { kmem: self, cache })
     }
 }
 
