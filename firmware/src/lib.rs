@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod arch;
 mod bench;
 pub mod bsp;
+mod driver_tests;
 mod heap;
 mod irq_tests;
 pub mod monitor;

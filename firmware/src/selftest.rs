@@ -9,7 +9,7 @@
 use crate::bsp::{Board, Test, board};
 use crate::println;
 
-use super::{irq_tests, page_tests, slab_tests};
+use super::{driver_tests, irq_tests, page_tests, slab_tests};
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -46,6 +46,17 @@ pub const TESTS: &[Test] = &[
     (
         "alloc_in_interrupts_during_stress",
         irq_tests::alloc_in_interrupts_during_stress,
+    ),
+    #[cfg(target_arch = "aarch64")]
+    (
+        "mailbox_never_answering",
+        driver_tests::mailbox_never_answering,
+    ),
+    #[cfg(target_arch = "aarch64")]
+    ("uart_never_draining", driver_tests::uart_never_draining),
+    (
+        "console_degrades_on_a_stuck_uart",
+        driver_tests::console_degrades_on_a_stuck_uart,
     ),
 ];
 

@@ -5,11 +5,17 @@
 //! [`enable_locking`], each print holds a lock so that lines from different cores do not
 //! interleave. The panic and exception paths use [`print_unlocked`]: a core that faults
 //! while holding the lock must still be heard.
+//!
+//! The console degrades rather than hangs: the UART drivers give up on a transmitter that
+//! takes no byte within their time limit, and the console then marks itself dead and drops
+//! output without waiting (counting the bytes) until a glance at the UART finds it ready
+//! again; the first output after that says how much was lost. The machine carries on —
+//! `make selftest` reads the result from the exit status, not the console.
 
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
-use embedded_io::Write as _;
+use embedded_io::{Write, WriteReady};
 
 use super::{Board, ConsoleUart, board};
 
@@ -21,6 +27,45 @@ type Uart = <board as Board>::Uart;
 static UART: AtomicUsize = AtomicUsize::new(board::FALLBACK_UART);
 static LOCKING: AtomicBool = AtomicBool::new(false);
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+static TX: TxState = TxState::new();
+
+/// Whether a console's transmitter is dead, and how much output it dropped since. Plain
+/// loads and stores only (usable with the MMU off); writers are serialised by the console
+/// lock, except on the panic path, where a miscount is the worst outcome.
+pub struct TxState {
+    dead: AtomicBool,
+    lost: AtomicUsize,
+}
+
+impl Default for TxState {
+    fn default() -> Self {
+        TxState::new()
+    }
+}
+
+impl TxState {
+    pub const fn new() -> TxState {
+        TxState {
+            dead: AtomicBool::new(false),
+            lost: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether the last transmit timed out (and the UART has not looked ready since).
+    pub fn dead(&self) -> bool {
+        self.dead.load(Relaxed)
+    }
+
+    /// Bytes dropped since the transmitter died.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Relaxed)
+    }
+
+    fn drop_bytes(&self, n: usize) {
+        self.dead.store(true, Relaxed);
+        self.lost.store(self.lost().saturating_add(n), Relaxed);
+    }
+}
 
 /// Sends console output to the board's UART at `base` (from `/chosen/stdout-path`, or
 /// the platform's fixed port) and initialises it.
@@ -43,16 +88,49 @@ fn uart() -> Uart {
     unsafe { Uart::new(UART.load(Relaxed)) }
 }
 
-/// `core::fmt` onto the UART, with `\n` sent as `\r\n` for terminals.
-struct Out(Uart);
+/// `core::fmt` onto a UART, with `\n` sent as `\r\n` for terminals, degrading as the
+/// module says: a transmit that times out marks `tx` dead, and while it is dead, output
+/// is counted and dropped unless the UART looks ready again.
+pub struct Out<'a, U> {
+    pub uart: U,
+    pub tx: &'a TxState,
+}
 
-impl fmt::Write for Out {
+impl<U: Write + WriteReady> Out<'_, U> {
+    /// Whether to send at all: yes unless the transmitter is dead and still not ready,
+    /// in which case nothing is waited for. A transmitter back from the dead first gets
+    /// a line saying what was lost.
+    fn usable(&mut self) -> bool {
+        if !self.tx.dead() {
+            return true;
+        }
+        if !matches!(self.uart.write_ready(), Ok(true)) {
+            return false;
+        }
+        let lost = self.tx.lost();
+        self.tx.dead.store(false, Relaxed);
+        self.tx.lost.store(0, Relaxed);
+        let _ = fmt::Write::write_fmt(
+            self,
+            format_args!("\n[console: {lost} bytes of output lost while the UART took no bytes]\n"),
+        );
+        !self.tx.dead()
+    }
+}
+
+impl<U: Write + WriteReady> fmt::Write for Out<'_, U> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        if !self.usable() {
+            self.tx.drop_bytes(s.len());
+            return Ok(());
+        }
         for (i, line) in s.split('\n').enumerate() {
-            if i > 0 {
-                let _ = self.0.write_all(b"\r\n");
+            let sent = (i == 0 || self.uart.write_all(b"\r\n").is_ok())
+                && self.uart.write_all(line.as_bytes()).is_ok();
+            if !sent {
+                self.tx.drop_bytes(s.len());
+                return Ok(());
             }
-            let _ = self.0.write_all(line.as_bytes());
         }
         Ok(())
     }
@@ -66,7 +144,11 @@ pub fn _print(args: fmt::Arguments<'_>) {
 
 /// Prints without the console lock: for panics and exceptions.
 pub fn print_unlocked(args: fmt::Arguments<'_>) {
-    let _ = fmt::Write::write_fmt(&mut Out(uart()), args);
+    let mut out = Out {
+        uart: uart(),
+        tx: &TX,
+    };
+    let _ = fmt::Write::write_fmt(&mut out, args);
 }
 
 /// The next byte typed on the console; waits for it.

@@ -60,9 +60,11 @@ pub trait Board {
     fn ticks_stop();
 }
 
-/// A console UART driver: the `embedded-io` `Read` and `Write`, on a device at a base
-/// address.
-pub trait ConsoleUart: embedded_io::Read + embedded_io::Write {
+/// A console UART driver: the `embedded-io` `Read`, `Write` and `WriteReady`, on a device
+/// at a base address. Every wait in `write` and `flush` has a time limit (see
+/// `device_driver::common::Deadline`): a transmitter that stops draining is an error, on
+/// which the console stops waiting for it, never a hang.
+pub trait ConsoleUart: embedded_io::Read + embedded_io::Write + embedded_io::WriteReady {
     /// # Safety
     /// `base` is the MMIO address or I/O port of a UART this driver drives, mapped as
     /// device memory (or the MMU is off), and whoever holds a driver for it coordinates

@@ -13,8 +13,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
+use super::common::Deadline;
 use super::common::Mmio;
-use super::generic_timer::Deadline;
 use crate::arch::aarch64::cache;
 
 register_bitfields! {u32,
@@ -74,7 +74,7 @@ pub mod clock {
 /// Why a property call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailboxError {
-    /// No reply in time.
+    /// No reply in time (or only replies that were not ours).
     Timeout,
     /// The firmware replied but rejected the message.
     Rejected(u32),
@@ -150,26 +150,20 @@ impl Mailbox {
         Ok(core::array::from_fn(|i| word(5 + i)))
     }
 
-    /// Posts `request` and waits for the reply that echoes it.
+    /// Posts `request` and waits for the reply that echoes it. One deadline covers the
+    /// whole exchange, every read of the status and of the reply included: a mailbox that
+    /// reads "not empty" for ever with other values in it (a wrong address, RAM) times out
+    /// just as a silent one does.
     fn exchange(&self, request: u32) -> Result<(), MailboxError> {
         let r = &self.0;
         let deadline = Deadline::after_us(TIMEOUT_US);
-        while r.write_status.is_set(STATUS::FULL) {
-            if deadline.passed() {
-                return Err(MailboxError::Timeout);
-            }
-        }
+        deadline
+            .wait(|| !r.write_status.is_set(STATUS::FULL))
+            .map_err(|_| MailboxError::Timeout)?;
         r.write.set(request);
-        loop {
-            while r.read_status.is_set(STATUS::EMPTY) {
-                if deadline.passed() {
-                    return Err(MailboxError::Timeout);
-                }
-            }
-            // Replies to other channels are not ours to keep; none are expected.
-            if r.read.get() == request {
-                return Ok(());
-            }
-        }
+        // Replies to other channels are not ours to keep; none are expected.
+        deadline
+            .wait(|| !r.read_status.is_set(STATUS::EMPTY) && r.read.get() == request)
+            .map_err(|_| MailboxError::Timeout)
     }
 }

@@ -1,16 +1,14 @@
-//! The Arm generic timer: its physical counter (`CNTPCT_EL0`, ticking at `CNTFRQ_EL0`) as
-//! an `embedded-hal` busy-wait [`Delay`] and [`Deadline`]s for polling with a time limit,
-//! and each core's virtual timer as a periodic interrupt source ([`arm`], [`rearm`],
-//! [`disarm`]). The virtual timer is the one EL1 always owns: EL2 may trap the physical
+//! The Arm generic timer: its counter as an `embedded-hal` busy-wait [`Delay`] (through
+//! `common::Deadline`, which every wait with a time limit uses), and each core's virtual
+//! timer as a periodic interrupt source ([`arm`], [`rearm`], [`disarm`]). The virtual timer is the one EL1 always owns: EL2 may trap the physical
 //! one, and boot.s sets `CNTVOFF_EL2` to 0 when it drops from EL2.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{
-    CNTFRQ_EL0, CNTPCT_EL0, CNTV_CTL_EL0, CNTV_TVAL_EL0, Readable, Writeable,
-};
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTV_CTL_EL0, CNTV_TVAL_EL0, Readable, Writeable};
 use embedded_hal::delay::DelayNs;
+
+use super::common::Deadline;
 
 /// Counter ticks per second. The boot firmware sets CNTFRQ; a zero there would make every
 /// wait end at once, so it counts as one tick per second (long waits rather than none).
@@ -18,37 +16,14 @@ fn frequency() -> u64 {
     CNTFRQ_EL0.get().max(1)
 }
 
-fn now() -> u64 {
-    // Without the barrier the counter may be read early, before the code it measures.
-    barrier::isb(barrier::SY);
-    CNTPCT_EL0.get()
-}
-
-/// A point in time on the counter.
-#[derive(Clone, Copy)]
-pub struct Deadline(u64);
-
-impl Deadline {
-    /// `us` microseconds from now.
-    pub fn after_us(us: u64) -> Deadline {
-        Deadline(now() + (frequency() * us).div_ceil(1_000_000))
-    }
-
-    pub fn passed(self) -> bool {
-        now() >= self.0
-    }
-}
-
 /// Busy-waiting delays on the generic timer. Works with the MMU off and on any core.
 pub struct Delay;
 
 impl DelayNs for Delay {
+    /// Waits `ns` nanoseconds; a counter that does not run ends the wait after
+    /// `Deadline`'s poll limit instead.
     fn delay_ns(&mut self, ns: u32) {
-        let ticks = (frequency() * u64::from(ns)).div_ceil(1_000_000_000);
-        let start = now();
-        while now() - start < ticks {
-            core::hint::spin_loop();
-        }
+        let _ = Deadline::after_ns(u64::from(ns)).wait(|| false);
     }
 }
 

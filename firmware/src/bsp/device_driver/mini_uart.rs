@@ -1,16 +1,17 @@
 //! The BCM2835 auxiliary "mini-UART" (the Raspberry Pi 3's and 4's default console on
 //! GPIO 14/15): polled transmit and receive through the `embedded-io` traits.
 //!
+//! Every wait on the transmitter has a time limit ([`UART_TX_TIMEOUT_US`]): a UART that
+//! stops taking bytes makes `write` and `flush` fail with [`TimedOut`] instead of hanging.
+//!
 //! Its baud rate divides the VideoCore's core clock, so it is only reprogrammed when the
 //! caller knows that clock; otherwise the firmware's setting (`enable_uart=1`) is kept.
-
-use core::convert::Infallible;
 
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::ReadWrite;
 use tock_registers::{register_bitfields, register_structs};
 
-use super::common::{Mmio, read_polled};
+use super::common::{Deadline, Mmio, TimedOut, UART_TX_TIMEOUT_US, read_polled};
 
 register_bitfields! {u32,
     /// AUX_ENABLES: which auxiliary peripherals are powered.
@@ -83,7 +84,9 @@ impl MiniUart {
         };
         enables.modify(ENABLES::MINI_UART::SET);
         let r = &self.0;
-        while !r.lsr.is_set(LSR::TX_IDLE) {}
+        // Let what the firmware sent go out; a transmitter that never idles is set up all
+        // the same, and the first write then times out.
+        let _ = Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| r.lsr.is_set(LSR::TX_IDLE));
         r.cntl.set(0);
         r.ier.set(0);
         r.lcr.write(LCR::DATA_SIZE::EightBit);
@@ -97,10 +100,12 @@ impl MiniUart {
         r.cntl.write(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
     }
 
-    fn put(&self, b: u8) {
+    /// Sends `b` once the transmit FIFO has room.
+    fn put(&self, b: u8) -> Result<(), TimedOut> {
         let r = &self.0;
-        while !r.lsr.is_set(LSR::TX_EMPTY) {}
+        Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| r.lsr.is_set(LSR::TX_EMPTY))?;
         r.io.set(u32::from(b));
+        Ok(())
     }
 
     /// A received byte, if one is waiting.
@@ -111,24 +116,32 @@ impl MiniUart {
 }
 
 impl embedded_io::ErrorType for MiniUart {
-    type Error = Infallible;
+    type Error = TimedOut;
 }
 
 impl embedded_io::Write for MiniUart {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        buf.iter().for_each(|&b| self.put(b));
-        Ok(buf.len())
+    /// Sends bytes while the FIFO takes them: all of `buf`, or those sent before the
+    /// transmitter stopped taking them (`TimedOut` if that was the first).
+    fn write(&mut self, buf: &[u8]) -> Result<usize, TimedOut> {
+        super::common::write_bytes(buf, |b| self.put(b))
     }
 
-    fn flush(&mut self) -> Result<(), Infallible> {
-        while !self.0.lsr.is_set(LSR::TX_IDLE) {}
-        Ok(())
+    fn flush(&mut self) -> Result<(), TimedOut> {
+        let r = &self.0;
+        Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| r.lsr.is_set(LSR::TX_IDLE))
+    }
+}
+
+impl embedded_io::WriteReady for MiniUart {
+    /// Whether the transmit FIFO has room now, without waiting.
+    fn write_ready(&mut self) -> Result<bool, TimedOut> {
+        Ok(self.0.lsr.is_set(LSR::TX_EMPTY))
     }
 }
 
 impl embedded_io::Read for MiniUart {
     /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, TimedOut> {
         Ok(read_polled(buf, || self.try_read()))
     }
 }

@@ -1,17 +1,19 @@
 //! The Arm PL011 UART (QEMU `virt`, the Raspberry Pi's first UART): polled transmit and
 //! receive through the `embedded-io` traits.
 //!
+//! Every wait on the transmitter has a time limit ([`UART_TX_TIMEOUT_US`]): a UART that
+//! stops taking bytes makes `write` and `flush` fail with [`TimedOut`] instead of hanging
+//! (the console then stops waiting on it).
+//!
 //! The baud rate is programmed only when the caller knows the UART's reference clock (the
 //! Pi's firmware reports it); otherwise the divisor the boot firmware left is kept. QEMU
 //! ignores it either way.
-
-use core::convert::Infallible;
 
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
 
-use super::common::{Mmio, read_polled};
+use super::common::{Deadline, Mmio, TimedOut, UART_TX_TIMEOUT_US, read_polled};
 use crate::bsp::ConsoleUart;
 
 register_bitfields! {u32,
@@ -68,7 +70,8 @@ impl Pl011 {
     pub fn init_baud(&self, clock_hz: Option<u32>, baud: u32) {
         let r = &self.0;
         r.cr.set(0);
-        while r.fr.is_set(FR::BUSY) {}
+        // A UART that stays busy is set up all the same: the first write then times out.
+        let _ = Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| !r.fr.is_set(FR::BUSY));
         if let Some(clock) = clock_hz {
             // Divisor in 1/64ths: clock / (16 * baud) * 64, rounded to nearest.
             let div = (u64::from(clock) * 8 / u64::from(baud)).div_ceil(2) as u32;
@@ -80,10 +83,12 @@ impl Pl011 {
         r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
     }
 
-    fn put(&self, b: u8) {
+    /// Sends `b` once the transmit FIFO has room.
+    fn put(&self, b: u8) -> Result<(), TimedOut> {
         let r = &self.0;
-        while r.fr.is_set(FR::TXFF) {}
+        Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| !r.fr.is_set(FR::TXFF))?;
         r.dr.set(u32::from(b));
+        Ok(())
     }
 
     /// A received byte, if one is waiting.
@@ -106,24 +111,32 @@ impl ConsoleUart for Pl011 {
 }
 
 impl embedded_io::ErrorType for Pl011 {
-    type Error = Infallible;
+    type Error = TimedOut;
 }
 
 impl embedded_io::Write for Pl011 {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        buf.iter().for_each(|&b| self.put(b));
-        Ok(buf.len())
+    /// Sends bytes while the FIFO takes them: all of `buf`, or those sent before the
+    /// transmitter stopped taking them (`TimedOut` if that was the first).
+    fn write(&mut self, buf: &[u8]) -> Result<usize, TimedOut> {
+        super::common::write_bytes(buf, |b| self.put(b))
     }
 
-    fn flush(&mut self) -> Result<(), Infallible> {
-        while self.0.fr.is_set(FR::BUSY) {}
-        Ok(())
+    fn flush(&mut self) -> Result<(), TimedOut> {
+        let r = &self.0;
+        Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| !r.fr.is_set(FR::BUSY))
+    }
+}
+
+impl embedded_io::WriteReady for Pl011 {
+    /// Whether the transmit FIFO has room now, without waiting.
+    fn write_ready(&mut self) -> Result<bool, TimedOut> {
+        Ok(!self.0.fr.is_set(FR::TXFF))
     }
 }
 
 impl embedded_io::Read for Pl011 {
     /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, TimedOut> {
         Ok(read_polled(buf, || self.try_read()))
     }
 }

@@ -1,11 +1,13 @@
 //! The PC's 16550 UART (COM1 at I/O port 0x3F8) as the console: the `uart_16550` crate's
-//! port-I/O driver behind [`ConsoleUart`].
-
-use core::convert::Infallible;
+//! port-I/O driver behind [`ConsoleUart`]. The crate's own `write` and `flush` wait for
+//! the transmitter without a limit; these go through [`Deadline`] instead, so a
+//! transmitter that stops draining makes them fail with [`TimedOut`].
 
 use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::LSR;
 use uart_16550::{BaudRate, Config};
 
+use super::common::{Deadline, TimedOut, UART_TX_TIMEOUT_US};
 use crate::bsp::ConsoleUart;
 
 /// A 16550 at a fixed I/O port.
@@ -32,22 +34,41 @@ impl ConsoleUart for Uart16550 {
 }
 
 impl embedded_io::ErrorType for Uart16550 {
-    type Error = Infallible;
+    type Error = TimedOut;
 }
 
 impl embedded_io::Write for Uart16550 {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
-        self.0.write(buf)
+    /// Waits (up to the limit) until the FIFO takes some of `buf`; returns how much.
+    fn write(&mut self, buf: &[u8]) -> Result<usize, TimedOut> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        Deadline::after_us(UART_TX_TIMEOUT_US).wait(|| {
+            sent = self.0.send_bytes(buf);
+            sent > 0
+        })?;
+        Ok(sent)
     }
 
-    fn flush(&mut self) -> Result<(), Infallible> {
-        self.0.flush()
+    fn flush(&mut self) -> Result<(), TimedOut> {
+        Deadline::after_us(UART_TX_TIMEOUT_US)
+            .wait(|| self.0.lsr().contains(LSR::TRANSMITTER_EMPTY))
+    }
+}
+
+impl embedded_io::WriteReady for Uart16550 {
+    /// Whether the transmitter takes a byte now, without waiting.
+    fn write_ready(&mut self) -> Result<bool, TimedOut> {
+        Ok(self.0.ready_to_send().is_ok())
     }
 }
 
 impl embedded_io::Read for Uart16550 {
     /// Waits for at least one byte, then takes what the FIFO holds, up to `buf.len()`.
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
-        self.0.read(buf)
+    /// The wait has no limit: it waits for someone to type, not for the device.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, TimedOut> {
+        let Ok(n) = embedded_io::Read::read(&mut self.0, buf);
+        Ok(n)
     }
 }

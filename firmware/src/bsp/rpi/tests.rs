@@ -10,7 +10,8 @@ use super::{UART_PINS, gpio, mailbox};
 use crate::bsp::Test;
 use crate::bsp::device_driver::bcm2835_gpio::Function;
 use crate::bsp::device_driver::bcm2835_mailbox::tag;
-use crate::bsp::device_driver::generic_timer::{Deadline, Delay};
+use crate::bsp::device_driver::common::Deadline;
+use crate::bsp::device_driver::generic_timer::Delay;
 
 type R = Result<(), &'static str>;
 

@@ -2,10 +2,10 @@
 //! probe chose (the device tree's `stdout-path`, else the PL011), programmed for [`BAUD`]
 //! from the clock the firmware reports.
 
-use core::convert::Infallible;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use crate::bsp::ConsoleUart;
+use crate::bsp::device_driver::common::TimedOut;
 use crate::bsp::device_driver::mini_uart::MiniUart;
 use crate::bsp::device_driver::pl011::Pl011;
 
@@ -53,18 +53,18 @@ impl ConsoleUart for Uart {
 }
 
 impl embedded_io::ErrorType for Uart {
-    type Error = Infallible;
+    type Error = TimedOut;
 }
 
 impl embedded_io::Write for Uart {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Infallible> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, TimedOut> {
         match self {
             Uart::Pl011(d) => d.write(buf),
             Uart::Mini(d) => d.write(buf),
         }
     }
 
-    fn flush(&mut self) -> Result<(), Infallible> {
+    fn flush(&mut self) -> Result<(), TimedOut> {
         match self {
             Uart::Pl011(d) => d.flush(),
             Uart::Mini(d) => d.flush(),
@@ -72,8 +72,17 @@ impl embedded_io::Write for Uart {
     }
 }
 
+impl embedded_io::WriteReady for Uart {
+    fn write_ready(&mut self) -> Result<bool, TimedOut> {
+        match self {
+            Uart::Pl011(d) => d.write_ready(),
+            Uart::Mini(d) => d.write_ready(),
+        }
+    }
+}
+
 impl embedded_io::Read for Uart {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Infallible> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, TimedOut> {
         match self {
             Uart::Pl011(d) => d.read(buf),
             Uart::Mini(d) => d.read(buf),
