@@ -118,7 +118,7 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
 	exit $$(( s == 0 ? 1 : s ))
 
-.PHONY: image run selftest qemu-test lint-firmware
+.PHONY: image run selftest qemu-test hostile-test lint-firmware
 
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
@@ -158,6 +158,25 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
+	$(MAKE) hostile-test
+
+## hostile-test: boots with hostile input — the trees in boards/selftest/ — and checks
+## that each boot ends as it must (passing, or stopping with a clear error) with the
+## messages it must give, never hanging (scripts/expect-boot.sh; logs in build/hostile/).
+EXPECT_BOOT = scripts/expect-boot.sh
+RPI3_QEMU = qemu-system-aarch64 -M raspi3b -display none -semihosting -kernel build/rpi3/kernel8.img
+hostile-test: deps
+	$(MAKE) image BOARD=rpi3
+	dtc -q -I dts -O dtb -o build/rpi3/rpi3-cpus.dtb boards/selftest/rpi3-cpus.dts
+	@# Listed CPUs that cannot start (Aff1, a release address nobody waits on, a
+	@# duplicate MPIDR): each reported, and the self-tests pass on the two that run.
+	$(EXPECT_BOOT) -n rpi3-cpus -t 90 \
+		-e '^smp: cpu 1 \(hwid 0x101\) not started: refused to start: mpidr 0x101' \
+		-e '^smp: cpu 2 \(hwid 0x2\) not started: did not come online in 2000 ms' \
+		-e '^smp: cpu 4 \(hwid 0x3\) not started: same hardware id as cpu 3$$' \
+		-e '^smp: 2 of 5 cpus online: 0 3$$' -e '^test smp_cpus_accounted \.\.\. ok' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(RPI3_QEMU) -dtb build/rpi3/rpi3-cpus.dtb -serial null -serial mon:stdio -append selftest
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain

@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod arch;
 mod bench;
+mod boot_tests;
 pub mod bsp;
 mod driver_tests;
 mod heap;

@@ -89,8 +89,9 @@ fn alloc_for_neighbour(cpu: usize) -> R {
     Ok(())
 }
 
+/// Frees what the next online core (in id order, wrapping) allocated.
 fn free_neighbours(cpu: usize) -> R {
-    let from = (cpu + 1) % smp::online();
+    let from = smp::next_online(cpu);
     for slot in &HANDED[from] {
         let p = slot.swap(0, Relaxed) as *mut u8;
         // SAFETY: the neighbour stamped the object's first word.

@@ -8,12 +8,13 @@
 //! the secondaries idle in `Isa::wait_for_event`; the boot core's `Isa::wake_waiters`
 //! wakes them.
 
+use core::fmt;
 use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
-use crate::bsp::{Board, BootInfo, board};
-use crate::println;
-use kmem::Arch;
+use crate::bsp::device_driver::common::Deadline;
+use crate::bsp::{Board, BootInfo, StartError, board};
+use crate::{print, println};
 
 /// Work for one core.
 pub type Job = fn(cpu: usize) -> Result<(), &'static str>;
@@ -27,41 +28,109 @@ enum Slot {
 static ONLINE: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static MAILBOX: [spin::Mutex<Slot>; MAX_CPUS] = [const { spin::Mutex::new(Slot::Idle) }; MAX_CPUS];
 
+/// Why each CPU the boot information listed (by logical id) is not online; `None` for
+/// those that are, and past the list. Written by the boot core while it starts the others.
+static NOT_STARTED: spin::Mutex<([Option<NotStarted>; MAX_CPUS], usize)> =
+    spin::Mutex::new(([None; MAX_CPUS], 0));
+
 /// How long a core may take to come online, or to finish a job, before it is given up.
 const ONLINE_TIMEOUT_MS: u64 = 2_000;
 const JOB_TIMEOUT_MS: u64 = 100_000;
 
-fn deadline(ms: u64) -> u64 {
-    Cpu::cycles() + Cpu::cycles_per_second() * ms / 1000
+/// Why a listed CPU did not start.
+#[derive(Clone, Copy, Debug)]
+pub enum NotStarted {
+    /// The boot information gives no way to start cores (no `/psci`, no release
+    /// addresses).
+    NoWay,
+    /// Its hardware id is that of an earlier CPU in the list (this logical id): starting
+    /// it again would start nothing, or the same core twice.
+    Duplicate(usize),
+    /// The board could not start it.
+    Refused(StartError),
+    /// Started, but it did not come online within the time limit (this many ms), by this
+    /// means.
+    Silent(u64, &'static str),
 }
 
-/// Starts every CPU the board listed and waits until each is online (or gives up on it),
-/// then prints how many are.
+impl fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotStarted::NoWay => f.write_str("the boot information gives no way to start cores"),
+            NotStarted::Duplicate(of) => write!(f, "same hardware id as cpu {of}"),
+            NotStarted::Refused(e) => write!(f, "refused to start: {e}"),
+            NotStarted::Silent(ms, how) => write!(f, "did not come online in {ms} ms ({how})"),
+        }
+    }
+}
+
+/// Starts every CPU the board listed and waits until each is online (or gives up on it).
+/// Each one that is not online is reported with the reason and left out of every job
+/// (its logical id stays unused: a core that comes up late must not find its id taken);
+/// then the count, and the ids of those online when some are missing.
 pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
-    if let Some(how) = info.cpu_start {
-        for (logical, &hwid) in info.cpus.hwids[..info.cpus.len].iter().enumerate().skip(1) {
-            if let Err(e) = board::start_cpu(&info.cpus, logical) {
-                println!("smp: cpu {logical} (hwid {hwid:#x}) refused to start: {e}");
-                continue;
+    let cpus = &info.cpus;
+    let mut not_started = NOT_STARTED.lock();
+    not_started.1 = cpus.len;
+    for (logical, &hwid) in cpus.hwids[..cpus.len].iter().enumerate().skip(1) {
+        let why = if let Some(of) = cpus.hwids[..logical].iter().position(|&h| h == hwid) {
+            Some(NotStarted::Duplicate(of))
+        } else if let Some(how) = info.cpu_start {
+            match board::start_cpu(cpus, logical) {
+                Err(e) => Some(NotStarted::Refused(e)),
+                Ok(()) => Deadline::after_us(ONLINE_TIMEOUT_MS * 1000)
+                    .wait(|| ONLINE[logical].load(Acquire))
+                    .err()
+                    .map(|_| NotStarted::Silent(ONLINE_TIMEOUT_MS, how)),
             }
-            let end = deadline(ONLINE_TIMEOUT_MS);
-            while !ONLINE[logical].load(Acquire) && Cpu::cycles() < end {
-                core::hint::spin_loop();
-            }
-            if !ONLINE[logical].load(Acquire) {
-                println!("smp: cpu {logical} (hwid {hwid:#x}) did not come online ({how})");
-            }
+        } else {
+            Some(NotStarted::NoWay)
+        };
+        if let Some(why) = why {
+            println!("smp: cpu {logical} (hwid {hwid:#x}) not started: {why}");
         }
-    } else if info.cpus.len > 1 {
-        println!("smp: the boot information gives no way to start cores, staying on the boot cpu");
+        not_started.0[logical] = why;
     }
-    println!("smp: {} cpus online", online());
+    drop(not_started);
+    let n = online();
+    if n == cpus.len {
+        println!("smp: {n} cpus online");
+    } else {
+        print!("smp: {n} of {} cpus online:", cpus.len);
+        online_ids().for_each(|c| print!(" {c}"));
+        println!();
+    }
+}
+
+/// Why listed CPU `cpu` is not online, if it was listed and is not.
+pub fn not_started(cpu: usize) -> Option<NotStarted> {
+    NOT_STARTED.lock().0.get(cpu).copied().flatten()
+}
+
+/// How many CPUs the boot information listed (and kmem tried to start), the boot core
+/// included.
+pub fn listed() -> usize {
+    NOT_STARTED.lock().1
 }
 
 /// Number of cores online, the boot core included.
 pub fn online() -> usize {
     ONLINE.iter().filter(|c| c.load(Acquire)).count()
+}
+
+/// The logical ids of the cores online, in order. They need not be dense: a listed CPU
+/// that did not start leaves its id unused, so code that pairs or rings cores up walks
+/// these (or [`next_online`]) rather than `0..online()`.
+pub fn online_ids() -> impl Iterator<Item = usize> + Clone {
+    (0..MAX_CPUS).filter(|&c| ONLINE[c].load(Acquire))
+}
+
+/// The online core after `cpu` in id order, wrapping around: `cpu` itself when it is the
+/// only one.
+pub fn next_online(cpu: usize) -> usize {
+    let mut after = online_ids().skip_while(|&c| c <= cpu);
+    after.next().or_else(|| online_ids().next()).unwrap_or(cpu)
 }
 
 /// How many online CPUs have an id below `cpu`: an online CPU's rank among them.
@@ -113,20 +182,20 @@ pub fn run_on_all(job: Job) -> Result<(), &'static str> {
     }
     Cpu::wake_waiters();
     let mut result = job(0);
-    let end = deadline(JOB_TIMEOUT_MS);
+    let deadline = Deadline::after_us(JOB_TIMEOUT_MS * 1000);
     for c in cpus {
-        let r = loop {
-            let mut slot = MAILBOX[c].lock();
-            if let Slot::Done(r) = *slot {
+        let mut r = Ok(());
+        deadline
+            .wait(|| {
+                let mut slot = MAILBOX[c].lock();
+                let Slot::Done(done) = *slot else {
+                    return false;
+                };
                 *slot = Slot::Idle;
-                break r;
-            }
-            drop(slot);
-            if Cpu::cycles() > end {
-                return Err("a secondary cpu did not finish its job in time");
-            }
-            core::hint::spin_loop();
-        };
+                r = done;
+                true
+            })
+            .map_err(|_| "a secondary cpu did not finish its job in time")?;
         result = result.and(r);
     }
     result

@@ -149,7 +149,7 @@ pub struct BootInfo {
 }
 
 /// Why a secondary core could not be started.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum StartError {
     /// PSCI CPU_ON failed with this code (-4 ALREADY_ON, -2 INVALID_PARAMETERS, …).
     Psci(i64),

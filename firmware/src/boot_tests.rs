@@ -1,0 +1,48 @@
+//! Self-tests of what the boot made of its inputs: every CPU the boot information listed
+//! is online or was reported with the reason it is not, and the online set is what the
+//! jobs run on.
+
+use crate::arch::cpu::MAX_CPUS;
+
+use super::{pages, smp};
+
+type R = Result<(), &'static str>;
+
+fn ensure(ok: bool, reason: &'static str) -> R {
+    if ok { Ok(()) } else { Err(reason) }
+}
+
+/// Each listed CPU is either online or has a reason it is not (never both, never
+/// neither); nothing past the list is online; the boot core is; every online id has a
+/// per-CPU slot in the allocator; and [`smp::next_online`] rings through exactly the
+/// online cores — what the tests that hand work to a neighbour rely on.
+pub fn smp_cpus_accounted() -> R {
+    let listed = smp::listed();
+    let online = |c: usize| smp::online_ids().any(|o| o == c);
+    for c in 0..MAX_CPUS {
+        let (up, reported) = (online(c), smp::not_started(c).is_some());
+        let ok = if c < listed {
+            up != reported
+        } else {
+            !up && !reported
+        };
+        ensure(
+            ok,
+            "a listed cpu is both online and reported (or neither), or one past the list is online",
+        )?;
+    }
+    ensure(online(0), "the boot cpu is not online")?;
+    ensure(
+        smp::online_ids().all(|c| c < listed && c < pages().nr_cpus()),
+        "an online cpu has no place in the list or in the allocator",
+    )?;
+    let mut cpu = 0;
+    for _ in 0..smp::online() {
+        cpu = smp::next_online(cpu);
+        ensure(online(cpu), "next_online gave a cpu that is not online")?;
+    }
+    ensure(
+        cpu == 0,
+        "next_online does not ring through the online cpus once",
+    )
+}
