@@ -118,7 +118,7 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
 	exit $$(( s == 0 ? 1 : s ))
 
-.PHONY: image run selftest qemu-test hostile-test lint-firmware
+.PHONY: image run selftest qemu-test hostile-test monitor-test lint-firmware
 
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
@@ -165,7 +165,7 @@ qemu-test: deps
 ## messages it must give, never hanging (scripts/expect-boot.sh; logs in build/hostile/).
 EXPECT_BOOT = scripts/expect-boot.sh
 RPI3_QEMU = qemu-system-aarch64 -M raspi3b -display none -semihosting -kernel build/rpi3/kernel8.img
-hostile-test: deps
+hostile-test: deps monitor-test
 	$(MAKE) image BOARD=rpi3
 	dtc -q -I dts -O dtb -o build/rpi3/rpi3-cpus.dtb boards/selftest/rpi3-cpus.dts
 	@# Listed CPUs that cannot start (Aff1, a release address nobody waits on, a
@@ -215,3 +215,25 @@ fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd fuzz && cargo +nightly fuzz run actions -- -max_total_time=$(FUZZ_SECONDS)
 
+
+## monitor-test: the monitor on QEMU virt fed boards/selftest/monitor-lines.txt through
+## the console (out-of-range numbers, a cache that does not exist, words a command does not
+## take, an over-long line, a non-ASCII byte): each refused with the message that says
+## why, nothing allocated or changed by them, and `poweroff` still ends QEMU with status 0.
+## The file starts with an empty line: QEMU may hand the first byte to the PL011 before
+## the firmware sets it up, which empties its FIFO.
+monitor-test: deps
+	$(MAKE) image BOARD=virt
+	$(EXPECT_BOOT) -n monitor -t 60 -i boards/selftest/monitor-lines.txt \
+		-e '^kmem> pages 11$$' -e '^invalid order 11 \(0.+10\)$$' \
+		-e '^invalid order 4294967296 ' -e '^invalid interval 4294967297 ' \
+		-e '^no cache named `nosuchcache`' \
+		-e '^`18446744073709551616` is not a number' -e '^invalid seconds 0 ' \
+		-e '^invalid seconds 99999999999 ' -e '^unexpected `bogus`; usage: slabinfo' \
+		-e '^unexpected `extra`; usage: meminfo' -e '^unknown command `xyzzy`' \
+		-e '^line ignored: 203 characters long, at most 128' \
+		-e '^line ignored: it holds the byte 0x1b' \
+		-e 'failslab_every: 0, failslab_cache: None' -e '^kmem> kmalloc 64$$' \
+		-x '^error:' -x '^failslab: every' -x '^stress:' \
+		-- qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 128M -nographic -semihosting \
+		-kernel build/virt/kmem.elf
