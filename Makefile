@@ -148,35 +148,65 @@ firmware-bench: image
 
 ## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
 ## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device
-## tree and with ATAGs.
+## tree and with ATAGs; then hostile-test.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
-	$(MAKE) selftest BOARD=virt SMP=4 MEM=2G
 	$(MAKE) selftest BOARD=rpi3 BOOT=dtb
-	$(MAKE) selftest BOARD=rpi3 BOOT=atags
 	$(MAKE) selftest BOARD=rpi4 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
-	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
+	@# virt at 2G, rpi3 with ATAGs and x86_64 at 5G: in hostile-test, with hostile
+	@# boot arguments.
 	$(MAKE) hostile-test
 
-## hostile-test: boots with hostile input — the trees in boards/selftest/ — and checks
-## that each boot ends as it must (passing, or stopping with a clear error) with the
-## messages it must give, never hanging (scripts/expect-boot.sh; logs in build/hostile/).
+## hostile-test: boots with hostile input — trees in boards/selftest/, boot arguments,
+## monitor lines — and checks that each boot ends as it must (passing, or stopping with a
+## clear error) with the messages it must give, never hanging (scripts/expect-boot.sh;
+## logs in build/hostile/). Three are qemu-test's self-test runs at their sizes, with
+## boot arguments that once lost the self-tests: a byte that is not UTF-8 (the arguments
+## were dropped), a 3 809-character line on the ATAGs (the list was dropped), 4 099 bytes
+## on x86_64 (cut at 4 096 without a word).
 EXPECT_BOOT = scripts/expect-boot.sh
 RPI3_QEMU = qemu-system-aarch64 -M raspi3b -display none -semihosting -kernel build/rpi3/kernel8.img
+VIRT_QEMU = qemu-system-aarch64 -M virt -cpu cortex-a72 -nographic -semihosting -kernel build/virt/kmem.elf
+X86_QEMU = qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
+	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -nographic -kernel build/x86_64/kmem.elf
 hostile-test: deps monitor-test
+	$(MAKE) image BOARD=virt
+	$(EXPECT_BOOT) -n virt-not-utf8 -t $(SELFTEST_TIMEOUT) \
+		-e '^bootargs: "selftest \? after"$$' \
+		-e "^note: /chosen/bootargs: 1 byte\(s\) not UTF-8 \(the first at byte 9\)" \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(VIRT_QEMU) -smp 4 -m 2G \
+		-append "$$(printf 'selftest \377 after')"
 	$(MAKE) image BOARD=rpi3
+	@# QEMU's raspi3b puts its SMP boot stub at 0x300, inside a list this long: the line
+	@# is kept up to the stub's first NUL, and what is cut or replaced is reported.
+	$(EXPECT_BOOT) -n rpi3-atags-long -t $(SELFTEST_TIMEOUT) \
+		-e '^boot info: ATAGs at 0x100 ' -e '^bootargs: "selftest \? 0{400}' \
+		-e '^note: ATAG_CMDLINE ends at a NUL at byte [0-9]+: the [0-9]+ bytes after it' \
+		-e "^note: ATAG_CMDLINE: [0-9]+ byte\(s\) not UTF-8 \(the first at byte 9\)" \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' -x 'mailbox \(no device tree' \
+		-- $(RPI3_QEMU) -serial mon:stdio -append "$$(printf 'selftest \376 %03798d' 0)"
 	dtc -q -I dts -O dtb -o build/rpi3/rpi3-cpus.dtb boards/selftest/rpi3-cpus.dts
 	@# Listed CPUs that cannot start (Aff1, a release address nobody waits on, a
 	@# duplicate MPIDR): each reported, and the self-tests pass on the two that run.
-	$(EXPECT_BOOT) -n rpi3-cpus -t 90 \
+	$(EXPECT_BOOT) -n rpi3-cpus -t $(SELFTEST_TIMEOUT) \
 		-e '^smp: cpu 1 \(hwid 0x101\) not started: refused to start: mpidr 0x101' \
 		-e '^smp: cpu 2 \(hwid 0x2\) not started: did not come online in 2000 ms' \
 		-e '^smp: cpu 4 \(hwid 0x3\) not started: same hardware id as cpu 3$$' \
 		-e '^smp: 2 of 5 cpus online: 0 3$$' -e '^test smp_cpus_accounted \.\.\. ok' \
 		-e '^selftest: [0-9]+ passed, 0 failed$$' \
 		-- $(RPI3_QEMU) -dtb build/rpi3/rpi3-cpus.dtb -serial null -serial mon:stdio -append selftest
+	$(MAKE) image BOARD=x86_64
+	@# QEMU itself overwrites hvm_start_info with a command line past about 4 100 bytes.
+	$(EXPECT_BOOT) -n x86_64-cmdline -t $(SELFTEST_TIMEOUT) -s $(OK_STATUS_x86_64) \
+		-e '^bootargs: "selftest \? 0+ keep"$$' \
+		-e '^note: the PVH command line is longer than 4096 bytes: only the first 4091 ' \
+		-e "^note: the PVH command line: 1 byte\(s\) not UTF-8 \(the first at byte 9\)" \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(X86_QEMU) -smp 4 -m 5G \
+		-append "$$(printf 'selftest \377 %04075d keep cutword' 0)"
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain
@@ -235,5 +265,4 @@ monitor-test: deps
 		-e '^line ignored: it holds the byte 0x1b' \
 		-e 'failslab_every: 0, failslab_cache: None' -e '^kmem> kmalloc 64$$' \
 		-x '^error:' -x '^failslab: every' -x '^stress:' \
-		-- qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 128M -nographic -semihosting \
-		-kernel build/virt/kmem.elf
+		-- $(VIRT_QEMU) -smp 2 -m 128M

@@ -1,8 +1,10 @@
 //! Self-tests of what the boot made of its inputs: every CPU the boot information listed
 //! is online or was reported with the reason it is not, and the online set is what the
-//! jobs run on.
+//! jobs run on; boot arguments that are not UTF-8 or too long are repaired or cut as
+//! `bsp::bootargs` says.
 
 use crate::arch::cpu::MAX_CPUS;
+use crate::bsp::bootargs::{replace_invalid, whole_words};
 
 use super::{pages, smp};
 
@@ -45,4 +47,34 @@ pub fn smp_cpus_accounted() -> R {
         cpu == 0,
         "next_online does not ring through the online cpus once",
     )
+}
+
+/// Bytes that are not UTF-8 — a stray byte, a truncated sequence in the middle and at the
+/// end — become one `?` each and the rest of the line stays; a line cut at a limit keeps
+/// whole words only.
+pub fn bootargs_repaired_and_cut() -> R {
+    let mut line = *b"selftest \xff kmem.debug=F \xe2\x82 x \xf0\x9f";
+    let (count, first) = replace_invalid(&mut line);
+    ensure(
+        &line == b"selftest ? kmem.debug=F ?? x ??" && (count, first) == (5, 9),
+        "bytes that are not UTF-8 were not each replaced by '?'",
+    )?;
+    let mut fine = *b"caf\xc3\xa9 ok";
+    ensure(
+        replace_invalid(&mut fine).0 == 0 && &fine == b"caf\xc3\xa9 ok",
+        "valid UTF-8 was changed",
+    )?;
+    for (bytes, limit, kept) in [
+        (&b"aa bb cc"[..], 5, 5),
+        (b"aa bbcc", 5, 2),
+        (b"aaaaaaa", 3, 3),
+        (b"aa bb", 9, 5),
+        (b"aa\tbb cc", 4, 2),
+    ] {
+        ensure(
+            whole_words(bytes, limit) == kept,
+            "a cut command line does not end at a whole word",
+        )?;
+    }
+    Ok(())
 }

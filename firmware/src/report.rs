@@ -1,8 +1,8 @@
-//! The boot report: banner, machine summary, memory map, zones and page-descriptor
-//! overhead.
+//! The boot report: banner, machine summary (with the notes on what the board changed in
+//! the boot information to use it), memory map, zones and page-descriptor overhead.
 
 use crate::arch::cpu::Cpu;
-use crate::bsp::{Board, BootInfo, board};
+use crate::bsp::{Board, BootInfo, board, bootargs};
 use crate::println;
 use kmem::mm::PageAllocator;
 use kmem::mm::memmap::PAGE_SIZE;
@@ -28,7 +28,16 @@ pub fn banner(info: &BootInfo) {
             " (the board's default: no usable /chosen/stdout-path)"
         }
     );
-    println!("bootargs: \"{}\"", info.bootargs);
+    // Escaped as Rust does: control characters from a corrupt line must not drive the
+    // terminal.
+    println!("bootargs: \"{}\"", info.bootargs.escape_debug());
+    let (notes, more) = bootargs::notes();
+    for note in notes {
+        println!("note: {note}");
+    }
+    if more > 0 {
+        println!("note: {more} more notes on the boot information were not kept");
+    }
     println!("boot info: {}  image: {}", info.source, info.image);
     println!("rng-seed: {} bytes kept", info.rng_seed.len());
     if info.cpus.in_tree > info.cpus.len {

@@ -14,6 +14,10 @@ use super::{boot_tests, driver_tests, irq_tests, page_tests, slab_tests};
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
     ("smp_cpus_accounted", boot_tests::smp_cpus_accounted),
+    (
+        "bootargs_repaired_and_cut",
+        boot_tests::bootargs_repaired_and_cut,
+    ),
     ("pages_every_order", page_tests::every_order),
     ("pages_order_10_blocks", page_tests::order_10_blocks),
     ("pages_zeroed", page_tests::zeroed),

@@ -142,8 +142,9 @@ pub struct BootInfo {
     /// Entropy for the allocator's hardening secrets: the device tree's `/chosen/rng-seed`,
     /// or what the board drew (RDRAND on a PC); empty when there is none.
     pub rng_seed: &'static [u8],
-    /// Where the firmware image and the boot data (`board::BOOT_DATA`) sit (both reserved
-    /// in `map`; the boot data range is empty without any).
+    /// Where the firmware image and the boot data (`board::BOOT_DATA`; on a Pi without a
+    /// device tree, the ATAG list) sit (both reserved in `map`; the boot data range is
+    /// empty without any).
     pub image: PhysRange,
     pub boot_data: PhysRange,
 }

@@ -6,6 +6,7 @@
 //! that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the console front end in [`console`], timer interrupts in [`ticks`].
 
+pub mod bootargs;
 pub mod console;
 pub mod device_driver;
 #[cfg(target_arch = "aarch64")]

@@ -20,6 +20,7 @@ use dtoolkit::fdt::Fdt;
 
 use super::device_driver::bcm2835_gpio::{Function, Gpio, Model, Pull};
 use super::device_driver::bcm2835_mailbox::{Mailbox, clock, tag};
+use super::bootargs::{self, Note};
 use super::devicetree::{self as dt, DtError};
 use super::{Board, BootInfo, BootSource, Cpus, Indicator, StartError, Test};
 use crate::arch::aarch64::{psci, spin_table};
@@ -174,7 +175,8 @@ impl fmt::Display for ProbeError {
             ProbeError::Dt(e) => e.fmt(f),
             ProbeError::Map(e) => write!(f, "memory map: {e}"),
             ProbeError::NoBootInfo => f.write_str(
-                "no device tree in x0, no ATAGs at 0x100, and no answer from the mailbox",
+                "no device tree in x0, no memory in ATAGs at 0x100, and no answer from the \
+                 mailbox",
             ),
         }
     }
@@ -231,31 +233,51 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         cpus,
         uart,
         uart_from_dt: stdout.is_some(),
-        bootargs: dt::chosen_str(fdt, "bootargs"),
+        bootargs: bootargs::from_device_tree(fdt),
         rng_seed: dt::rng_seed(fdt),
         image: super::image(),
         boot_data: dtb,
     })
 }
 
-/// The ATAG path (QEMU without `-dtb`), or the mailbox when there are no ATAGs either.
+/// The ATAG path (QEMU without `-dtb`), or the mailbox when there are no ATAGs either
+/// (or they give no memory).
 fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     let uart = setup_console(UartKind::Pl011, PL011);
-    // SAFETY: page 0 is RAM on every Pi, and nothing writes it once kmem runs.
+    // The list starts in page 0 and is read up to the image: RAM on every Pi that
+    // nothing writes once kmem runs.
+    let limit = super::image().start as usize;
     let list = [x0, ATAGS_DEFAULT]
         .into_iter()
-        .find_map(|a| unsafe { atags::read(a) }.map(|t| (a, t)));
-    let (source, banks, nbanks, bootargs) = match list {
-        Some((a, t)) => (BootSource::Atags(a as u64), t.mem, t.banks, t.cmdline),
-        None => {
-            let [base, size] = mailbox()
-                .property::<2>(tag::ARM_MEMORY, &[])
-                .map_err(|_| ProbeError::NoBootInfo)?;
-            let mut banks = [(0, 0); MAX_BANKS];
-            banks[0] = (u64::from(base), u64::from(size));
-            (BootSource::Mailbox, banks, 1, "")
+        .filter(|&a| a < PAGE_ZERO.end as usize)
+        // SAFETY: [a, limit) is RAM below the image, unchanged from here on (the list's
+        // extent is reserved below).
+        .find_map(|a| unsafe { atags::read(a, limit) }.map(|t| (a, t)));
+    let (source, mut banks, mut nbanks, bootargs) = match &list {
+        Some((a, t)) => {
+            if let Some((at, words)) = t.cut {
+                bootargs::note(Note::AtagsCut { at, words, limit });
+            }
+            if t.extra_banks > 0 {
+                bootargs::note(Note::AtagsBanks {
+                    kept: MAX_BANKS,
+                    ignored: t.extra_banks,
+                });
+            }
+            let bootargs = bootargs::from_bytes(t.cmdline, "ATAG_CMDLINE");
+            (BootSource::Atags(*a as u64), t.mem, t.banks, bootargs)
         }
+        None => (BootSource::Mailbox, [(0, 0); MAX_BANKS], 0, ""),
     };
+    if nbanks == 0 {
+        if list.is_some() {
+            bootargs::note(Note::AtagsNoMemory);
+        }
+        let [base, size] = mailbox()
+            .property::<2>(tag::ARM_MEMORY, &[])
+            .map_err(|_| ProbeError::NoBootInfo)?;
+        (banks[0], nbanks) = ((u64::from(base), u64::from(size)), 1);
+    }
     let mut map = MemoryMap::new();
     let mut unmapped_ram = 0;
     for &(start, size) in &banks[..nbanks] {
@@ -276,6 +298,17 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     }
     default_release_addresses(&mut cpus);
     reserve_common(&mut map)?;
+    // The list, the command line in it included: kept out of the map, and mapped.
+    let boot_data = match &list {
+        Some((a, t)) if t.end > *a => PhysRange {
+            start: *a as u64,
+            end: t.end as u64,
+        },
+        _ => PhysRange { start: 0, end: 0 },
+    };
+    if boot_data.end > boot_data.start {
+        map.add_range(RegionKind::Reserved, boot_data)?;
+    }
     Ok(BootInfo {
         model: "no device tree",
         source,
@@ -291,7 +324,7 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
         bootargs,
         rng_seed: &[],
         image: super::image(),
-        boot_data: PhysRange { start: 0, end: 0 },
+        boot_data,
     })
 }
 

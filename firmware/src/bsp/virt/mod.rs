@@ -87,7 +87,7 @@ impl Board for Virt {
             cpu_start: psci.map(|_| "PSCI"),
             uart: uart.unwrap_or(Self::FALLBACK_UART),
             uart_from_dt: uart.is_some(),
-            bootargs: dt::chosen_str(fdt, "bootargs"),
+            bootargs: super::bootargs::from_device_tree(fdt),
             rng_seed: dt::rng_seed(fdt),
             image,
             boot_data: dtb,

@@ -69,7 +69,7 @@ impl Board for Pc {
                 map.add(RegionKind::Reserved, start, size)?;
             }
         }
-        let bootargs = si.cmdline()?;
+        let bootargs = super::bootargs::from_bytes(si.cmdline(), "the PVH command line");
         // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
         let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
         Ok(BootInfo {

@@ -5,9 +5,12 @@
 
 use core::fmt;
 
+use crate::bsp::bootargs::{self, Note};
+
 /// `hvm_start_info.magic`.
 const MAGIC: u32 = 0x336e_c578;
-/// Longest command line read; the rest is ignored.
+/// Longest command line read: past it, the line is cut at a word boundary, with a note
+/// (`bootargs::Note::Cut`).
 const MAX_CMDLINE: usize = 4096;
 /// Most e820 entries believed; more is a corrupt count.
 pub const MAX_E820: usize = 128;
@@ -57,8 +60,6 @@ pub enum PvhError {
     TooManyEntries {
         entries: u32,
     },
-    /// The command line is not UTF-8.
-    BadCmdline,
 }
 
 impl fmt::Display for PvhError {
@@ -81,7 +82,6 @@ impl fmt::Display for PvhError {
                 f,
                 "the e820 memory map claims {entries} entries (at most {MAX_E820} believed)"
             ),
-            PvhError::BadCmdline => f.write_str("the command line is not UTF-8"),
         }
     }
 }
@@ -135,29 +135,47 @@ impl StartInfo {
         )
     }
 
-    /// The command line (`-append`), or "" when there is none.
-    pub fn cmdline(&self) -> Result<&'static str, PvhError> {
+    /// The command line's bytes (`-append`), without its NUL; none when there is none.
+    /// At most [`MAX_CMDLINE`] bytes are read: a longer line is cut at the last word
+    /// that fits, and the cut is noted for the boot report.
+    pub fn cmdline(&self) -> &'static [u8] {
         if self.cmdline_paddr == 0 {
-            return Ok("");
+            return &[];
         }
         let p = self.cmdline_paddr as *const u8;
         // SAFETY: a NUL-terminated string the loader placed in memory the board keeps
-        // reserved; the scan stops at MAX_CMDLINE.
-        let bytes = unsafe {
-            let len = (0..MAX_CMDLINE)
+        // reserved (cmdline_extent); the scan stops at MAX_CMDLINE + 1 bytes, still inside
+        // the loader's allocation when there is no NUL before it (it is longer).
+        let (len, bytes) = unsafe {
+            let len = (0..=MAX_CMDLINE)
                 .find(|&i| *p.add(i) == 0)
-                .unwrap_or(MAX_CMDLINE);
-            core::slice::from_raw_parts(p, len)
+                .unwrap_or(MAX_CMDLINE + 1);
+            (len, core::slice::from_raw_parts(p, len.min(MAX_CMDLINE + 1)))
         };
-        core::str::from_utf8(bytes).map_err(|_| PvhError::BadCmdline)
+        if len <= MAX_CMDLINE {
+            return bytes;
+        }
+        let kept = bootargs::whole_words(bytes, MAX_CMDLINE);
+        bootargs::note(Note::Cut {
+            source: "the PVH command line",
+            limit: MAX_CMDLINE,
+            kept,
+        });
+        &bytes[..kept]
     }
 
-    /// Physical range of the command line, to reserve (`(0, 0)` without one).
+    /// Physical range of the command line, to reserve (`(0, 0)` without one): what
+    /// [`StartInfo::cmdline`] reads, NUL or cut included.
     pub fn cmdline_extent(&self) -> (u64, u64) {
-        let len = self.cmdline().map_or(0, |s| s.len() as u64 + 1);
+        if self.cmdline_paddr == 0 {
+            return (0, 0);
+        }
+        let p = self.cmdline_paddr as *const u8;
+        // SAFETY: as in cmdline.
+        let len = unsafe { (0..=MAX_CMDLINE).find(|&i| *p.add(i) == 0) };
         (
             self.cmdline_paddr,
-            if self.cmdline_paddr == 0 { 0 } else { len },
+            len.map_or(MAX_CMDLINE as u64 + 1, |l| l as u64 + 1),
         )
     }
 }
