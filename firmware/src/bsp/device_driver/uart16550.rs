@@ -24,12 +24,19 @@ impl ConsoleUart for Uart16550 {
         }
     }
 
-    /// 115200 8N1 with FIFOs; when no UART answers, output goes nowhere.
+    /// 115200 8N1 with FIFOs; when no UART answers, output goes nowhere. The crate's
+    /// `init` waits without a limit for the transmitter to drain, so that wait is done
+    /// here first, with one: a transmitter that never drains is left as it is (the first
+    /// write then times out, and the console degrades).
     fn init(&mut self) {
-        let _ = self.0.init(Config {
-            baud_rate: BaudRate::Baud115200,
-            ..Config::default()
-        });
+        let drained = Deadline::after_us(UART_TX_TIMEOUT_US)
+            .wait(|| self.0.lsr().contains(LSR::TRANSMITTER_EMPTY));
+        if drained.is_ok() {
+            let _ = self.0.init(Config {
+                baud_rate: BaudRate::Baud115200,
+                ..Config::default()
+            });
+        }
     }
 }
 
