@@ -5,7 +5,8 @@
 #   scripts/expect-boot.sh -n NAME [-s STATUS] [-t SECONDS] [-i INPUT] \
 #       [-e REGEX]... [-x REGEX]... -- QEMU COMMAND...
 #
-# -s  the status QEMU must end with (default 0); a hang ends with `timeout`'s 124
+# -s  the status QEMU must end with (default 0), or a comma-separated list of those it
+#     may end with; a hang ends with `timeout`'s 124
 # -t  the time limit (default 60 s)
 # -i  a file fed to QEMU's stdin (the console; default /dev/null)
 # -e  an extended regular expression some output line must match (repeatable)
@@ -35,7 +36,10 @@ s=$?
 # QEMU's console output ends lines with CR LF.
 sed -i 's/\r$//' "$log"
 fail=()
-[ "$s" -eq "$status" ] || fail+=("exit status $s, expected $status$([ "$s" -eq 124 ] && echo " (timed out after $limit s)")")
+case ",$status," in
+  *",$s,"*) ;;
+  *) fail+=("exit status $s, expected $status$([ "$s" -eq 124 ] && echo " (timed out after $limit s)")") ;;
+esac
 for e in ${expect[@]+"${expect[@]}"}; do
   grep -Eq -- "$e" "$log" || fail+=("no line matches: $e")
 done
