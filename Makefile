@@ -118,7 +118,7 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
 	exit $$(( s == 0 ? 1 : s ))
 
-.PHONY: image run selftest qemu-test lint-firmware
+.PHONY: image run selftest qemu-test boot-test lint-firmware
 
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
@@ -148,7 +148,7 @@ firmware-bench: image
 
 ## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
 ## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device
-## tree and with ATAGs.
+## tree and with ATAGs; then the boots that must end one known way (boot-test).
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=2G
@@ -158,6 +158,25 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=5G
+	$(MAKE) boot-test
+
+## boot-test: boots that must end one known way, each checked by scripts/expect-boot.sh
+## for its exit status and the lines it must print: hostile device trees
+## (boards/selftest/boot-*.dts) through QEMU raspi3b, which passes a -dtb tree through but
+## for /memory and /chosen/bootargs, with both serial ports on the output.
+BOOT_TEST = build/boot-test
+EXPECT = scripts/expect-boot.sh
+PI_BOTH_SERIALS = -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -serial chardev:con
+RPI3_HOSTILE = qemu-system-aarch64 -M raspi3b -display none -semihosting \
+	-kernel build/rpi3/kernel8.img $(PI_BOTH_SERIALS) -dtb $(BOOT_TEST)/$(1).dtb
+boot-test: deps
+	$(MAKE) image BOARD=rpi3
+	@mkdir -p $(BOOT_TEST)
+	@for t in boards/selftest/boot-*.dts; do \
+		n=$$(basename $$t .dts); dtc -q -I dts -O dtb -o $(BOOT_TEST)/$${n#boot-}.dtb $$t || exit 1; done
+	@$(EXPECT) rpi3-deep $(BOOT_TEST)/rpi3-deep.log 1 \
+		"nodes nested 303 levels deep, more than the 64 kmem reads" \
+		-- $(call RPI3_HOSTILE,rpi3-deep)
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain

@@ -4,7 +4,10 @@
 //!
 //! Runs on the boot core with the MMU off, so it uses no locks and no atomics; `dtoolkit`
 //! validates the whole blob up front and returns errors instead of panicking, so a bad
-//! DTB becomes a [`DtError`] that names the problem.
+//! DTB becomes a [`DtError`] that names the problem. Nothing here recurses: [`open`]
+//! refuses a tree whose nodes nest deeper than [`MAX_DEPTH`], and the walks below keep
+//! their way down in arrays of that length, so a hostile tree cannot run the boot stack
+//! out (with the MMU off, nothing would stop it).
 
 use core::fmt;
 
@@ -20,6 +23,18 @@ use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 const FDT_MAGIC: u32 = 0xd00d_feed;
 /// Largest DTB believed; a bigger `totalsize` is a corrupt header.
 const MAX_DTB: usize = 2 << 20;
+/// Deepest nesting of nodes read, the root counting as 1 (Linux's `FDT_MAX_DEPTH`): real
+/// trees nest a handful of levels, and every walk here is bounded by it.
+pub const MAX_DEPTH: usize = 64;
+
+/// Structure-block tokens (the devicetree specification, 5.4.1).
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+
+/// What a node's `children()` returns: one level of a walk.
+type Children = <FdtNode<'static> as Node>::Children<'static>;
 
 /// Why the device tree could not be used.
 #[derive(Debug)]
@@ -33,6 +48,8 @@ pub enum DtError {
         addr: usize,
         err: dtoolkit::error::FdtParseError,
     },
+    /// Nodes nest `depth` levels deep, more than [`MAX_DEPTH`].
+    TooDeep { addr: usize, depth: usize },
     /// A property that must be well-formed is not.
     BadProperty {
         node: &'static str,
@@ -63,6 +80,11 @@ impl fmt::Display for DtError {
                     "device tree at {addr:#x} is truncated or malformed: {err}"
                 )
             }
+            DtError::TooDeep { addr, depth } => write!(
+                f,
+                "device tree at {addr:#x}: nodes nested {depth} levels deep, more than the \
+                 {MAX_DEPTH} kmem reads"
+            ),
             DtError::BadProperty { node, prop } => {
                 write!(f, "device tree: malformed `{prop}` in {node}")
             }
@@ -78,7 +100,8 @@ impl From<MapError> for DtError {
     }
 }
 
-/// Opens and validates the DTB at `addr`.
+/// Opens and validates the DTB at `addr`: the header, the whole structure (`dtoolkit`),
+/// and how deeply its nodes nest (at most [`MAX_DEPTH`]).
 ///
 /// # Safety
 /// `addr` is readable for 8 bytes and, when they hold an FDT header, for the size it
@@ -102,7 +125,55 @@ pub unsafe fn open(addr: usize) -> Result<Fdt<'static>, DtError> {
     // SAFETY: the header says the blob is `size` bytes, which the caller guarantees are
     // readable and left alone.
     let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
-    Fdt::new(blob).map_err(|err| DtError::Invalid { addr, err })
+    let fdt = Fdt::new(blob).map_err(|err| DtError::Invalid { addr, err })?;
+    match nesting(blob) {
+        depth if depth > MAX_DEPTH => Err(DtError::TooDeep { addr, depth }),
+        _ => Ok(fdt),
+    }
+}
+
+/// How deeply the nodes of `blob` nest (the root alone is 1), from one pass over its
+/// structure block with a counter: no recursion and no stack, whatever the input. The
+/// blob has passed `Fdt::new`; should a read still fall outside it, the pass ends there.
+fn nesting(blob: &[u8]) -> usize {
+    let word = |at: usize| {
+        let bytes = blob.get(at..at.checked_add(4)?)?;
+        Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    };
+    // The header's `off_dt_struct`.
+    let Some(mut at) = word(8).map(|w| w as usize) else {
+        return 0;
+    };
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    while let Some(token) = word(at) {
+        at = match token {
+            FDT_BEGIN_NODE => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                let name = at + 4;
+                let Some(len) = blob
+                    .get(name..)
+                    .and_then(|b| b.iter().position(|&c| c == 0))
+                else {
+                    break;
+                };
+                (name + len + 1).next_multiple_of(4)
+            }
+            FDT_END_NODE => {
+                depth = depth.saturating_sub(1);
+                at + 4
+            }
+            // Length, name offset, then the value.
+            FDT_PROP => match word(at + 4) {
+                Some(len) => (at + 12 + len as usize).next_multiple_of(4),
+                None => break,
+            },
+            FDT_NOP => at + 4,
+            // FDT_END, or nothing a valid blob holds.
+            _ => break,
+        };
+    }
+    deepest
 }
 
 /// `(address, size)` of each `reg` entry of `node`.
@@ -307,28 +378,62 @@ pub fn gicv2(fdt: Fdt<'static>) -> Option<(usize, usize)> {
     Some((next()?, next()?))
 }
 
-/// The node at `path` (relative to `bus`, no leading `/`) and its first `reg` address in
-/// `bus`'s children's address space translated to `bus`'s own.
-fn reg_at(bus: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
-    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
-    let child = bus.child(name)?;
-    if rest.is_empty() || rest == "/" {
-        return Some((child, first_reg(child)?));
+/// The node at `path` (from the root, no leading `/`) and its first `reg` address
+/// translated through every bus above it to the root's address space. Iterative: the
+/// buses on the way down are kept in an array of [`MAX_DEPTH`].
+fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
+    let mut chain: [Option<FdtNode<'static>>; MAX_DEPTH] = [None; MAX_DEPTH];
+    let mut len = 0;
+    let mut node = root;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        node = node.child(name)?;
+        *chain.get_mut(len)? = Some(node);
+        len += 1;
     }
-    let (node, addr) = reg_at(child, rest)?;
-    Some((node, translate(child, addr)?))
+    let (target, buses) = chain[..len].split_last()?;
+    let addr = first_reg((*target)?)?;
+    let addr = buses
+        .iter()
+        .rev()
+        .try_fold(addr, |a, bus| translate((*bus)?, a))?;
+    Some((node, addr))
 }
 
-/// Depth first under `bus`: the first `reg` address of the first node compatible with
-/// `compatible`, in `bus`'s children's address space.
-fn find_reg(bus: FdtNode<'static>, compatible: &str) -> Option<u64> {
-    bus.children().find_map(|child| {
+/// Depth first from the root: the first `reg` address of the first node compatible with
+/// `compatible` (not looking inside it), translated to the root's address space. A match
+/// without a `reg`, or that no bus above it translates, is passed over. Iterative: the
+/// walk keeps each level's children in an array of [`MAX_DEPTH`] ([`open`] refused
+/// deeper trees; anything deeper would not be searched).
+fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<u64> {
+    let mut levels: [Option<(FdtNode<'static>, Children)>; MAX_DEPTH] = [const { None }; MAX_DEPTH];
+    levels[0] = Some((root, root.children()));
+    let mut len = 1;
+    while len > 0 {
+        let Some((_, children)) = levels[len - 1].as_mut() else {
+            break;
+        };
+        let Some(child) = children.next() else {
+            levels[len - 1] = None;
+            len -= 1;
+            continue;
+        };
         if child.is_compatible(compatible) {
-            first_reg(child)
-        } else {
-            translate(child, find_reg(child, compatible)?)
+            // The buses between the root and the match, innermost first.
+            let buses = levels[1..len].iter().rev().flatten();
+            let found = first_reg(child).and_then(|addr| {
+                buses
+                    .map(|l| l.0)
+                    .try_fold(addr, |a, bus| translate(bus, a))
+            });
+            if found.is_some() {
+                return found;
+            }
+        } else if len < MAX_DEPTH {
+            levels[len] = Some((child, child.children()));
+            len += 1;
         }
-    })
+    }
+    None
 }
 
 fn first_reg(node: FdtNode<'static>) -> Option<u64> {

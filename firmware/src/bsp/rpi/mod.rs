@@ -3,7 +3,9 @@
 //! secondary cores parked on a spin table, the console on the mini-UART or the PL011.
 //!
 //! The boot information comes from the device tree the firmware passes in `x0`; without
-//! one, from the ATAGs at 0x100; without those, from the VideoCore mailbox. Whatever the
+//! one, from the ATAGs at 0x100; without those, from the VideoCore mailbox. A device tree
+//! that is there but unusable (truncated, malformed, nested too deep) is a boot error,
+//! not a reason to boot from less. Whatever the
 //! source, the VideoCore's share of RAM, page 0 (spin table, ATAGs) and the image stay out
 //! of the memory map.
 
@@ -82,13 +84,18 @@ impl Board for RaspberryPi {
     /// `x0` is what the firmware passed: a DTB address, the ATAGs' address, or 0.
     fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
         // Only addresses in low RAM are read: anything else is not a boot structure.
-        let fdt = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals)
-            .then(|| {
-                // SAFETY: an aligned RAM address below the peripherals; the blob, when
-                // there is one, is reserved below and never written.
-                unsafe { dt::open(x0) }
-            })
-            .and_then(Result::ok);
+        let tree = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals).then(|| {
+            // SAFETY: an aligned RAM address below the peripherals; the blob, when there
+            // is one, is reserved below and never written.
+            unsafe { dt::open(x0) }
+        });
+        let fdt = match tree {
+            Some(Ok(fdt)) => Some(fdt),
+            // No device tree there: the ATAGs or the mailbox describe the machine.
+            None | Some(Err(DtError::BadMagic { .. })) => None,
+            // A device tree kmem cannot use: a boot error, not a boot from less.
+            Some(Err(e)) => return Err(e.into()),
+        };
         match fdt {
             Some(fdt) => from_device_tree(fdt, boot_hwid),
             None => without_device_tree(x0),

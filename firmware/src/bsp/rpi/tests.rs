@@ -24,6 +24,10 @@ pub const TESTS: &[Test] = &[
         "device_tree_errors",
         crate::bsp::devicetree_tests::device_tree_errors,
     ),
+    (
+        "device_tree_nesting",
+        crate::bsp::devicetree_tests::device_tree_nesting,
+    ),
 ];
 
 fn ensure(ok: bool, why: &'static str) -> R {

@@ -101,10 +101,16 @@ impl Board for Virt {
     }
 
     /// The device-tree parser on broken trees.
-    const TESTS: &'static [Test] = &[(
-        "device_tree_errors",
-        super::devicetree_tests::device_tree_errors,
-    )];
+    const TESTS: &'static [Test] = &[
+        (
+            "device_tree_errors",
+            super::devicetree_tests::device_tree_errors,
+        ),
+        (
+            "device_tree_nesting",
+            super::devicetree_tests::device_tree_nesting,
+        ),
+    ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
         super::ticks::gic::start(gic(), period_us)
