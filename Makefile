@@ -163,20 +163,38 @@ qemu-test: deps
 ## boot-test: boots that must end one known way, each checked by scripts/expect-boot.sh
 ## for its exit status and the lines it must print: hostile device trees
 ## (boards/selftest/boot-*.dts) through QEMU raspi3b, which passes a -dtb tree through but
-## for /memory and /chosen/bootargs, with both serial ports on the output.
+## for /memory and /chosen/bootargs, with both serial ports on the output; and a stack
+## overflow on the boot core and on a secondary (kmem.test=stack-overflow[-secondary]) on
+## virt and x86_64, which the guard page below each stack must turn into a report and a
+## failing status (1 on virt; 3, QEMU's for the firmware's 1, on x86_64).
 BOOT_TEST = build/boot-test
 EXPECT = scripts/expect-boot.sh
 PI_BOTH_SERIALS = -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -serial chardev:con
 RPI3_HOSTILE = qemu-system-aarch64 -M raspi3b -display none -semihosting \
 	-kernel build/rpi3/kernel8.img $(PI_BOTH_SERIALS) -dtb $(BOOT_TEST)/$(1).dtb
+# QEMU_virt and QEMU_x86_64 with 2 cores, 128 MiB and their board's image, whatever BOARD is.
+VIRT_SMALL = $(subst -kernel $(IMAGE),-kernel build/virt/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_virt)))
+X86_SMALL = $(subst -kernel $(IMAGE),-kernel build/x86_64/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_x86_64)))
 boot-test: deps
 	$(MAKE) image BOARD=rpi3
+	$(MAKE) image BOARD=virt
+	$(MAKE) image BOARD=x86_64
 	@mkdir -p $(BOOT_TEST)
 	@for t in boards/selftest/boot-*.dts; do \
 		n=$$(basename $$t .dts); dtc -q -I dts -O dtb -o $(BOOT_TEST)/$${n#boot-}.dtb $$t || exit 1; done
 	@$(EXPECT) rpi3-deep $(BOOT_TEST)/rpi3-deep.log 1 \
 		"nodes nested 303 levels deep, more than the 64 kmem reads" \
 		-- $(call RPI3_HOSTILE,rpi3-deep)
+	@$(EXPECT) virt-stack-overflow $(BOOT_TEST)/virt-stack-overflow.log 1 \
+		"stack overflow on cpu 0: an access at" -- $(VIRT_SMALL) -append kmem.test=stack-overflow
+	@$(EXPECT) virt-stack-overflow-secondary $(BOOT_TEST)/virt-stack-overflow-secondary.log 1 \
+		"stack overflow on cpu 1: an access at" \
+		-- $(VIRT_SMALL) -append kmem.test=stack-overflow-secondary
+	@$(EXPECT) x86_64-stack-overflow $(BOOT_TEST)/x86_64-stack-overflow.log 3 \
+		"stack overflow on cpu 0: an access at" -- $(X86_SMALL) -append kmem.test=stack-overflow
+	@$(EXPECT) x86_64-stack-overflow-secondary $(BOOT_TEST)/x86_64-stack-overflow-secondary.log 3 \
+		"stack overflow on cpu 1: an access at" \
+		-- $(X86_SMALL) -append kmem.test=stack-overflow-secondary
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain

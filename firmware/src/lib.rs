@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod arch;
 mod bench;
+mod boot_test;
 pub mod bsp;
 mod heap;
 mod irq_tests;
@@ -98,6 +99,9 @@ pub fn boot(x0: usize) -> ! {
     heap::install_logger();
     smp::start_secondaries(&info);
     report::memory(&info, kmem.pages());
+    if let Some(test) = boot_test::requested(info.bootargs) {
+        boot_test::run(test);
+    }
     if info.bootargs.split_whitespace().any(|w| w == "selftest") {
         let ok = selftest::run();
         if let Some(indicator) = board::result_indicator(ok) {

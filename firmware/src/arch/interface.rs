@@ -26,7 +26,8 @@ pub trait Isa: kmem::Arch {
     fn boot_hwid() -> u64;
 
     /// Fills the identity map: RAM (every range of the `ram` lists) cacheable, devices
-    /// below 4 GiB uncached, nothing at or above [`Isa::MAP_LIMIT`].
+    /// below 4 GiB uncached, nothing at or above [`Isa::MAP_LIMIT`], and nothing in the
+    /// guard page below each core's stack (`percpu::guard_pages`).
     ///
     /// # Safety
     /// Boot core only, once, before any core runs [`Isa::mmu_enable`].
