@@ -163,10 +163,12 @@ qemu-test: deps
 ## boot-test: boots that must end one known way, each checked by scripts/expect-boot.sh
 ## for its exit status and the lines it must print: hostile device trees
 ## (boards/selftest/boot-*.dts) through QEMU raspi3b, which passes a -dtb tree through but
-## for /memory and /chosen/bootargs, with both serial ports on the output; and a stack
-## overflow on the boot core and on a secondary (kmem.test=stack-overflow[-secondary]) on
-## virt and x86_64, which the guard page below each stack must turn into a report and a
-## failing status (1 on virt; 3, QEMU's for the firmware's 1, on x86_64).
+## for /memory and /chosen/bootargs (both serial ports on the output), and through virt,
+## which keeps stdout-path and the GIC; booted with kmem.test=boot (allocate on every
+## core, validate, exit 0) where they must boot. Then a stack overflow on the boot core
+## and on a secondary (kmem.test=stack-overflow[-secondary]) on virt and x86_64, which
+## the guard page below each stack must turn into a report and a failing status (1 on
+## virt; 3, QEMU's for the firmware's 1, on x86_64).
 BOOT_TEST = build/boot-test
 EXPECT = scripts/expect-boot.sh
 PI_BOTH_SERIALS = -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -serial chardev:con
@@ -185,6 +187,22 @@ boot-test: deps
 	@$(EXPECT) rpi3-deep $(BOOT_TEST)/rpi3-deep.log 1 \
 		"nodes nested 303 levels deep, more than the 64 kmem reads" \
 		-- $(call RPI3_HOSTILE,rpi3-deep)
+	@$(EXPECT) rpi3-devices $(BOOT_TEST)/rpi3-devices.log 0 \
+		"refused: mailbox at 0x90000 (mailbox@90000): inside kmem's own image" \
+		"refused: GPIO block at 0x2000000 (gpio@2000000): inside RAM kmem manages" \
+		"refused: console UART at 0x1000040 (serial@1000040): inside RAM kmem manages" \
+		"refused: cpu-release-addr of cpu 1 (hwid 0x1) at 0x80100: inside kmem's own image" \
+		"refused: cpu-release-addr of cpu 2 (hwid 0x2) at 0x800000000: outside the RAM" \
+		"refused: cpu-release-addr of cpu 3 (hwid 0x3) at 0xf4: not 8-byte aligned" \
+		"smp: 4 cpus online" "boot test: 4 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(call RPI3_HOSTILE,rpi3-devices) -append kmem.test=boot
+	@$(EXPECT) virt-uart-in-ram $(BOOT_TEST)/virt-uart-in-ram.log 0 \
+		"refused: console UART at 0x44000000 (pl011@9000000): inside RAM kmem manages" \
+		"boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-uart-in-ram.dtb -append kmem.test=boot
+	@$(EXPECT) virt-gic-in-ram $(BOOT_TEST)/virt-gic-in-ram.log 1 \
+		"GIC distributor at 0x44000000 (intc@8000000): inside RAM kmem manages" \
+		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-gic-in-ram.dtb -append kmem.test=boot
 	@$(EXPECT) virt-stack-overflow $(BOOT_TEST)/virt-stack-overflow.log 1 \
 		"stack overflow on cpu 0: an access at" -- $(VIRT_SMALL) -append kmem.test=stack-overflow
 	@$(EXPECT) virt-stack-overflow-secondary $(BOOT_TEST)/virt-stack-overflow-secondary.log 1 \

@@ -7,7 +7,11 @@
 //!   and a failing status — never a write over what lies below the stack.
 //! - `stack-overflow-secondary`: the same on the highest-numbered secondary core online,
 //!   while the boot core waits.
+//! - `boot`: boot, allocate and free on every core, `validate` the allocator, and end with
+//!   success when all is well: a quick look at a machine booted from hostile boot
+//!   information (a console or a device refused must leave the allocator's memory alone).
 
+use alloc::vec::Vec;
 use core::hint::black_box;
 
 use crate::arch::cpu::{Cpu, Isa};
@@ -24,6 +28,21 @@ pub fn requested(bootargs: &str) -> Option<&str> {
 /// Runs test `name`, which ends the machine.
 pub fn run(name: &str) -> ! {
     match name {
+        "boot" => {
+            let churned = smp::run_on_all(churn);
+            let problems = crate::kmem().validate(None);
+            let ok = churned.is_ok() && problems == Some(0);
+            println!(
+                "boot test: {} cpus online; kmalloc and kfree on each: {}; validate: {}",
+                smp::online(),
+                churned.err().unwrap_or("ok"),
+                match problems {
+                    Some(0) => "clean",
+                    _ => "PROBLEMS",
+                }
+            );
+            Cpu::exit(u32::from(!ok))
+        }
         "stack-overflow" => {
             println!("boot test: cpu 0 runs its stack out");
             overflow(0)
@@ -48,6 +67,23 @@ pub fn run(name: &str) -> ! {
             Cpu::exit(1)
         }
     }
+}
+
+/// Vectors of every size from 8 bytes to 8 KiB, filled, checked and dropped.
+fn churn(cpu: usize) -> Result<(), &'static str> {
+    let mut held = Vec::new();
+    for round in 0..4u8 {
+        for shift in 3..14 {
+            let byte = (cpu as u8) ^ round ^ shift as u8;
+            held.push(alloc::vec![byte; 1 << shift]);
+        }
+    }
+    for v in &held {
+        if v.iter().any(|&b| b != v[0]) {
+            return Err("an allocation changed under its owner");
+        }
+    }
+    Ok(())
 }
 
 fn overflow_job(cpu: usize) -> Result<(), &'static str> {

@@ -7,6 +7,15 @@
 
 use kmem::mm::memmap::PhysRange;
 
+/// How the identity map has a range.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mapping {
+    /// All of it as normal cacheable memory: RAM.
+    Normal,
+    /// All of it as device memory (uncached): MMIO.
+    Device,
+}
+
 /// The CPU as the firmware drives it: core count, time, the identity map, idling, and
 /// ending the machine.
 pub trait Isa: kmem::Arch {
@@ -32,6 +41,12 @@ pub trait Isa: kmem::Arch {
     /// # Safety
     /// Boot core only, once, before any core runs [`Isa::mmu_enable`].
     unsafe fn mmu_build(ram: &[&[PhysRange]]);
+
+    /// How [`Isa::mmu_build`], given `ram`, would map all of `range`: `None` when any of
+    /// it would be unmapped (a guard page, beyond the device window or
+    /// [`Isa::MAP_LIMIT`]) or the two kinds would mix. Boards vet the addresses the boot
+    /// information gives with it (`bsp::vet`) before the map exists.
+    fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping>;
 
     /// Switches the running core to the map [`Isa::mmu_build`] filled. Every core runs it
     /// before its first lock: exclusive accesses need cacheable memory on Arm.

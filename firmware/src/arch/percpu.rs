@@ -20,8 +20,11 @@ use core::sync::atomic::AtomicU32;
 use super::cpu::MAX_CPUS;
 use kmem::mm::memmap::PhysRange;
 
-/// Bytes of stack per core.
-const STACK_SIZE: usize = 64 << 10;
+/// Bytes of stack per core. The boot core reads the boot information on its stack with
+/// the MMU off, before any guard page works, and that takes about 55 KiB (memory maps
+/// and the boot information are kilobytes each, copied from frame to frame):
+/// [`boot_stack_used`] measures it, and a self-test keeps it under three quarters of this.
+pub const STACK_SIZE: usize = 128 << 10;
 /// The unmapped page below each stack.
 pub(super) const GUARD_SIZE: usize = 4 << 10;
 /// Bytes between two cores' stack tops: a guard page, then the stack.
@@ -109,6 +112,47 @@ fn guard_page(cpu: usize) -> PhysRange {
 /// so these are physical addresses too).
 pub(super) fn guard_pages() -> impl Iterator<Item = PhysRange> {
     (0..MAX_CPUS).map(guard_page)
+}
+
+/// What [`paint_boot_stack`] fills the boot core's stack with.
+const PAINT: u8 = 0xa5;
+/// Bytes left unpainted below the painting frame (its own frame and what it calls).
+const PAINT_MARGIN: usize = 1024;
+
+/// Fills the boot core's guard page and its stack, up to just below the running frame,
+/// with a pattern, so that [`boot_stack_used`] can tell how deep the stack went: for the
+/// part of the boot that runs with the MMU off (aarch64), before any guard page works.
+///
+/// # Safety
+/// Boot core (logical 0), on its own stack, before its guard page is unmapped.
+#[inline(never)]
+pub unsafe fn paint_boot_stack() {
+    let marker = 0u8;
+    let here = core::hint::black_box(&raw const marker) as usize;
+    let bottom = STACKS.0.get() as usize;
+    let len = here.saturating_sub(PAINT_MARGIN).saturating_sub(bottom);
+    // SAFETY: `[bottom, bottom + len)` is core 0's slot below the running frame (with the
+    // margin for this frame and `write_bytes`): no live data, nothing else uses it.
+    unsafe { core::ptr::write_bytes(bottom as *mut u8, PAINT, len.min(SLOT_SIZE)) };
+}
+
+/// How many bytes of the boot core's stack were used since [`paint_boot_stack`], from the
+/// top down to the deepest byte no longer painted; `None` when the guard page below was
+/// written too: the stack overflowed.
+///
+/// # Safety
+/// [`paint_boot_stack`] has run, and the guard page is not unmapped yet.
+pub unsafe fn boot_stack_used() -> Option<usize> {
+    let bottom = STACKS.0.get() as *const u8;
+    // SAFETY: core 0's slot is SLOT_SIZE bytes of the static, all mapped (the caller's
+    // contract); reading bytes the stack holds is fine, as they are plain integers.
+    let slot = unsafe { core::slice::from_raw_parts(bottom, SLOT_SIZE) };
+    let (guard, stack) = slot.split_at(GUARD_SIZE);
+    if guard.iter().any(|&b| b != PAINT) {
+        return None;
+    }
+    let untouched = stack.iter().take_while(|&&b| b == PAINT).count();
+    Some(STACK_SIZE - untouched)
 }
 
 /// The core whose guard page holds `addr`, if one does: a fault there is that core's

@@ -16,6 +16,7 @@ use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use super::Cpus;
+use super::vet::Refused;
 use crate::arch::aarch64::psci::Conduit;
 use crate::arch::cpu::MAX_CPUS;
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
@@ -50,6 +51,8 @@ pub enum DtError {
     },
     /// Nodes nest `depth` levels deep, more than [`MAX_DEPTH`].
     TooDeep { addr: usize, depth: usize },
+    /// A device the board cannot do without is where it must not be (`bsp::vet`).
+    Refused(Refused),
     /// A property that must be well-formed is not.
     BadProperty {
         node: &'static str,
@@ -85,6 +88,7 @@ impl fmt::Display for DtError {
                 "device tree at {addr:#x}: nodes nested {depth} levels deep, more than the \
                  {MAX_DEPTH} kmem reads"
             ),
+            DtError::Refused(r) => write!(f, "device tree: {r}"),
             DtError::BadProperty { node, prop } => {
                 write!(f, "device tree: malformed `{prop}` in {node}")
             }
@@ -343,10 +347,21 @@ pub fn model(fdt: Fdt<'static>) -> &'static str {
         .unwrap_or("")
 }
 
+/// A device's first `reg` entry as the CPU sees it, and the node it is from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Reg {
+    /// The node's name, for reports.
+    pub node: &'static str,
+    /// Its MMIO base, translated through every bus above it.
+    pub base: u64,
+    /// The size the entry gives (0 when the bus has no size cells).
+    pub size: u64,
+}
+
 /// The console `/chosen/stdout-path` names (a path or an alias, options after `:`
-/// ignored), when it is `compatible` with one of `compatibles`: which one, and its MMIO
-/// base as the CPU sees it.
-pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)> {
+/// ignored), when it is `compatible` with one of `compatibles`: which one, and its
+/// registers.
+pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, Reg)> {
     let path = chosen_str(fdt, "stdout-path").split(':').next()?;
     let path = if path.starts_with('/') {
         path
@@ -356,32 +371,39 @@ pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)>
             .value_as::<&'static str>()
             .ok()?
     };
-    let (node, addr) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
+    let (node, reg) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
     let which = compatibles.iter().position(|c| node.is_compatible(c))?;
-    Some((which, usize::try_from(addr).ok()?))
+    Some((which, reg))
 }
 
-/// MMIO base, as the CPU sees it, of the first device `compatible` with `compatible`.
-pub fn device_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
-    usize::try_from(find_reg(fdt.root(), compatible)?).ok()
+/// The registers of the first device `compatible` with `compatible`.
+pub fn device(fdt: Fdt<'static>, compatible: &str) -> Option<Reg> {
+    find_reg(fdt.root(), compatible)
 }
 
-/// Distributor and CPU-interface bases of the root's GICv2 (`arm,cortex-a15-gic`,
+/// The distributor and CPU interface of the root's GICv2 (`arm,cortex-a15-gic`,
 /// `arm,gic-400`): its first two `reg` entries.
-pub fn gicv2(fdt: Fdt<'static>) -> Option<(usize, usize)> {
+pub fn gicv2(fdt: Fdt<'static>) -> Option<(Reg, Reg)> {
     let node = fdt
         .root()
         .children()
         .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
     let mut regs = node.reg().ok()??;
-    let mut next = || usize::try_from(regs.next()?.address::<u64>().ok()?).ok();
+    let mut next = || {
+        let r = regs.next()?;
+        Some(Reg {
+            node: node.name(),
+            base: r.address::<u64>().ok()?,
+            size: r.size::<u64>().unwrap_or(0),
+        })
+    };
     Some((next()?, next()?))
 }
 
-/// The node at `path` (from the root, no leading `/`) and its first `reg` address
-/// translated through every bus above it to the root's address space. Iterative: the
-/// buses on the way down are kept in an array of [`MAX_DEPTH`].
-fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
+/// The node at `path` (from the root, no leading `/`) and its first `reg` entry, the
+/// address translated through every bus above it to the root's address space.
+/// Iterative: the buses on the way down are kept in an array of [`MAX_DEPTH`].
+fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, Reg)> {
     let mut chain: [Option<FdtNode<'static>>; MAX_DEPTH] = [None; MAX_DEPTH];
     let mut len = 0;
     let mut node = root;
@@ -390,21 +412,21 @@ fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)>
         *chain.get_mut(len)? = Some(node);
         len += 1;
     }
-    let (target, buses) = chain[..len].split_last()?;
-    let addr = first_reg((*target)?)?;
-    let addr = buses
+    let (_, buses) = chain[..len].split_last()?;
+    let reg = first_reg(node)?;
+    let base = buses
         .iter()
         .rev()
-        .try_fold(addr, |a, bus| translate((*bus)?, a))?;
-    Some((node, addr))
+        .try_fold(reg.base, |a, bus| translate((*bus)?, a))?;
+    Some((node, Reg { base, ..reg }))
 }
 
-/// Depth first from the root: the first `reg` address of the first node compatible with
-/// `compatible` (not looking inside it), translated to the root's address space. A match
-/// without a `reg`, or that no bus above it translates, is passed over. Iterative: the
-/// walk keeps each level's children in an array of [`MAX_DEPTH`] ([`open`] refused
-/// deeper trees; anything deeper would not be searched).
-fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<u64> {
+/// Depth first from the root: the first `reg` entry of the first node compatible with
+/// `compatible` (not looking inside it), its address translated to the root's address
+/// space. A match without a `reg`, or that no bus above it translates, is passed over.
+/// Iterative: the walk keeps each level's children in an array of [`MAX_DEPTH`]
+/// ([`open`] refused deeper trees; anything deeper would not be searched).
+fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<Reg> {
     let mut levels: [Option<(FdtNode<'static>, Children)>; MAX_DEPTH] = [const { None }; MAX_DEPTH];
     levels[0] = Some((root, root.children()));
     let mut len = 1;
@@ -420,10 +442,11 @@ fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<u64> {
         if child.is_compatible(compatible) {
             // The buses between the root and the match, innermost first.
             let buses = levels[1..len].iter().rev().flatten();
-            let found = first_reg(child).and_then(|addr| {
-                buses
+            let found = first_reg(child).and_then(|reg| {
+                let base = buses
                     .map(|l| l.0)
-                    .try_fold(addr, |a, bus| translate(bus, a))
+                    .try_fold(reg.base, |a, bus| translate(bus, a))?;
+                Some(Reg { base, ..reg })
             });
             if found.is_some() {
                 return found;
@@ -436,8 +459,14 @@ fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<u64> {
     None
 }
 
-fn first_reg(node: FdtNode<'static>) -> Option<u64> {
-    node.reg().ok()??.next()?.address::<u64>().ok()
+/// The first `reg` entry of `node`, in its parent's address space.
+fn first_reg(node: FdtNode<'static>) -> Option<Reg> {
+    let r = node.reg().ok()??.next()?;
+    Some(Reg {
+        node: node.name(),
+        base: r.address::<u64>().ok()?,
+        size: r.size::<u64>().unwrap_or(0),
+    })
 }
 
 /// `addr` in the child address space of `bus`, in `bus`'s parent's space, through its

@@ -26,7 +26,7 @@ const OVERFLOWING: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/overflowing
 const LIMIT: u64 = 1 << 40;
 
 /// `blob`, edited by `edit`, in 8-byte aligned memory that outlives every use.
-fn copy(blob: &[u8], edit: impl FnOnce(&mut [u8])) -> Vec<u64> {
+pub fn copy(blob: &[u8], edit: impl FnOnce(&mut [u8])) -> Vec<u64> {
     let mut words = alloc::vec![0u64; blob.len().div_ceil(8)];
     // SAFETY: the words are at least blob.len() bytes, and u64 has no invalid byte patterns.
     let bytes = unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), blob.len()) };
@@ -111,17 +111,15 @@ pub fn device_tree_errors() -> R {
 /// A flattened device tree assembled in memory, for trees too large or too deep to keep
 /// as source: `begin`, `prop` and `end` append to the structure block, `finish` lays the
 /// blob out (header, an empty reservation block, structure, strings).
-struct Builder {
+#[derive(Default)]
+pub struct Builder {
     structure: Vec<u8>,
     strings: Vec<u8>,
 }
 
 impl Builder {
-    fn new() -> Builder {
-        Builder {
-            structure: Vec::new(),
-            strings: Vec::new(),
-        }
+    pub fn new() -> Builder {
+        Builder::default()
     }
 
     fn word(&mut self, w: u32) {
@@ -134,7 +132,7 @@ impl Builder {
         }
     }
 
-    fn begin(&mut self, name: &str) -> &mut Builder {
+    pub fn begin(&mut self, name: &str) -> &mut Builder {
         self.word(1);
         self.structure.extend_from_slice(name.as_bytes());
         self.structure.push(0);
@@ -142,7 +140,7 @@ impl Builder {
         self
     }
 
-    fn prop(&mut self, name: &str, value: &[u8]) -> &mut Builder {
+    pub fn prop(&mut self, name: &str, value: &[u8]) -> &mut Builder {
         let mut key = Vec::from(name.as_bytes());
         key.push(0);
         let offset = match self.strings.windows(key.len()).position(|w| w == key) {
@@ -160,24 +158,24 @@ impl Builder {
         self
     }
 
-    fn cells(&mut self, name: &str, cells: &[u32]) -> &mut Builder {
+    pub fn cells(&mut self, name: &str, cells: &[u32]) -> &mut Builder {
         let bytes: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
         self.prop(name, &bytes)
     }
 
-    fn string(&mut self, name: &str, value: &str) -> &mut Builder {
+    pub fn string(&mut self, name: &str, value: &str) -> &mut Builder {
         let mut bytes = Vec::from(value.as_bytes());
         bytes.push(0);
         self.prop(name, &bytes)
     }
 
-    fn end(&mut self) -> &mut Builder {
+    pub fn end(&mut self) -> &mut Builder {
         self.word(2);
         self
     }
 
     /// The blob, in 8-byte aligned words.
-    fn finish(&mut self) -> Vec<u64> {
+    pub fn finish(&mut self) -> Vec<u64> {
         self.word(9);
         let (header, reservations) = (40, 16);
         let structure = header + reservations;
@@ -262,10 +260,15 @@ pub fn device_tree_nesting() -> R {
     // SAFETY: the blob lives in `words` for as long as the Fdt is used.
     let fdt = unsafe { dt::open(words.as_ptr() as usize) }
         .map_err(|_| "a tree at the deepest kmem reads was refused")?;
-    if dt::stdout(fdt, &["arm,pl011"]) != Some((0, 0x3f20_1000)) {
+    let uart = dt::Reg {
+        node: "serial@7e201000",
+        base: 0x3f20_1000,
+        size: 0x200,
+    };
+    if dt::stdout(fdt, &["arm,pl011"]) != Some((0, uart)) {
         return Err("stdout-path at the deepest level: not found or not translated");
     }
-    if dt::device_base(fdt, "arm,pl011") != Some(0x3f20_1000) {
+    if dt::device(fdt, "arm,pl011") != Some(uart) {
         return Err("a device at the deepest level: not found or not translated");
     }
     Ok(())

@@ -18,6 +18,7 @@ use aarch64_cpu::registers::{
 use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
+use crate::arch::Mapping;
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
 use kmem::mm::memmap::PhysRange;
@@ -169,6 +170,30 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     // The tables were written with the MMU off, straight to memory; make sure the writes
     // are complete before any walker looks.
     barrier::dsb(barrier::ISH);
+}
+
+/// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
+pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    if range.start >= range.end
+        || range.end > MAP_LIMIT
+        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
+    {
+        return None;
+    }
+    let mut kind = None;
+    let mut block = range.start & !(BLOCK - 1);
+    while block < range.end {
+        let this = match block_kind(ram, block)? {
+            true => Mapping::Normal,
+            false => Mapping::Device,
+        };
+        if kind.is_some_and(|k| k != this) {
+            return None;
+        }
+        kind = Some(this);
+        block += BLOCK;
+    }
+    kind
 }
 
 /// Turns this core's MMU and caches on with the tables [`build`] filled.

@@ -15,6 +15,7 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
+use crate::arch::Mapping;
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
 use kmem::mm::memmap::PhysRange;
@@ -123,6 +124,30 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         };
         t.pt[n].0[((guard.start - page) / 4096) as usize] = 0;
     }
+}
+
+/// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
+pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    if range.start >= range.end
+        || range.end > MAP_LIMIT
+        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
+    {
+        return None;
+    }
+    let mut kind = None;
+    let mut page = range.start & !(PAGE_2M - 1);
+    while page < range.end {
+        let this = match page_flags(ram, page)? & CACHE_DISABLE {
+            0 => Mapping::Normal,
+            _ => Mapping::Device,
+        };
+        if kind.is_some_and(|k| k != this) {
+            return None;
+        }
+        kind = Some(this);
+        page += PAGE_2M;
+    }
+    kind
 }
 
 /// Switches this core to the tables [`build`] filled (loading CR3 also drops every stale

@@ -9,7 +9,7 @@ mod pvh;
 use core::fmt;
 
 use super::device_driver::uart16550::Uart16550;
-use super::{Board, BootInfo, BootSource, Cpus, StartError};
+use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
 use ::x86_64::instructions::random::RdRand;
 
 use crate::arch::cpu::{Cpu, Isa};
@@ -88,6 +88,7 @@ impl Board for Pc {
             rng_seed: rdrand_seed(),
             image,
             boot_data,
+            notes: Notes::new(),
         })
     }
 
@@ -98,6 +99,9 @@ impl Board for Pc {
         // in LOW_MEMORY, reserved.
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
+
+    /// The checks every address from the boot information passes.
+    const TESTS: &'static [Test] = &[("vet_addresses", super::vet_tests::vet_addresses)];
 
     /// Each core's local APIC timer.
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
