@@ -70,7 +70,9 @@ impl Board for Pc {
             }
         }
         let bootargs = si.cmdline()?;
-        // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
+        pvh::check("the ACPI RSDP", si.rsdp_paddr, pvh::RSDP_SIZE)?;
+        // SAFETY: the loader found the RSDP, in the boot map (checked above); the tables
+        // sit in reserved firmware memory, and the handler refuses any beyond the map.
         let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
         Ok(BootInfo {
             model: machine.oem,
@@ -100,8 +102,12 @@ impl Board for Pc {
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
 
-    /// The checks every address from the boot information passes.
-    const TESTS: &'static [Test] = &[("vet_addresses", super::vet_tests::vet_addresses)];
+    /// The checks every address from the boot information passes, and the PVH start
+    /// information's.
+    const TESTS: &'static [Test] = &[
+        ("vet_addresses", super::vet_tests::vet_addresses),
+        ("pvh_addresses", pvh::addresses_test),
+    ];
 
     /// Each core's local APIC timer.
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
