@@ -118,7 +118,7 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
 	exit $$(( s == 0 ? 1 : s ))
 
-.PHONY: image run selftest qemu-test hostile-test monitor-test lint-firmware
+.PHONY: image run selftest qemu-test hostile-test monitor-test boot-test lint-firmware
 
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
@@ -148,7 +148,8 @@ firmware-bench: image
 
 ## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
 ## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device
-## tree and with ATAGs; then hostile-test.
+## tree and with ATAGs; then hostile-test and boot-test: boots with hostile input that must
+## end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=rpi3 BOOT=dtb
@@ -158,6 +159,7 @@ qemu-test: deps
 	@# virt at 2G, rpi3 with ATAGs and x86_64 at 5G: in hostile-test, with hostile
 	@# boot arguments.
 	$(MAKE) hostile-test
+	$(MAKE) boot-test
 
 ## hostile-test: boots with hostile input — trees in boards/selftest/, boot arguments,
 ## monitor lines — and checks that each boot ends as it must (passing, or stopping with a
@@ -213,6 +215,63 @@ hostile-test: deps monitor-test
 		-e '^selftest: [0-9]+ passed, 0 failed$$' \
 		-- $(X86_QEMU) -smp 4 -m 5G \
 		-append "$$(printf 'selftest \377 %04075d keep cutword' 0)"
+
+## boot-test: boots that must end one known way, each checked by scripts/expect-boot.sh
+## for its exit status and the lines it must print (logs in build/hostile/): hostile device trees
+## (boards/selftest/boot-*.dts) through QEMU raspi3b, which passes a -dtb tree through but
+## for /memory and /chosen/bootargs (both serial ports on the output), and through virt,
+## which keeps stdout-path and the GIC; booted with kmem.test=boot (allocate on every
+## core, validate, exit 0) where they must boot. Then a stack overflow on the boot core
+## and on a secondary (kmem.test=stack-overflow[-secondary]) on virt and x86_64, which
+## the guard page below each stack must turn into a report and a failing status (1 on
+## virt; 3, QEMU's for the firmware's 1, on x86_64).
+BOOT_TEST = build/boot-test
+PI_BOTH_SERIALS = -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -serial chardev:con
+RPI3_HOSTILE = qemu-system-aarch64 -M raspi3b -display none -semihosting \
+	-kernel build/rpi3/kernel8.img $(PI_BOTH_SERIALS) -dtb $(BOOT_TEST)/$(1).dtb
+# QEMU_virt and QEMU_x86_64 with 2 cores, 128 MiB and their board's image, whatever BOARD is.
+VIRT_SMALL = $(subst -kernel $(IMAGE),-kernel build/virt/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_virt)))
+X86_SMALL = $(subst -kernel $(IMAGE),-kernel build/x86_64/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_x86_64)))
+boot-test: deps
+	$(MAKE) image BOARD=rpi3
+	$(MAKE) image BOARD=virt
+	$(MAKE) image BOARD=x86_64
+	@mkdir -p $(BOOT_TEST)
+	@for t in boards/selftest/boot-*.dts; do \
+		n=$$(basename $$t .dts); dtc -q -I dts -O dtb -o $(BOOT_TEST)/$${n#boot-}.dtb $$t || exit 1; done
+	@$(EXPECT_BOOT) -n rpi3-deep -s 1 -t 30 \
+		-f "nodes nested 303 levels deep, more than the 64 kmem reads" \
+		-- $(call RPI3_HOSTILE,rpi3-deep)
+	@$(EXPECT_BOOT) -n rpi3-devices -s 0 -t 30 \
+		-f "refused: mailbox at 0x90000 (mailbox@90000): inside kmem's own image" \
+		-f "refused: GPIO block at 0x2000000 (gpio@2000000): inside RAM kmem manages" \
+		-f "refused: console UART at 0x1000040 (serial@1000040): inside RAM kmem manages" \
+		-f "refused: cpu-release-addr of cpu 1 (hwid 0x1) at 0x80100: inside kmem's own image" \
+		-f "refused: cpu-release-addr of cpu 2 (hwid 0x2) at 0x800000000: outside the RAM" \
+		-f "refused: cpu-release-addr of cpu 3 (hwid 0x3) at 0xf4: not 8-byte aligned" \
+		-f "smp: 4 cpus online" \
+		-f "boot test: 4 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(call RPI3_HOSTILE,rpi3-devices) -append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-uart-in-ram -s 0 -t 30 \
+		-f "refused: console UART at 0x44000000 (pl011@9000000): inside RAM kmem manages" \
+		-f "boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-uart-in-ram.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-gic-in-ram -s 1 -t 30 \
+		-f "GIC distributor at 0x44000000 (intc@8000000): inside RAM kmem manages" \
+		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-gic-in-ram.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-stack-overflow -s 1 -t 30 \
+		-f "stack overflow on cpu 0: an access at" \
+		-- $(VIRT_SMALL) -append kmem.test=stack-overflow
+	@$(EXPECT_BOOT) -n virt-stack-overflow-secondary -s 1 -t 30 \
+		-f "stack overflow on cpu 1: an access at" \
+		-- $(VIRT_SMALL) -append kmem.test=stack-overflow-secondary
+	@$(EXPECT_BOOT) -n x86_64-stack-overflow -s 3 -t 30 \
+		-f "stack overflow on cpu 0: an access at" \
+		-- $(X86_SMALL) -append kmem.test=stack-overflow
+	@$(EXPECT_BOOT) -n x86_64-stack-overflow-secondary -s 3 -t 30 \
+		-f "stack overflow on cpu 1: an access at" \
+		-- $(X86_SMALL) -append kmem.test=stack-overflow-secondary
+
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.
 lint-firmware: toolchain

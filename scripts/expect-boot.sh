@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Boots the firmware under QEMU with hostile input and checks what it did: the exit
-# status, and lines the output must (or must not) hold. For `make hostile-test`.
+# status, and lines the output must (or must not) hold. For `make hostile-test`,
+# `make monitor-test` and `make boot-test`.
 #
 #   scripts/expect-boot.sh -n NAME [-s STATUS] [-t SECONDS] [-i INPUT] \
-#       [-e REGEX]... [-x REGEX]... -- QEMU COMMAND...
+#       [-e REGEX]... [-f TEXT]... [-x REGEX]... -- QEMU COMMAND...
 #
 # -s  the status QEMU must end with (default 0), or a comma-separated list of those it
 #     may end with; a hang ends with `timeout`'s 124
 # -t  the time limit (default 60 s)
 # -i  a file fed to QEMU's stdin (the console; default /dev/null)
 # -e  an extended regular expression some output line must match (repeatable)
+# -f  a fixed string some output line must contain (repeatable)
 # -x  one no output line may match (repeatable)
 # The output goes to build/hostile/NAME.log; on failure its tail is shown.
 set -uo pipefail
 name= status=0 limit=60 input=/dev/null
-expect=() refuse=()
+expect=() fixed=() refuse=()
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) name=$2; shift 2 ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
     -t) limit=$2; shift 2 ;;
     -i) input=$2; shift 2 ;;
     -e) expect+=("$2"); shift 2 ;;
+    -f) fixed+=("$2"); shift 2 ;;
     -x) refuse+=("$2"); shift 2 ;;
     --) shift; break ;;
     *) echo "expect-boot.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -43,14 +46,17 @@ esac
 for e in ${expect[@]+"${expect[@]}"}; do
   grep -Eq -- "$e" "$log" || fail+=("no line matches: $e")
 done
+for f in ${fixed[@]+"${fixed[@]}"}; do
+  grep -Fq -- "$f" "$log" || fail+=("no line contains: $f")
+done
 for x in ${refuse[@]+"${refuse[@]}"}; do
   grep -Eq -- "$x" "$log" && fail+=("a line matches what must not appear: $x")
 done
 if [ ${#fail[@]} -eq 0 ]; then
-  echo "hostile-test $name: ok ($((SECONDS - start)) s)"
+  echo "expect-boot $name: ok ($((SECONDS - start)) s)"
   exit 0
 fi
-echo "hostile-test $name: FAILED ($log)"
+echo "expect-boot $name: FAILED ($log)"
 printf '  %s\n' "${fail[@]}"
 echo "  last lines of the output:"
 tail -n 15 "$log" | cut -c1-200 | sed 's/^/    /'

@@ -17,6 +17,7 @@ extern crate alloc;
 pub mod arch;
 mod bench;
 mod boot_tests;
+mod boot_test;
 pub mod bsp;
 mod driver_tests;
 mod heap;
@@ -31,7 +32,7 @@ mod unchecked;
 mod workload;
 
 use core::panic::PanicInfo;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use crate::bsp::{Board, board, console};
@@ -59,9 +60,34 @@ pub fn rng_seed() -> &'static [u8] {
     RNG_SEED.get().copied().unwrap_or(&[])
 }
 
+/// How many bytes of its stack the boot core used to read the boot information (with
+/// the MMU off on aarch64, before the guard page below the stack works).
+static BOOT_STACK_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// [`BOOT_STACK_USED`], for the self-test that keeps it in bounds.
+pub fn boot_stack_used() -> usize {
+    BOOT_STACK_USED.load(Relaxed)
+}
+
 /// The boot core's path from `kernel_init` on. `x0` is the loader's boot argument.
 pub fn boot(x0: usize) -> ! {
-    let info = match board::probe(x0, Cpu::boot_hwid()) {
+    // SAFETY: the boot core, on its own stack, before the MMU unmaps its guard page.
+    unsafe { arch::paint_boot_stack() };
+    let probed = board::probe(x0, Cpu::boot_hwid());
+    // SAFETY: painted above; the guard page is still mapped (the MMU is off, or on the
+    // loader's tables).
+    match unsafe { arch::boot_stack_used() } {
+        Some(used) => BOOT_STACK_USED.store(used, Relaxed),
+        None => {
+            println!(
+                "kmem: cannot boot on {}: the boot stack overflowed into its guard page \
+                 while reading the boot information",
+                board::NAME
+            );
+            Cpu::exit(1);
+        }
+    }
+    let info = match probed {
         Ok(info) => info,
         Err(e) => {
             println!("kmem: cannot boot on {}: {e}", board::NAME);
@@ -100,6 +126,9 @@ pub fn boot(x0: usize) -> ! {
     heap::install_logger();
     smp::start_secondaries(&info);
     report::memory(&info, kmem.pages());
+    if let Some(test) = boot_test::requested(info.bootargs) {
+        boot_test::run(test);
+    }
     if info.bootargs.split_whitespace().any(|w| w == "selftest") {
         let ok = selftest::run();
         if let Some(indicator) = board::result_indicator(ok) {

@@ -39,6 +39,12 @@ pub fn banner(info: &BootInfo) {
         println!("note: {more} more notes on the boot information were not kept");
     }
     println!("boot info: {}  image: {}", info.source, info.image);
+    for line in info.notes.lines() {
+        println!("{line}");
+    }
+    if info.notes.dropped() > 0 {
+        println!("({} more such lines not kept)", info.notes.dropped());
+    }
     println!("rng-seed: {} bytes kept", info.rng_seed.len());
     if info.cpus.in_tree > info.cpus.len {
         println!(

@@ -63,7 +63,22 @@ pub const TESTS: &[Test] = &[
         "console_degrades_on_a_stuck_uart",
         driver_tests::console_degrades_on_a_stuck_uart,
     ),
+    ("boot_stack_headroom", boot_stack_headroom),
 ];
+
+/// The boot core read the boot information (with the MMU off on aarch64, where no guard
+/// page works) in at most three quarters of its stack.
+fn boot_stack_headroom() -> Result<(), &'static str> {
+    let used = crate::boot_stack_used();
+    if used == 0 || used > crate::arch::STACK_SIZE / 4 * 3 {
+        println!(
+            "  the boot information took {used} of the boot stack's {} bytes",
+            crate::arch::STACK_SIZE
+        );
+        return Err("reading the boot information took more than 3/4 of the boot stack");
+    }
+    Ok(())
+}
 
 /// Runs every test and prints one line each and a summary; true when all passed.
 pub fn run() -> bool {

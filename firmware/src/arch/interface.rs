@@ -7,6 +7,15 @@
 
 use kmem::mm::memmap::PhysRange;
 
+/// How the identity map has a range.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mapping {
+    /// All of it as normal cacheable memory: RAM.
+    Normal,
+    /// All of it as device memory (uncached): MMIO.
+    Device,
+}
+
 /// The CPU as the firmware drives it: core count, time, the identity map, idling, and
 /// ending the machine.
 pub trait Isa: kmem::Arch {
@@ -26,11 +35,18 @@ pub trait Isa: kmem::Arch {
     fn boot_hwid() -> u64;
 
     /// Fills the identity map: RAM (every range of the `ram` lists) cacheable, devices
-    /// below 4 GiB uncached, nothing at or above [`Isa::MAP_LIMIT`].
+    /// below 4 GiB uncached, nothing at or above [`Isa::MAP_LIMIT`], and nothing in the
+    /// guard page below each core's stack (`percpu::guard_pages`).
     ///
     /// # Safety
     /// Boot core only, once, before any core runs [`Isa::mmu_enable`].
     unsafe fn mmu_build(ram: &[&[PhysRange]]);
+
+    /// How [`Isa::mmu_build`], given `ram`, would map all of `range`: `None` when any of
+    /// it would be unmapped (a guard page, beyond the device window or
+    /// [`Isa::MAP_LIMIT`]) or the two kinds would mix. Boards vet the addresses the boot
+    /// information gives with it (`bsp::vet`) before the map exists.
+    fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping>;
 
     /// Switches the running core to the map [`Isa::mmu_build`] filled. Every core runs it
     /// before its first lock: exclusive accesses need cacheable memory on Arm.

@@ -14,7 +14,8 @@ pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
-pub use interface::Isa;
+pub use interface::{Isa, Mapping};
+pub use percpu::{STACK_SIZE, boot_stack_used, paint_boot_stack};
 
 /// The ISA this firmware is built for, as the rest of the firmware sees it.
 pub mod cpu {
@@ -23,7 +24,7 @@ pub mod cpu {
     #[cfg(target_arch = "x86_64")]
     pub use super::x86_64::Cpu;
 
-    pub use super::Isa;
+    pub use super::{Isa, Mapping};
 
     /// [`Isa::MAX_CPUS`] of this ISA, by a short name: the per-CPU statics all over the
     /// firmware are arrays of this length.

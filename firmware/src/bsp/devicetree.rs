@@ -4,7 +4,10 @@
 //!
 //! Runs on the boot core with the MMU off, so it uses no locks and no atomics; `dtoolkit`
 //! validates the whole blob up front and returns errors instead of panicking, so a bad
-//! DTB becomes a [`DtError`] that names the problem.
+//! DTB becomes a [`DtError`] that names the problem. Nothing here recurses: [`open`]
+//! refuses a tree whose nodes nest deeper than [`MAX_DEPTH`], and the walks below keep
+//! their way down in arrays of that length, so a hostile tree cannot run the boot stack
+//! out (with the MMU off, nothing would stop it).
 
 use core::fmt;
 
@@ -13,6 +16,7 @@ use dtoolkit::standard::NodeStandard;
 use dtoolkit::{Node, Property};
 
 use super::Cpus;
+use super::vet::Refused;
 use crate::arch::aarch64::psci::Conduit;
 use crate::arch::cpu::MAX_CPUS;
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
@@ -20,6 +24,18 @@ use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 const FDT_MAGIC: u32 = 0xd00d_feed;
 /// Largest DTB believed; a bigger `totalsize` is a corrupt header.
 const MAX_DTB: usize = 2 << 20;
+/// Deepest nesting of nodes read, the root counting as 1 (Linux's `FDT_MAX_DEPTH`): real
+/// trees nest a handful of levels, and every walk here is bounded by it.
+pub const MAX_DEPTH: usize = 64;
+
+/// Structure-block tokens (the devicetree specification, 5.4.1).
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+
+/// What a node's `children()` returns: one level of a walk.
+type Children = <FdtNode<'static> as Node>::Children<'static>;
 
 /// Why the device tree could not be used.
 #[derive(Debug)]
@@ -33,6 +49,10 @@ pub enum DtError {
         addr: usize,
         err: dtoolkit::error::FdtParseError,
     },
+    /// Nodes nest `depth` levels deep, more than [`MAX_DEPTH`].
+    TooDeep { addr: usize, depth: usize },
+    /// A device the board cannot do without is where it must not be (`bsp::vet`).
+    Refused(Refused),
     /// A property that must be well-formed is not.
     BadProperty {
         node: &'static str,
@@ -63,6 +83,12 @@ impl fmt::Display for DtError {
                     "device tree at {addr:#x} is truncated or malformed: {err}"
                 )
             }
+            DtError::TooDeep { addr, depth } => write!(
+                f,
+                "device tree at {addr:#x}: nodes nested {depth} levels deep, more than the \
+                 {MAX_DEPTH} kmem reads"
+            ),
+            DtError::Refused(r) => write!(f, "device tree: {r}"),
             DtError::BadProperty { node, prop } => {
                 write!(f, "device tree: malformed `{prop}` in {node}")
             }
@@ -78,7 +104,8 @@ impl From<MapError> for DtError {
     }
 }
 
-/// Opens and validates the DTB at `addr`.
+/// Opens and validates the DTB at `addr`: the header, the whole structure (`dtoolkit`),
+/// and how deeply its nodes nest (at most [`MAX_DEPTH`]).
 ///
 /// # Safety
 /// `addr` is readable for 8 bytes and, when they hold an FDT header, for the size it
@@ -102,7 +129,55 @@ pub unsafe fn open(addr: usize) -> Result<Fdt<'static>, DtError> {
     // SAFETY: the header says the blob is `size` bytes, which the caller guarantees are
     // readable and left alone.
     let blob = unsafe { core::slice::from_raw_parts(addr as *const u8, size) };
-    Fdt::new(blob).map_err(|err| DtError::Invalid { addr, err })
+    let fdt = Fdt::new(blob).map_err(|err| DtError::Invalid { addr, err })?;
+    match nesting(blob) {
+        depth if depth > MAX_DEPTH => Err(DtError::TooDeep { addr, depth }),
+        _ => Ok(fdt),
+    }
+}
+
+/// How deeply the nodes of `blob` nest (the root alone is 1), from one pass over its
+/// structure block with a counter: no recursion and no stack, whatever the input. The
+/// blob has passed `Fdt::new`; should a read still fall outside it, the pass ends there.
+fn nesting(blob: &[u8]) -> usize {
+    let word = |at: usize| {
+        let bytes = blob.get(at..at.checked_add(4)?)?;
+        Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    };
+    // The header's `off_dt_struct`.
+    let Some(mut at) = word(8).map(|w| w as usize) else {
+        return 0;
+    };
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    while let Some(token) = word(at) {
+        at = match token {
+            FDT_BEGIN_NODE => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                let name = at + 4;
+                let Some(len) = blob
+                    .get(name..)
+                    .and_then(|b| b.iter().position(|&c| c == 0))
+                else {
+                    break;
+                };
+                (name + len + 1).next_multiple_of(4)
+            }
+            FDT_END_NODE => {
+                depth = depth.saturating_sub(1);
+                at + 4
+            }
+            // Length, name offset, then the value.
+            FDT_PROP => match word(at + 4) {
+                Some(len) => (at + 12 + len as usize).next_multiple_of(4),
+                None => break,
+            },
+            FDT_NOP => at + 4,
+            // FDT_END, or nothing a valid blob holds.
+            _ => break,
+        };
+    }
+    deepest
 }
 
 /// `(address, size)` of each `reg` entry of `node`.
@@ -272,10 +347,21 @@ pub fn model(fdt: Fdt<'static>) -> &'static str {
         .unwrap_or("")
 }
 
+/// A device's first `reg` entry as the CPU sees it, and the node it is from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Reg {
+    /// The node's name, for reports.
+    pub node: &'static str,
+    /// Its MMIO base, translated through every bus above it.
+    pub base: u64,
+    /// The size the entry gives (0 when the bus has no size cells).
+    pub size: u64,
+}
+
 /// The console `/chosen/stdout-path` names (a path or an alias, options after `:`
-/// ignored), when it is `compatible` with one of `compatibles`: which one, and its MMIO
-/// base as the CPU sees it.
-pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)> {
+/// ignored), when it is `compatible` with one of `compatibles`: which one, and its
+/// registers.
+pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, Reg)> {
     let path = chosen_str(fdt, "stdout-path").split(':').next()?;
     let path = if path.starts_with('/') {
         path
@@ -285,54 +371,102 @@ pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, usize)>
             .value_as::<&'static str>()
             .ok()?
     };
-    let (node, addr) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
+    let (node, reg) = reg_at(fdt.root(), path.strip_prefix('/')?)?;
     let which = compatibles.iter().position(|c| node.is_compatible(c))?;
-    Some((which, usize::try_from(addr).ok()?))
+    Some((which, reg))
 }
 
-/// MMIO base, as the CPU sees it, of the first device `compatible` with `compatible`.
-pub fn device_base(fdt: Fdt<'static>, compatible: &str) -> Option<usize> {
-    usize::try_from(find_reg(fdt.root(), compatible)?).ok()
+/// The registers of the first device `compatible` with `compatible`.
+pub fn device(fdt: Fdt<'static>, compatible: &str) -> Option<Reg> {
+    find_reg(fdt.root(), compatible)
 }
 
-/// Distributor and CPU-interface bases of the root's GICv2 (`arm,cortex-a15-gic`,
+/// The distributor and CPU interface of the root's GICv2 (`arm,cortex-a15-gic`,
 /// `arm,gic-400`): its first two `reg` entries.
-pub fn gicv2(fdt: Fdt<'static>) -> Option<(usize, usize)> {
+pub fn gicv2(fdt: Fdt<'static>) -> Option<(Reg, Reg)> {
     let node = fdt
         .root()
         .children()
         .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
     let mut regs = node.reg().ok()??;
-    let mut next = || usize::try_from(regs.next()?.address::<u64>().ok()?).ok();
+    let mut next = || {
+        let r = regs.next()?;
+        Some(Reg {
+            node: node.name(),
+            base: r.address::<u64>().ok()?,
+            size: r.size::<u64>().unwrap_or(0),
+        })
+    };
     Some((next()?, next()?))
 }
 
-/// The node at `path` (relative to `bus`, no leading `/`) and its first `reg` address in
-/// `bus`'s children's address space translated to `bus`'s own.
-fn reg_at(bus: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, u64)> {
-    let (name, rest) = path.split_once('/').unwrap_or((path, ""));
-    let child = bus.child(name)?;
-    if rest.is_empty() || rest == "/" {
-        return Some((child, first_reg(child)?));
+/// The node at `path` (from the root, no leading `/`) and its first `reg` entry, the
+/// address translated through every bus above it to the root's address space.
+/// Iterative: the buses on the way down are kept in an array of [`MAX_DEPTH`].
+fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, Reg)> {
+    let mut chain: [Option<FdtNode<'static>>; MAX_DEPTH] = [None; MAX_DEPTH];
+    let mut len = 0;
+    let mut node = root;
+    for name in path.split('/').filter(|n| !n.is_empty()) {
+        node = node.child(name)?;
+        *chain.get_mut(len)? = Some(node);
+        len += 1;
     }
-    let (node, addr) = reg_at(child, rest)?;
-    Some((node, translate(child, addr)?))
+    let (_, buses) = chain[..len].split_last()?;
+    let reg = first_reg(node)?;
+    let base = buses
+        .iter()
+        .rev()
+        .try_fold(reg.base, |a, bus| translate((*bus)?, a))?;
+    Some((node, Reg { base, ..reg }))
 }
 
-/// Depth first under `bus`: the first `reg` address of the first node compatible with
-/// `compatible`, in `bus`'s children's address space.
-fn find_reg(bus: FdtNode<'static>, compatible: &str) -> Option<u64> {
-    bus.children().find_map(|child| {
+/// Depth first from the root: the first `reg` entry of the first node compatible with
+/// `compatible` (not looking inside it), its address translated to the root's address
+/// space. A match without a `reg`, or that no bus above it translates, is passed over.
+/// Iterative: the walk keeps each level's children in an array of [`MAX_DEPTH`]
+/// ([`open`] refused deeper trees; anything deeper would not be searched).
+fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<Reg> {
+    let mut levels: [Option<(FdtNode<'static>, Children)>; MAX_DEPTH] = [const { None }; MAX_DEPTH];
+    levels[0] = Some((root, root.children()));
+    let mut len = 1;
+    while len > 0 {
+        let Some((_, children)) = levels[len - 1].as_mut() else {
+            break;
+        };
+        let Some(child) = children.next() else {
+            levels[len - 1] = None;
+            len -= 1;
+            continue;
+        };
         if child.is_compatible(compatible) {
-            first_reg(child)
-        } else {
-            translate(child, find_reg(child, compatible)?)
+            // The buses between the root and the match, innermost first.
+            let buses = levels[1..len].iter().rev().flatten();
+            let found = first_reg(child).and_then(|reg| {
+                let base = buses
+                    .map(|l| l.0)
+                    .try_fold(reg.base, |a, bus| translate(bus, a))?;
+                Some(Reg { base, ..reg })
+            });
+            if found.is_some() {
+                return found;
+            }
+        } else if len < MAX_DEPTH {
+            levels[len] = Some((child, child.children()));
+            len += 1;
         }
-    })
+    }
+    None
 }
 
-fn first_reg(node: FdtNode<'static>) -> Option<u64> {
-    node.reg().ok()??.next()?.address::<u64>().ok()
+/// The first `reg` entry of `node`, in its parent's address space.
+fn first_reg(node: FdtNode<'static>) -> Option<Reg> {
+    let r = node.reg().ok()??.next()?;
+    Some(Reg {
+        node: node.name(),
+        base: r.address::<u64>().ok()?,
+        size: r.size::<u64>().unwrap_or(0),
+    })
 }
 
 /// `addr` in the child address space of `bus`, in `bus`'s parent's space, through its

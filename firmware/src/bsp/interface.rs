@@ -147,6 +147,77 @@ pub struct BootInfo {
     /// empty without any).
     pub image: PhysRange,
     pub boot_data: PhysRange,
+    /// What the boot information gave that kmem did not take as given (a device address
+    /// `bsp::vet` refused, and what is used instead), for the boot report.
+    pub notes: Notes,
+}
+
+/// Bytes of text [`Notes`] keeps (a handful of lines: a `BootInfo` is moved around on
+/// the boot stack, so it stays small); lines that do not fit are counted.
+const NOTES_BYTES: usize = 1536;
+
+/// Lines for the boot report, written while the board reads the boot information (with
+/// the MMU off on aarch64: no allocator, no locks) and printed once the console is up.
+pub struct Notes {
+    text: [u8; NOTES_BYTES],
+    len: usize,
+    dropped: usize,
+}
+
+impl Notes {
+    pub const fn new() -> Notes {
+        Notes {
+            text: [0; NOTES_BYTES],
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Adds a line, or counts it when it does not fit.
+    pub fn push(&mut self, line: fmt::Arguments<'_>) {
+        struct Append<'a> {
+            text: &'a mut [u8; NOTES_BYTES],
+            len: usize,
+        }
+        impl fmt::Write for Append<'_> {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let to = self
+                    .text
+                    .get_mut(self.len..self.len + s.len())
+                    .ok_or(fmt::Error)?;
+                to.copy_from_slice(s.as_bytes());
+                self.len += s.len();
+                Ok(())
+            }
+        }
+        let mut append = Append {
+            text: &mut self.text,
+            len: self.len,
+        };
+        match fmt::Write::write_fmt(&mut append, format_args!("{line}\n")) {
+            Ok(()) => self.len = append.len,
+            Err(_) => self.dropped += 1,
+        }
+    }
+
+    /// The lines kept, in the order they came.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        // Only whole `str`s were copied in, so the text is UTF-8.
+        core::str::from_utf8(&self.text[..self.len])
+            .unwrap_or("")
+            .lines()
+    }
+
+    /// How many lines did not fit.
+    pub fn dropped(&self) -> usize {
+        self.dropped
+    }
+}
+
+impl Default for Notes {
+    fn default() -> Notes {
+        Notes::new()
+    }
 }
 
 /// Why a secondary core could not be started.

@@ -4,7 +4,9 @@
 //! [`board`] names the one the cargo feature selects; the firmware reaches the board only
 //! through that type and the trait ([`interface`] has the contract and its types). Drivers
 //! that several boards share live in [`device_driver`], device-tree reading in
-//! [`devicetree`], the console front end in [`console`], timer interrupts in [`ticks`].
+//! [`devicetree`], the checks every address the boot information gives passes before it
+//! is used in [`vet`], the console front end in [`console`], timer interrupts in
+//! [`ticks`].
 
 pub mod bootargs;
 pub mod console;
@@ -15,8 +17,12 @@ pub mod devicetree;
 pub mod devicetree_tests;
 mod interface;
 pub mod ticks;
+pub mod vet;
+mod vet_tests;
 
-pub use interface::{Board, BootInfo, BootSource, ConsoleUart, Cpus, Indicator, StartError, Test};
+pub use interface::{
+    Board, BootInfo, BootSource, ConsoleUart, Cpus, Indicator, Notes, StartError, Test,
+};
 
 /// Declares each board's module and makes `board` the one the features select, for the
 /// list below; stops the build unless exactly one board feature is set, for the target.

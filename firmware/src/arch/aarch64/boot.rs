@@ -6,7 +6,7 @@
 //! and the exception vectors installed.
 
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, SLOT_SIZE, STACKS};
 
 unsafe extern "C" {
     fn kernel_init(dtb: usize) -> !;
@@ -20,7 +20,7 @@ core::arch::global_asm!(
     secondary_main = sym kernel_secondary,
     stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
-    stack_size = const STACK_SIZE,
+    slot_size = const SLOT_SIZE,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
 );

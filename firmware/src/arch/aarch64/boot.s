@@ -74,13 +74,13 @@ __el1_setup:
     isb
     ret
 
-// x0 = logical id: sp at the top of this core's stack, TPIDR_EL1 at its CpuArea,
-// VBAR_EL1 at the vectors. Clobbers x1-x3.
+// x0 = logical id: sp at the top of this core's stack (the top of its slot, whose bottom
+// page is the guard), TPIDR_EL1 at its CpuArea, VBAR_EL1 at the vectors. Clobbers x1-x3.
 __cpu_setup:
     adrp    x1, {stacks}
     add     x1, x1, :lo12:{stacks}
     add     x2, x0, #1
-    mov     x3, #{stack_size}
+    ldr     x3, ={slot_size}
     madd    x1, x2, x3, x1
     mov     sp, x1
     adrp    x1, {cpu_areas}

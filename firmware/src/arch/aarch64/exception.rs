@@ -2,7 +2,8 @@
 //! [`set_irq_handler`] (its interrupt controller knows which device raised them). Every
 //! other exception is unexpected (the firmware takes no traps), so the vectors
 //! (vectors.s) report it and end the machine with a failing status — through a panic, so
-//! that the firmware's panic path prints it.
+//! that the firmware's panic path prints it — on the core's exception stack. A fault in a
+//! core's stack guard page is reported as what it is: that core's stack overflow.
 //!
 //! One exception is expected after all: the semihosting `hlt` faults when QEMU runs
 //! without `-semihosting`, and then exiting falls back to PSCI SYSTEM_OFF.
@@ -10,12 +11,15 @@
 use aarch64_cpu::registers::{ESR_EL1, Readable};
 
 use super::{AArch64, psci, semihosting};
-use crate::arch::percpu::DEPTH_OFFSET;
+use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
     depth = const DEPTH_OFFSET,
+    id = const ID_OFFSET,
+    exception_stacks = sym EXCEPTION_STACKS,
+    exception_stack_size = const EXCEPTION_STACK_SIZE,
     handler = sym unexpected_exception,
     exit_block = sym semihosting::EXIT_FAILURE,
     conduit = sym psci::CONDUIT,
@@ -47,12 +51,26 @@ const ORIGINS: [&str; 4] = [
     "EL0 (AArch32)",
 ];
 
-/// Called by the vector code with the vector index and the syndrome registers.
-extern "C" fn unexpected_exception(vector: u64, esr: u64, far: u64, elr: u64) -> ! {
+/// ESR_EL1.EC of a data abort taken without a change of exception level.
+const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
+
+/// Called by the vector code, on the core's exception stack, with the vector index, the
+/// syndrome registers and the stack pointer at the exception.
+extern "C" fn unexpected_exception(vector: u64, esr: u64, far: u64, elr: u64, sp: u64) -> ! {
     if elr == semihosting::hlt_address() {
         psci::system_off();
     }
     let ec = ESR_EL1.read(ESR_EL1::EC);
+    let overflow = (ec == EC_DATA_ABORT_SAME_EL)
+        .then(|| percpu::guard_owner(far))
+        .flatten()
+        .or_else(|| percpu::guard_owner(sp));
+    if let Some(cpu) = overflow {
+        panic!(
+            "stack overflow on cpu {cpu}: an access at {far:#x} hit the guard page below \
+             its stack (sp {sp:#x}, ELR_EL1 {elr:#x})"
+        );
+    }
     let v = vector as usize & 0xf;
     panic!(
         "unexpected {} exception from {} on cpu {}: ESR_EL1 {esr:#010x} (EC {ec:#04x}), \

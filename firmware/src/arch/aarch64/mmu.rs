@@ -1,8 +1,10 @@
 //! The MMU: an identity map of the low physical address space in 2 MiB blocks (4 KiB
-//! granule, 39-bit addresses, walks starting at level 1).
+//! granule, 39-bit addresses, walks starting at level 1), with 4 KiB pages in the blocks
+//! that hold the stacks' guard pages, which stay unmapped.
 //!
 //! RAM is normal write-back cacheable inner-shareable memory; everything else in the low
-//! 4 GiB is device nGnRE; nothing else is mapped. Exclusive loads and stores (every lock
+//! 4 GiB is device nGnRE; nothing else is mapped, and neither is any core's guard page
+//! (`percpu::guard_pages`), so that a stack overflow faults. Exclusive loads and stores (every lock
 //! and atomic read-modify-write) need normal cacheable memory on real cores, so each core
 //! turns the MMU on before it takes a lock. The tables are built once, by the boot core
 //! before it turns its MMU on, and never change afterwards.
@@ -16,6 +18,9 @@ use aarch64_cpu::registers::{
 use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
+use crate::arch::Mapping;
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
 use kmem::mm::memmap::PhysRange;
 
 /// Level-2 tables, one per GiB: the map reaches physical addresses below this many GiB.
@@ -26,6 +31,10 @@ pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 const BLOCK: u64 = 2 << 20;
 /// Everything below this that is not RAM is mapped as device memory.
 const DEVICE_LIMIT: u64 = 4 << 30;
+/// Level-3 tables, for the blocks that hold guard pages: the stacks' slots, together no
+/// bigger than a block, lie across at most two.
+const L3_TABLES: usize = 2;
+const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
 
 register_bitfields! {u64,
     /// A level-1 table descriptor or a level-2 block descriptor (the bits both use).
@@ -39,6 +48,7 @@ register_bitfields! {u64,
         /// Privileged read-write, no EL0 access.
         AP OFFSET(6) NUMBITS(2) [RwEl1 = 0b00],
         ATTR_INDX OFFSET(2) NUMBITS(3) [Normal = 0, Device = 1],
+        /// At levels 1 and 2: a block or a table; at level 3, `Table` marks a page.
         TYPE OFFSET(1) NUMBITS(1) [Block = 0, Table = 1],
         VALID OFFSET(0) NUMBITS(1) []
     ]
@@ -50,6 +60,7 @@ struct Table([u64; 512]);
 struct Tables {
     l1: Table,
     l2: [Table; L2_TABLES],
+    l3: [Table; L3_TABLES],
 }
 
 struct TableCell(UnsafeCell<Tables>);
@@ -61,13 +72,19 @@ unsafe impl Sync for TableCell {}
 static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
     l1: Table([0; 512]),
     l2: [const { Table([0; 512]) }; L2_TABLES],
+    l3: [const { Table([0; 512]) }; L3_TABLES],
 }));
 
-fn descriptor(addr: u64, normal: bool) -> u64 {
+/// A level-2 block descriptor, or with `page` a level-3 page descriptor, for `addr`.
+fn descriptor(addr: u64, normal: bool, page: bool) -> u64 {
     let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
     d.write(
         DESCRIPTOR::VALID::SET
-            + DESCRIPTOR::TYPE::Block
+            + if page {
+                DESCRIPTOR::TYPE::Table
+            } else {
+                DESCRIPTOR::TYPE::Block
+            }
             + DESCRIPTOR::AF::SET
             + DESCRIPTOR::AP::RwEl1
             + DESCRIPTOR::UXN::SET
@@ -81,31 +98,32 @@ fn descriptor(addr: u64, normal: bool) -> u64 {
     d.get()
 }
 
+/// How the block at `addr` is mapped for the `ram` lists: normal memory (`Some(true)`)
+/// when a range in them overlaps it, else device memory (`Some(false)`) below
+/// [`DEVICE_LIMIT`], else not at all.
+fn block_kind(ram: &[&[PhysRange]], addr: u64) -> Option<bool> {
+    let is_ram = ram
+        .iter()
+        .flat_map(|list| list.iter())
+        .any(|r| r.start < addr + BLOCK && addr < r.end);
+    (is_ram || addr < DEVICE_LIMIT).then_some(is_ram)
+}
+
 /// Fills the tables: the 2 MiB blocks that overlap a range in any of the `ram` lists are
-/// normal memory, the rest of the low 4 GiB device memory. Ranges at or above
-/// [`MAP_LIMIT`] are ignored.
+/// normal memory, the rest of the low 4 GiB device memory, except every core's guard
+/// page, which a level-3 table leaves unmapped. Ranges at or above [`MAP_LIMIT`] are
+/// ignored.
 ///
 /// # Safety
 /// Boot core only, once, before any core turns its MMU on.
 pub unsafe fn build(ram: &[&[PhysRange]]) {
-    let is_ram = |a: u64| {
-        ram.iter()
-            .flat_map(|list| list.iter())
-            .any(|r| r.start < a + BLOCK && a < r.end)
-    };
     // SAFETY: the caller guarantees nothing else reads or writes the tables now.
     let t = unsafe { &mut *TABLES.0.get() };
     for (gib, l2) in t.l2.iter_mut().enumerate() {
         let mut used = false;
         for (i, e) in l2.0.iter_mut().enumerate() {
             let addr = ((gib as u64) << 30) + i as u64 * BLOCK;
-            *e = if is_ram(addr) {
-                descriptor(addr, true)
-            } else if addr < DEVICE_LIMIT {
-                descriptor(addr, false)
-            } else {
-                0
-            };
+            *e = block_kind(ram, addr).map_or(0, |normal| descriptor(addr, normal, false));
             used |= *e != 0;
         }
         if used {
@@ -118,9 +136,64 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             t.l1.0[gib] = d.get();
         }
     }
+    // The guard pages: their blocks become level-3 tables of pages mapped as the block
+    // was, but for the guard pages themselves.
+    let mut l3_blocks = [None::<u64>; L3_TABLES];
+    for guard in percpu::guard_pages() {
+        let block = guard.start & !(BLOCK - 1);
+        let Some(normal) = block_kind(ram, block) else {
+            continue;
+        };
+        let n = match l3_blocks.iter().position(|&b| b == Some(block)) {
+            Some(n) => n,
+            None => {
+                let n = l3_blocks
+                    .iter()
+                    .position(Option::is_none)
+                    .expect("the guard pages lie across more blocks than there are tables");
+                l3_blocks[n] = Some(block);
+                for (i, e) in t.l3[n].0.iter_mut().enumerate() {
+                    *e = descriptor(block + i as u64 * 4096, normal, true);
+                }
+                let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
+                d.write(
+                    DESCRIPTOR::VALID::SET
+                        + DESCRIPTOR::TYPE::Table
+                        + DESCRIPTOR::ADDR.val(t.l3[n].0.as_ptr() as u64 >> 12),
+                );
+                t.l2[(block >> 30) as usize].0[((block >> 21) & 511) as usize] = d.get();
+                n
+            }
+        };
+        t.l3[n].0[((guard.start - block) / 4096) as usize] = 0;
+    }
     // The tables were written with the MMU off, straight to memory; make sure the writes
     // are complete before any walker looks.
     barrier::dsb(barrier::ISH);
+}
+
+/// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
+pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    if range.start >= range.end
+        || range.end > MAP_LIMIT
+        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
+    {
+        return None;
+    }
+    let mut kind = None;
+    let mut block = range.start & !(BLOCK - 1);
+    while block < range.end {
+        let this = match block_kind(ram, block)? {
+            true => Mapping::Normal,
+            false => Mapping::Device,
+        };
+        if kind.is_some_and(|k| k != this) {
+            return None;
+        }
+        kind = Some(this);
+        block += BLOCK;
+    }
+    kind
 }
 
 /// Turns this core's MMU and caches on with the tables [`build`] filled.

@@ -17,8 +17,8 @@ use aarch64_cpu::registers::{
     CNTFRQ_EL0, CNTVCT_EL0, DAIF, MPIDR_EL1, ReadWriteable, Readable, TPIDR_EL1, Writeable,
 };
 
-use super::Isa;
 use super::percpu::CpuArea;
+use super::{Isa, Mapping};
 use kmem::Arch;
 use kmem::mm::memmap::PhysRange;
 
@@ -95,6 +95,10 @@ impl Isa for AArch64 {
     unsafe fn mmu_build(ram: &[&[PhysRange]]) {
         // SAFETY: the caller's contract is build's.
         unsafe { mmu::build(ram) }
+    }
+
+    fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+        mmu::mapping(ram, range)
     }
 
     unsafe fn mmu_enable() {

@@ -1,9 +1,10 @@
 // The EL1 exception vector table. One kind of exception is expected: an IRQ taken at
 // EL1 with SP_EL1, which saves every register Rust may clobber and calls the dispatcher
 // in exception.rs, then returns to the interrupted code. Every other entry reports and
-// ends the machine through exception.rs. A fault while doing so (a bad stack, a fault in
-// the report) must not loop, so the entry counts nesting per core in its CpuArea and the
-// second nested exception ends the machine here, without using the stack.
+// ends the machine through exception.rs, on this core's exception stack: the stack it
+// was on may be what failed (an overflow into its guard page). A fault while doing so (a
+// fault in the report) must not loop, so the entry counts nesting per core in its
+// CpuArea and the second nested exception ends the machine here, without using a stack.
 
 .macro VECTOR kind
 .balign 0x80
@@ -44,6 +45,15 @@ __exception_entry:
     str     w10, [x9, #{depth}]
     cmp     w10, #1
     b.ne    __exception_nested
+    // sp = the top of exception_stacks[id]; the handler gets the old one in x4.
+    mov     x4, sp
+    ldr     x11, [x9, #{id}]
+    add     x11, x11, #1
+    ldr     x12, ={exception_stack_size}
+    adrp    x13, {exception_stacks}
+    add     x13, x13, :lo12:{exception_stacks}
+    madd    x13, x11, x12, x13
+    mov     sp, x13
     mrs     x1, ESR_EL1
     mrs     x2, FAR_EL1
     mrs     x3, ELR_EL1

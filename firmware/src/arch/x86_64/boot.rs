@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::{apic, exception};
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, SLOT_SIZE, STACKS};
 
 unsafe extern "C" {
     fn kernel_init(start_info: usize) -> !;
@@ -33,7 +33,7 @@ core::arch::global_asm!(
     ap_logical = sym AP_LOGICAL,
     stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
-    stack_size = const STACK_SIZE,
+    slot_size = const SLOT_SIZE,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
     base = const TRAMPOLINE,
@@ -48,6 +48,7 @@ extern "C" fn rust_entry(id: usize, start_info: usize) -> ! {
         exception::build_idt();
     }
     exception::load_idt();
+    exception::load_task_state(id);
     // SAFETY: the firmware binary defines both; each is entered once per core.
     unsafe {
         if id == 0 {

@@ -101,10 +101,10 @@ _ap_start32:
     mov     %ax, %ds
     mov     %ax, %es
     mov     %ax, %ss
-    # rsp = top of stacks[id]
+    # rsp = top of stacks[id] (the top of its slot, whose bottom page is the guard)
     mov     %esi, %eax
     inc     %rax
-    imul    ${stack_size}, %rax
+    imul    ${slot_size}, %rax
     add     ${stacks}, %rax
     mov     %rax, %rsp
     # IA32_GS_BASE = &cpu_areas[id]
@@ -122,7 +122,7 @@ _ap_start32:
     hlt
     jmp     1b
 
-# The GDT every core uses, in .data: the CPU sets accessed bits in it.
+# The GDT every core uses, in .data: the CPU sets accessed and busy bits in it.
 .section .data
 .balign 16
 __boot_gdt:
@@ -130,6 +130,11 @@ __boot_gdt:
     .quad 0x00cf9b000000ffff        # 0x08: 32-bit code, flat
     .quad 0x00cf93000000ffff        # 0x10: data, flat
     .quad 0x00af9b000000ffff        # 0x18: 64-bit code
+# 0x20 + 16 n: core n's TSS descriptor (for its exception stack), which exception.rs
+# fills in before any core loads it.
+.global __boot_gdt_tss
+__boot_gdt_tss:
+    .skip 16 * {max_cpus}
 .Lgdt_end:
 __boot_gdt_ptr:
     .word .Lgdt_end - __boot_gdt - 1

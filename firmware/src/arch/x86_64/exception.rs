@@ -1,21 +1,27 @@
 //! Exception handling: every exception is unexpected (the firmware runs with interrupts
 //! off and uses no traps), so the IDT's stubs (vectors.s) report it — vector, error code,
 //! RIP, CR2 and the core — and end the machine with a failing status, through a panic so
-//! that the firmware's panic path prints it. Two interrupts are expected: [`WAKE_VECTOR`],
+//! that the firmware's panic path prints it. They run on the core's exception stack (the
+//! first entry of the interrupt stack table in its TSS): the stack the core was on may be
+//! what failed, and a page fault in a core's stack guard page is reported as that core's
+//! stack overflow. Two interrupts are expected: [`WAKE_VECTOR`],
 //! the IPI that wakes an idle core, and [`TIMER_VECTOR`], the local timer, which runs the
 //! handler installed with [`set_timer_handler`]. Any other vector has no gate and so
 //! faults (#GP).
 
 use core::cell::UnsafeCell;
 
-use x86_64::VirtAddr;
 use x86_64::instructions::segmentation::{CS, Segment};
-use x86_64::instructions::tables::lidt;
+use x86_64::instructions::tables::{lidt, load_tss};
 use x86_64::registers::control::Cr2;
 use x86_64::structures::DescriptorTablePointer;
+use x86_64::structures::gdt::SegmentSelector;
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::{PrivilegeLevel, VirtAddr};
 
 use super::{X86_64, apic};
-use crate::arch::percpu::DEPTH_OFFSET;
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{self, DEPTH_OFFSET};
 use kmem::Arch;
 
 core::arch::global_asm!(
@@ -31,6 +37,8 @@ unsafe extern "C" {
     static __exception_stubs: u8;
     static __wake_stub: u8;
     static __timer_stub: u8;
+    /// boot.s's GDT from its first TSS descriptor on: 16 bytes per core.
+    static mut __boot_gdt_tss: [[u64; 2]; MAX_CPUS];
 }
 
 /// Vector of the wake-up IPI (`Isa::wake_waiters`).
@@ -43,6 +51,13 @@ const EXCEPTIONS: usize = 32;
 const VECTORS: usize = 256;
 /// Bytes between stubs (vectors.s aligns each to 16).
 const STUB_SIZE: usize = 16;
+/// The page fault's vector.
+const PAGE_FAULT: u64 = 14;
+/// The interrupt-stack-table entry (1-based, as gates name it) that holds the core's
+/// exception stack.
+const EXCEPTION_IST: u64 = 1;
+/// GDT selector of core 0's TSS; core n's is 16 n further.
+const FIRST_TSS: u16 = 0x20;
 
 const NAMES: [&str; EXCEPTIONS] = [
     "#DE divide error",
@@ -89,24 +104,65 @@ unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; VECTORS]));
 
-/// A present 64-bit interrupt gate (type 0xE, DPL 0, no IST) to `handler` in segment `cs`.
-fn gate(handler: u64, cs: u16) -> [u64; 2] {
-    let low =
-        (handler & 0xffff) | u64::from(cs) << 16 | 0x8e << 40 | ((handler >> 16) & 0xffff) << 48;
+/// Each core's task-state segment: only its interrupt stack table is used.
+struct Tss(UnsafeCell<[TaskStateSegment; MAX_CPUS]>);
+
+// SAFETY: written once by `build_idt` on the boot core before any core loads a TSS; after
+// that only the CPUs read it.
+unsafe impl Sync for Tss {}
+
+static TSS: Tss = Tss(UnsafeCell::new(
+    [const { TaskStateSegment::new() }; MAX_CPUS],
+));
+
+/// A present 64-bit interrupt gate (type 0xE, DPL 0) to `handler` in segment `cs`, on the
+/// stack of interrupt-stack-table entry `ist` (0: the stack in use).
+fn gate(handler: u64, cs: u16, ist: u64) -> [u64; 2] {
+    let low = (handler & 0xffff)
+        | u64::from(cs) << 16
+        | ist << 32
+        | 0x8e << 40
+        | ((handler >> 16) & 0xffff) << 48;
     [low, handler >> 32]
 }
 
-/// Fills the IDT with the stubs. Boot core, before any other core starts.
+/// A present, available 64-bit TSS descriptor (type 0x9) for the TSS at `base`.
+fn tss_descriptor(base: u64) -> [u64; 2] {
+    let limit = (size_of::<TaskStateSegment>() - 1) as u64;
+    let low = (limit & 0xffff)
+        | (base & 0xff_ffff) << 16
+        | 0x89 << 40
+        | ((limit >> 16) & 0xf) << 48
+        | ((base >> 24) & 0xff) << 56;
+    [low, base >> 32]
+}
+
+/// Fills the IDT with the stubs, every exception on the exception stack, and each core's
+/// TSS and its GDT descriptor. Boot core, before any other core starts.
 pub(super) fn build_idt() {
     let stubs = &raw const __exception_stubs as u64;
     let cs = CS::get_reg().0;
-    // SAFETY: only the boot core runs, and no core has loaded the IDT yet.
-    let idt = unsafe { &mut *IDT.0.get() };
+    let gdt = &raw mut __boot_gdt_tss;
+    // SAFETY: only the boot core runs, and no core has loaded the IDT or a TSS yet.
+    let (idt, tss, gdt) = unsafe { (&mut *IDT.0.get(), &mut *TSS.0.get(), &mut *gdt) };
     for (v, g) in idt.iter_mut().take(EXCEPTIONS).enumerate() {
-        *g = gate(stubs + (v * STUB_SIZE) as u64, cs);
+        *g = gate(stubs + (v * STUB_SIZE) as u64, cs, EXCEPTION_IST);
     }
-    idt[usize::from(WAKE_VECTOR)] = gate(&raw const __wake_stub as u64, cs);
-    idt[usize::from(TIMER_VECTOR)] = gate(&raw const __timer_stub as u64, cs);
+    idt[usize::from(WAKE_VECTOR)] = gate(&raw const __wake_stub as u64, cs, 0);
+    idt[usize::from(TIMER_VECTOR)] = gate(&raw const __timer_stub as u64, cs, 0);
+    for (cpu, (t, d)) in tss.iter_mut().zip(gdt.iter_mut()).enumerate() {
+        t.interrupt_stack_table[EXCEPTION_IST as usize - 1] =
+            VirtAddr::new(percpu::exception_stack_top(cpu));
+        *d = tss_descriptor(core::ptr::from_ref(t) as u64);
+    }
+}
+
+/// Loads core `id`'s TSS, so that exceptions on it switch to its exception stack.
+pub(super) fn load_task_state(id: usize) {
+    let selector = SegmentSelector::new((FIRST_TSS + 16 * id as u16) >> 3, PrivilegeLevel::Ring0);
+    // SAFETY: build_idt filled this core's TSS and its descriptor before any core started;
+    // each core loads only its own (loading marks it busy).
+    unsafe { load_tss(selector) };
 }
 
 /// What a local-timer interrupt runs.
@@ -147,13 +203,24 @@ pub(super) fn load_idt() {
     unsafe { lidt(&ptr) };
 }
 
-/// Called by the stubs with the vector, the error code, and the interrupted RIP and RSP.
+/// Called by the stubs, on the core's exception stack, with the vector, the error code,
+/// and the interrupted RIP and RSP.
 extern "C" fn unexpected_exception(vector: u64, error: u64, rip: u64, rsp: u64) -> ! {
+    let cr2 = Cr2::read_raw();
+    let overflow = (vector == PAGE_FAULT)
+        .then(|| percpu::guard_owner(cr2))
+        .flatten()
+        .or_else(|| percpu::guard_owner(rsp));
+    if let Some(cpu) = overflow {
+        panic!(
+            "stack overflow on cpu {cpu}: an access at {cr2:#x} hit the guard page below \
+             its stack (RSP {rsp:#x}, RIP {rip:#x})"
+        );
+    }
     panic!(
         "unexpected exception {vector} ({}) on cpu {}: error code {error:#x}, RIP {rip:#x}, \
-         RSP {rsp:#x}, CR2 {:#x}",
+         RSP {rsp:#x}, CR2 {cr2:#x}",
         NAMES.get(vector as usize).unwrap_or(&"interrupt"),
         X86_64::cpu_id(),
-        Cr2::read_raw(),
     );
 }

@@ -1,10 +1,13 @@
 //! The page tables: an identity map of physical memory in 2 MiB pages (PML4 → PDPT →
-//! PD), replacing the boot tables' first 4 GiB.
+//! PD), replacing the boot tables' first 4 GiB, with 4 KiB pages (a page table) in the
+//! 2 MiB pages that hold the stacks' guard pages, which stay unmapped.
 //!
 //! RAM — every 2 MiB page that overlaps a listed range, below or above the 4 GiB hole —
 //! is write-back cacheable; everything else below 4 GiB (the LAPIC at 0xFEE0_0000, the
 //! IOAPIC at 0xFEC0_0000, PCI windows, firmware) is uncached (PCD|PWT); nothing else is
-//! mapped. The tables are built once, by the boot core, and never change afterwards.
+//! mapped, and neither is any core's guard page (`percpu::guard_pages`), so that a stack
+//! overflow faults. The tables are built once, by the boot core, and never change
+//! afterwards.
 
 use core::cell::UnsafeCell;
 
@@ -12,6 +15,9 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
+use crate::arch::Mapping;
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
 use kmem::mm::memmap::PhysRange;
 
 /// Page directories, one per GiB: the map reaches physical addresses below this many GiB.
@@ -22,6 +28,10 @@ pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
 const PAGE_2M: u64 = 2 << 20;
 /// Everything below this that is not RAM is mapped uncached.
 const DEVICE_LIMIT: u64 = 4 << 30;
+/// Page tables, for the 2 MiB pages that hold guard pages: the stacks' slots, together
+/// no bigger than 2 MiB, lie across at most two.
+const PTS: usize = 2;
+const _: () = assert!(SLOT_SIZE * MAX_CPUS <= PAGE_2M as usize && GUARD_SIZE == 4096);
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;
@@ -36,6 +46,7 @@ struct Tables {
     pml4: Table,
     pdpt: Table,
     pd: [Table; PDS],
+    pt: [Table; PTS],
 }
 
 struct TableCell(UnsafeCell<Tables>);
@@ -48,38 +59,95 @@ static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
     pml4: Table([0; 512]),
     pdpt: Table([0; 512]),
     pd: [const { Table([0; 512]) }; PDS],
+    pt: [const { Table([0; 512]) }; PTS],
 }));
 
+/// The flags the 2 MiB page at `addr` gets for the `ram` lists (without `HUGE`):
+/// cacheable when a range in them overlaps it, else uncached below [`DEVICE_LIMIT`], else
+/// none (not mapped).
+fn page_flags(ram: &[&[PhysRange]], addr: u64) -> Option<u64> {
+    let is_ram = ram
+        .iter()
+        .flat_map(|list| list.iter())
+        .any(|r| r.start < addr + PAGE_2M && addr < r.end);
+    if is_ram {
+        Some(PRESENT | WRITABLE)
+    } else if addr < DEVICE_LIMIT {
+        Some(PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH)
+    } else {
+        None
+    }
+}
+
 /// Fills the tables: the 2 MiB pages that overlap a range in any of the `ram` lists are
-/// cacheable, the rest of the low 4 GiB uncached. Ranges at or above [`MAP_LIMIT`] are
-/// ignored.
+/// cacheable, the rest of the low 4 GiB uncached, except every core's guard page, which a
+/// page table leaves unmapped. Ranges at or above [`MAP_LIMIT`] are ignored.
 ///
 /// # Safety
 /// Boot core, once, before any core loads the tables with [`enable`].
 pub unsafe fn build(ram: &[&[PhysRange]]) {
-    let is_ram = |a: u64| {
-        ram.iter()
-            .flat_map(|list| list.iter())
-            .any(|r| r.start < a + PAGE_2M && a < r.end)
-    };
     // SAFETY: the caller guarantees nothing else reads or writes the tables now.
     let t = unsafe { &mut *TABLES.0.get() };
     for (gib, pd) in t.pd.iter_mut().enumerate() {
         for (i, e) in pd.0.iter_mut().enumerate() {
             let addr = ((gib as u64) << 30) + i as u64 * PAGE_2M;
-            *e = if is_ram(addr) {
-                addr | PRESENT | WRITABLE | HUGE
-            } else if addr < DEVICE_LIMIT {
-                addr | PRESENT | WRITABLE | HUGE | CACHE_DISABLE | WRITE_THROUGH
-            } else {
-                0
-            };
+            *e = page_flags(ram, addr).map_or(0, |f| addr | f | HUGE);
         }
         if pd.0.iter().any(|&e| e != 0) {
             t.pdpt.0[gib] = pd.0.as_ptr() as u64 | PRESENT | WRITABLE;
         }
     }
     t.pml4.0[0] = t.pdpt.0.as_ptr() as u64 | PRESENT | WRITABLE;
+    // The guard pages: their 2 MiB pages become page tables of 4 KiB pages mapped as the
+    // 2 MiB page was, but for the guard pages themselves.
+    let mut split = [None::<u64>; PTS];
+    for guard in percpu::guard_pages() {
+        let page = guard.start & !(PAGE_2M - 1);
+        let Some(flags) = page_flags(ram, page) else {
+            continue;
+        };
+        let n = match split.iter().position(|&p| p == Some(page)) {
+            Some(n) => n,
+            None => {
+                let n = split
+                    .iter()
+                    .position(Option::is_none)
+                    .expect("the guard pages lie across more 2 MiB pages than there are tables");
+                split[n] = Some(page);
+                for (i, e) in t.pt[n].0.iter_mut().enumerate() {
+                    *e = (page + i as u64 * 4096) | flags;
+                }
+                t.pd[(page >> 30) as usize].0[((page >> 21) & 511) as usize] =
+                    t.pt[n].0.as_ptr() as u64 | PRESENT | WRITABLE;
+                n
+            }
+        };
+        t.pt[n].0[((guard.start - page) / 4096) as usize] = 0;
+    }
+}
+
+/// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
+pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    if range.start >= range.end
+        || range.end > MAP_LIMIT
+        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
+    {
+        return None;
+    }
+    let mut kind = None;
+    let mut page = range.start & !(PAGE_2M - 1);
+    while page < range.end {
+        let this = match page_flags(ram, page)? & CACHE_DISABLE {
+            0 => Mapping::Normal,
+            _ => Mapping::Device,
+        };
+        if kind.is_some_and(|k| k != this) {
+            return None;
+        }
+        kind = Some(this);
+        page += PAGE_2M;
+    }
+    kind
 }
 
 /// Switches this core to the tables [`build`] filled (loading CR3 also drops every stale

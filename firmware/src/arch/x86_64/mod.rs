@@ -15,8 +15,8 @@ use core::arch::asm;
 
 use x86_64::instructions::{hlt, interrupts, port::Port};
 
-use super::Isa;
 use super::percpu::CpuArea;
+use super::{Isa, Mapping};
 use kmem::Arch;
 use kmem::mm::memmap::PhysRange;
 
@@ -109,6 +109,10 @@ impl Isa for X86_64 {
     unsafe fn mmu_build(ram: &[&[PhysRange]]) {
         // SAFETY: the caller's contract is build's.
         unsafe { mmu::build(ram) }
+    }
+
+    fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+        mmu::mapping(ram, range)
     }
 
     unsafe fn mmu_enable() {

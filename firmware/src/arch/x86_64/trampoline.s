@@ -21,7 +21,7 @@ __ap_trampoline_start:
 
 .balign 8
 .Ltramp_gdt_ptr:
-    .word 31                        # the four descriptors of boot.s's GDT
+    .word .Lgdt_end - __boot_gdt - 1    # all of boot.s's GDT, the TSS descriptors too
     .long __boot_gdt
 .global __ap_trampoline_end
 __ap_trampoline_end:

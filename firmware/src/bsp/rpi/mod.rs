@@ -3,7 +3,9 @@
 //! secondary cores parked on a spin table, the console on the mini-UART or the PL011.
 //!
 //! The boot information comes from the device tree the firmware passes in `x0`; without
-//! one, from the ATAGs at 0x100; without those, from the VideoCore mailbox. Whatever the
+//! one, from the ATAGs at 0x100; without those, from the VideoCore mailbox. A device tree
+//! that is there but unusable (truncated, malformed, nested too deep) is a boot error,
+//! not a reason to boot from less. Whatever the
 //! source, the VideoCore's share of RAM, page 0 (spin table, ATAGs) and the image stay out
 //! of the memory map.
 
@@ -21,8 +23,9 @@ use dtoolkit::fdt::Fdt;
 use super::device_driver::bcm2835_gpio::{Function, Gpio, Model, Pull};
 use super::device_driver::bcm2835_mailbox::{Mailbox, clock, tag};
 use super::bootargs::{self, Note};
-use super::devicetree::{self as dt, DtError};
-use super::{Board, BootInfo, BootSource, Cpus, Indicator, StartError, Test};
+use super::devicetree::{self as dt, DtError, Reg};
+use super::vet::{Layout, Refused, with_layout};
+use super::{Board, BootInfo, BootSource, Cpus, Indicator, Notes, StartError, Test};
 use crate::arch::aarch64::{psci, spin_table};
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
@@ -83,13 +86,18 @@ impl Board for RaspberryPi {
     /// `x0` is what the firmware passed: a DTB address, the ATAGs' address, or 0.
     fn probe(x0: usize, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
         // Only addresses in low RAM are read: anything else is not a boot structure.
-        let fdt = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals)
-            .then(|| {
-                // SAFETY: an aligned RAM address below the peripherals; the blob, when
-                // there is one, is reserved below and never written.
-                unsafe { dt::open(x0) }
-            })
-            .and_then(Result::ok);
+        let tree = (x0 != 0 && x0.is_multiple_of(8) && x0 < SOC.peripherals).then(|| {
+            // SAFETY: an aligned RAM address below the peripherals; the blob, when there
+            // is one, is reserved below and never written.
+            unsafe { dt::open(x0) }
+        });
+        let fdt = match tree {
+            Some(Ok(fdt)) => Some(fdt),
+            // No device tree there: the ATAGs or the mailbox describe the machine.
+            None | Some(Err(DtError::BadMagic { .. })) => None,
+            // A device tree kmem cannot use: a boot error, not a boot from less.
+            Some(Err(e)) => return Err(e.into()),
+        };
         match fdt {
             Some(fdt) => from_device_tree(fdt, boot_hwid),
             None => without_device_tree(x0),
@@ -150,8 +158,8 @@ static GPIO_BASE: AtomicUsize = AtomicUsize::new(SOC.peripherals + GPIO_OFFSET);
 static MAILBOX_BASE: AtomicUsize = AtomicUsize::new(SOC.peripherals + MAILBOX_OFFSET);
 
 fn gpio() -> Gpio {
-    // SAFETY: the base is the device tree's GPIO block or the SoC's, device memory in the
-    // identity map (or the MMU is off).
+    // SAFETY: the base is the SoC's GPIO block or the device tree's, which the probe
+    // vetted (`bsp::vet`): device memory in the identity map (or the MMU is off).
     unsafe { Gpio::new(GPIO_BASE.load(Relaxed), SOC.gpio) }
 }
 
@@ -165,6 +173,9 @@ fn mailbox() -> Mailbox {
 pub enum ProbeError {
     Dt(DtError),
     Map(MapError),
+    /// A device the board relies on lies where the boot information puts RAM (or the
+    /// like: `bsp::vet`).
+    Refused(Refused),
     /// No device tree, no ATAGs, and the mailbox did not answer either.
     NoBootInfo,
 }
@@ -174,6 +185,7 @@ impl fmt::Display for ProbeError {
         match self {
             ProbeError::Dt(e) => e.fmt(f),
             ProbeError::Map(e) => write!(f, "memory map: {e}"),
+            ProbeError::Refused(r) => write!(f, "{r}"),
             ProbeError::NoBootInfo => f.write_str(
                 "no device tree in x0, no memory in ATAGs at 0x100, and no answer from the \
                  mailbox",
@@ -194,33 +206,172 @@ impl From<MapError> for ProbeError {
     }
 }
 
-fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
-    if let Some(base) = dt::device_base(fdt, "brcm,bcm2835-mbox") {
-        MAILBOX_BASE.store(base, Relaxed);
+/// The register blocks the drivers use, from each block's base (the PL011 and the GIC
+/// as their TRMs give them, the others as far as the drivers reach).
+const PL011_SPAN: u64 = 0x1000;
+const GPIO_SPAN: u64 = 0xf4;
+const MAILBOX_SPAN: u64 = 0x40;
+/// The mini-UART's driver reaches from AUX_ENABLES, 0x3c below the address the device
+/// tree gives (AUX_MU_IO), to AUX_MU_BAUD, 0x2c above it.
+const MINI_UART_BELOW: u64 = 0x3c;
+const MINI_UART_SPAN: u64 = MINI_UART_BELOW + 0x2c;
+
+/// The devices the board drives from its fixed addresses (the SoC's, not the boot
+/// information's), and their extents: the PL011, the default GPIO block and mailbox, and
+/// the timer interrupts' controller.
+const FIXED_DEVICES: &[(&str, usize, u64)] = &[
+    ("PL011", PL011, PL011_SPAN),
+    ("GPIO block", SOC.peripherals + GPIO_OFFSET, GPIO_SPAN),
+    ("mailbox", SOC.peripherals + MAILBOX_OFFSET, MAILBOX_SPAN),
+    #[cfg(feature = "rpi3")]
+    ("local interrupt block", 0x4000_0000, 0x100),
+    #[cfg(feature = "rpi4")]
+    ("GIC-400 distributor", 0xff84_1000, 0x1000),
+    #[cfg(feature = "rpi4")]
+    ("GIC-400 CPU interface", 0xff84_2000, 0x2000),
+];
+
+/// Vets the devices at the SoC's fixed addresses: boot information that puts RAM (or
+/// kmem's image, or itself) over one of them is refused.
+fn vet_fixed_devices(layout: &Layout<'_>) -> Result<(), ProbeError> {
+    for &(what, base, span) in FIXED_DEVICES {
+        let addr = base as u64;
+        layout.device(addr, span).map_err(|why| {
+            ProbeError::Refused(Refused {
+                what,
+                source: SOC.name,
+                addr,
+                why,
+            })
+        })?;
     }
-    if let Some(base) = dt::device_base(fdt, SOC.gpio_compatible) {
-        GPIO_BASE.store(base, Relaxed);
-    }
-    let stdout = dt::stdout(fdt, &["arm,pl011", "brcm,bcm2835-aux-uart"]);
-    let uart = match stdout {
-        Some((0, base)) => setup_console(UartKind::Pl011, base),
-        Some((_, base)) => setup_console(UartKind::MiniUart, base),
-        None => setup_console(UartKind::Pl011, PL011),
+    Ok(())
+}
+
+/// Where the board's drivers go, from the device tree, every address vetted.
+pub struct TreeDevices {
+    pub mailbox: usize,
+    pub gpio: usize,
+    /// The console: its driver and base, and whether `/chosen/stdout-path` named it.
+    pub console: (UartKind, usize),
+    pub console_from_dt: bool,
+}
+
+/// The mailbox, GPIO block and console the device tree names, each vetted against
+/// `layout` (`bsp::vet`); one that is refused is noted and replaced by the SoC's own
+/// (the PL011 for the console). Also vets the SoC's fixed devices (an error when the tree
+/// puts RAM over one). Changes nothing: the self-test `rpi_device_tree_addresses` runs it
+/// on hostile trees.
+pub fn tree_devices(
+    fdt: Fdt<'static>,
+    layout: &Layout<'_>,
+    notes: &mut Notes,
+) -> Result<TreeDevices, ProbeError> {
+    vet_fixed_devices(layout)?;
+    let mut vetted = |what: &'static str,
+                      reg: Option<Reg>,
+                      below: u64,
+                      span: u64,
+                      instead: fmt::Arguments<'_>| {
+        let reg = reg?;
+        let checked = reg
+            .base
+            .checked_sub(below)
+            .ok_or(super::vet::Refusal::Overflow)
+            .and_then(|start| layout.device(start, reg.size.max(span)));
+        match checked {
+            Ok(_) => Some(reg.base as usize),
+            Err(why) => {
+                let refused = Refused {
+                    what,
+                    source: reg.node,
+                    addr: reg.base,
+                    why,
+                };
+                notes.push(format_args!("refused: {refused}; {instead}"));
+                None
+            }
+        }
     };
+    let default_mailbox = SOC.peripherals + MAILBOX_OFFSET;
+    let default_gpio = SOC.peripherals + GPIO_OFFSET;
+    let mailbox = vetted(
+        "mailbox",
+        dt::device(fdt, "brcm,bcm2835-mbox"),
+        0,
+        MAILBOX_SPAN,
+        format_args!("using the SoC's at {default_mailbox:#x}"),
+    );
+    let gpio = vetted(
+        "GPIO block",
+        dt::device(fdt, SOC.gpio_compatible),
+        0,
+        GPIO_SPAN,
+        format_args!("using the SoC's at {default_gpio:#x}"),
+    );
+    let stdout = dt::stdout(fdt, &["arm,pl011", "brcm,bcm2835-aux-uart"]);
+    let console = stdout.and_then(|(which, reg)| {
+        let (kind, below, span) = match which {
+            0 => (UartKind::Pl011, 0, PL011_SPAN),
+            _ => (UartKind::MiniUart, MINI_UART_BELOW, MINI_UART_SPAN),
+        };
+        let instead = format_args!("the console stays on the PL011 at {PL011:#x}");
+        vetted("console UART", Some(reg), below, span, instead).map(|base| (kind, base))
+    });
+    Ok(TreeDevices {
+        mailbox: mailbox.unwrap_or(default_mailbox),
+        gpio: gpio.unwrap_or(default_gpio),
+        console: console.unwrap_or((UartKind::Pl011, PL011)),
+        console_from_dt: console.is_some(),
+    })
+}
+
+/// The memory map a device tree gives, with the tree itself, page 0 and the image
+/// reserved: what the tree's devices are vetted against.
+pub fn tree_map(fdt: Fdt<'static>, map: &mut MemoryMap) -> Result<dt::MemoryStats, ProbeError> {
+    let mem = dt::add_memory(fdt, map, Cpu::MAP_LIMIT)?;
+    map.add_range(RegionKind::Reserved, dt::extent(fdt))?;
+    reserve_own(map)?;
+    Ok(mem)
+}
+
+/// The device-tree path. Not inlined into `probe` (nor is the ATAG path): each holds a
+/// memory map and a `BootInfo`, kilobytes apiece on the boot stack.
+#[inline(never)]
+fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, ProbeError> {
+    let (image, dtb) = (super::image(), dt::extent(fdt));
     let mut map = MemoryMap::new();
-    let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
-    let dtb = dt::extent(fdt);
-    map.add_range(RegionKind::Reserved, dtb)?;
+    let mut notes = Notes::new();
+    let devices = tree_map(fdt, &mut map).and_then(|mem| {
+        let devices = with_layout(&map, image, dtb, |l| tree_devices(fdt, l, &mut notes))??;
+        Ok((mem, devices))
+    });
+    let (mem, devices) = match devices {
+        Ok(d) => d,
+        Err(e) => {
+            // Without the tree's memory, or with a device of the SoC's under it, the
+            // tree's console cannot be trusted: report on the SoC's PL011 (pins routed
+            // to it, so that a board shows it too).
+            setup_console(UartKind::Pl011, PL011);
+            return Err(e);
+        }
+    };
+    MAILBOX_BASE.store(devices.mailbox, Relaxed);
+    GPIO_BASE.store(devices.gpio, Relaxed);
+    let uart = setup_console(devices.console.0, devices.console.1);
+    reserve_vc_memory(&mut map)?;
     let mut cpus = dt::cpus(fdt, boot_hwid)?;
-    match dt::psci(fdt)? {
+    let psci = dt::psci(fdt)?;
+    if let Some(c) = psci {
         // A plain store: fine with the MMU off.
-        Some(c) => psci::set_conduit(c),
-        None => default_release_addresses(&mut cpus),
+        psci::set_conduit(c);
     }
-    for &a in cpus.release[..cpus.len].iter().filter(|&&a| a != 0) {
+    with_layout(&map, image, dtb, |l| {
+        release_words(&mut cpus, l, psci.is_none(), &mut notes);
+    })?;
+    for &a in cpus.release[1..cpus.len].iter().filter(|&&a| a != 0) {
         map.add(RegionKind::Reserved, a, 8)?;
     }
-    reserve_common(&mut map)?;
     let dma_limit = dt::dma_limit(fdt)?;
     Ok(BootInfo {
         model: dt::model(fdt),
@@ -232,16 +383,18 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         cpu_start: spin_table_start(&cpus),
         cpus,
         uart,
-        uart_from_dt: stdout.is_some(),
+        uart_from_dt: devices.console_from_dt,
         bootargs: bootargs::from_device_tree(fdt),
         rng_seed: dt::rng_seed(fdt),
-        image: super::image(),
+        image,
         boot_data: dtb,
+        notes,
     })
 }
 
 /// The ATAG path (QEMU without `-dtb`), or the mailbox when there are no ATAGs either
 /// (or they give no memory).
+#[inline(never)]
 fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     let uart = setup_console(UartKind::Pl011, PL011);
     // The list starts in page 0 and is read up to the image: RAM on every Pi that
@@ -287,6 +440,21 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
             map.add(RegionKind::Usable, start, end.min(Cpu::MAP_LIMIT) - start)?;
         }
     }
+    let image = super::image();
+    // The list, the command line in it included: kept out of the map, and mapped.
+    let boot_data = match &list {
+        Some((a, t)) if t.end > *a => PhysRange {
+            start: *a as u64,
+            end: t.end as u64,
+        },
+        _ => PhysRange { start: 0, end: 0 },
+    };
+    reserve_own(&mut map)?;
+    if boot_data.end > boot_data.start {
+        map.add_range(RegionKind::Reserved, boot_data)?;
+    }
+    with_layout(&map, image, boot_data, vet_fixed_devices)??;
+    reserve_vc_memory(&mut map)?;
     let mut cpus = Cpus {
         hwids: [0; MAX_CPUS],
         release: [0; MAX_CPUS],
@@ -296,18 +464,12 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     for (i, h) in cpus.hwids.iter_mut().take(4).enumerate() {
         *h = i as u64;
     }
-    default_release_addresses(&mut cpus);
-    reserve_common(&mut map)?;
-    // The list, the command line in it included: kept out of the map, and mapped.
-    let boot_data = match &list {
-        Some((a, t)) if t.end > *a => PhysRange {
-            start: *a as u64,
-            end: t.end as u64,
-        },
-        _ => PhysRange { start: 0, end: 0 },
-    };
-    if boot_data.end > boot_data.start {
-        map.add_range(RegionKind::Reserved, boot_data)?;
+    let mut notes = Notes::new();
+    with_layout(&map, image, boot_data, |l| {
+        release_words(&mut cpus, l, true, &mut notes);
+    })?;
+    for &a in cpus.release[1..cpus.len].iter().filter(|&&a| a != 0) {
+        map.add(RegionKind::Reserved, a, 8)?;
     }
     Ok(BootInfo {
         model: "no device tree",
@@ -323,16 +485,21 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
         uart_from_dt: false,
         bootargs,
         rng_seed: &[],
-        image: super::image(),
+        image,
         boot_data,
+        notes,
     })
 }
 
-/// Page 0, the image, and the VideoCore's RAM as the mailbox reports it (the boot
-/// information leaves it out already; this holds even when that is wrong).
-fn reserve_common(map: &mut MemoryMap) -> Result<(), MapError> {
+/// Page 0 (the spin table, the firmware's stub, the ATAGs) and the image.
+fn reserve_own(map: &mut MemoryMap) -> Result<(), MapError> {
     map.add_range(RegionKind::Reserved, PAGE_ZERO)?;
-    map.add_range(RegionKind::Reserved, super::image())?;
+    map.add_range(RegionKind::Reserved, super::image())
+}
+
+/// The VideoCore's RAM as the mailbox reports it (the boot information leaves it out
+/// already; this holds even when that is wrong).
+fn reserve_vc_memory(map: &mut MemoryMap) -> Result<(), MapError> {
     if let Ok([base, size]) = mailbox().property::<2>(tag::VC_MEMORY, &[])
         && size > 0
     {
@@ -341,11 +508,50 @@ fn reserve_common(map: &mut MemoryMap) -> Result<(), MapError> {
     Ok(())
 }
 
-/// The firmware's spin-table slots for cores that have no `cpu-release-addr`.
-fn default_release_addresses(cpus: &mut Cpus) {
-    for (hwid, release) in cpus.hwids[..cpus.len].iter().zip(&mut cpus.release) {
-        if *release == 0 && *hwid < 4 {
-            *release = SPIN_TABLE + 8 * hwid;
+/// Settles each secondary core's spin-table release word: the tree's `cpu-release-addr`,
+/// else (with `firmware_slots`, when there is no PSCI) the firmware's slot 0xd8 + 8 n
+/// for cores 0-3 — the first of them that `layout` accepts as a RAM word outside kmem's
+/// image and the boot information (`bsp::vet`). Each refused is noted; a core left with
+/// none (release 0) is not started. The boot core's entry is cleared: nothing writes it.
+pub fn release_words(
+    cpus: &mut Cpus,
+    layout: &Layout<'_>,
+    firmware_slots: bool,
+    notes: &mut Notes,
+) {
+    cpus.release[0] = 0;
+    for logical in 1..cpus.len {
+        let hwid = cpus.hwids[logical];
+        let from_tree = core::mem::take(&mut cpus.release[logical]);
+        let candidates = [
+            (from_tree != 0).then_some((from_tree, "cpu-release-addr")),
+            (firmware_slots && hwid < 4).then_some((SPIN_TABLE + 8 * hwid, "spin-table slot")),
+        ];
+        let mut refused = None;
+        for (addr, what) in candidates.into_iter().flatten() {
+            match layout.ram_word(addr) {
+                Ok(_) => {
+                    cpus.release[logical] = addr;
+                    break;
+                }
+                // Only the first refusal is reported: the next candidate is the fallback.
+                Err(why) => {
+                    refused = refused.or(Some((addr, what, why)));
+                }
+            }
+        }
+        if let Some((addr, what, why)) = refused {
+            let released = cpus.release[logical];
+            match released {
+                0 => notes.push(format_args!(
+                    "refused: {what} of cpu {logical} (hwid {hwid:#x}) at {addr:#x}: {why}; \
+                     that cpu is not started"
+                )),
+                _ => notes.push(format_args!(
+                    "refused: {what} of cpu {logical} (hwid {hwid:#x}) at {addr:#x}: {why}; \
+                     released through the firmware's spin-table slot at {released:#x}"
+                )),
+            }
         }
     }
 }

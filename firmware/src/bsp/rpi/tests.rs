@@ -1,15 +1,28 @@
 //! The Pi's own self-tests, run after the common suite: the console's pins, the ACT LED
-//! pin's read-back (Pi 4), the generic-timer delay, the mailbox's view of memory, and the
-//! ATAG reader on lists built in RAM.
+//! pin's read-back (Pi 4), the generic-timer delay, the mailbox's view of memory, the
+//! ATAG reader on lists built in RAM, and the board's probe on trees that put its devices
+//! and spin-table words where they must not be (`rpi_device_tree_addresses`).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::Ordering::Relaxed;
 
 use embedded_hal::delay::DelayNs;
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use super::uart::{KIND, UartKind};
-use super::{UART_PINS, gpio, mailbox};
-use crate::bsp::Test;
+use super::{
+    ProbeError, SOC, TreeDevices, UART_PINS, gpio, mailbox, release_words, tree_devices,
+    tree_map,
+};
+use crate::arch::cpu::MAX_CPUS;
+use crate::bsp::devicetree::{self as dt};
+use crate::bsp::devicetree_tests::Builder;
+use crate::bsp::vet::with_layout;
+use crate::bsp::{Notes, Test};
+use kmem::mm::memmap::MemoryMap;
 use crate::bsp::device_driver::bcm2835_gpio::Function;
 use crate::bsp::device_driver::bcm2835_mailbox::tag;
 use crate::bsp::device_driver::common::Deadline;
@@ -28,6 +41,12 @@ pub const TESTS: &[Test] = &[
         "device_tree_errors",
         crate::bsp::devicetree_tests::device_tree_errors,
     ),
+    (
+        "device_tree_nesting",
+        crate::bsp::devicetree_tests::device_tree_nesting,
+    ),
+    ("vet_addresses", crate::bsp::vet_tests::vet_addresses),
+    ("rpi_device_tree_addresses", device_tree_addresses),
 ];
 
 fn ensure(ok: bool, why: &'static str) -> R {
@@ -188,4 +207,191 @@ fn atags_kept_whole_or_cut() -> R {
         unsafe { atags::read(base, end) }.is_none(),
         "a list without ATAG_CORE was read",
     )
+}
+/// A Pi-like tree, its addresses as the CPU sees them (no `/soc` translation): 960 MiB
+/// of RAM at 0 (and `extra_ram` more, when given), four cores on the spin table at
+/// `release` (none where 0; core 0 is the boot core), the console that `stdout-path`
+/// names (`compatible`, base) and the mailbox and GPIO block at `mailbox` and `gpio`.
+struct PiTree {
+    extra_ram: Option<(u32, u32)>,
+    console: (&'static str, u32),
+    mailbox: u32,
+    gpio: u32,
+    release: [u64; 5],
+}
+
+impl PiTree {
+    /// The board as it is.
+    fn sane() -> PiTree {
+        let p = SOC.peripherals as u32;
+        PiTree {
+            extra_ram: None,
+            console: ("brcm,bcm2835-aux-uart", p + 0x21_5040),
+            mailbox: p + 0xb880,
+            gpio: p + 0x20_0000,
+            release: [0xd8, 0xe0, 0xe8, 0xf0, 0],
+        }
+    }
+
+    fn build(&self) -> Vec<u64> {
+        let split = |v: u64| [(v >> 32) as u32, v as u32];
+        let mut b = Builder::new();
+        b.begin("")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[1])
+            .string("model", "kmem self-test: hostile Pi");
+        b.begin("memory@0")
+            .string("device_type", "memory")
+            .cells("reg", &[0, 0x3c00_0000])
+            .end();
+        if let Some((base, size)) = self.extra_ram {
+            b.begin(&format!("memory@{base:x}"))
+                .string("device_type", "memory")
+                .cells("reg", &[base, size])
+                .end();
+        }
+        b.begin("cpus")
+            .cells("#address-cells", &[1])
+            .cells("#size-cells", &[0]);
+        for (hwid, &release) in self.release.iter().enumerate() {
+            b.begin(&format!("cpu@{hwid}"))
+                .string("device_type", "cpu")
+                .cells("reg", &[hwid as u32]);
+            if release != 0 {
+                b.cells("cpu-release-addr", &split(release));
+            }
+            b.end();
+        }
+        b.end();
+        let serial = format!("serial@{:x}", self.console.1);
+        b.begin(&serial)
+            .string("compatible", self.console.0)
+            .cells("reg", &[self.console.1, 0x40])
+            .end();
+        b.begin(&format!("mailbox@{:x}", self.mailbox))
+            .string("compatible", "brcm,bcm2835-mbox")
+            .cells("reg", &[self.mailbox, 0x40])
+            .end();
+        b.begin(&format!("gpio@{:x}", self.gpio))
+            .string("compatible", SOC.gpio_compatible)
+            .cells("reg", &[self.gpio, 0xb4])
+            .end();
+        b.begin("chosen")
+            .string("stdout-path", &format!("/{serial}"))
+            .end();
+        b.end().finish()
+    }
+}
+
+/// What the board's probe makes of `tree`: its devices and release words as vetted, and
+/// the notes, or the error. Changes nothing (no console, no mailbox).
+#[inline(never)]
+fn vet_tree(tree: &PiTree) -> Result<(TreeDevices, [u64; MAX_CPUS], Vec<String>), ProbeError> {
+    let words = tree.build();
+    // SAFETY: the blob lives in `words` until this returns, and nothing parsed from it
+    // outlives that.
+    let fdt = unsafe { dt::open(words.as_ptr() as usize)? };
+    let mut map = MemoryMap::new();
+    tree_map(fdt, &mut map)?;
+    let (image, dtb) = (crate::bsp::image(), dt::extent(fdt));
+    let mut notes = Notes::new();
+    let devices = with_layout(&map, image, dtb, |l| tree_devices(fdt, l, &mut notes))??;
+    let mut cpus = dt::cpus(fdt, 0)?;
+    with_layout(&map, image, dtb, |l| {
+        release_words(&mut cpus, l, true, &mut notes);
+    })?;
+    let notes = notes.lines().map(String::from).collect();
+    Ok((devices, cpus.release, notes))
+}
+
+fn noted(notes: &[String], what: &str, why: &str) -> bool {
+    notes
+        .iter()
+        .any(|n| n.starts_with("refused: ") && n.contains(what) && n.contains(why))
+}
+
+#[inline(never)]
+fn sane_tree() -> R {
+    let tree = PiTree::sane();
+    let (d, release, notes) = vet_tree(&tree).map_err(|_| "a sane tree was refused")?;
+    ensure(
+        d.console == (UartKind::MiniUart, tree.console.1 as usize)
+            && d.console_from_dt
+            && d.mailbox == tree.mailbox as usize
+            && d.gpio == tree.gpio as usize,
+        "a sane tree: devices not as given",
+    )?;
+    ensure(
+        release[..4] == [0, 0xe0, 0xe8, 0xf0] && notes.is_empty(),
+        "a sane tree: release words not as given, or notes",
+    )
+}
+
+#[inline(never)]
+fn hostile_tree() -> R {
+    let image = crate::bsp::image();
+    let tree = PiTree {
+        extra_ram: None,
+        // The mini-UART's registers in RAM, the GPIO block in kmem's image, the mailbox
+        // in page 0 (reserved: the spin table); release words in the image, at 32 GiB
+        // and misaligned, and a fifth core (past the firmware's four slots) whose word
+        // is in the image too.
+        console: ("brcm,bcm2835-aux-uart", 0x100_0040),
+        mailbox: 0x80,
+        gpio: image.start as u32 + 0x1000,
+        release: [0xd8, image.start + 0x1000, 32 << 30, 0xf4, image.start + 0x2000],
+    };
+    let (d, release, notes) = vet_tree(&tree).map_err(|_| "a hostile tree was refused")?;
+    ensure(
+        d.console == (UartKind::Pl011, super::PL011) && !d.console_from_dt,
+        "a console UART in RAM was kept",
+    )?;
+    ensure(
+        noted(&notes, "console UART", "inside RAM kmem manages"),
+        "a console UART in RAM: not noted",
+    )?;
+    ensure(
+        d.gpio == SOC.peripherals + super::GPIO_OFFSET
+            && noted(&notes, "GPIO block", "kmem's own image"),
+        "a GPIO block in the image: kept or not noted",
+    )?;
+    ensure(
+        d.mailbox == SOC.peripherals + super::MAILBOX_OFFSET
+            && noted(&notes, "mailbox", "inside reserved memory"),
+        "a mailbox in page 0: kept or not noted",
+    )?;
+    ensure(
+        release[..5] == [0, 0xe0, 0xe8, 0xf0, 0],
+        "release words: bad ones kept, or the firmware's slots not taken instead",
+    )?;
+    ensure(
+        noted(&notes, "cpu-release-addr of cpu 1", "kmem's own image")
+            && noted(&notes, "cpu-release-addr of cpu 2", "outside the RAM kmem maps")
+            && noted(&notes, "cpu-release-addr of cpu 3", "8-byte aligned")
+            && noted(&notes, "cpu-release-addr of cpu 4", "not started"),
+        "refused release words: not noted",
+    )
+}
+
+/// A tree that lists RAM over the SoC's own PL011 is refused.
+#[inline(never)]
+fn ram_over_the_pl011() -> R {
+    let tree = PiTree {
+        extra_ram: Some((super::PL011 as u32 & !0xf_ffff, 0x10_0000)),
+        ..PiTree::sane()
+    };
+    match vet_tree(&tree) {
+        Err(ProbeError::Refused(r)) if r.what == "PL011" => Ok(()),
+        _ => Err("a tree with RAM over the SoC's PL011 was not refused"),
+    }
+}
+
+/// The board's probe on trees that put the console, the mailbox, the GPIO block and the
+/// spin-table words where they must not be: each refused for what it is, with a note,
+/// and the SoC's own device (the firmware's slot) used instead; RAM over a device of the
+/// SoC's is an error.
+fn device_tree_addresses() -> R {
+    sane_tree()?;
+    hostile_tree()?;
+    ram_over_the_pl011()
 }

@@ -1,6 +1,14 @@
 //! QEMU `virt` (aarch64): the device tree at `x0` or 0x4000_0000, a PL011 console, RAM
 //! from 0x4000_0000, PSCI for starting cores, no DMA restrictions below 4 GiB, and ticks
 //! from each core's virtual timer through the GICv2 the device tree names.
+//!
+//! What the tree says is read by [`describe`], which changes nothing, and then applied by
+//! `probe` (the console switched, the GIC and the PSCI conduit kept): the self-test
+//! `device_tree_addresses` runs [`describe`] on hostile trees. Each device address is
+//! vetted (`bsp::vet`) before it is kept: a console UART that fails falls back to QEMU's
+//! PL011, and says so in the boot report; a GIC that fails is a boot error.
+
+mod tests;
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -9,7 +17,9 @@ use dtoolkit::fdt::Fdt;
 use super::device_driver::gicv2::Gicv2;
 use super::device_driver::pl011::Pl011;
 use super::devicetree::{self as dt, DtError};
-use super::{Board, BootInfo, BootSource, Cpus, StartError, Test};
+use super::vet::{Layout, Refused};
+use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
+use crate::arch::aarch64::psci::Conduit;
 use crate::arch::aarch64::{psci, secondary_entry};
 use crate::arch::cpu::{Cpu, Isa};
 use kmem::mm::memmap::{MemoryMap, RegionKind};
@@ -29,13 +39,28 @@ fn gic() -> Option<Gicv2> {
         GIC_DISTRIBUTOR.load(Relaxed),
         GIC_CPU_INTERFACE.load(Relaxed),
     );
-    // SAFETY: non-zero values are the device tree's GICv2 register blocks, below 4 GiB
-    // and so mapped as device memory.
+    // SAFETY: non-zero values are the device tree's GICv2 register blocks, which
+    // `describe` vetted: device memory in the identity map, away from RAM.
     (d != 0 && c != 0).then(|| unsafe { Gicv2::new(d, c) })
 }
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
 const DTB_DEFAULT: usize = 0x4000_0000;
+/// The PL011's register block (the driver uses its first 0x34 bytes).
+const PL011_SPAN: u64 = 0x1000;
+/// A GICv2's distributor and CPU-interface blocks (the driver uses 0x420 and 0x14 bytes).
+const GICD_SPAN: u64 = 0x1000;
+const GICC_SPAN: u64 = 0x2000;
+
+/// The devices [`describe`] found in the tree and vetted, which `probe` then uses.
+#[derive(Default)]
+pub struct Devices {
+    /// The console UART `/chosen/stdout-path` names, when it passed.
+    pub console: Option<usize>,
+    /// The GICv2's distributor and CPU interface, when the tree names one.
+    pub gic: Option<(usize, usize)>,
+    pub psci: Option<Conduit>,
+}
 
 impl Board for Virt {
     const NAME: &'static str = "QEMU virt (aarch64)";
@@ -56,42 +81,24 @@ impl Board for Virt {
         // SAFETY: QEMU virt has RAM at both candidate addresses; the blob is reserved below
         // and never written.
         let fdt: Fdt<'static> = unsafe { dt::open(addr)? };
-        let uart = dt::stdout(fdt, &["arm,pl011"]).map(|(_, base)| base);
-        if let Some(base) = uart {
-            super::console::set_uart(base);
+        let mut devices = Devices::default();
+        // Returned as it is: a BootInfo is kilobytes, and this runs on the boot stack
+        // with the MMU off, where no guard page would catch an overflow.
+        let info = describe(fdt, boot_hwid, &mut devices);
+        if info.is_ok() {
+            if let Some(base) = devices.console {
+                super::console::set_uart(base);
+            }
+            if let Some((d, c)) = devices.gic {
+                GIC_DISTRIBUTOR.store(d, Relaxed);
+                GIC_CPU_INTERFACE.store(c, Relaxed);
+            }
+            if let Some(c) = devices.psci {
+                // A plain store: fine with the MMU off.
+                psci::set_conduit(c);
+            }
         }
-        let mut map = MemoryMap::new();
-        let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
-        let (image, dtb) = (super::image(), dt::extent(fdt));
-        map.add_range(RegionKind::Reserved, image)?;
-        map.add_range(RegionKind::Reserved, dtb)?;
-        let psci = dt::psci(fdt)?;
-        if let Some(c) = psci {
-            // A plain store: fine with the MMU off.
-            psci::set_conduit(c);
-        }
-        let dma_limit = dt::dma_limit(fdt)?;
-        // Only below 4 GiB, where the identity map has device memory.
-        if let Some((d, c)) = dt::gicv2(fdt).filter(|&(d, c)| d.max(c) < 1 << 32) {
-            GIC_DISTRIBUTOR.store(d, Relaxed);
-            GIC_CPU_INTERFACE.store(c, Relaxed);
-        }
-        Ok(BootInfo {
-            model: dt::model(fdt),
-            source: BootSource::BootData(dtb),
-            map: map.normalize()?,
-            unmapped_ram: mem.above_limit,
-            zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
-            dma_limit,
-            cpus: dt::cpus(fdt, boot_hwid)?,
-            cpu_start: psci.map(|_| "PSCI"),
-            uart: uart.unwrap_or(Self::FALLBACK_UART),
-            uart_from_dt: uart.is_some(),
-            bootargs: super::bootargs::from_device_tree(fdt),
-            rng_seed: dt::rng_seed(fdt),
-            image,
-            boot_data: dtb,
-        })
+        info
     }
 
     /// Through PSCI.
@@ -100,11 +107,20 @@ impl Board for Virt {
             .map_err(StartError::Psci)
     }
 
-    /// The device-tree parser on broken trees.
-    const TESTS: &'static [Test] = &[(
-        "device_tree_errors",
-        super::devicetree_tests::device_tree_errors,
-    )];
+    /// The device-tree parser on broken trees, the address checks, and this board's
+    /// probe on trees that put its devices where they must not be.
+    const TESTS: &'static [Test] = &[
+        (
+            "device_tree_errors",
+            super::devicetree_tests::device_tree_errors,
+        ),
+        (
+            "device_tree_nesting",
+            super::devicetree_tests::device_tree_nesting,
+        ),
+        ("vet_addresses", super::vet_tests::vet_addresses),
+        ("device_tree_addresses", tests::device_tree_addresses),
+    ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
         super::ticks::gic::start(gic(), period_us)
@@ -113,4 +129,103 @@ impl Board for Virt {
     fn ticks_stop() {
         super::ticks::gic::stop();
     }
+}
+
+/// Reads the machine from `fdt` without changing anything: memory, reservations, CPUs,
+/// PSCI, DMA limits, `/chosen`, and the console UART and GIC, each vetted against the
+/// memory map and the identity map (`bsp::vet`) and left in `devices`. A refused console
+/// is noted and replaced by QEMU's PL011; a refused GIC, or a tree that puts RAM over that
+/// PL011, is an error.
+pub fn describe(
+    fdt: Fdt<'static>,
+    boot_hwid: u64,
+    devices: &mut Devices,
+) -> Result<BootInfo, DtError> {
+    let mut map = MemoryMap::new();
+    let mem = dt::add_memory(fdt, &mut map, Cpu::MAP_LIMIT)?;
+    let (image, dtb) = (super::image(), dt::extent(fdt));
+    map.add_range(RegionKind::Reserved, image)?;
+    map.add_range(RegionKind::Reserved, dtb)?;
+    let map = map.normalize()?;
+    let mut notes = Notes::new();
+    let layout = Layout {
+        map: &map,
+        image,
+        boot_data: dtb,
+    };
+    vet_devices(fdt, &layout, devices, &mut notes)?;
+    devices.psci = dt::psci(fdt)?;
+    let dma_limit = dt::dma_limit(fdt)?;
+    Ok(BootInfo {
+        model: dt::model(fdt),
+        source: BootSource::BootData(dtb),
+        map,
+        unmapped_ram: mem.above_limit,
+        zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
+        dma_limit,
+        cpus: dt::cpus(fdt, boot_hwid)?,
+        cpu_start: devices.psci.map(|_| "PSCI"),
+        uart: devices.console.unwrap_or(Virt::FALLBACK_UART),
+        uart_from_dt: devices.console.is_some(),
+        bootargs: super::bootargs::from_device_tree(fdt),
+        rng_seed: dt::rng_seed(fdt),
+        image,
+        boot_data: dtb,
+        notes,
+    })
+}
+
+/// Vets the console UART and the GIC the tree names (`bsp::vet`), and the board's own
+/// PL011, into `devices` and `notes`.
+fn vet_devices(
+    fdt: Fdt<'static>,
+    layout: &Layout<'_>,
+    devices: &mut Devices,
+    notes: &mut Notes,
+) -> Result<(), DtError> {
+    // The board's own PL011: the console until the tree names a usable one, and where
+    // every boot error goes.
+    let fallback = Virt::FALLBACK_UART as u64;
+    layout.device(fallback, PL011_SPAN).map_err(|why| {
+        DtError::Refused(Refused {
+            what: "QEMU virt's PL011",
+            source: "the board",
+            addr: fallback,
+            why,
+        })
+    })?;
+    devices.console = dt::stdout(fdt, &["arm,pl011"]).and_then(|(_, reg)| {
+        match layout.device(reg.base, reg.size.max(PL011_SPAN)) {
+            Ok(_) => Some(reg.base as usize),
+            Err(why) => {
+                let refused = Refused {
+                    what: "console UART",
+                    source: reg.node,
+                    addr: reg.base,
+                    why,
+                };
+                notes.push(format_args!(
+                    "refused: {refused}; the console stays on the PL011 at {fallback:#x}"
+                ));
+                None
+            }
+        }
+    });
+    if let Some((d, c)) = dt::gicv2(fdt) {
+        for (reg, what, span) in [
+            (d, "GIC distributor", GICD_SPAN),
+            (c, "GIC CPU interface", GICC_SPAN),
+        ] {
+            layout.device(reg.base, reg.size.max(span)).map_err(|why| {
+                DtError::Refused(Refused {
+                    what,
+                    source: reg.node,
+                    addr: reg.base,
+                    why,
+                })
+            })?;
+        }
+        devices.gic = Some((d.base as usize, c.base as usize));
+    }
+    Ok(())
 }

@@ -15,9 +15,15 @@ use crate::bsp::Cpus;
 struct Identity;
 
 impl AcpiHandler for Identity {
+    /// Tables beyond the low 4 GiB the page tables map (firmware puts them below), or
+    /// at 0, end the boot with a message that names them: this interface has no error.
     unsafe fn map_physical_region<T>(&self, pa: usize, size: usize) -> PhysicalMapping<Self, T> {
+        if let Err(e) = super::pvh::check("an ACPI table", pa as u64, size as u64) {
+            panic!("ACPI tables: {e}");
+        }
         let va = NonNull::new(pa as *mut T).expect("the acpi crate maps no table at 0");
-        // SAFETY: the identity map covers the low 4 GiB, where firmware puts the tables.
+        // SAFETY: the identity map covers the low 4 GiB (checked above), where firmware
+        // puts the tables.
         unsafe { PhysicalMapping::new(pa, va, size, size, Identity) }
     }
 

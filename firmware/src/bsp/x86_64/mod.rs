@@ -9,7 +9,7 @@ mod pvh;
 use core::fmt;
 
 use super::device_driver::uart16550::Uart16550;
-use super::{Board, BootInfo, BootSource, Cpus, StartError};
+use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
 use ::x86_64::instructions::random::RdRand;
 
 use crate::arch::cpu::{Cpu, Isa};
@@ -69,8 +69,10 @@ impl Board for Pc {
                 map.add(RegionKind::Reserved, start, size)?;
             }
         }
-        let bootargs = super::bootargs::from_bytes(si.cmdline(), "the PVH command line");
-        // SAFETY: the loader found the RSDP; the tables sit in reserved firmware memory.
+        let bootargs = super::bootargs::from_bytes(si.cmdline()?, "the PVH command line");
+        pvh::check("the ACPI RSDP", si.rsdp_paddr, pvh::RSDP_SIZE)?;
+        // SAFETY: the loader found the RSDP, in the boot map (checked above); the tables
+        // sit in reserved firmware memory, and the handler refuses any beyond the map.
         let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
         Ok(BootInfo {
             model: machine.oem,
@@ -88,6 +90,7 @@ impl Board for Pc {
             rng_seed: rdrand_seed(),
             image,
             boot_data,
+            notes: Notes::new(),
         })
     }
 
@@ -98,6 +101,13 @@ impl Board for Pc {
         // in LOW_MEMORY, reserved.
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
+
+    /// The checks every address from the boot information passes, and the PVH start
+    /// information's.
+    const TESTS: &'static [Test] = &[
+        ("vet_addresses", super::vet_tests::vet_addresses),
+        ("pvh_addresses", pvh::addresses_test),
+    ];
 
     /// Each core's local APIC timer.
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
