@@ -6,8 +6,8 @@
 //! | --- | --- |
 //! | `kmem.debug=FZPU[,cache]` | debug flags (see `slab::debug`) for every cache, or one |
 //! | `kmem.failslab=N[,cache]` | every Nth allocation (of one cache) fails |
-//! | `init_on_alloc=1` | zero every object when it is allocated |
-//! | `init_on_free=1` | zero every object when it is freed |
+//! | `init_on_alloc=1` | zero every object when it is allocated (not in caches with a constructor or destructor) |
+//! | `init_on_free=1` | zero every object when it is freed (not in caches with a constructor or destructor) |
 //! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
 //!
 //! `Kmem::set_debug` (the monitor's `debug`) changes debug flags later, on empty caches.
@@ -43,9 +43,12 @@ pub struct Options {
     pub failslab_every: u32,
     /// Only this cache's allocations count and fail (all caches when `None`).
     pub failslab_cache: Option<CacheName>,
-    /// Zero every object when it is allocated.
+    /// Zero every object when it is allocated — except in caches with a constructor or
+    /// destructor, whose objects must stay constructed (as Linux's
+    /// `slab_want_init_on_alloc`).
     pub init_on_alloc: bool,
-    /// Zero every object when it is freed.
+    /// Zero every object when it is freed — except in caches with a constructor or
+    /// destructor, as for `init_on_alloc`.
     pub init_on_free: bool,
     /// New slabs hand out their objects in a random order.
     pub random_freelist: bool,

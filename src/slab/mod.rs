@@ -784,6 +784,11 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// The geometry of `size`-byte objects aligned to `align` with debug `flags`
     /// (`ctor`: the cache has a constructor or destructor).
+    ///
+    /// A cache with a constructor or destructor ignores `init_on_alloc` and
+    /// `init_on_free`, as Linux's `slab_want_init_on_alloc`/`_free` do: its objects are
+    /// constructed once, when their slab is made, and must reach users and the
+    /// destructor in that state, which zeroing would destroy.
     fn new(
         size: usize,
         align: usize,
@@ -793,7 +798,9 @@ impl Geometry {
     ) -> Option<Geometry> {
         let debug = DebugLayout::new(flags, size, align);
         let slot = if flags.is_empty() { size } else { debug.slot() };
-        let slow = !flags.is_empty() || hard.init_on_alloc || hard.init_on_free;
+        let (init_on_alloc, init_on_free) =
+            (hard.init_on_alloc && !ctor, hard.init_on_free && !ctor);
+        let slow = !flags.is_empty() || init_on_alloc || init_on_free;
         // The slot starts `debug.left` bytes before the object; the state word, if not
         // the object's first, follows the slot.
         let fp = if slow || ctor {
@@ -812,8 +819,8 @@ impl Geometry {
             fp,
             recip: (1u64 << 32).div_ceil(layout.stride as u64),
             debug,
-            init_on_alloc: hard.init_on_alloc,
-            init_on_free: hard.init_on_free,
+            init_on_alloc,
+            init_on_free,
         })
     }
 

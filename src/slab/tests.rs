@@ -449,6 +449,69 @@ fn init_on_alloc_and_init_on_free() {
     h.still_works();
 }
 
+const STAMP: u64 = 0x5EED_C0DE_D00D_F00D;
+
+fn stamp(p: *mut u8) {
+    // SAFETY: the cache below passes objects of 96 bytes, 8-aligned.
+    unsafe { p.cast::<u64>().add(11).write(STAMP) };
+}
+
+fn stamped(p: *mut u8) -> bool {
+    // SAFETY: as for `stamp`; the last word of the object.
+    unsafe { p.cast::<u64>().add(11).read() == STAMP }
+}
+
+fn check_stamp(p: *mut u8) {
+    assert!(stamped(p), "the destructor found an object unconstructed");
+}
+
+/// Zeroing would leave a constructor's objects unconstructed (a constructor runs once,
+/// when the slab is made, not at each allocation) and hand a destructor zeroes: caches
+/// with either ignore `init_on_alloc` and `init_on_free`, as Linux's
+/// `slab_want_init_on_alloc` does, while the other caches still zero.
+#[test]
+fn init_on_alloc_and_init_on_free_leave_constructed_objects_alone() {
+    let h = heap("init_on_alloc=1 init_on_free=1");
+    let ctor = h
+        .kmem
+        .cache_create("stamped", 96, 8, SlabFlags::NONE, Some(stamp), None)
+        .unwrap();
+    let dtor = h
+        .kmem
+        .cache_create(
+            "checked",
+            96,
+            8,
+            SlabFlags::NONE,
+            Some(stamp),
+            Some(check_stamp),
+        )
+        .unwrap();
+    for c in [&ctor, &dtor] {
+        let p = c.alloc(Gfp::KERNEL).unwrap();
+        assert!(stamped(p.as_ptr()), "allocated unconstructed");
+        c.free_any(p).unwrap();
+        let q = c.alloc(Gfp::KERNEL).unwrap();
+        assert_eq!(q, p, "the per-CPU array hands the object back");
+        assert!(stamped(q.as_ptr()), "freed into an unconstructed state");
+        c.free_any(q).unwrap();
+        assert!(c.shrink() > 0, "the destructor ran on the slab's objects");
+    }
+    // The other caches still zero.
+    let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: 96 bytes are ours.
+    assert!(
+        unsafe { std::slice::from_raw_parts(p, 96) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.kmem.kfree_any(p).unwrap();
+    for c in [ctor, dtor] {
+        c.destroy().map_err(|(_, e)| e).unwrap();
+    }
+    h.still_works();
+}
+
 #[test]
 fn random_freelist_and_full_debug_still_pass_the_model_checks() {
     let h = heap("kmem.random_freelist=1 kmem.debug=FZPU");
