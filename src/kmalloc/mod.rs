@@ -226,7 +226,17 @@ impl<A: Arch> Kmem<A> {
         &self.options
     }
 
-    /// Makes every `every`-th slab allocation (of `cache` only, if named) fail; 0 stops.
+    /// Makes every `every`-th slab allocation (of `cache` only, if named) fail with
+    /// [`SlabError::Injected`]; 0 stops.
+    ///
+    /// Fault injection is for the error paths of callers that can take a failure, so it
+    /// spares two kinds of allocation, which it neither fails nor counts:
+    /// - those with [`Gfp::NOFAIL`], among them kmem's own (a cache's structure in
+    ///   `cache_create`), so that injection never breaks the allocator itself;
+    /// - those through the Rust allocator interfaces — `GlobalAlloc` (a kernel's
+    ///   [`GlobalKmem`], `hosted::Heap`) and `Allocator` — whose collections abort on a
+    ///   null, which would end a kernel's boot: unless `cache` names the cache serving
+    ///   them, a choice to make that cache's users fail whoever they are.
     ///
     /// # Examples
     /// Testing a driver's error path:
@@ -240,6 +250,20 @@ impl<A: Arch> Kmem<A> {
     /// let other = kmem.kmalloc(64, Gfp::KERNEL)?; // another cache: unaffected
     /// kmem.set_failslab(0, None);
     /// unsafe { kmem.kfree(other.as_ptr()) }?; // SAFETY: other is not used again.
+    /// # Ok::<(), SlabError>(())
+    /// ```
+    /// Every allocation of the kmalloc family fails, but the kernel's collections still
+    /// work:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabError};
+    /// kmem.set_failslab(1, None);
+    /// assert!(matches!(kmem.kmalloc(100, Gfp::KERNEL), Err(SlabError::Injected { .. })));
+    /// let mut v = allocator_api2::vec::Vec::new_in(kmem); // through `Allocator`
+    /// v.extend([1u32, 2, 3]);
+    /// assert_eq!(v.len(), 3);
+    /// # kmem.set_failslab(0, None);
     /// # Ok::<(), SlabError>(())
     /// ```
     pub fn set_failslab(&self, every: u32, cache: Option<CacheName>) {
@@ -979,11 +1003,11 @@ impl<A: Arch> Kmem<A> {
                 return ptr;
             }
             let new = match self
-                .kmalloc_cache(Gfp::KERNEL, class)
-                .and_then(|c| c.alloc_fast(self, Gfp::KERNEL))
+                .kmalloc_cache(Gfp::RUST_ALLOC, class)
+                .and_then(|c| c.alloc_fast(self, Gfp::RUST_ALLOC))
             {
                 Some(p) => p.as_ptr(),
-                None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::KERNEL),
+                None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::RUST_ALLOC),
             };
             if !new.is_null() {
                 // SAFETY: both blocks are live and distinct; the old one holds l.size()
@@ -1001,7 +1025,7 @@ impl<A: Arch> Kmem<A> {
     #[cold]
     #[inline(never)]
     fn krealloc_checked(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size())
+        self.krealloc_keeping(ptr, new_size, l.align(), Gfp::RUST_ALLOC, l.size())
             .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
@@ -1197,10 +1221,18 @@ impl<A: Arch> Backing<A> for Kmem<A> {
         self.fail_every.load(Relaxed) != 0
     }
 
+    /// Allocations with [`Gfp::NOFAIL`] never fail nor count; those through a Rust
+    /// allocator interface only when the filter names their cache (see
+    /// [`Kmem::set_failslab`]).
     #[cold]
-    fn failslab_fires(&self, cache: CacheName) -> bool {
-        if self.fail_cache.lock().is_some_and(|c| c != cache) {
+    fn failslab_fires(&self, cache: CacheName, gfp: Gfp) -> bool {
+        if gfp.contains(Gfp::NOFAIL) {
             return false;
+        }
+        match *self.fail_cache.lock() {
+            Some(c) if c != cache => return false,
+            None if gfp.contains(Gfp::RUST_ALLOC) => return false,
+            _ => {}
         }
         let every = self.fail_every.load(Relaxed).max(1);
         (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)

@@ -5,7 +5,7 @@
 //! | option | effect |
 //! | --- | --- |
 //! | `kmem.debug=FZPU[,cache]` | debug flags (see `slab::debug`) for every cache, or one |
-//! | `kmem.failslab=N[,cache]` | every Nth allocation (of one cache) fails |
+//! | `kmem.failslab=N[,cache]` | every Nth slab allocation (of one cache) fails; never kmem's own or a `Gfp::NOFAIL` one, and those through `GlobalAlloc`/`Allocator` only when the cache is named (see `Kmem::set_failslab`) |
 //! | `init_on_alloc=1` | zero every object when it is allocated (not in caches with a constructor or destructor) |
 //! | `init_on_free=1` | zero every object when it is freed (not in caches with a constructor or destructor) |
 //! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
@@ -39,7 +39,11 @@ pub struct Options {
     pub debug: DebugFlags,
     /// Only this cache gets `debug` (all caches when `None`).
     pub debug_cache: Option<CacheName>,
-    /// Every this-many-th slab allocation fails (`kmem.failslab=`); 0 never.
+    /// Every this-many-th slab allocation fails (`kmem.failslab=`); 0 never. Spared:
+    /// kmem's own allocations and those with `Gfp::NOFAIL`, and — unless
+    /// `failslab_cache` names their cache — those through the Rust allocator interfaces
+    /// (`GlobalAlloc`, `Allocator`), so that a kernel's collections keep working and
+    /// its boot does not break (see `Kmem::set_failslab`).
     pub failslab_every: u32,
     /// Only this cache's allocations count and fail (all caches when `None`).
     pub failslab_cache: Option<CacheName>,

@@ -249,7 +249,7 @@ impl<A: Arch> SlabCache<A> {
     #[inline(never)]
     #[track_caller]
     pub(crate) fn alloc(&self, k: &impl Backing<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        if k.failslab_armed() && k.failslab_fires(self.name) {
+        if k.failslab_armed() && k.failslab_fires(self.name, gfp) {
             return Err(SlabError::Injected { cache: self.name });
         }
         let obj = {

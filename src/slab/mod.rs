@@ -83,8 +83,8 @@ pub(crate) trait Backing<A: Arch> {
         false
     }
 
-    /// Counts an allocation from `cache` and says whether this one must fail.
-    fn failslab_fires(&self, _cache: CacheName) -> bool {
+    /// Counts an allocation from `cache` with `gfp` and says whether this one must fail.
+    fn failslab_fires(&self, _cache: CacheName, _gfp: Gfp) -> bool {
         false
     }
 }
