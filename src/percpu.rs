@@ -219,6 +219,77 @@ impl<A: Arch, T> PerCpu<A, T> {
         self.outsider(self.slot(i), REMOTE)
     }
 
+    /// Runs `f` on every CPU's value that can be held without waiting, as [`PerCpu::cpu`]
+    /// holds it, and skips the others: a slot whose lock is taken, or whose owner is
+    /// inside it lock-free and does not leave within a short spin. For callers that
+    /// hold other allocator locks (reclaim when pages run short), for which waiting on a
+    /// slot could close a cycle: the slot's holder may be waiting for one of those locks.
+    ///
+    /// Slots are taken a batch at a time — locks tried, `REMOTE` set — so that one
+    /// [`Arch::remote_barrier`] serves the batch (on the hosted platform the barrier is a
+    /// system call); `f` runs on them in reverse order, and each is released right
+    /// after, so that every lock gives back the interrupt state it found.
+    pub fn try_each(&self, mut f: impl FnMut(usize, &mut T)) {
+        const BATCH: usize = 16;
+        for base in (0..self.len()).step_by(BATCH) {
+            let end = (base + BATCH).min(self.len());
+            let mut held: [Option<IrqMutexGuard<'_, A, ()>>; BATCH] = [const { None }; BATCH];
+            let mut flagged = 0u32;
+            for i in base..end {
+                let slot = self.slot(i);
+                let Some(guard) = slot.lock.try_lock() else {
+                    continue;
+                };
+                let mode = slot.mode.load(Ordering::Relaxed);
+                if A::OWNED_IDS != 0 && mode & SHARED == 0 {
+                    slot.mode.store(mode | REMOTE, Ordering::Relaxed);
+                    flagged |= 1 << (i - base);
+                }
+                held[i - base] = Some(guard);
+            }
+            if flagged != 0 {
+                A::remote_barrier();
+            }
+            for i in (base..end).rev() {
+                let Some(guard) = held[i - base].take() else {
+                    continue;
+                };
+                let slot = self.slot(i);
+                let bit = if flagged & 1 << (i - base) != 0 {
+                    REMOTE
+                } else {
+                    0
+                };
+                if bit != 0 && !Self::owner_leaves(slot) {
+                    // The owner stays inside, perhaps waiting for a lock our caller
+                    // holds: leave it be. Release: the owner's Acquire load of `mode`.
+                    let m = slot.mode.load(Ordering::Relaxed);
+                    slot.mode.store(m & !REMOTE, Ordering::Release);
+                    continue;
+                }
+                let mut g = SlotGuard {
+                    slot,
+                    how: How::Locked(guard, bit),
+                };
+                f(i, &mut g);
+            }
+        }
+    }
+
+    /// Whether the owner of `slot`, which an outsider has flagged, is out of it or
+    /// leaves within a short spin (lock-free sections are a few dozen instructions,
+    /// unless the owner waits for a lock).
+    fn owner_leaves(slot: &Slot<A, T>) -> bool {
+        for _ in 0..256 {
+            // Acquire: see everything the owner wrote before it cleared `busy`.
+            if !slot.busy.load(Ordering::Acquire) {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
+
     /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
     /// the slot's mode, fences and waits for the owner to leave.
     #[cold]

@@ -425,9 +425,11 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// [`PageAllocator::alloc_pages`], but when that finds no block, the caches first
-    /// give back the empty slabs they keep (up to a share of their zone, see
-    /// `slab::free_limit`) and the allocation is tried once more. Slab growth and large
-    /// kmalloc blocks come through here.
+    /// give back what they hold free: the objects in their per-CPU arrays (every CPU's)
+    /// and shared arrays, and the empty slabs they keep (up to a share of their zone,
+    /// see `slab::free_limit`); then the allocation is tried once more. Only locks that
+    /// are free are taken for that, so a cache or array in use is skipped. Slab growth
+    /// and large kmalloc blocks come through here.
     ///
     /// # Examples
     /// ```
@@ -457,20 +459,19 @@ impl<A: Arch> Kmem<A> {
         gfp: Gfp,
         oom: PageError,
     ) -> Result<PhysAddr, PageError> {
-        // The caller may hold a cache's node lock (a slab growing) or the registry lock
-        // (`cache_create`), and `shrink_all` takes node locks under the registry lock:
-        // only locks that are free are taken here, so no cycle can close. Without the
+        // The caller may hold a cache's node lock and its own CPU's slot of that cache (a
+        // slab growing) or the registry lock (`cache_create`), and `shrink_all` takes
+        // node locks under the registry lock: only locks and slots that are free are
+        // taken here (see `SlabCache::reclaim`), so no cycle can close. Without the
         // registry, the kmalloc caches (which are not on it) still give theirs back.
         let head = self.registry.try_lock();
-        let mut released = 0;
+        let mut reclaimed = 0;
         self.for_each_cache_in(
             head.as_deref().copied().unwrap_or(core::ptr::null_mut()),
-            |c| {
-                released += c.release_free_slabs_if_idle(self);
-            },
+            |c| reclaimed += c.reclaim(self),
         );
         drop(head);
-        if released == 0 {
+        if reclaimed == 0 {
             return Err(oom);
         }
         self.pages.alloc_pages(order, gfp)
@@ -1092,8 +1093,10 @@ impl<A: Arch> Kmem<A> {
         pages
     }
 
-    /// One reap pass over every cache (arrays untouched since the last pass are
-    /// drained, empty slabs released). Returns (objects drained, pages released).
+    /// One reap pass over every cache: the arrays — each CPU's and the shared one — that
+    /// no allocation took objects from since the last pass are drained, the others'
+    /// marks cleared, and empty slabs released. Returns (objects drained, pages
+    /// released).
     ///
     /// # Examples
     /// As a periodic timer would call it:

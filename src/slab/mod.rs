@@ -26,7 +26,7 @@
 //!    destroy, `for_each_cache`, `shrink_all` and `reap` take it.
 //! 2. A CPU's slot of a cache's `PerCpu` arrays — the CPU's `ArrayCache`: its owner enters
 //!    it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain (`shrink`,
-//!    `reap`) takes it by the handshake in `crate::percpu`.
+//!    `reap`, reclaim) takes it by the handshake in `crate::percpu`.
 //! 3. `SlabCache::node` — the node: the full, partial and free slab lists, the shared
 //!    array, the counters, and every slab's chain and in-use count (in its page
 //!    descriptors). The geometry is written under it while the cache has no slab.
@@ -34,10 +34,23 @@
 //!    area. Taken while growing or shrinking under the node lock.
 //!
 //! No cache takes another cache's node lock while holding its own, with one exception:
-//! when the page allocator finds no block, `Backing::slab_pages` of `Kmem` walks every
-//! cache to take back its empty slabs while the caller may hold its own node lock (a slab
-//! growing) or the registry lock (`cache_create`). That path only *tries* each lock
-//! (`IrqMutex::try_lock`) and skips a busy one, so it never waits and no cycle can close.
+//! reclaim. When the page allocator finds no block, `Kmem::alloc_pages` (through which
+//! `Backing::slab_pages` grows every cache) walks every cache and takes back what it holds
+//! free — each CPU's array, this CPU's and remote ones, the shared array, the empty
+//! slabs — while its caller may hold a growing cache's node lock and its own CPU's slot
+//! of that cache, or the registry lock (`cache_create`). The holder of any lock it meets
+//! may in turn be waiting for one of those, so:
+//!
+//! **A path that may run with an allocator lock held never waits for a lock of the slab
+//! layer.** Reclaim *tries* the registry and each node lock (`IrqMutex::try_lock`), takes
+//! a cache's node before its slots (against the order above, which only trying makes
+//! safe), and takes each slot with `PerCpu::try_each`: the slot's lock is tried, and an
+//! owner inside the slot lock-free gets a short spin to leave — it may be in a refill,
+//! waiting for the node lock reclaim holds — after which the slot is left alone. A busy
+//! lock or slot is skipped, so reclaim never waits and no cycle can close. Below the slab
+//! layer it takes the page allocator's locks (per-CPU page lists, then a zone) as a slab
+//! growing does; their holders never wait for a lock of the slab layer.
+//!
 //! `Kmem`'s fault-injection state (`fail_cache`) is a leaf lock taken alone.
 
 pub(crate) mod array;
