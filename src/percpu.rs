@@ -392,9 +392,22 @@ mod tests {
     use super::*;
     use crate::hosted::HostArch;
 
+    /// How the draining thread takes the slots.
+    #[derive(Clone, Copy)]
+    enum Drain {
+        /// Each slot with `cpu`, waiting for it.
+        Each,
+        /// Those it can have at once, with `try_each`.
+        Try,
+    }
+
     /// Owners bump their own counters with `bump` while another thread drains every slot
     /// over and over; not one increment may be lost.
     fn drains_never_race_owners(bump: fn(&PerCpu<HostArch, u64>)) {
+        drains_never_race(bump, Drain::Each);
+    }
+
+    fn drains_never_race(bump: fn(&PerCpu<HostArch, u64>), how: Drain) {
         const N: usize = 4;
         // Miri interprets every step of three spinning threads: far fewer rounds there.
         const ROUNDS: u64 = if cfg!(miri) { 300 } else { 200_000 };
@@ -416,9 +429,16 @@ mod tests {
                 .collect();
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    for i in 0..N {
-                        let mut v = pc.cpu(i);
-                        drained.fetch_add(core::mem::take(&mut *v), Ordering::Relaxed);
+                    match how {
+                        Drain::Each => {
+                            for i in 0..N {
+                                let mut v = pc.cpu(i);
+                                drained.fetch_add(core::mem::take(&mut *v), Ordering::Relaxed);
+                            }
+                        }
+                        Drain::Try => pc.try_each(|_, v| {
+                            drained.fetch_add(core::mem::take(v), Ordering::Relaxed);
+                        }),
                     }
                 }
             });
@@ -445,5 +465,38 @@ mod tests {
                 *pc.local() += 1;
             }
         });
+    }
+
+    /// Reclaim's form: `try_each`, which skips slots it cannot have at once and backs
+    /// out of those whose owner stays inside.
+    #[test]
+    fn try_each_never_races_owners() {
+        drains_never_race(
+            |pc| {
+                if pc.try_owned(|v| *v += 1).is_none() {
+                    *pc.local() += 1;
+                }
+            },
+            Drain::Try,
+        );
+    }
+
+    /// `try_each` skips a slot whose lock is held, and visits every other one.
+    #[test]
+    fn try_each_skips_a_held_slot() {
+        const N: usize = 20; // more than one batch
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(N) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, N, |i| i as u64) };
+        let held = pc.cpu(17);
+        let mut seen = Vec::new();
+        pc.try_each(|i, v| {
+            assert_eq!(*v, i as u64);
+            seen.push(i);
+        });
+        drop(held);
+        seen.sort();
+        assert_eq!(seen, (0..N).filter(|&i| i != 17).collect::<Vec<_>>());
     }
 }
