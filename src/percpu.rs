@@ -323,6 +323,51 @@ impl<A: Arch, T> PerCpu<A, T> {
     }
 }
 
+/// Every slot held across calls, for the hosted platform's `fork` handlers (see
+/// `crate::hosted`): where there is no interrupt state to restore.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>, T> PerCpu<A, T> {
+    /// Holds every slot as [`PerCpu::cpu`] does — each lock taken in index order,
+    /// `REMOTE` set — with one [`Arch::remote_barrier`] for all, then waits until no
+    /// owner is inside. Until [`PerCpu::release_all`], no thread is in any slot.
+    pub(crate) fn hold_all(&self) {
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            slot.lock.hold();
+            let mode = slot.mode.load(Ordering::Relaxed);
+            if A::OWNED_IDS != 0 && mode & SHARED == 0 {
+                slot.mode.store(mode | REMOTE, Ordering::Relaxed);
+            }
+        }
+        if A::OWNED_IDS != 0 {
+            A::remote_barrier();
+        }
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            // Acquire: see everything the owner wrote before it cleared `busy`.
+            while slot.busy.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Gives back every slot [`PerCpu::hold_all`] held.
+    ///
+    /// # Safety
+    /// The slots are held by a `hold_all` of this thread (or of the thread this process
+    /// was forked from) and not released since.
+    pub(crate) unsafe fn release_all(&self) {
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            // Release: the owner's Acquire load of `mode` sees what was done meanwhile.
+            let m = slot.mode.load(Ordering::Relaxed);
+            slot.mode.store(m & !REMOTE, Ordering::Release);
+            // SAFETY: the caller's contract: hold_all took this lock.
+            unsafe { slot.lock.release() };
+        }
+    }
+}
+
 /// The owner's lock-free hold on its slot: the slot and the interrupt state to restore.
 type OwnerEntry<'a, A, T> = (&'a Slot<A, T>, <A as Arch>::IrqState);
 

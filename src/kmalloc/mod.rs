@@ -1148,6 +1148,48 @@ impl<A: Arch> Kmem<A> {
     }
 }
 
+/// Every lock of the allocator held across calls, for the hosted platform's `fork`
+/// handlers (`hosted::Heap` registers them): a child process, whose only thread is a copy
+/// of the forking one, must find no lock held and no CPU slot occupied by a thread it
+/// does not have.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>> Kmem<A> {
+    /// Takes every lock in the documented order (`slab` module doc): the fault-injection
+    /// state (a leaf), the registry, then cache by cache — user caches, then kmalloc's —
+    /// every CPU's slot and the node, then the page allocator's per-CPU lists and zones.
+    /// A thread inside one of them finishes first: every path takes them in that order,
+    /// so each holder can proceed (reclaim only tries, and skips what this holds).
+    pub(crate) fn fork_hold(&self) -> ForkHeld<A> {
+        self.fail_cache.hold();
+        // SAFETY: the registry is held from here on, so its head stays as read.
+        let head = unsafe { *self.registry.hold() };
+        self.for_each_cache_in(head, |c| c.fork_hold());
+        self.pages.fork_hold();
+        ForkHeld(head)
+    }
+
+    /// Gives back everything [`Kmem::fork_hold`] took; in a child, after `fork`, this is
+    /// the whole of what it needs to run.
+    ///
+    /// # Safety
+    /// `held` is what `fork_hold` of this thread (or of the thread this process was
+    /// forked from) returned, and its locks are held since.
+    pub(crate) unsafe fn fork_release(&self, held: ForkHeld<A>) {
+        // SAFETY: the caller's contract: fork_hold took every lock released here, and
+        // the registry it walked (held all along) is the same.
+        unsafe {
+            self.pages.fork_release();
+            self.for_each_cache_in(held.0, |c| c.fork_release());
+            self.registry.release();
+            self.fail_cache.release();
+        }
+    }
+}
+
+/// What [`Kmem::fork_hold`] holds: the registry's head as it walked it.
+#[cfg(any(test, feature = "hosted"))]
+pub(crate) struct ForkHeld<A: Arch>(*mut SlabCache<A>);
+
 /// The settings a cache named `name` gets from `o`.
 fn hardening(o: &Options, name: &CacheName) -> Hardening {
     Hardening {

@@ -913,3 +913,28 @@ impl<A: Arch> SlabCache<A> {
         }
     }
 }
+
+/// Every lock of a cache held across calls, for the hosted platform's `fork` handlers.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>> SlabCache<A> {
+    /// Holds every CPU's slot, then the node, in the lock order (`slab` module doc):
+    /// until [`SlabCache::fork_release`], no thread is in this cache's slow or fast paths
+    /// and its state is whole.
+    pub(crate) fn fork_hold(&self) {
+        self.cpu.hold_all();
+        self.node.hold();
+    }
+
+    /// Gives back what [`SlabCache::fork_hold`] held.
+    ///
+    /// # Safety
+    /// `fork_hold` of this thread (or of the thread this process was forked from) holds
+    /// them.
+    pub(crate) unsafe fn fork_release(&self) {
+        // SAFETY: the caller's contract: fork_hold took both.
+        unsafe {
+            self.node.release();
+            self.cpu.release_all();
+        }
+    }
+}

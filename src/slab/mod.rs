@@ -52,6 +52,15 @@
 //! growing does; their holders never wait for a lock of the slab layer.
 //!
 //! `Kmem`'s fault-injection state (`fail_cache`) is a leaf lock taken alone.
+//!
+//! On the hosted platform, `fork()` takes them all: `hosted::Heap`'s `pthread_atfork`
+//! handler holds, in this order, the fault-injection state, the registry, then cache by
+//! cache every CPU's slot and the node, then the page allocator's per-CPU lists and
+//! zones (`Kmem::fork_hold`), and gives them back after the fork in the parent and the
+//! child. Every other path takes locks in the order above or only tries them, so each
+//! thread it waits for can finish; a constructor or destructor that allocated from
+//! another cache would break the order (it runs under its cache's node lock) and must
+//! not.
 
 pub(crate) mod array;
 mod cache;
