@@ -11,7 +11,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::Arch;
 use crate::mm::PageAllocator;
@@ -482,7 +482,8 @@ struct HeapState {
     /// The allocator's memory: after `kmem`, so dropped after it.
     _region: Region,
     /// The next live heap, for the fork handlers (written under `fork::LOCK`).
-    next: AtomicPtr<HeapState>,
+    #[cfg(unix)]
+    next: core::sync::atomic::AtomicPtr<HeapState>,
     /// What the fork handlers hold from `prepare` to `parent`/`child` (touched only by
     /// the forking thread, under `fork::LOCK`).
     #[cfg(unix)]
@@ -557,7 +558,8 @@ impl Heap {
                 let state = HeapState {
                     kmem,
                     _region: region,
-                    next: AtomicPtr::new(core::ptr::null_mut()),
+                    #[cfg(unix)]
+                    next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
                     #[cfg(unix)]
                     held: std::cell::UnsafeCell::new(None),
                 };
