@@ -428,8 +428,9 @@ impl<A: Arch> Kmem<A> {
     /// give back what they hold free: the objects in their per-CPU arrays (every CPU's)
     /// and shared arrays, and the empty slabs they keep (up to a share of their zone,
     /// see `slab::free_limit`); then the allocation is tried once more. Only locks that
-    /// are free are taken for that, so a cache or array in use is skipped. Slab growth
-    /// and large kmalloc blocks come through here.
+    /// are free are taken for that, so a cache or array in use is skipped. Slab growth,
+    /// large kmalloc blocks and the arrays of caches `cache_create` makes come through
+    /// here.
     ///
     /// # Examples
     /// ```

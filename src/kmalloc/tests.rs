@@ -522,6 +522,37 @@ fn reap_drains_idle_shared_and_remote_arrays() {
     assert_eq!(h.free_pages(), before, "every slab went back");
 }
 
+/// `cache_create` takes its arrays' block through the same reclaim as slabs: with every
+/// free page taken and the memory it needs parked in a per-CPU array, it still succeeds.
+#[test]
+fn cache_create_takes_back_objects_parked_in_arrays() {
+    let h = heap(16, 1);
+    let before = h.free_pages();
+    // Two 1 MiB objects: one parked in the array of its class, one back on its slab.
+    let p = h.kmem.kmalloc(1 << 20, Gfp::KERNEL).unwrap();
+    h.kmem.kfree_any(p.as_ptr()).unwrap();
+    let parked = |h: &Heap| {
+        let c = h.kmem.kmalloc_cache_for(1 << 20, 8, Gfp::KERNEL).unwrap();
+        c.info().cpu_cached
+    };
+    assert_eq!(parked(&h), 1);
+    let mut taken = Vec::new();
+    while let Ok(pa) = h.kmem.pages().alloc_pages(0, Gfp::KERNEL) {
+        taken.push(pa);
+    }
+    let c = h
+        .kmem
+        .cache_create("late", 200, 8, SlabFlags::NONE, None, None)
+        .expect("the parked object's slab makes room for the arrays");
+    assert_eq!(parked(&h), 0);
+    c.destroy().map_err(|(_, e)| e).unwrap();
+    for pa in taken {
+        h.kmem.pages().free_pages_any(pa, 0).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
 /// 10 000 objects of 64 B allocated and freed: their slabs (157 pages) stay with the
 /// cache, within its keep of 1/64 of the 40 MiB Normal zone. Returns the pages free
 /// before the burst and the pages the cache kept.

@@ -60,7 +60,7 @@ impl<A: Arch> Kmem<A> {
         // SAFETY: no memory given: the cache takes a block of its own for its arrays.
         let cache = unsafe {
             SlabCache::new(
-                &self.pages,
+                self,
                 &spec,
                 &self.hardening(&spec.name),
                 None,

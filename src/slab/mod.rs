@@ -93,8 +93,9 @@ pub(crate) trait Backing<A: Arch> {
     /// The page allocator slabs come from and go back to.
     fn pages(&self) -> &PageAllocator<A>;
 
-    /// A block of `2^order` pages for a new slab. Called with the growing cache's node
-    /// lock held: an implementation may take other locks only by trying them.
+    /// A block of `2^order` pages for a new slab (or a new cache's arrays). Called with
+    /// the growing cache's node lock held (or the registry, for a new cache): an
+    /// implementation may take other locks only by trying them.
     fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.pages().alloc_pages(order, gfp)
     }
@@ -892,15 +893,16 @@ impl<A: Arch> SlabCache<A> {
         Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, scale).bytes)
     }
 
-    /// A cache as `spec` describes, with arrays at `scale` for `pages.nr_cpus()` CPUs in
-    /// `arrays` ([`SlabCache::array_bytes`] bytes at that scale), or, when `None`, in a
-    /// page block of its own.
+    /// A cache as `spec` describes, with arrays at `scale` for the page allocator's CPUs
+    /// in `arrays` ([`SlabCache::array_bytes`] bytes at that scale), or, when `None`, in
+    /// a page block of its own from `k` (as slabs come: with `Kmem`'s reclaim when pages
+    /// run short).
     ///
     /// # Safety
     /// `arrays`, when given, must be 64-aligned, writable for `array_bytes` bytes, used by
     /// nothing else, and outlive the cache.
     pub(crate) unsafe fn new(
-        pages: &PageAllocator<A>,
+        k: &impl Backing<A>,
         spec: &CacheSpec,
         hard: &Hardening,
         arrays: Option<*mut u8>,
@@ -921,14 +923,15 @@ impl<A: Arch> SlabCache<A> {
         let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
         let gfp = spec.flags.gfp();
+        let pages = k.pages();
         let nr_cpus = pages.nr_cpus();
         let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, scale);
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
                 let order = crate::mm::buddy::order_for_bytes(plan.bytes);
-                let pa = pages
-                    .alloc_pages(order, Gfp::KERNEL)
+                let pa = k
+                    .slab_pages(order, Gfp::KERNEL)
                     .map_err(|_| SlabError::OutOfMemory { cache: spec.name })?;
                 (A::phys_to_virt(pa) as *mut u8, Some((pa, order)))
             }
