@@ -66,6 +66,9 @@ BOARD ?= virt
 SMP ?= 4
 MEM ?= 1G
 SELFTEST_TIMEOUT ?= 120
+# Extra kernel command-line words for `selftest` and `bench`, after the mode word, e.g.
+# BOOTARGS="init_on_alloc=1 init_on_free=1" or BOOTARGS=kmem.debug=FZPU.
+BOOTARGS ?=
 # How a Pi gets its boot information under QEMU: `dtb` passes build/BOARD/BOARD.dtb (from
 # boards/BOARD.dts; its console is serial1, the mini-UART, which is QEMU's second -serial),
 # `atags` passes none (QEMU leaves ATAGs; the console is the PL011, QEMU's first -serial).
@@ -138,20 +141,23 @@ endif
 run: image
 	@$(call QEMU_STATUS,$(QEMU))
 
-## selftest: boots with `selftest` in the boot arguments; the exit status is the suite's.
+## selftest: boots with `selftest` (and BOOTARGS) in the boot arguments; the exit status
+## is the suite's.
 selftest: image
-	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append selftest </dev/null)
+	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append "selftest $(BOOTARGS)" </dev/null)
 
-## firmware-bench: boots BOARD with `bench` on the command line (see `make bench`).
+## firmware-bench: boots BOARD with `bench` (and BOOTARGS) on the command line (see
+## `make bench`).
 firmware-bench: image
-	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append bench </dev/null)
+	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append "bench $(BOOTARGS)" </dev/null)
 
 ## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
-## much memory (5G puts RAM above the 4 GiB hole on x86_64), and on each Pi with our device
-## tree and with ATAGs; then hostile-test and boot-test: boots with hostile input that must
-## end one known way.
+## much memory (5G puts RAM above the 4 GiB hole on x86_64), on virt once more with
+## init_on_alloc and init_on_free, and on each Pi with our device tree and with ATAGs;
+## then hostile-test and boot-test: boots with hostile input that must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
+	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M BOOTARGS="init_on_alloc=1 init_on_free=1"
 	$(MAKE) selftest BOARD=rpi3 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags

@@ -91,6 +91,30 @@ impl Gfp {
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     pub const ATOMIC: Gfp = Gfp(1 << 3);
+    /// The caller cannot handle a failure: fault injection (`kmem.failslab`,
+    /// [`Kmem::set_failslab`](crate::Kmem::set_failslab)) never fails this allocation,
+    /// nor counts it, as Linux's `should_failslab` skips `__GFP_NOFAIL`. Unlike Linux's
+    /// flag it does not make the allocator retry for ever: when memory really runs out,
+    /// the allocation still fails. kmem's own allocations (a cache's structure in
+    /// `cache_create`) carry it.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabError};
+    /// kmem.set_failslab(1, None); // every allocation fails…
+    /// assert!(matches!(kmem.kmalloc(64, Gfp::KERNEL), Err(SlabError::Injected { .. })));
+    /// let p = kmem.kmalloc(64, Gfp::KERNEL | Gfp::NOFAIL)?; // …but this one
+    /// kmem.set_failslab(0, None);
+    /// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+    /// # Ok::<(), SlabError>(())
+    /// ```
+    pub const NOFAIL: Gfp = Gfp(1 << 4);
+    /// A request through a Rust allocator interface (`GlobalAlloc`, `Allocator`), whose
+    /// collections abort on a null: fault injection spares it unless its filter names
+    /// the cache that serves it (see `Kmem::set_failslab`).
+    pub(crate) const RUST_ALLOC: Gfp = Gfp(1 << 5);
 
     /// Whether every flag in `other` is set.
     ///

@@ -7,7 +7,7 @@
 //! them without a lock (see `crate::percpu`); ids past a slot count fold onto existing
 //! slots, which then fall back to their locks. Host tests and benchmarks run on this, and
 //! users can try kmem here before porting it. [`Heap`] makes all of it the process's
-//! `#[global_allocator]`.
+//! `#[global_allocator]`, `fork()`-safe as glibc's malloc is (`pthread_atfork`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -179,6 +179,21 @@ mod membarrier {
             assert_eq!(r, 0, "membarrier failed after registration");
         }
     }
+
+    /// In a child after `fork`: registers the child's process (registering again is
+    /// harmless where the kernel kept the parent's registration); returns whether the
+    /// barrier is available to it.
+    pub fn register_after_fork() -> bool {
+        if STATE.load(Ordering::Acquire) != 1 {
+            return false;
+        }
+        // SAFETY: as in `available`.
+        let ok = unsafe { syscall(SYS_MEMBARRIER, CMD_REGISTER_PRIVATE_EXPEDITED, 0i64) == 0 };
+        if !ok {
+            STATE.store(2, Ordering::Release);
+        }
+        ok
+    }
 }
 
 #[cfg(not(all(
@@ -191,6 +206,9 @@ mod membarrier {
         false
     }
     pub fn barrier() {}
+    pub fn register_after_fork() -> bool {
+        false
+    }
 }
 
 fn barrier_available() -> bool {
@@ -433,6 +451,12 @@ pub const DEFAULT_CPUS: usize = 8;
 /// The region is taken from the OS on first use. Allocation failure is a null pointer,
 /// never a panic. Blocks past [`LARGEST_BLOCK`] go to the system allocator.
 ///
+/// `fork()` is safe while other threads allocate (on Unix): the first heap to start
+/// registers `pthread_atfork` handlers, as glibc's malloc does, which take every lock of
+/// every live heap before the fork, in the allocator's lock order, and give them back
+/// after it in the parent and in the child; the child's thread keeps its CPU slot and the
+/// slots of the parent's other threads, which the child does not have, become free.
+///
 /// # Examples
 /// ```standalone_crate
 /// #[global_allocator]
@@ -447,8 +471,34 @@ pub const DEFAULT_CPUS: usize = 8;
 pub struct Heap {
     capacity: usize,
     cpus: usize,
-    state: spin::Once<Option<(Region, crate::Kmem<HostArch>)>>,
+    state: spin::Once<Option<StatePtr>>,
 }
+
+/// A started heap: the allocator and its region, in a block of their own from the system
+/// allocator, so that they stay where they are when the `Heap` moves — the fork handlers
+/// reach every live heap by its address.
+struct HeapState {
+    kmem: crate::Kmem<HostArch>,
+    /// The allocator's memory: after `kmem`, so dropped after it.
+    _region: Region,
+    /// The next live heap, for the fork handlers (written under `fork::LOCK`).
+    #[cfg(unix)]
+    next: core::sync::atomic::AtomicPtr<HeapState>,
+    /// What the fork handlers hold from `prepare` to `parent`/`child` (touched only by
+    /// the forking thread, under `fork::LOCK`).
+    #[cfg(unix)]
+    held: std::cell::UnsafeCell<Option<crate::kmalloc::ForkHeld<HostArch>>>,
+}
+
+/// A started heap's state, owned by its `Heap`.
+struct StatePtr(core::ptr::NonNull<HeapState>);
+
+// SAFETY: the state is the allocator (Sync) and its region, reached only through shared
+// references but for the fields the fork handlers use under their lock; it is freed only
+// by the `Heap`'s drop, after it has left the fork handlers' list.
+unsafe impl Send for StatePtr {}
+// SAFETY: as for Send.
+unsafe impl Sync for StatePtr {}
 
 impl Heap {
     /// A global allocator over `capacity` bytes with [`DEFAULT_CPUS`] CPU slots.
@@ -499,16 +549,167 @@ impl Heap {
             .call_once(|| {
                 let region = Region::new(self.capacity)?;
                 let map = region.normalized().ok()?;
-                // SAFETY: the region is ours for the process's life (it is stored beside
-                // the allocator in this static and never dropped while in use).
+                // SAFETY: the region is the allocator's for as long as both live (they
+                // are stored side by side and dropped together, the allocator first).
                 let pages = unsafe {
                     PageAllocator::new(&map, ZoneLimits::FLAT, self.cpus.max(1), None).ok()?
                 };
                 let kmem = crate::Kmem::new(pages).ok()?;
-                Some((region, kmem))
+                let state = HeapState {
+                    kmem,
+                    _region: region,
+                    #[cfg(unix)]
+                    next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+                    #[cfg(unix)]
+                    held: std::cell::UnsafeCell::new(None),
+                };
+                // SAFETY: a non-zero layout; the block is checked for null and written
+                // before use.
+                let p = unsafe { System.alloc(Layout::new::<HeapState>()) }.cast::<HeapState>();
+                let p = core::ptr::NonNull::new(p)?;
+                // SAFETY: a fresh block of HeapState's layout.
+                unsafe { p.as_ptr().write(state) };
+                #[cfg(unix)]
+                fork::register(p.as_ptr());
+                Some(StatePtr(p))
             })
             .as_ref()
-            .map(|(_, k)| k)
+            // SAFETY: the state lives until the Heap is dropped, which `&self` outlasts.
+            .map(|s| unsafe { &s.0.as_ref().kmem })
+    }
+}
+
+impl Drop for Heap {
+    fn drop(&mut self) {
+        if let Some(Some(s)) = self.state.get() {
+            let p = s.0.as_ptr();
+            #[cfg(unix)]
+            fork::unregister(p);
+            // SAFETY: `get` wrote the state into this System block; it has left the fork
+            // handlers' list, and `&mut self` says no reference into it remains.
+            unsafe {
+                core::ptr::drop_in_place(p);
+                System.dealloc(p.cast(), Layout::new::<HeapState>());
+            }
+        }
+    }
+}
+
+/// `fork()` while other threads allocate: `pthread_atfork` handlers that hold every lock
+/// of every live heap across the fork (see [`Heap`]).
+#[cfg(unix)]
+mod fork {
+    use core::sync::atomic::{AtomicPtr, Ordering::Relaxed};
+
+    use super::HeapState;
+
+    /// Guards the list of live heaps; held from `prepare` to `parent`/`child`, so that no
+    /// heap starts or ends across a fork.
+    static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+    /// The live heaps, linked through `HeapState::next`.
+    static HEAPS: AtomicPtr<HeapState> = AtomicPtr::new(core::ptr::null_mut());
+    static ATFORK: spin::Once<()> = spin::Once::new();
+
+    /// Adds a started heap to the list, registering the handlers on first use.
+    pub(super) fn register(state: *mut HeapState) {
+        ATFORK.call_once(|| {
+            // Miri does not model fork.
+            if !cfg!(miri) {
+                // SAFETY: three functions of the C signature that pthread_atfork takes.
+                // A failure (ENOMEM) leaves fork as unsafe as it was, and is not fatal.
+                let _ = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+            }
+        });
+        let _list = LOCK.lock();
+        // SAFETY: a live state, not yet on the list: nobody else reaches it.
+        unsafe { (*state).next.store(HEAPS.load(Relaxed), Relaxed) };
+        HEAPS.store(state, Relaxed);
+    }
+
+    /// Takes a heap that is being dropped off the list.
+    pub(super) fn unregister(state: *mut HeapState) {
+        let _list = LOCK.lock();
+        let mut link = &HEAPS;
+        loop {
+            let p = link.load(Relaxed);
+            if p.is_null() {
+                return;
+            }
+            // SAFETY: members of the list are live while the lock is held.
+            let next = unsafe { &(*p).next };
+            if p == state {
+                link.store(next.load(Relaxed), Relaxed);
+                return;
+            }
+            link = next;
+        }
+    }
+
+    /// Calls `f` with every live heap; the caller holds `LOCK`.
+    fn each(mut f: impl FnMut(&HeapState)) {
+        let mut p = HEAPS.load(Relaxed);
+        while !p.is_null() {
+            // SAFETY: members of the list are live while the lock is held.
+            let s = unsafe { &*p };
+            f(s);
+            p = s.next.load(Relaxed);
+        }
+    }
+
+    /// Before `fork`, in the forking thread: every heap's locks held.
+    unsafe extern "C" fn prepare() {
+        core::mem::forget(LOCK.lock());
+        each(|s| {
+            let held = s.kmem.fork_hold();
+            // SAFETY: only the forking thread, under LOCK, touches `held`.
+            unsafe { *s.held.get() = Some(held) };
+        });
+    }
+
+    /// After `fork`, in the parent: everything `prepare` took, given back.
+    unsafe extern "C" fn parent() {
+        release();
+    }
+
+    /// After `fork`, in the child, whose only thread is a copy of the forking one: the
+    /// locks given back as in the parent (this thread holds them), then the CPU ids of
+    /// the threads the child does not have set free, and the barrier made ready again.
+    unsafe extern "C" fn child() {
+        release();
+        super::ids_after_fork();
+    }
+
+    fn release() {
+        each(|s| {
+            // SAFETY: only the forking thread (or its copy), under LOCK, touches `held`.
+            if let Some(held) = unsafe { (*s.held.get()).take() } {
+                // SAFETY: `prepare` took these locks with fork_hold in this thread (or
+                // in the thread this child is a copy of), and they are held since.
+                unsafe { s.kmem.fork_release(held) };
+            }
+        });
+        // SAFETY: `prepare` took LOCK and forgot its guard.
+        unsafe { LOCK.force_unlock() };
+    }
+}
+
+/// In a child after `fork`: only the forking thread exists, so every exclusive id but
+/// its own is free again (the slots of the parent's other threads, which `prepare` left
+/// empty of owners, can be claimed by the child's new threads); and the process-wide
+/// barrier is registered for the child's own process, or, where that fails, no thread
+/// keeps an exclusive id.
+#[cfg(unix)]
+fn ids_after_fork() {
+    let own = CPU.try_with(Cell::get).unwrap_or(UNCLAIMED);
+    for word in &IDS {
+        word.store(0, Ordering::Relaxed);
+    }
+    if membarrier::register_after_fork() {
+        if own < MAX_IDS {
+            IDS[own / 64].fetch_or(1 << (own % 64), Ordering::Relaxed);
+        }
+    } else if own < MAX_IDS {
+        let _ = CPU.try_with(|c| c.set(NEXT_SHARED.fetch_add(1, Ordering::Relaxed).max(MAX_IDS)));
     }
 }
 

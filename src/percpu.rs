@@ -219,6 +219,77 @@ impl<A: Arch, T> PerCpu<A, T> {
         self.outsider(self.slot(i), REMOTE)
     }
 
+    /// Runs `f` on every CPU's value that can be held without waiting, as [`PerCpu::cpu`]
+    /// holds it, and skips the others: a slot whose lock is taken, or whose owner is
+    /// inside it lock-free and does not leave within a short spin. For callers that
+    /// hold other allocator locks (reclaim when pages run short), for which waiting on a
+    /// slot could close a cycle: the slot's holder may be waiting for one of those locks.
+    ///
+    /// Slots are taken a batch at a time — locks tried, `REMOTE` set — so that one
+    /// [`Arch::remote_barrier`] serves the batch (on the hosted platform the barrier is a
+    /// system call); `f` runs on them in reverse order, and each is released right
+    /// after, so that every lock gives back the interrupt state it found.
+    pub fn try_each(&self, mut f: impl FnMut(usize, &mut T)) {
+        const BATCH: usize = 16;
+        for base in (0..self.len()).step_by(BATCH) {
+            let end = (base + BATCH).min(self.len());
+            let mut held: [Option<IrqMutexGuard<'_, A, ()>>; BATCH] = [const { None }; BATCH];
+            let mut flagged = 0u32;
+            for i in base..end {
+                let slot = self.slot(i);
+                let Some(guard) = slot.lock.try_lock() else {
+                    continue;
+                };
+                let mode = slot.mode.load(Ordering::Relaxed);
+                if A::OWNED_IDS != 0 && mode & SHARED == 0 {
+                    slot.mode.store(mode | REMOTE, Ordering::Relaxed);
+                    flagged |= 1 << (i - base);
+                }
+                held[i - base] = Some(guard);
+            }
+            if flagged != 0 {
+                A::remote_barrier();
+            }
+            for i in (base..end).rev() {
+                let Some(guard) = held[i - base].take() else {
+                    continue;
+                };
+                let slot = self.slot(i);
+                let bit = if flagged & 1 << (i - base) != 0 {
+                    REMOTE
+                } else {
+                    0
+                };
+                if bit != 0 && !Self::owner_leaves(slot) {
+                    // The owner stays inside, perhaps waiting for a lock our caller
+                    // holds: leave it be. Release: the owner's Acquire load of `mode`.
+                    let m = slot.mode.load(Ordering::Relaxed);
+                    slot.mode.store(m & !REMOTE, Ordering::Release);
+                    continue;
+                }
+                let mut g = SlotGuard {
+                    slot,
+                    how: How::Locked(guard, bit),
+                };
+                f(i, &mut g);
+            }
+        }
+    }
+
+    /// Whether the owner of `slot`, which an outsider has flagged, is out of it or
+    /// leaves within a short spin (lock-free sections are a few dozen instructions,
+    /// unless the owner waits for a lock).
+    fn owner_leaves(slot: &Slot<A, T>) -> bool {
+        for _ in 0..256 {
+            // Acquire: see everything the owner wrote before it cleared `busy`.
+            if !slot.busy.load(Ordering::Acquire) {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
+
     /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
     /// the slot's mode, fences and waits for the owner to leave.
     #[cold]
@@ -248,6 +319,51 @@ impl<A: Arch, T> PerCpu<A, T> {
         SlotGuard {
             slot,
             how: How::Locked(guard, bit & REMOTE),
+        }
+    }
+}
+
+/// Every slot held across calls, for the hosted platform's `fork` handlers (see
+/// `crate::hosted`): where there is no interrupt state to restore.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>, T> PerCpu<A, T> {
+    /// Holds every slot as [`PerCpu::cpu`] does — each lock taken in index order,
+    /// `REMOTE` set — with one [`Arch::remote_barrier`] for all, then waits until no
+    /// owner is inside. Until [`PerCpu::release_all`], no thread is in any slot.
+    pub(crate) fn hold_all(&self) {
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            slot.lock.hold();
+            let mode = slot.mode.load(Ordering::Relaxed);
+            if A::OWNED_IDS != 0 && mode & SHARED == 0 {
+                slot.mode.store(mode | REMOTE, Ordering::Relaxed);
+            }
+        }
+        if A::OWNED_IDS != 0 {
+            A::remote_barrier();
+        }
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            // Acquire: see everything the owner wrote before it cleared `busy`.
+            while slot.busy.load(Ordering::Acquire) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Gives back every slot [`PerCpu::hold_all`] held.
+    ///
+    /// # Safety
+    /// The slots are held by a `hold_all` of this thread (or of the thread this process
+    /// was forked from) and not released since.
+    pub(crate) unsafe fn release_all(&self) {
+        for i in 0..self.len() {
+            let slot = self.slot(i);
+            // Release: the owner's Acquire load of `mode` sees what was done meanwhile.
+            let m = slot.mode.load(Ordering::Relaxed);
+            slot.mode.store(m & !REMOTE, Ordering::Release);
+            // SAFETY: the caller's contract: hold_all took this lock.
+            unsafe { slot.lock.release() };
         }
     }
 }
@@ -321,9 +437,22 @@ mod tests {
     use super::*;
     use crate::hosted::HostArch;
 
+    /// How the draining thread takes the slots.
+    #[derive(Clone, Copy)]
+    enum Drain {
+        /// Each slot with `cpu`, waiting for it.
+        Each,
+        /// Those it can have at once, with `try_each`.
+        Try,
+    }
+
     /// Owners bump their own counters with `bump` while another thread drains every slot
     /// over and over; not one increment may be lost.
     fn drains_never_race_owners(bump: fn(&PerCpu<HostArch, u64>)) {
+        drains_never_race(bump, Drain::Each);
+    }
+
+    fn drains_never_race(bump: fn(&PerCpu<HostArch, u64>), how: Drain) {
         const N: usize = 4;
         // Miri interprets every step of three spinning threads: far fewer rounds there.
         const ROUNDS: u64 = if cfg!(miri) { 300 } else { 200_000 };
@@ -345,9 +474,16 @@ mod tests {
                 .collect();
             s.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    for i in 0..N {
-                        let mut v = pc.cpu(i);
-                        drained.fetch_add(core::mem::take(&mut *v), Ordering::Relaxed);
+                    match how {
+                        Drain::Each => {
+                            for i in 0..N {
+                                let mut v = pc.cpu(i);
+                                drained.fetch_add(core::mem::take(&mut *v), Ordering::Relaxed);
+                            }
+                        }
+                        Drain::Try => pc.try_each(|_, v| {
+                            drained.fetch_add(core::mem::take(v), Ordering::Relaxed);
+                        }),
                     }
                 }
             });
@@ -374,5 +510,38 @@ mod tests {
                 *pc.local() += 1;
             }
         });
+    }
+
+    /// Reclaim's form: `try_each`, which skips slots it cannot have at once and backs
+    /// out of those whose owner stays inside.
+    #[test]
+    fn try_each_never_races_owners() {
+        drains_never_race(
+            |pc| {
+                if pc.try_owned(|v| *v += 1).is_none() {
+                    *pc.local() += 1;
+                }
+            },
+            Drain::Try,
+        );
+    }
+
+    /// `try_each` skips a slot whose lock is held, and visits every other one.
+    #[test]
+    fn try_each_skips_a_held_slot() {
+        const N: usize = 20; // more than one batch
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(N) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, N, |i| i as u64) };
+        let held = pc.cpu(17);
+        let mut seen = Vec::new();
+        pc.try_each(|i, v| {
+            assert_eq!(*v, i as u64);
+            seen.push(i);
+        });
+        drop(held);
+        seen.sort();
+        assert_eq!(seen, (0..N).filter(|&i| i != 17).collect::<Vec<_>>());
     }
 }

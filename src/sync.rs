@@ -98,6 +98,29 @@ impl<A: Arch, T> IrqMutex<A, T> {
     }
 }
 
+/// Holding a lock across calls, without a guard: for the hosted platform's `fork`
+/// handlers, which take every allocator lock in one call and give them back in another.
+/// Only where there is no interrupt state to restore (`IrqState = ()`), which a guard
+/// would otherwise carry.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>, T> IrqMutex<A, T> {
+    /// Spins until the lock is free and keeps it, with no guard; returns the value's
+    /// address, the holder's to use until [`IrqMutex::release`].
+    pub(crate) fn hold(&self) -> *mut T {
+        spin::MutexGuard::leak(self.inner.lock())
+    }
+
+    /// Unlocks a lock taken with [`IrqMutex::hold`].
+    ///
+    /// # Safety
+    /// The lock is held by a `hold` of this thread (or of the thread this process was
+    /// forked from), and nothing reached its value through that hold since.
+    pub(crate) unsafe fn release(&self) {
+        // SAFETY: the caller's contract: the lock is held, by no guard.
+        unsafe { self.inner.force_unlock() }
+    }
+}
+
 /// Holds an [`IrqMutex`]; unlocks, then restores interrupts, when dropped.
 ///
 /// # Examples

@@ -23,11 +23,11 @@ fn or_null(r: Result<NonNull<u8>, SlabError>) -> *mut u8 {
 // handed out twice; failure is null.
 unsafe impl<A: Arch> GlobalAlloc for Kmem<A> {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        self.kmalloc_or_null(l, Gfp::KERNEL)
+        self.kmalloc_or_null(l, Gfp::RUST_ALLOC)
     }
 
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        or_null(self.kmalloc_aligned(l.size(), l.align(), Gfp::ZERO))
+        or_null(self.kmalloc_aligned(l.size(), l.align(), Gfp::ZERO | Gfp::RUST_ALLOC))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _: Layout) {
@@ -163,7 +163,7 @@ unsafe impl<A: Arch> GlobalAlloc for GlobalKmem<A> {
 unsafe impl<A: Arch> allocator_api2::alloc::Allocator for &Kmem<A> {
     fn allocate(&self, l: Layout) -> Result<NonNull<[u8]>, allocator_api2::alloc::AllocError> {
         let p = self
-            .kmalloc_aligned(l.size(), l.align(), Gfp::KERNEL)
+            .kmalloc_aligned(l.size(), l.align(), Gfp::RUST_ALLOC)
             .map_err(|_| allocator_api2::alloc::AllocError)?;
         Ok(NonNull::slice_from_raw_parts(p, l.size()))
     }

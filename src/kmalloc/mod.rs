@@ -226,7 +226,17 @@ impl<A: Arch> Kmem<A> {
         &self.options
     }
 
-    /// Makes every `every`-th slab allocation (of `cache` only, if named) fail; 0 stops.
+    /// Makes every `every`-th slab allocation (of `cache` only, if named) fail with
+    /// [`SlabError::Injected`]; 0 stops.
+    ///
+    /// Fault injection is for the error paths of callers that can take a failure, so it
+    /// spares two kinds of allocation, which it neither fails nor counts:
+    /// - those with [`Gfp::NOFAIL`], among them kmem's own (a cache's structure in
+    ///   `cache_create`), so that injection never breaks the allocator itself;
+    /// - those through the Rust allocator interfaces — `GlobalAlloc` (a kernel's
+    ///   [`GlobalKmem`], `hosted::Heap`) and `Allocator` — whose collections abort on a
+    ///   null, which would end a kernel's boot: unless `cache` names the cache serving
+    ///   them, a choice to make that cache's users fail whoever they are.
     ///
     /// # Examples
     /// Testing a driver's error path:
@@ -240,6 +250,20 @@ impl<A: Arch> Kmem<A> {
     /// let other = kmem.kmalloc(64, Gfp::KERNEL)?; // another cache: unaffected
     /// kmem.set_failslab(0, None);
     /// unsafe { kmem.kfree(other.as_ptr()) }?; // SAFETY: other is not used again.
+    /// # Ok::<(), SlabError>(())
+    /// ```
+    /// Every allocation of the kmalloc family fails, but the kernel's collections still
+    /// work:
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, SlabError};
+    /// kmem.set_failslab(1, None);
+    /// assert!(matches!(kmem.kmalloc(100, Gfp::KERNEL), Err(SlabError::Injected { .. })));
+    /// let mut v = allocator_api2::vec::Vec::new_in(kmem); // through `Allocator`
+    /// v.extend([1u32, 2, 3]);
+    /// assert_eq!(v.len(), 3);
+    /// # kmem.set_failslab(0, None);
     /// # Ok::<(), SlabError>(())
     /// ```
     pub fn set_failslab(&self, every: u32, cache: Option<CacheName>) {
@@ -401,9 +425,12 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// [`PageAllocator::alloc_pages`], but when that finds no block, the caches first
-    /// give back the empty slabs they keep (up to a share of their zone, see
-    /// `slab::free_limit`) and the allocation is tried once more. Slab growth and large
-    /// kmalloc blocks come through here.
+    /// give back what they hold free: the objects in their per-CPU arrays (every CPU's)
+    /// and shared arrays, and the empty slabs they keep (up to a share of their zone,
+    /// see `slab::free_limit`); then the allocation is tried once more. Only locks that
+    /// are free are taken for that, so a cache or array in use is skipped. Slab growth,
+    /// large kmalloc blocks and the arrays of caches `cache_create` makes come through
+    /// here.
     ///
     /// # Examples
     /// ```
@@ -433,20 +460,19 @@ impl<A: Arch> Kmem<A> {
         gfp: Gfp,
         oom: PageError,
     ) -> Result<PhysAddr, PageError> {
-        // The caller may hold a cache's node lock (a slab growing) or the registry lock
-        // (`cache_create`), and `shrink_all` takes node locks under the registry lock:
-        // only locks that are free are taken here, so no cycle can close. Without the
+        // The caller may hold a cache's node lock and its own CPU's slot of that cache (a
+        // slab growing) or the registry lock (`cache_create`), and `shrink_all` takes
+        // node locks under the registry lock: only locks and slots that are free are
+        // taken here (see `SlabCache::reclaim`), so no cycle can close. Without the
         // registry, the kmalloc caches (which are not on it) still give theirs back.
         let head = self.registry.try_lock();
-        let mut released = 0;
+        let mut reclaimed = 0;
         self.for_each_cache_in(
             head.as_deref().copied().unwrap_or(core::ptr::null_mut()),
-            |c| {
-                released += c.release_free_slabs_if_idle(self);
-            },
+            |c| reclaimed += c.reclaim(self),
         );
         drop(head);
-        if released == 0 {
+        if reclaimed == 0 {
             return Err(oom);
         }
         self.pages.alloc_pages(order, gfp)
@@ -979,11 +1005,11 @@ impl<A: Arch> Kmem<A> {
                 return ptr;
             }
             let new = match self
-                .kmalloc_cache(Gfp::KERNEL, class)
-                .and_then(|c| c.alloc_fast(self, Gfp::KERNEL))
+                .kmalloc_cache(Gfp::RUST_ALLOC, class)
+                .and_then(|c| c.alloc_fast(self, Gfp::RUST_ALLOC))
             {
                 Some(p) => p.as_ptr(),
-                None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::KERNEL),
+                None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::RUST_ALLOC),
             };
             if !new.is_null() {
                 // SAFETY: both blocks are live and distinct; the old one holds l.size()
@@ -1001,7 +1027,7 @@ impl<A: Arch> Kmem<A> {
     #[cold]
     #[inline(never)]
     fn krealloc_checked(&self, ptr: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
-        self.krealloc_keeping(ptr, new_size, l.align(), Gfp::KERNEL, l.size())
+        self.krealloc_keeping(ptr, new_size, l.align(), Gfp::RUST_ALLOC, l.size())
             .map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
@@ -1068,8 +1094,10 @@ impl<A: Arch> Kmem<A> {
         pages
     }
 
-    /// One reap pass over every cache (arrays untouched since the last pass are
-    /// drained, empty slabs released). Returns (objects drained, pages released).
+    /// One reap pass over every cache: the arrays — each CPU's and the shared one — that
+    /// no allocation took objects from since the last pass are drained, the others'
+    /// marks cleared, and empty slabs released. Returns (objects drained, pages
+    /// released).
     ///
     /// # Examples
     /// As a periodic timer would call it:
@@ -1120,6 +1148,48 @@ impl<A: Arch> Kmem<A> {
         unsafe { self.kfree(target.cast()) }.expect("the cache struct is a live kmalloc block");
     }
 }
+
+/// Every lock of the allocator held across calls, for the hosted platform's `fork`
+/// handlers (`hosted::Heap` registers them): a child process, whose only thread is a copy
+/// of the forking one, must find no lock held and no CPU slot occupied by a thread it
+/// does not have.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>> Kmem<A> {
+    /// Takes every lock in the documented order (`slab` module doc): the fault-injection
+    /// state (a leaf), the registry, then cache by cache — user caches, then kmalloc's —
+    /// every CPU's slot and the node, then the page allocator's per-CPU lists and zones.
+    /// A thread inside one of them finishes first: every path takes them in that order,
+    /// so each holder can proceed (reclaim only tries, and skips what this holds).
+    pub(crate) fn fork_hold(&self) -> ForkHeld<A> {
+        self.fail_cache.hold();
+        // SAFETY: the registry is held from here on, so its head stays as read.
+        let head = unsafe { *self.registry.hold() };
+        self.for_each_cache_in(head, |c| c.fork_hold());
+        self.pages.fork_hold();
+        ForkHeld(head)
+    }
+
+    /// Gives back everything [`Kmem::fork_hold`] took; in a child, after `fork`, this is
+    /// the whole of what it needs to run.
+    ///
+    /// # Safety
+    /// `held` is what `fork_hold` of this thread (or of the thread this process was
+    /// forked from) returned, and its locks are held since.
+    pub(crate) unsafe fn fork_release(&self, held: ForkHeld<A>) {
+        // SAFETY: the caller's contract: fork_hold took every lock released here, and
+        // the registry it walked (held all along) is the same.
+        unsafe {
+            self.pages.fork_release();
+            self.for_each_cache_in(held.0, |c| c.fork_release());
+            self.registry.release();
+            self.fail_cache.release();
+        }
+    }
+}
+
+/// What [`Kmem::fork_hold`] holds: the registry's head as it walked it.
+#[cfg(any(test, feature = "hosted"))]
+pub(crate) struct ForkHeld<A: Arch>(*mut SlabCache<A>);
 
 /// The settings a cache named `name` gets from `o`.
 fn hardening(o: &Options, name: &CacheName) -> Hardening {
@@ -1197,10 +1267,18 @@ impl<A: Arch> Backing<A> for Kmem<A> {
         self.fail_every.load(Relaxed) != 0
     }
 
+    /// Allocations with [`Gfp::NOFAIL`] never fail nor count; those through a Rust
+    /// allocator interface only when the filter names their cache (see
+    /// [`Kmem::set_failslab`]).
     #[cold]
-    fn failslab_fires(&self, cache: CacheName) -> bool {
-        if self.fail_cache.lock().is_some_and(|c| c != cache) {
+    fn failslab_fires(&self, cache: CacheName, gfp: Gfp) -> bool {
+        if gfp.contains(Gfp::NOFAIL) {
             return false;
+        }
+        match *self.fail_cache.lock() {
+            Some(c) if c != cache => return false,
+            None if gfp.contains(Gfp::RUST_ALLOC) => return false,
+            _ => {}
         }
         let every = self.fail_every.load(Relaxed).max(1);
         (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)

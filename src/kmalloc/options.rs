@@ -5,9 +5,9 @@
 //! | option | effect |
 //! | --- | --- |
 //! | `kmem.debug=FZPU[,cache]` | debug flags (see `slab::debug`) for every cache, or one |
-//! | `kmem.failslab=N[,cache]` | every Nth allocation (of one cache) fails |
-//! | `init_on_alloc=1` | zero every object when it is allocated |
-//! | `init_on_free=1` | zero every object when it is freed |
+//! | `kmem.failslab=N[,cache]` | every Nth slab allocation (of one cache) fails; never kmem's own or a `Gfp::NOFAIL` one, and those through `GlobalAlloc`/`Allocator` only when the cache is named (see `Kmem::set_failslab`) |
+//! | `init_on_alloc=1` | zero every object when it is allocated (not in caches with a constructor or destructor) |
+//! | `init_on_free=1` | zero every object when it is freed (not in caches with a constructor or destructor) |
 //! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
 //!
 //! `Kmem::set_debug` (the monitor's `debug`) changes debug flags later, on empty caches.
@@ -39,13 +39,20 @@ pub struct Options {
     pub debug: DebugFlags,
     /// Only this cache gets `debug` (all caches when `None`).
     pub debug_cache: Option<CacheName>,
-    /// Every this-many-th slab allocation fails (`kmem.failslab=`); 0 never.
+    /// Every this-many-th slab allocation fails (`kmem.failslab=`); 0 never. Spared:
+    /// kmem's own allocations and those with `Gfp::NOFAIL`, and — unless
+    /// `failslab_cache` names their cache — those through the Rust allocator interfaces
+    /// (`GlobalAlloc`, `Allocator`), so that a kernel's collections keep working and
+    /// its boot does not break (see `Kmem::set_failslab`).
     pub failslab_every: u32,
     /// Only this cache's allocations count and fail (all caches when `None`).
     pub failslab_cache: Option<CacheName>,
-    /// Zero every object when it is allocated.
+    /// Zero every object when it is allocated — except in caches with a constructor or
+    /// destructor, whose objects must stay constructed (as Linux's
+    /// `slab_want_init_on_alloc`).
     pub init_on_alloc: bool,
-    /// Zero every object when it is freed.
+    /// Zero every object when it is freed — except in caches with a constructor or
+    /// destructor, as for `init_on_alloc`.
     pub init_on_free: bool,
     /// New slabs hand out their objects in a random order.
     pub random_freelist: bool,

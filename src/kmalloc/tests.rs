@@ -485,6 +485,74 @@ fn reap_drains_only_idle_arrays() {
     assert_eq!(cached(&h), 0);
 }
 
+/// Frees that overflow a per-CPU array move its oldest objects to the shared array: a
+/// reap pass drains that too once no refill has used it since the last pass, and the
+/// idle arrays of other threads' CPUs, so that two passes leave no object in any array.
+#[test]
+fn reap_drains_idle_shared_and_remote_arrays() {
+    let h = heap(32, 2);
+    let before = h.free_pages();
+    let k = &*h.kmem;
+    let burst = || {
+        let objs: Vec<_> = (0..400)
+            .map(|_| k.kmalloc(64, Gfp::KERNEL).unwrap())
+            .collect();
+        for p in objs {
+            k.kfree_any(p.as_ptr()).unwrap();
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(burst);
+    });
+    burst();
+    let info = || k.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
+    assert!(
+        info().shared_avail > 0,
+        "the bursts overflowed into the shared array"
+    );
+    assert!(info().cpu_cached > 0);
+    k.reap();
+    let (drained, pages) = k.reap();
+    let i = info();
+    assert_eq!(
+        (i.cpu_cached, i.shared_avail),
+        (0, 0),
+        "arrays left after two passes ({drained} objects, {pages} pages)"
+    );
+    assert_eq!(h.free_pages(), before, "every slab went back");
+}
+
+/// `cache_create` takes its arrays' block through the same reclaim as slabs: with every
+/// free page taken and the memory it needs parked in a per-CPU array, it still succeeds.
+#[test]
+fn cache_create_takes_back_objects_parked_in_arrays() {
+    let h = heap(16, 1);
+    let before = h.free_pages();
+    // Two 1 MiB objects: one parked in the array of its class, one back on its slab.
+    let p = h.kmem.kmalloc(1 << 20, Gfp::KERNEL).unwrap();
+    h.kmem.kfree_any(p.as_ptr()).unwrap();
+    let parked = |h: &Heap| {
+        let c = h.kmem.kmalloc_cache_for(1 << 20, 8, Gfp::KERNEL).unwrap();
+        c.info().cpu_cached
+    };
+    assert_eq!(parked(&h), 1);
+    let mut taken = Vec::new();
+    while let Ok(pa) = h.kmem.pages().alloc_pages(0, Gfp::KERNEL) {
+        taken.push(pa);
+    }
+    let c = h
+        .kmem
+        .cache_create("late", 200, 8, SlabFlags::NONE, None, None)
+        .expect("the parked object's slab makes room for the arrays");
+    assert_eq!(parked(&h), 0);
+    c.destroy().map_err(|(_, e)| e).unwrap();
+    for pa in taken {
+        h.kmem.pages().free_pages_any(pa, 0).unwrap();
+    }
+    h.kmem.shrink_all();
+    assert_eq!(h.free_pages(), before);
+}
+
 /// 10 000 objects of 64 B allocated and freed: their slabs (157 pages) stay with the
 /// cache, within its keep of 1/64 of the 40 MiB Normal zone. Returns the pages free
 /// before the burst and the pages the cache kept.
@@ -504,9 +572,10 @@ fn burst_of_64_byte_objects(h: &Heap) -> (u64, u64) {
     (before, kept)
 }
 
-/// Pages of the 64 B cache's slabs that hold objects parked in its arrays, which no
-/// reclaim takes back: LIFO frees park runs of neighbours, so the objects' count in
-/// slabs of 64, plus one slab at each end of the two runs (per-CPU and shared array).
+/// Pages of the 64 B cache's slabs that hold objects parked in its arrays (which reclaim
+/// drains too, unless their locks are busy; these tests allow for them staying): LIFO
+/// frees park runs of neighbours, so the objects' count in slabs of 64, plus one slab at
+/// each end of the two runs (per-CPU and shared array).
 fn parked_64_byte_slabs(h: &Heap) -> u64 {
     let info = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
     ((info.cpu_cached + info.shared_avail).div_ceil(64) + 4) as u64

@@ -60,7 +60,7 @@ impl<A: Arch> Kmem<A> {
         // SAFETY: no memory given: the cache takes a block of its own for its arrays.
         let cache = unsafe {
             SlabCache::new(
-                &self.pages,
+                self,
                 &spec,
                 &self.hardening(&spec.name),
                 None,
@@ -70,7 +70,8 @@ impl<A: Arch> Kmem<A> {
         let mem = match self.kmalloc_aligned(
             size_of::<SlabCache<A>>(),
             align_of::<SlabCache<A>>(),
-            Gfp::KERNEL,
+            // The allocator's own: fault injection is for the caller's allocations.
+            Gfp::KERNEL | Gfp::NOFAIL,
         ) {
             Ok(m) => m.cast::<SlabCache<A>>(),
             Err(e) => {

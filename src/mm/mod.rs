@@ -424,6 +424,35 @@ pub struct PageAllocator<A: Arch> {
     _arch: PhantomData<fn() -> A>,
 }
 
+/// Every lock of the page allocator held across calls, for the hosted platform's `fork`
+/// handlers.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>> PageAllocator<A> {
+    /// Holds every CPU's page lists, then every zone's free area, in the lock order
+    /// (module doc): until [`PageAllocator::fork_release`], no thread is inside.
+    pub(crate) fn fork_hold(&self) {
+        self.pcp.hold_all();
+        for z in &self.zones {
+            z.area.hold();
+        }
+    }
+
+    /// Gives back what [`PageAllocator::fork_hold`] held.
+    ///
+    /// # Safety
+    /// `fork_hold` of this thread (or of the thread this process was forked from) holds
+    /// them.
+    pub(crate) unsafe fn fork_release(&self) {
+        // SAFETY: the caller's contract: fork_hold took all of them.
+        unsafe {
+            for z in self.zones.iter().rev() {
+                z.area.release();
+            }
+            self.pcp.release_all();
+        }
+    }
+}
+
 impl<A: Arch> PageAllocator<A> {
     /// Builds the allocator over `map` for `nr_cpus` CPUs. The metadata goes at the first
     /// 2 MiB boundary at or above `place_after` that fits (the seed's layout after the

@@ -131,6 +131,9 @@ pub struct SharedArray {
     entries: *mut usize,
     cap: usize,
     avail: usize,
+    /// Set when a refill takes objects; cleared by a reap pass, which drains the array
+    /// when it finds this clear (as `ArrayCache::touched`).
+    touched: bool,
 }
 
 impl SharedArray {
@@ -142,7 +145,13 @@ impl SharedArray {
             entries,
             cap,
             avail: 0,
+            touched: false,
         }
+    }
+
+    /// Returns whether a refill took objects since the last call, and clears the mark.
+    pub fn take_touched(&mut self) -> bool {
+        core::mem::replace(&mut self.touched, false)
     }
 
     pub fn avail(&self) -> usize {
@@ -185,6 +194,7 @@ impl SharedArray {
         if n == 0 {
             return;
         }
+        self.touched = true;
         self.avail -= n;
         // SAFETY: the source is n initialised entries below the old avail (< cap); the
         // target is ac's entries avail..avail + n, within its limit; the two arrays'
@@ -249,7 +259,10 @@ mod tests {
         };
         assert_eq!(s.push_from(&[1, 2, 3, 4, 5, 6]), 6);
         a.push(9);
+        assert!(!s.take_touched());
         s.pop_into(&mut a, 3);
+        assert!(s.take_touched(), "a refill marks the array used");
+        assert!(!s.take_touched());
         assert_eq!((a.avail(), s.avail()), (3, 4));
         assert_eq!(a.pop(), Some(6));
         assert_eq!(a.pop(), Some(5));

@@ -249,7 +249,7 @@ impl<A: Arch> SlabCache<A> {
     #[inline(never)]
     #[track_caller]
     pub(crate) fn alloc(&self, k: &impl Backing<A>, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        if k.failslab_armed() && k.failslab_fires(self.name) {
+        if k.failslab_armed() && k.failslab_fires(self.name, gfp) {
             return Err(SlabError::Injected { cache: self.name });
         }
         let obj = {
@@ -631,8 +631,26 @@ impl<A: Arch> SlabCache<A> {
         let n = ac.avail();
         if n > 0 {
             let mut node = self.node.lock();
-            self.free_block(k, &mut node, ac.oldest(n));
-            ac.remove_oldest(n);
+            self.drain_array(k, &mut node, &mut ac);
+        }
+        n
+    }
+
+    /// Empties `ac`, a per-CPU array its caller holds, into the slabs; returns how many
+    /// objects it held.
+    fn drain_array(&self, k: &impl Backing<A>, node: &mut Node, ac: &mut ArrayCache) -> usize {
+        let n = ac.avail();
+        self.free_block(k, node, ac.oldest(n));
+        ac.remove_oldest(n);
+        n
+    }
+
+    /// Empties the shared array into the slabs; returns how many objects it held.
+    fn drain_shared(&self, k: &impl Backing<A>, node: &mut Node) -> usize {
+        let mut n = 0;
+        while let Some(obj) = node.shared.pop() {
+            self.free_block(k, node, &[obj]);
+            n += 1;
         }
         n
     }
@@ -651,13 +669,25 @@ impl<A: Arch> SlabCache<A> {
         pages
     }
 
-    /// [`SlabCache::release_free_slabs`] unless the node lock is busy: its holder may be
-    /// the caller, growing this cache or another one whose lock a waiter here would
-    /// then close a cycle with. Returns the pages released.
-    pub(crate) fn release_free_slabs_if_idle(&self, k: &impl Backing<A>) -> usize {
-        self.node
-            .try_lock()
-            .map_or(0, |mut node| self.release_free_slabs(k, &mut node))
+    /// What this cache gives back when pages run short, taking only what it can have
+    /// without waiting (the caller may hold another cache's node lock, or the registry,
+    /// and any lock's holder may be waiting for those): unless the node lock is busy —
+    /// its holder may be the caller, growing this cache — every per-CPU array whose slot
+    /// can be held at once, this CPU's and remote ones ([`PerCpu::try_each`]), the shared
+    /// array, and then every empty slab. Returns the objects drained plus the pages
+    /// released: non-zero when anything came back.
+    ///
+    /// [`PerCpu::try_each`]: crate::percpu::PerCpu::try_each
+    pub(crate) fn reclaim(&self, k: &impl Backing<A>) -> usize {
+        let Some(mut node) = self.node.try_lock() else {
+            return 0;
+        };
+        let mut drained = 0;
+        // The node before the slots, against the lock order: the slots are only tried.
+        self.cpu
+            .try_each(|_, ac| drained += self.drain_array(k, &mut node, ac));
+        drained += self.drain_shared(k, &mut node);
+        drained + self.release_free_slabs(k, &mut node)
     }
 
     /// Drains every array (per-CPU and shared) and releases every empty slab. Returns the
@@ -667,9 +697,7 @@ impl<A: Arch> SlabCache<A> {
             self.drain_cpu(k, cpu);
         }
         let mut node = self.node.lock();
-        while let Some(obj) = node.shared.pop() {
-            self.free_block(k, &mut node, &[obj]);
-        }
+        self.drain_shared(k, &mut node);
         self.release_free_slabs(k, &mut node)
     }
 
@@ -726,17 +754,22 @@ impl<A: Arch> SlabCache<A> {
         Ok(())
     }
 
-    /// One reap pass: drains the arrays not used since the last pass and releases empty
-    /// slabs. Returns (objects drained, pages released).
+    /// One reap pass: drains the arrays — per-CPU and shared — that no allocation took
+    /// objects from since the last pass, clears the marks of the others, and releases
+    /// empty slabs. Returns (objects drained, pages released).
     pub(crate) fn reap(&self, k: &impl Backing<A>) -> (usize, usize) {
         let mut drained = 0;
         for cpu in 0..self.cpu.len() {
-            let idle = !self.cpu.cpu(cpu).take_touched();
-            if idle {
-                drained += self.drain_cpu(k, cpu);
+            let mut ac = self.cpu.cpu(cpu);
+            if !ac.take_touched() && ac.avail() > 0 {
+                let mut node = self.node.lock();
+                drained += self.drain_array(k, &mut node, &mut ac);
             }
         }
         let mut node = self.node.lock();
+        if !node.shared.take_touched() {
+            drained += self.drain_shared(k, &mut node);
+        }
         (drained, self.release_free_slabs(k, &mut node))
     }
 
@@ -877,6 +910,31 @@ impl<A: Arch> SlabCache<A> {
             // SAFETY: the cache took this block for its arrays when it was made, and the
             // caller's contract says the cache is never used again.
             unsafe { k.pages().free_pages(pa, order) }.expect("the array block is live");
+        }
+    }
+}
+
+/// Every lock of a cache held across calls, for the hosted platform's `fork` handlers.
+#[cfg(any(test, feature = "hosted"))]
+impl<A: Arch<IrqState = ()>> SlabCache<A> {
+    /// Holds every CPU's slot, then the node, in the lock order (`slab` module doc):
+    /// until [`SlabCache::fork_release`], no thread is in this cache's slow or fast paths
+    /// and its state is whole.
+    pub(crate) fn fork_hold(&self) {
+        self.cpu.hold_all();
+        self.node.hold();
+    }
+
+    /// Gives back what [`SlabCache::fork_hold`] held.
+    ///
+    /// # Safety
+    /// `fork_hold` of this thread (or of the thread this process was forked from) holds
+    /// them.
+    pub(crate) unsafe fn fork_release(&self) {
+        // SAFETY: the caller's contract: fork_hold took both.
+        unsafe {
+            self.node.release();
+            self.cpu.release_all();
         }
     }
 }

@@ -26,7 +26,7 @@
 //!    destroy, `for_each_cache`, `shrink_all` and `reap` take it.
 //! 2. A CPU's slot of a cache's `PerCpu` arrays — the CPU's `ArrayCache`: its owner enters
 //!    it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain (`shrink`,
-//!    `reap`) takes it by the handshake in `crate::percpu`.
+//!    `reap`, reclaim) takes it by the handshake in `crate::percpu`.
 //! 3. `SlabCache::node` — the node: the full, partial and free slab lists, the shared
 //!    array, the counters, and every slab's chain and in-use count (in its page
 //!    descriptors). The geometry is written under it while the cache has no slab.
@@ -34,11 +34,33 @@
 //!    area. Taken while growing or shrinking under the node lock.
 //!
 //! No cache takes another cache's node lock while holding its own, with one exception:
-//! when the page allocator finds no block, `Backing::slab_pages` of `Kmem` walks every
-//! cache to take back its empty slabs while the caller may hold its own node lock (a slab
-//! growing) or the registry lock (`cache_create`). That path only *tries* each lock
-//! (`IrqMutex::try_lock`) and skips a busy one, so it never waits and no cycle can close.
+//! reclaim. When the page allocator finds no block, `Kmem::alloc_pages` (through which
+//! `Backing::slab_pages` grows every cache) walks every cache and takes back what it holds
+//! free — each CPU's array, this CPU's and remote ones, the shared array, the empty
+//! slabs — while its caller may hold a growing cache's node lock and its own CPU's slot
+//! of that cache, or the registry lock (`cache_create`). The holder of any lock it meets
+//! may in turn be waiting for one of those, so:
+//!
+//! **A path that may run with an allocator lock held never waits for a lock of the slab
+//! layer.** Reclaim *tries* the registry and each node lock (`IrqMutex::try_lock`), takes
+//! a cache's node before its slots (against the order above, which only trying makes
+//! safe), and takes each slot with `PerCpu::try_each`: the slot's lock is tried, and an
+//! owner inside the slot lock-free gets a short spin to leave — it may be in a refill,
+//! waiting for the node lock reclaim holds — after which the slot is left alone. A busy
+//! lock or slot is skipped, so reclaim never waits and no cycle can close. Below the slab
+//! layer it takes the page allocator's locks (per-CPU page lists, then a zone) as a slab
+//! growing does; their holders never wait for a lock of the slab layer.
+//!
 //! `Kmem`'s fault-injection state (`fail_cache`) is a leaf lock taken alone.
+//!
+//! On the hosted platform, `fork()` takes them all: `hosted::Heap`'s `pthread_atfork`
+//! handler holds, in this order, the fault-injection state, the registry, then cache by
+//! cache every CPU's slot and the node, then the page allocator's per-CPU lists and
+//! zones (`Kmem::fork_hold`), and gives them back after the fork in the parent and the
+//! child. Every other path takes locks in the order above or only tries them, so each
+//! thread it waits for can finish; a constructor or destructor that allocated from
+//! another cache would break the order (it runs under its cache's node lock) and must
+//! not.
 
 pub(crate) mod array;
 mod cache;
@@ -71,8 +93,9 @@ pub(crate) trait Backing<A: Arch> {
     /// The page allocator slabs come from and go back to.
     fn pages(&self) -> &PageAllocator<A>;
 
-    /// A block of `2^order` pages for a new slab. Called with the growing cache's node
-    /// lock held: an implementation may take other locks only by trying them.
+    /// A block of `2^order` pages for a new slab (or a new cache's arrays). Called with
+    /// the growing cache's node lock held (or the registry, for a new cache): an
+    /// implementation may take other locks only by trying them.
     fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.pages().alloc_pages(order, gfp)
     }
@@ -83,8 +106,8 @@ pub(crate) trait Backing<A: Arch> {
         false
     }
 
-    /// Counts an allocation from `cache` and says whether this one must fail.
-    fn failslab_fires(&self, _cache: CacheName) -> bool {
+    /// Counts an allocation from `cache` with `gfp` and says whether this one must fail.
+    fn failslab_fires(&self, _cache: CacheName, _gfp: Gfp) -> bool {
         false
     }
 }
@@ -784,6 +807,11 @@ pub(crate) struct Geometry {
 impl Geometry {
     /// The geometry of `size`-byte objects aligned to `align` with debug `flags`
     /// (`ctor`: the cache has a constructor or destructor).
+    ///
+    /// A cache with a constructor or destructor ignores `init_on_alloc` and
+    /// `init_on_free`, as Linux's `slab_want_init_on_alloc`/`_free` do: its objects are
+    /// constructed once, when their slab is made, and must reach users and the
+    /// destructor in that state, which zeroing would destroy.
     fn new(
         size: usize,
         align: usize,
@@ -793,7 +821,9 @@ impl Geometry {
     ) -> Option<Geometry> {
         let debug = DebugLayout::new(flags, size, align);
         let slot = if flags.is_empty() { size } else { debug.slot() };
-        let slow = !flags.is_empty() || hard.init_on_alloc || hard.init_on_free;
+        let (init_on_alloc, init_on_free) =
+            (hard.init_on_alloc && !ctor, hard.init_on_free && !ctor);
+        let slow = !flags.is_empty() || init_on_alloc || init_on_free;
         // The slot starts `debug.left` bytes before the object; the state word, if not
         // the object's first, follows the slot.
         let fp = if slow || ctor {
@@ -812,8 +842,8 @@ impl Geometry {
             fp,
             recip: (1u64 << 32).div_ceil(layout.stride as u64),
             debug,
-            init_on_alloc: hard.init_on_alloc,
-            init_on_free: hard.init_on_free,
+            init_on_alloc,
+            init_on_free,
         })
     }
 
@@ -863,15 +893,16 @@ impl<A: Arch> SlabCache<A> {
         Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, scale).bytes)
     }
 
-    /// A cache as `spec` describes, with arrays at `scale` for `pages.nr_cpus()` CPUs in
-    /// `arrays` ([`SlabCache::array_bytes`] bytes at that scale), or, when `None`, in a
-    /// page block of its own.
+    /// A cache as `spec` describes, with arrays at `scale` for the page allocator's CPUs
+    /// in `arrays` ([`SlabCache::array_bytes`] bytes at that scale), or, when `None`, in
+    /// a page block of its own from `k` (as slabs come: with `Kmem`'s reclaim when pages
+    /// run short).
     ///
     /// # Safety
     /// `arrays`, when given, must be 64-aligned, writable for `array_bytes` bytes, used by
     /// nothing else, and outlive the cache.
     pub(crate) unsafe fn new(
-        pages: &PageAllocator<A>,
+        k: &impl Backing<A>,
         spec: &CacheSpec,
         hard: &Hardening,
         arrays: Option<*mut u8>,
@@ -892,14 +923,15 @@ impl<A: Arch> SlabCache<A> {
         let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
         let gfp = spec.flags.gfp();
+        let pages = k.pages();
         let nr_cpus = pages.nr_cpus();
         let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, scale);
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
                 let order = crate::mm::buddy::order_for_bytes(plan.bytes);
-                let pa = pages
-                    .alloc_pages(order, Gfp::KERNEL)
+                let pa = k
+                    .slab_pages(order, Gfp::KERNEL)
                     .map_err(|_| SlabError::OutOfMemory { cache: spec.name })?;
                 (A::phys_to_virt(pa) as *mut u8, Some((pa, order)))
             }

@@ -427,6 +427,84 @@ fn failslab_fails_every_nth_allocation_of_one_cache() {
     h.still_works();
 }
 
+/// `kmem.failslab=1` fails every allocation a caller can handle, and nothing else: not
+/// kmem's own (a cache's structure in `cache_create`), not a `Gfp::NOFAIL` one, and not
+/// those of a kernel's collections through `GlobalAlloc` (`GlobalKmem`, the firmware's
+/// heap) or `Allocator`, which abort on a null — unless the filter names their cache.
+#[test]
+fn failslab_spares_the_allocators_own_and_the_rust_allocator_interfaces() {
+    use crate::kmalloc::GlobalKmem;
+    use core::alloc::{GlobalAlloc, Layout};
+    let h = heap("kmem.failslab=1");
+    assert!(matches!(
+        h.kmem.kmalloc(64, Gfp::KERNEL),
+        Err(SlabError::Injected { .. })
+    ));
+    let c = h
+        .kmem
+        .cache_create("under-injection", 40, 8, SlabFlags::NONE, None, None)
+        .expect("cache_create's own allocation is spared");
+    assert!(matches!(
+        c.alloc(Gfp::KERNEL),
+        Err(SlabError::Injected { .. })
+    ));
+    let spared = h.kmem.kmalloc(64, Gfp::KERNEL | Gfp::NOFAIL).unwrap();
+    // A kernel's heap: collections on `GlobalAlloc` and on `Allocator`.
+    let l = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: valid layouts; each block is freed with the layout it has.
+    unsafe {
+        let k: &Kmem<HostArch> = &h.kmem;
+        let p = k.alloc(l);
+        assert!(!p.is_null(), "GlobalAlloc::alloc failed by injection");
+        let p = k.realloc(p, l, 3000);
+        assert!(!p.is_null(), "GlobalAlloc::realloc failed by injection");
+        let z = k.alloc_zeroed(l);
+        assert!(
+            !z.is_null(),
+            "GlobalAlloc::alloc_zeroed failed by injection"
+        );
+        k.dealloc(p, Layout::from_size_align(3000, 8).unwrap());
+        k.dealloc(z, l);
+    }
+    let mut v = allocator_api2::vec::Vec::new_in(&*h.kmem);
+    v.extend(0..1000u32);
+    drop(v);
+    // The firmware's form: a GlobalKmem over an allocator built with the option.
+    let region = Region::new(16 << 20).unwrap();
+    // SAFETY: the region outlives the allocator (dropped after `global`).
+    let pages = unsafe {
+        PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, 2, None).unwrap()
+    };
+    let options = Options::default().parse("kmem.failslab=1").unwrap();
+    let global = GlobalKmem::<HostArch>::new();
+    assert!(
+        global
+            .init(Kmem::with_options(pages, options).unwrap())
+            .is_ok()
+    );
+    // SAFETY: as above.
+    unsafe {
+        let p = global.alloc(l);
+        assert!(!p.is_null(), "GlobalKmem failed by injection");
+        global.dealloc(p, l);
+    }
+    // A filter that names a cache makes its Rust-interface users fail too.
+    h.kmem
+        .set_failslab(1, Some(CacheName::new("kmalloc-112").unwrap()));
+    // SAFETY: as above.
+    unsafe {
+        let k: &Kmem<HostArch> = &h.kmem;
+        assert!(k.alloc(l).is_null(), "the named cache fails everyone");
+        let p = k.alloc(Layout::from_size_align(200, 8).unwrap());
+        assert!(!p.is_null(), "another cache does not");
+        k.dealloc(p, Layout::from_size_align(200, 8).unwrap());
+    }
+    h.kmem.set_failslab(0, None);
+    h.kmem.kfree_any(spared.as_ptr()).unwrap();
+    c.destroy().map_err(|(_, e)| e).unwrap();
+    h.still_works();
+}
+
 #[test]
 fn init_on_alloc_and_init_on_free() {
     let h = heap("init_on_alloc=1 init_on_free=1");
@@ -446,6 +524,69 @@ fn init_on_alloc_and_init_on_free() {
             .iter()
             .all(|&b| b == 0)
     );
+    h.still_works();
+}
+
+const STAMP: u64 = 0x5EED_C0DE_D00D_F00D;
+
+fn stamp(p: *mut u8) {
+    // SAFETY: the cache below passes objects of 96 bytes, 8-aligned.
+    unsafe { p.cast::<u64>().add(11).write(STAMP) };
+}
+
+fn stamped(p: *mut u8) -> bool {
+    // SAFETY: as for `stamp`; the last word of the object.
+    unsafe { p.cast::<u64>().add(11).read() == STAMP }
+}
+
+fn check_stamp(p: *mut u8) {
+    assert!(stamped(p), "the destructor found an object unconstructed");
+}
+
+/// Zeroing would leave a constructor's objects unconstructed (a constructor runs once,
+/// when the slab is made, not at each allocation) and hand a destructor zeroes: caches
+/// with either ignore `init_on_alloc` and `init_on_free`, as Linux's
+/// `slab_want_init_on_alloc` does, while the other caches still zero.
+#[test]
+fn init_on_alloc_and_init_on_free_leave_constructed_objects_alone() {
+    let h = heap("init_on_alloc=1 init_on_free=1");
+    let ctor = h
+        .kmem
+        .cache_create("stamped", 96, 8, SlabFlags::NONE, Some(stamp), None)
+        .unwrap();
+    let dtor = h
+        .kmem
+        .cache_create(
+            "checked",
+            96,
+            8,
+            SlabFlags::NONE,
+            Some(stamp),
+            Some(check_stamp),
+        )
+        .unwrap();
+    for c in [&ctor, &dtor] {
+        let p = c.alloc(Gfp::KERNEL).unwrap();
+        assert!(stamped(p.as_ptr()), "allocated unconstructed");
+        c.free_any(p).unwrap();
+        let q = c.alloc(Gfp::KERNEL).unwrap();
+        assert_eq!(q, p, "the per-CPU array hands the object back");
+        assert!(stamped(q.as_ptr()), "freed into an unconstructed state");
+        c.free_any(q).unwrap();
+        assert!(c.shrink() > 0, "the destructor ran on the slab's objects");
+    }
+    // The other caches still zero.
+    let p = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
+    // SAFETY: 96 bytes are ours.
+    assert!(
+        unsafe { std::slice::from_raw_parts(p, 96) }
+            .iter()
+            .all(|&b| b == 0)
+    );
+    h.kmem.kfree_any(p).unwrap();
+    for c in [ctor, dtor] {
+        c.destroy().map_err(|(_, e)| e).unwrap();
+    }
     h.still_works();
 }
 
