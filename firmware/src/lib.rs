@@ -16,8 +16,8 @@ extern crate alloc;
 
 pub mod arch;
 mod bench;
-mod boot_tests;
 mod boot_test;
+mod boot_tests;
 pub mod bsp;
 mod driver_tests;
 mod heap;
