@@ -158,10 +158,7 @@ fn options(bootargs: &str, rng_seed: &[u8]) -> kmem::kmalloc::Options {
         seed,
         ..Default::default()
     };
-    base.parse(bootargs).unwrap_or_else(|e| {
-        println!("kmem: {e}: ignored");
-        base
-    })
+    base.parse(bootargs, |e| println!("kmem: {e}: ignored"))
 }
 
 /// Reports why the allocator could not start, and ends the machine failing.

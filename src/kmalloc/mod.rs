@@ -171,7 +171,7 @@ impl<A: Arch> Kmem<A> {
     /// use kmem::{Kmem, Options, PageAllocator, ZoneLimits};
     /// # let ram = Region::new(16 << 20).unwrap();
     /// # let map = ram.normalized().unwrap();
-    /// let options = Options::default().parse("kmem.debug=ZP init_on_free=1").unwrap();
+    /// let options = Options::default().parse("kmem.debug=ZP init_on_free=1", |e| panic!("{e}"));
     /// // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
     /// let pages = unsafe { PageAllocator::<HostArch>::new(&map, ZoneLimits::FLAT, 1, None) }
     ///     .expect("room for the metadata");

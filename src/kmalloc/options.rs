@@ -65,7 +65,9 @@ pub struct Options {
 /// # Examples
 /// ```
 /// use kmem::kmalloc::OptionError;
-/// let e = kmem::Options::default().parse("quiet kmem.failslab=often").unwrap_err();
+/// let mut refused = None;
+/// kmem::Options::default().parse("quiet kmem.failslab=often", |e| refused = Some(e));
+/// let e = refused.unwrap();
 /// assert_eq!(e, OptionError("kmem.failslab=often"));
 /// assert_eq!(e.to_string(), "bad allocator option `kmem.failslab=often`");
 /// ```
@@ -99,42 +101,61 @@ fn flag(v: &str) -> Result<bool, ()> {
 }
 
 impl Options {
-    /// Reads every option in `cmdline` (space-separated words) on top of `self`.
+    /// Reads every option in `cmdline` (space-separated words) on top of `self`. A
+    /// malformed option is handed to `refused` and changes nothing; the well-formed ones
+    /// around it still apply, so one bad word never drops the rest.
     ///
     /// # Examples
     /// ```
     /// use kmem::Options;
     /// use kmem::slab::DebugFlags;
-    /// let bootargs = "console=ttyAMA0 kmem.debug=FZ,kmalloc-64 init_on_free=1";
-    /// let o = Options::default().parse(bootargs).expect("well-formed");
+    /// let bootargs = "console=ttyAMA0 kmem.debug=FZ,kmalloc-64 init_on_alloc=maybe init_on_free=1";
+    /// let mut refused = Vec::new();
+    /// let o = Options::default().parse(bootargs, |e| refused.push(e.0));
+    /// assert_eq!(refused, ["init_on_alloc=maybe"]);
     /// assert_eq!(o.debug, DebugFlags::parse("FZ").unwrap());
     /// assert_eq!(o.debug_cache.unwrap().as_str(), "kmalloc-64");
     /// assert!(o.init_on_free && !o.init_on_alloc);
     /// ```
-    pub fn parse<'a>(mut self, cmdline: &'a str) -> Result<Options, OptionError<'a>> {
+    pub fn parse<'a>(
+        mut self,
+        cmdline: &'a str,
+        mut refused: impl FnMut(OptionError<'a>),
+    ) -> Options {
         for word in cmdline.split_whitespace() {
-            let Some((key, v)) = word.split_once('=') else {
-                continue;
-            };
-            let bad = || OptionError(word);
-            match key {
-                "kmem.debug" | "slab_debug" => {
-                    let (flags, c) = with_cache(v);
-                    self.debug = DebugFlags::parse(flags).ok_or_else(bad)?;
-                    self.debug_cache = cache_name(c).map_err(|_| bad())?;
-                }
-                "kmem.failslab" => {
-                    let (n, c) = with_cache(v);
-                    self.failslab_every = n.parse().map_err(|_| bad())?;
-                    self.failslab_cache = cache_name(c).map_err(|_| bad())?;
-                }
-                "init_on_alloc" => self.init_on_alloc = flag(v).map_err(|_| bad())?,
-                "init_on_free" => self.init_on_free = flag(v).map_err(|_| bad())?,
-                "kmem.random_freelist" => self.random_freelist = flag(v).map_err(|_| bad())?,
-                _ => {}
+            if let Err(e) = self.apply(word) {
+                refused(e);
             }
         }
-        Ok(self)
+        self
+    }
+
+    /// Applies one word of a command line, if it is an allocator option: all of it, or,
+    /// when malformed, none of it.
+    fn apply<'a>(&mut self, word: &'a str) -> Result<(), OptionError<'a>> {
+        let Some((key, v)) = word.split_once('=') else {
+            return Ok(());
+        };
+        let bad = || OptionError(word);
+        let mut o = *self;
+        match key {
+            "kmem.debug" | "slab_debug" => {
+                let (flags, c) = with_cache(v);
+                o.debug = DebugFlags::parse(flags).ok_or_else(bad)?;
+                o.debug_cache = cache_name(c).map_err(|_| bad())?;
+            }
+            "kmem.failslab" => {
+                let (n, c) = with_cache(v);
+                o.failslab_every = n.parse().map_err(|_| bad())?;
+                o.failslab_cache = cache_name(c).map_err(|_| bad())?;
+            }
+            "init_on_alloc" => o.init_on_alloc = flag(v).map_err(|_| bad())?,
+            "init_on_free" => o.init_on_free = flag(v).map_err(|_| bad())?,
+            "kmem.random_freelist" => o.random_freelist = flag(v).map_err(|_| bad())?,
+            _ => {}
+        }
+        *self = o;
+        Ok(())
     }
 
     /// The debug flags for the cache named `name`.
@@ -143,7 +164,7 @@ impl Options {
     /// ```
     /// use kmem::Options;
     /// use kmem::slab::{CacheName, DebugFlags};
-    /// let o = Options::default().parse("slab_debug=P,dentry").unwrap();
+    /// let o = Options::default().parse("slab_debug=P,dentry", |e| panic!("{e}"));
     /// assert_eq!(o.debug_for(&CacheName::new("dentry")?), DebugFlags::POISON);
     /// assert!(o.debug_for(&CacheName::new("inode")?).is_empty());
     /// # Ok::<(), kmem::SlabError>(())
@@ -162,9 +183,10 @@ mod tests {
 
     #[test]
     fn reads_linux_style_options() {
-        let o = Options::default()
-            .parse("console=x kmem.debug=ZP,kmalloc-64 kmem.failslab=5 init_on_free=1 selftest")
-            .unwrap();
+        let o = Options::default().parse(
+            "console=x kmem.debug=ZP,kmalloc-64 kmem.failslab=5 init_on_free=1 selftest",
+            |e| panic!("{e}"),
+        );
         assert_eq!(o.debug, DebugFlags::RED_ZONE.union(DebugFlags::POISON));
         let k64 = CacheName::new("kmalloc-64").unwrap();
         assert_eq!(o.debug_for(&k64), o.debug);
@@ -174,10 +196,25 @@ mod tests {
         );
         assert_eq!(o.failslab_every, 5);
         assert!(o.init_on_free && !o.init_on_alloc);
-        assert_eq!(
-            Options::default().parse("kmem.debug=FQ").err(),
-            Some(OptionError("kmem.debug=FQ"))
+    }
+
+    /// A malformed option is refused alone: it changes nothing (not even the half of it
+    /// that reads), and every well-formed option around it still applies.
+    #[test]
+    fn a_malformed_option_is_refused_and_the_others_still_apply() {
+        let mut refused = Vec::new();
+        let o = Options::default().parse(
+            "kmem.debug=FQ init_on_alloc=1 kmem.failslab=x,kmalloc-64 kmem.failslab=3",
+            |e| refused.push(e),
         );
-        assert!(Options::default().parse("kmem.failslab=x").is_err());
+        assert_eq!(
+            refused,
+            [
+                OptionError("kmem.debug=FQ"),
+                OptionError("kmem.failslab=x,kmalloc-64")
+            ]
+        );
+        assert!(o.init_on_alloc && o.debug.is_empty());
+        assert_eq!((o.failslab_every, o.failslab_cache), (3, None));
     }
 }

@@ -30,8 +30,7 @@ fn heap(options: &str) -> Heap {
         seed: 0x1234_5678_9abc_def0,
         ..Options::default()
     }
-    .parse(options)
-    .unwrap();
+    .parse(options, |e| panic!("{e}"));
     Heap {
         kmem: Box::new(Kmem::with_options(pages, opts).unwrap()),
         _region: region,
@@ -475,7 +474,7 @@ fn failslab_spares_the_allocators_own_and_the_rust_allocator_interfaces() {
     let pages = unsafe {
         PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, 2, None).unwrap()
     };
-    let options = Options::default().parse("kmem.failslab=1").unwrap();
+    let options = Options::default().parse("kmem.failslab=1", |e| panic!("{e}"));
     let global = GlobalKmem::<HostArch>::new();
     assert!(
         global
