@@ -2,7 +2,7 @@
 //! the boot information to use it), memory map, zones and page-descriptor overhead.
 
 use crate::arch::cpu::Cpu;
-use crate::bsp::{Board, BootInfo, board, bootargs};
+use crate::bsp::{Board, BootInfo, board};
 use crate::println;
 use kmem::mm::PageAllocator;
 use kmem::mm::memmap::PAGE_SIZE;
@@ -31,13 +31,6 @@ pub fn banner(info: &BootInfo) {
     // Escaped as Rust does: control characters from a corrupt line must not drive the
     // terminal.
     println!("bootargs: \"{}\"", info.bootargs.escape_debug());
-    let (notes, more) = bootargs::notes();
-    for note in notes {
-        println!("note: {note}");
-    }
-    if more > 0 {
-        println!("note: {more} more notes on the boot information were not kept");
-    }
     println!("boot info: {}  image: {}", info.source, info.image);
     for line in info.notes.lines() {
         println!("{line}");

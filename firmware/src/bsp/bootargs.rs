@@ -1,7 +1,7 @@
 //! The boot arguments as the firmware uses them, made from the raw bytes the loader
-//! passed (`/chosen/bootargs`, ATAG_CMDLINE, the PVH command line), and the notes on what
-//! the boards had to change in the boot information to use it, which the boot report
-//! prints under the arguments. Nothing is changed without a note: bytes that are not
+//! passed (`/chosen/bootargs`, ATAG_CMDLINE, the PVH command line), and [`Note`], what the
+//! boards had to change in the boot information to use it, which they add to their
+//! `BootInfo::notes` for the boot report. Nothing is changed without a note: bytes that are not
 //! UTF-8 are replaced by `?` (the rest of the line is kept, so that an option after a
 //! stray byte still counts), a command line cut at a limit says where, an ATAG list that
 //! runs on past what kmem reads says which tags were left.
@@ -11,7 +11,9 @@
 
 use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use super::Notes;
 
 /// Longest command line a copy holds (one is made only to replace bytes that are not
 /// UTF-8); past it the line is cut, with a note.
@@ -95,8 +97,6 @@ impl fmt::Display for Note {
     }
 }
 
-const MAX_NOTES: usize = 8;
-
 /// Plain cells written by the boot core during `probe` only, read afterwards.
 struct Boot<T>(UnsafeCell<T>);
 
@@ -104,42 +104,29 @@ struct Boot<T>(UnsafeCell<T>);
 // only read once the other cores may run.
 unsafe impl<T> Sync for Boot<T> {}
 
-static NOTES: Boot<[Option<Note>; MAX_NOTES]> = Boot(UnsafeCell::new([None; MAX_NOTES]));
-static NOTE_COUNT: AtomicUsize = AtomicUsize::new(0);
 static COPY: Boot<[u8; COPY_MAX]> = Boot(UnsafeCell::new([0; COPY_MAX]));
 static COPY_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Records `note` for the boot report (the first few; more are counted). Boot core,
-/// during `probe`.
-pub fn note(note: Note) {
-    let n = NOTE_COUNT.load(Relaxed);
-    if n < MAX_NOTES {
-        // SAFETY: the boot core alone writes NOTES, before anyone reads it (see Boot).
-        unsafe { (*NOTES.0.get())[n] = Some(note) };
+impl Note {
+    /// Adds this note to `notes`, as the boot report prints it.
+    pub fn add_to(self, notes: &mut Notes) {
+        notes.push(format_args!("note: {self}"));
     }
-    NOTE_COUNT.store(n + 1, Relaxed);
-}
-
-/// The notes recorded at boot, and how many more there were than could be kept.
-pub fn notes() -> (impl Iterator<Item = Note>, usize) {
-    let n = NOTE_COUNT.load(Relaxed);
-    // SAFETY: written only during probe, which has ended (see Boot).
-    let kept = unsafe { *NOTES.0.get() };
-    (kept.into_iter().flatten(), n.saturating_sub(MAX_NOTES))
 }
 
 /// The boot arguments in `raw` (up to its first NUL), which came from `source`: in place
 /// when they are UTF-8, else a copy with every byte that is not replaced by `?` (cut at
-/// [`COPY_MAX`]), with a note either way. Boot core, during `probe`.
-pub fn from_bytes(raw: &'static [u8], source: &'static str) -> &'static str {
+/// [`COPY_MAX`]), with a note in `notes` for what was changed. Boot core, during `probe`.
+pub fn from_bytes(raw: &'static [u8], source: &'static str, notes: &mut Notes) -> &'static str {
     let len = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     let rest = raw.len().saturating_sub(len + 1);
     if raw[len.min(raw.len())..].iter().skip(1).any(|&b| b != 0) {
-        note(Note::Nul {
+        Note::Nul {
             source,
             at: len,
             rest,
-        });
+        }
+        .add_to(notes);
     }
     let raw = &raw[..len];
     if let Ok(s) = core::str::from_utf8(raw) {
@@ -156,20 +143,22 @@ pub fn from_bytes(raw: &'static [u8], source: &'static str) -> &'static str {
     let Some(copy) = copy else {
         // A second line to repair (no board reads two): its UTF-8 prefix, noted as cut.
         let valid = core::str::from_utf8(raw).map_or_else(|e| e.valid_up_to(), str::len);
-        note(Note::Cut {
+        Note::Cut {
             source,
             limit: valid,
             kept: valid,
-        });
+        }
+        .add_to(notes);
         return core::str::from_utf8(&raw[..valid]).unwrap_or("");
     };
     let n = if raw.len() > COPY_MAX {
         let kept = whole_words(raw, COPY_MAX);
-        note(Note::Cut {
+        Note::Cut {
             source,
             limit: COPY_MAX,
             kept,
-        });
+        }
+        .add_to(notes);
         kept
     } else {
         raw.len()
@@ -178,11 +167,12 @@ pub fn from_bytes(raw: &'static [u8], source: &'static str) -> &'static str {
     out.copy_from_slice(&raw[..n]);
     let (count, first) = replace_invalid(out);
     if count > 0 {
-        note(Note::NotUtf8 {
+        Note::NotUtf8 {
             source,
             count,
             first,
-        });
+        }
+        .add_to(notes);
     }
     core::str::from_utf8(out).unwrap_or("")
 }
@@ -219,12 +209,12 @@ pub fn whole_words(bytes: &[u8], limit: usize) -> usize {
 
 /// `/chosen/bootargs` of the device tree, through [`from_bytes`]; "" when there is none.
 #[cfg(target_arch = "aarch64")]
-pub fn from_device_tree(fdt: dtoolkit::fdt::Fdt<'static>) -> &'static str {
+pub fn from_device_tree(fdt: dtoolkit::fdt::Fdt<'static>, notes: &mut Notes) -> &'static str {
     use dtoolkit::{Node, Property};
     let raw = fdt
         .find_node("/chosen")
         .and_then(|c| c.property("bootargs"))
         .and_then(|p| p.value_as::<&'static [u8]>().ok())
         .unwrap_or(&[]);
-    from_bytes(raw, "/chosen/bootargs")
+    from_bytes(raw, "/chosen/bootargs", notes)
 }

@@ -147,8 +147,9 @@ pub struct BootInfo {
     /// empty without any).
     pub image: PhysRange,
     pub boot_data: PhysRange,
-    /// What the boot information gave that kmem did not take as given (a device address
-    /// `bsp::vet` refused, and what is used instead), for the boot report.
+    /// What the boot information gave that kmem did not take as given, for the boot
+    /// report: a device address `bsp::vet` refused and what is used instead, and what the
+    /// board changed to use the rest (`bsp::bootargs::Note`).
     pub notes: Notes,
 }
 

@@ -384,7 +384,7 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         cpus,
         uart,
         uart_from_dt: devices.console_from_dt,
-        bootargs: bootargs::from_device_tree(fdt),
+        bootargs: bootargs::from_device_tree(fdt, &mut notes),
         rng_seed: dt::rng_seed(fdt),
         image,
         boot_data: dtb,
@@ -396,6 +396,7 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
 /// (or they give no memory).
 #[inline(never)]
 fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
+    let mut notes = Notes::new();
     let uart = setup_console(UartKind::Pl011, PL011);
     // The list starts in page 0 and is read up to the image: RAM on every Pi that
     // nothing writes once kmem runs.
@@ -409,22 +410,23 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     let (source, mut banks, mut nbanks, bootargs) = match &list {
         Some((a, t)) => {
             if let Some((at, words)) = t.cut {
-                bootargs::note(Note::AtagsCut { at, words, limit });
+                Note::AtagsCut { at, words, limit }.add_to(&mut notes);
             }
             if t.extra_banks > 0 {
-                bootargs::note(Note::AtagsBanks {
+                Note::AtagsBanks {
                     kept: MAX_BANKS,
                     ignored: t.extra_banks,
-                });
+                }
+                .add_to(&mut notes);
             }
-            let bootargs = bootargs::from_bytes(t.cmdline, "ATAG_CMDLINE");
+            let bootargs = bootargs::from_bytes(t.cmdline, "ATAG_CMDLINE", &mut notes);
             (BootSource::Atags(*a as u64), t.mem, t.banks, bootargs)
         }
         None => (BootSource::Mailbox, [(0, 0); MAX_BANKS], 0, ""),
     };
     if nbanks == 0 {
         if list.is_some() {
-            bootargs::note(Note::AtagsNoMemory);
+            Note::AtagsNoMemory.add_to(&mut notes);
         }
         let [base, size] = mailbox()
             .property::<2>(tag::ARM_MEMORY, &[])
@@ -464,7 +466,6 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
     for (i, h) in cpus.hwids.iter_mut().take(4).enumerate() {
         *h = i as u64;
     }
-    let mut notes = Notes::new();
     with_layout(&map, image, boot_data, |l| {
         release_words(&mut cpus, l, true, &mut notes);
     })?;

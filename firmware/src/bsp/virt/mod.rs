@@ -167,7 +167,7 @@ pub fn describe(
         cpu_start: devices.psci.map(|_| "PSCI"),
         uart: devices.console.unwrap_or(Virt::FALLBACK_UART),
         uart_from_dt: devices.console.is_some(),
-        bootargs: super::bootargs::from_device_tree(fdt),
+        bootargs: super::bootargs::from_device_tree(fdt, &mut notes),
         rng_seed: dt::rng_seed(fdt),
         image,
         boot_data: dtb,

@@ -69,7 +69,9 @@ impl Board for Pc {
                 map.add(RegionKind::Reserved, start, size)?;
             }
         }
-        let bootargs = super::bootargs::from_bytes(si.cmdline()?, "the PVH command line");
+        let mut notes = Notes::new();
+        let bootargs =
+            super::bootargs::from_bytes(si.cmdline(&mut notes)?, "the PVH command line", &mut notes);
         pvh::check("the ACPI RSDP", si.rsdp_paddr, pvh::RSDP_SIZE)?;
         // SAFETY: the loader found the RSDP, in the boot map (checked above); the tables
         // sit in reserved firmware memory, and the handler refuses any beyond the map.
@@ -90,7 +92,7 @@ impl Board for Pc {
             rng_seed: rdrand_seed(),
             image,
             boot_data,
-            notes: Notes::new(),
+            notes,
         })
     }
 

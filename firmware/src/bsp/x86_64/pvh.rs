@@ -7,6 +7,7 @@
 
 use core::fmt;
 
+use crate::bsp::Notes;
 use crate::bsp::bootargs::{self, Note};
 
 /// `hvm_start_info.magic`.
@@ -170,7 +171,7 @@ impl StartInfo {
     /// At most [`MAX_CMDLINE`] bytes are read, never past the boot map: a longer line is
     /// cut at the last word that fits, and the cut is noted for the boot report. A line
     /// outside the boot map or inside the image is an error.
-    pub fn cmdline(&self) -> Result<&'static [u8], PvhError> {
+    pub fn cmdline(&self, notes: &mut Notes) -> Result<&'static [u8], PvhError> {
         if self.cmdline_paddr == 0 {
             return Ok(&[]);
         }
@@ -190,11 +191,12 @@ impl StartInfo {
             return Ok(bytes);
         }
         let kept = bootargs::whole_words(bytes, MAX_CMDLINE);
-        bootargs::note(Note::Cut {
+        Note::Cut {
             source: "the PVH command line",
             limit: MAX_CMDLINE,
             kept,
-        });
+        }
+        .add_to(notes);
         Ok(&bytes[..kept])
     }
 
@@ -284,7 +286,7 @@ fn with(si: *mut StartInfo) -> Result<(), &'static str> {
             }
             StartInfo::at(si as usize)?
         };
-        Ok::<_, PvhError>((si.memmap()?.len(), si.cmdline()?.len()))
+        Ok::<_, PvhError>((si.memmap()?.len(), si.cmdline(&mut Notes::new())?.len()))
     };
     let refused = |r: Result<(usize, usize), PvhError>, what: &str| {
         matches!(r, Err(PvhError::Unreadable { what: w, .. }) if w == what)
