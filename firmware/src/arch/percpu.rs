@@ -114,6 +114,28 @@ pub(super) fn guard_pages() -> impl Iterator<Item = PhysRange> {
     (0..MAX_CPUS).map(guard_page)
 }
 
+/// The distinct `block`-aligned blocks (the MMU's large mapping) that hold guard pages,
+/// in the order found, for an MMU builder with `N` tables of 4 KiB pages to split them
+/// into: it maps each such block page by page, leaving out the pages [`is_guard`] names.
+pub(super) fn guard_blocks<const N: usize>(block: u64) -> [Option<u64>; N] {
+    let mut blocks = [None; N];
+    for guard in guard_pages() {
+        let b = Some(guard.start & !(block - 1));
+        if !blocks.contains(&b) {
+            *blocks
+                .iter_mut()
+                .find(|s| s.is_none())
+                .expect("the guard pages lie across more blocks than there are page tables") = b;
+        }
+    }
+    blocks
+}
+
+/// Whether the 4 KiB page at `page` is a core's guard page.
+pub(super) fn is_guard(page: u64) -> bool {
+    guard_pages().any(|g| g.start <= page && page < g.end)
+}
+
 /// What [`paint_boot_stack`] fills the boot core's stack with.
 const PAINT: u8 = 0xa5;
 /// Bytes left unpainted below the painting frame (its own frame and what it calls).

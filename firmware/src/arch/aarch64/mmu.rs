@@ -138,34 +138,29 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     }
     // The guard pages: their blocks become level-3 tables of pages mapped as the block
     // was, but for the guard pages themselves.
-    let mut l3_blocks = [None::<u64>; L3_TABLES];
-    for guard in percpu::guard_pages() {
-        let block = guard.start & !(BLOCK - 1);
+    for (n, block) in percpu::guard_blocks::<L3_TABLES>(BLOCK)
+        .into_iter()
+        .enumerate()
+    {
+        let Some(block) = block else { break };
         let Some(normal) = block_kind(ram, block) else {
             continue;
         };
-        let n = match l3_blocks.iter().position(|&b| b == Some(block)) {
-            Some(n) => n,
-            None => {
-                let n = l3_blocks
-                    .iter()
-                    .position(Option::is_none)
-                    .expect("the guard pages lie across more blocks than there are tables");
-                l3_blocks[n] = Some(block);
-                for (i, e) in t.l3[n].0.iter_mut().enumerate() {
-                    *e = descriptor(block + i as u64 * 4096, normal, true);
-                }
-                let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
-                d.write(
-                    DESCRIPTOR::VALID::SET
-                        + DESCRIPTOR::TYPE::Table
-                        + DESCRIPTOR::ADDR.val(t.l3[n].0.as_ptr() as u64 >> 12),
-                );
-                t.l2[(block >> 30) as usize].0[((block >> 21) & 511) as usize] = d.get();
-                n
-            }
-        };
-        t.l3[n].0[((guard.start - block) / 4096) as usize] = 0;
+        for (i, e) in t.l3[n].0.iter_mut().enumerate() {
+            let page = block + i as u64 * 4096;
+            *e = if percpu::is_guard(page) {
+                0
+            } else {
+                descriptor(page, normal, true)
+            };
+        }
+        let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
+        d.write(
+            DESCRIPTOR::VALID::SET
+                + DESCRIPTOR::TYPE::Table
+                + DESCRIPTOR::ADDR.val(t.l3[n].0.as_ptr() as u64 >> 12),
+        );
+        t.l2[(block >> 30) as usize].0[((block >> 21) & 511) as usize] = d.get();
     }
     // The tables were written with the MMU off, straight to memory; make sure the writes
     // are complete before any walker looks.

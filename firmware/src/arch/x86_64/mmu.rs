@@ -100,29 +100,21 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     t.pml4.0[0] = t.pdpt.0.as_ptr() as u64 | PRESENT | WRITABLE;
     // The guard pages: their 2 MiB pages become page tables of 4 KiB pages mapped as the
     // 2 MiB page was, but for the guard pages themselves.
-    let mut split = [None::<u64>; PTS];
-    for guard in percpu::guard_pages() {
-        let page = guard.start & !(PAGE_2M - 1);
+    for (n, page) in percpu::guard_blocks::<PTS>(PAGE_2M).into_iter().enumerate() {
+        let Some(page) = page else { break };
         let Some(flags) = page_flags(ram, page) else {
             continue;
         };
-        let n = match split.iter().position(|&p| p == Some(page)) {
-            Some(n) => n,
-            None => {
-                let n = split
-                    .iter()
-                    .position(Option::is_none)
-                    .expect("the guard pages lie across more 2 MiB pages than there are tables");
-                split[n] = Some(page);
-                for (i, e) in t.pt[n].0.iter_mut().enumerate() {
-                    *e = (page + i as u64 * 4096) | flags;
-                }
-                t.pd[(page >> 30) as usize].0[((page >> 21) & 511) as usize] =
-                    t.pt[n].0.as_ptr() as u64 | PRESENT | WRITABLE;
-                n
-            }
-        };
-        t.pt[n].0[((guard.start - page) / 4096) as usize] = 0;
+        for (i, e) in t.pt[n].0.iter_mut().enumerate() {
+            let small = page + i as u64 * 4096;
+            *e = if percpu::is_guard(small) {
+                0
+            } else {
+                small | flags
+            };
+        }
+        t.pd[(page >> 30) as usize].0[((page >> 21) & 511) as usize] =
+            t.pt[n].0.as_ptr() as u64 | PRESENT | WRITABLE;
     }
 }
 
