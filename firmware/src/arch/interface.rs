@@ -16,6 +16,37 @@ pub enum Mapping {
     Device,
 }
 
+impl Mapping {
+    /// How an identity map of `block`-sized blocks up to `limit`, each mapped as
+    /// `block_kind` says (`None`: not mapped), with the guard pages left out, has all of
+    /// `range`: one kind for every block it touches, else `None`. Each ISA's
+    /// `Isa::mapping` is this with its own block size and rule.
+    pub(super) fn of_blocks(
+        range: PhysRange,
+        block: u64,
+        limit: u64,
+        block_kind: impl Fn(u64) -> Option<Mapping>,
+    ) -> Option<Mapping> {
+        if range.start >= range.end
+            || range.end > limit
+            || super::percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
+        {
+            return None;
+        }
+        let mut kind = None;
+        let mut at = range.start & !(block - 1);
+        while at < range.end {
+            let this = block_kind(at)?;
+            if kind.is_some_and(|k| k != this) {
+                return None;
+            }
+            kind = Some(this);
+            at += block;
+        }
+        kind
+    }
+}
+
 /// The CPU as the firmware drives it: core count, time, the identity map, idling, and
 /// ending the machine.
 pub trait Isa: kmem::Arch {

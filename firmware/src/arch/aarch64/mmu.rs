@@ -169,26 +169,15 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
-    if range.start >= range.end
-        || range.end > MAP_LIMIT
-        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
-    {
-        return None;
-    }
-    let mut kind = None;
-    let mut block = range.start & !(BLOCK - 1);
-    while block < range.end {
-        let this = match block_kind(ram, block)? {
-            true => Mapping::Normal,
-            false => Mapping::Device,
-        };
-        if kind.is_some_and(|k| k != this) {
-            return None;
-        }
-        kind = Some(this);
-        block += BLOCK;
-    }
-    kind
+    Mapping::of_blocks(range, BLOCK, MAP_LIMIT, |block| {
+        block_kind(ram, block).map(|normal| {
+            if normal {
+                Mapping::Normal
+            } else {
+                Mapping::Device
+            }
+        })
+    })
 }
 
 /// Turns this core's MMU and caches on with the tables [`build`] filled.

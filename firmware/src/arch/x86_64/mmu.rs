@@ -120,26 +120,12 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
-    if range.start >= range.end
-        || range.end > MAP_LIMIT
-        || percpu::guard_pages().any(|g| g.start < range.end && range.start < g.end)
-    {
-        return None;
-    }
-    let mut kind = None;
-    let mut page = range.start & !(PAGE_2M - 1);
-    while page < range.end {
-        let this = match page_flags(ram, page)? & CACHE_DISABLE {
+    Mapping::of_blocks(range, PAGE_2M, MAP_LIMIT, |page| {
+        page_flags(ram, page).map(|flags| match flags & CACHE_DISABLE {
             0 => Mapping::Normal,
             _ => Mapping::Device,
-        };
-        if kind.is_some_and(|k| k != this) {
-            return None;
-        }
-        kind = Some(this);
-        page += PAGE_2M;
-    }
-    kind
+        })
+    })
 }
 
 /// Switches this core to the tables [`build`] filled (loading CR3 also drops every stale
