@@ -58,7 +58,7 @@ pub mod hosted;
 
 pub use arch::Arch;
 pub use gfp::Gfp;
-pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options};
+pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options, Reservation};
 pub use mm::memmap::{MapError, MemoryMap, NormalizedMap, PhysRange, RegionKind};
 pub use mm::zone::ZoneLimits;
 pub use mm::{InitError, PageAllocator, PageError, PhysAddr};

@@ -17,6 +17,7 @@ pub(crate) trait KmemAny {
     fn kfree_any(&self, ptr: *mut u8) -> Result<(), SlabError>;
     fn ksize_any(&self, ptr: *mut u8) -> Result<usize, SlabError>;
     fn krealloc_any(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError>;
+    fn kfree_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError>;
     fn krealloc_aligned_any(
         &self,
         ptr: *mut u8,
@@ -36,6 +37,11 @@ impl<A: Arch> KmemAny for Kmem<A> {
     fn ksize_any(&self, ptr: *mut u8) -> Result<usize, SlabError> {
         // SAFETY: see the module doc.
         unsafe { self.ksize(ptr) }
+    }
+
+    fn kfree_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError> {
+        // SAFETY: see the module doc.
+        unsafe { self.kfree_bulk(objs) }
     }
 
     #[track_caller]
@@ -69,9 +75,10 @@ impl<A: Arch> PagesAny for PageAllocator<A> {
     }
 }
 
-/// `CacheRef::free` for any pointer.
+/// `CacheRef::free` and `free_bulk` for any pointer.
 pub(crate) trait CacheAny {
     fn free_any(&self, obj: NonNull<u8>) -> Result<(), SlabError>;
+    fn free_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError>;
 }
 
 impl<A: Arch> CacheAny for CacheRef<'_, A> {
@@ -79,5 +86,10 @@ impl<A: Arch> CacheAny for CacheRef<'_, A> {
     fn free_any(&self, obj: NonNull<u8>) -> Result<(), SlabError> {
         // SAFETY: see the module doc.
         unsafe { self.free(obj) }
+    }
+
+    fn free_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError> {
+        // SAFETY: see the module doc.
+        unsafe { self.free_bulk(objs) }
     }
 }

@@ -14,10 +14,10 @@ use kmem::{Arch, Gfp, Kmem, PageAllocator, ZoneLimits};
 
 const CPUS: usize = 4;
 
-/// Bytes of free objects in every cache's per-CPU and shared arrays.
+/// Bytes of free objects in every cache's CPU and depot magazines.
 fn parked(kmem: &Kmem<HostArch>) -> usize {
     let mut bytes = 0;
-    kmem.slabinfo(|i| bytes += (i.cpu_cached + i.shared_avail) * i.objsize);
+    kmem.slabinfo(|i| bytes += (i.cpu_cached + i.depot_full * i.magazine) * i.objsize);
     bytes
 }
 

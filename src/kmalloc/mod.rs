@@ -10,11 +10,13 @@
 //! descriptors never point into `Kmem` itself and it may be moved freely; it is small
 //! enough to build on a boot stack.
 
+mod bulk;
 mod classes;
 mod global;
 mod info;
 mod kbox;
 mod options;
+mod reservation;
 mod user_cache;
 
 use core::alloc::Layout;
@@ -40,6 +42,7 @@ pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
 pub use kbox::KBox;
 pub use options::{OptionError, Options};
+pub use reservation::Reservation;
 pub use user_cache::{Cache, CacheBox, CacheRef};
 
 /// What `kmalloc(0)` returns: distinct from null, never dereferenceable, accepted by

@@ -4,7 +4,7 @@
 use super::*;
 use crate::hosted::{HostArch, Region};
 use crate::mm::zone::ZoneLimits;
-use crate::slab::array::AC_MAX;
+use crate::slab::magazine::MAG_MAX;
 use crate::test_frees::{CacheAny, KmemAny, PagesAny};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -485,9 +485,9 @@ fn reap_drains_only_idle_arrays() {
     assert_eq!(cached(&h), 0);
 }
 
-/// Frees that overflow a per-CPU array move its oldest objects to the shared array: a
-/// reap pass drains that too once no refill has used it since the last pass, and the
-/// idle arrays of other threads' CPUs, so that two passes leave no object in any array.
+/// Frees that overflow a CPU's two magazines put full magazines in the depot: a reap
+/// pass drains those no CPU took since the last pass, and the idle magazines of other
+/// threads' CPUs, so that two passes leave no object in any magazine.
 #[test]
 fn reap_drains_idle_shared_and_remote_arrays() {
     let h = heap(32, 2);
@@ -507,17 +507,17 @@ fn reap_drains_idle_shared_and_remote_arrays() {
     burst();
     let info = || k.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
     assert!(
-        info().shared_avail > 0,
-        "the bursts overflowed into the shared array"
+        info().depot_full > 0,
+        "the bursts overflowed into the depot"
     );
     assert!(info().cpu_cached > 0);
     k.reap();
     let (drained, pages) = k.reap();
     let i = info();
     assert_eq!(
-        (i.cpu_cached, i.shared_avail),
+        (i.cpu_cached, i.depot_full),
         (0, 0),
-        "arrays left after two passes ({drained} objects, {pages} pages)"
+        "magazines left after two passes ({drained} objects, {pages} pages)"
     );
     assert_eq!(h.free_pages(), before, "every slab went back");
 }
@@ -578,7 +578,7 @@ fn burst_of_64_byte_objects(h: &Heap) -> (u64, u64) {
 /// each end of the two runs (per-CPU and shared array).
 fn parked_64_byte_slabs(h: &Heap) -> u64 {
     let info = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
-    ((info.cpu_cached + info.shared_avail).div_ceil(64) + 4) as u64
+    ((info.cpu_cached + info.depot_full * info.magazine).div_ceil(64) + 4) as u64
 }
 
 #[test]
@@ -657,10 +657,13 @@ fn a_small_zones_arrays_fit_its_share_down_to_the_floor_and_caches_made_later_sh
     // 2 CPUs: DMA 8 MiB, DMA32 16 MiB, Normal 104 MiB.
     let h = heap(128, 2);
     let limit = |size, gfp| h.kmem.kmalloc_cache_for(size, 8, gfp).unwrap().info().limit;
-    assert_eq!(limit(64, Gfp::KERNEL), AC_MAX);
+    assert_eq!(limit(64, Gfp::KERNEL), 2 * MAG_MAX);
     let dma32 = limit(64, Gfp::DMA32);
-    assert!((AC_MAX / 8 + 1..AC_MAX).contains(&dma32), "{dma32}");
-    // The scaled part — each CPU's entries and the shared array's — within the 16 MiB
+    assert!(
+        (2 * (MAG_MAX / 8) + 1..2 * MAG_MAX).contains(&dma32),
+        "{dma32}"
+    );
+    // The scaled part — each CPU's magazines and the depot's — within the 16 MiB
     // zone's 1/256 (slots and line rounding come on top).
     let entries: usize = CLASS_SIZES
         .iter()
@@ -670,19 +673,14 @@ fn a_small_zones_arrays_fit_its_share_down_to_the_floor_and_caches_made_later_sh
                 .kmalloc_cache_for(s as usize, 8, Gfp::DMA32)
                 .unwrap()
                 .info();
-            let shared = if i.objsize <= PAGE_SIZE as usize {
-                8 * i.batchcount
-            } else {
-                0
-            };
-            2 * i.limit + shared
+            2 * i.limit + (i.depot_full + i.depot_empty) * i.magazine
         })
         .sum();
     assert!(entries * 8 <= 16 * MIB / ARRAY_SHARE, "{entries} entries");
     // The 8 MiB zone's share would give less than an eighth: it gets the floor, arrays
     // that still batch, not arrays of one object.
     let dma = limit(64, Gfp::DMA);
-    assert_eq!(dma, AC_MAX / 8);
+    assert_eq!(dma, 2 * (MAG_MAX / 8));
     for (name, flags, want) in [
         ("dma-objects", SlabFlags::DMA, dma),
         ("dma32-objects", SlabFlags::DMA32, dma32),
@@ -1041,3 +1039,5 @@ fn global_dealloc_over_several_banks() {
     }
     assert_eq!(k.validate(None), Some(0));
 }
+
+mod bulk;

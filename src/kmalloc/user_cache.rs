@@ -105,8 +105,8 @@ impl<A: Arch> Kmem<A> {
 /// # Ok::<(), kmem::SlabError>(())
 /// ```
 pub struct CacheRef<'k, A: Arch> {
-    kmem: &'k Kmem<A>,
-    cache: &'k SlabCache<A>,
+    pub(super) kmem: &'k Kmem<A>,
+    pub(super) cache: &'k SlabCache<A>,
 }
 
 impl<'k, A: Arch> CacheRef<'k, A> {

@@ -1,10 +1,10 @@
-//! The allocation and free paths of a [`SlabCache`]: the per-CPU fast paths, refill and
-//! flush through the shared array and the slab lists (`cache_alloc_refill`,
-//! `cache_flusharray`, `free_block` in seeds 001 and 003), growing from and shrinking to
-//! the page allocator, draining and reaping.
+//! The allocation and free paths of a [`SlabCache`]: the per-CPU fast paths, magazine
+//! swaps and depot exchanges (`magazine`), refills from and drains to the slab lists
+//! (`cache_alloc_refill` and `free_block` in seeds 001 and 003), growing from and
+//! shrinking to the page allocator, draining and reaping.
 //!
 //! Per-object state. Every object is in one of three states: free on its slab's chain,
-//! free in an array (per-CPU or shared), or handed out; a free is refused unless the
+//! free in a magazine (a CPU's or the depot's), or handed out; a free is refused unless the
 //! object is handed out, so double frees are caught even while an array holds the
 //! object. The state is in the object's *state word* (see `header`): a chain link while
 //! on the chain, `address ^ secret` while in an array, and while handed out:
@@ -29,10 +29,10 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use super::array::ArrayCache;
 use super::debug::{Damage, DebugFlags};
 use super::header::{ChainKey, ListKind, Slab};
-use super::{Backing, Geometry, Hardening, Node, SlabCache, SlabError};
+use super::magazine::CpuMagazines;
+use super::{Backing, Depot, Geometry, Hardening, Node, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 
@@ -80,6 +80,15 @@ fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
 pub(crate) struct LiveFast<'a> {
     word: &'a AtomicUsize,
     freed: usize,
+}
+
+impl LiveFast<'_> {
+    /// Marks the object free (its state word the array word): it is the caller's to put
+    /// in a magazine.
+    #[inline(always)]
+    pub(super) fn claim(self) {
+        self.word.store(self.freed, Relaxed);
+    }
 }
 
 impl<A: Arch> SlabCache<A> {
@@ -174,7 +183,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// The word of a free object in an array.
     #[inline(always)]
-    fn array_word(&self, obj: usize) -> usize {
+    pub(super) fn array_word(&self, obj: usize) -> usize {
         self.key.array_word(obj)
     }
 
@@ -187,7 +196,7 @@ impl<A: Arch> SlabCache<A> {
     /// The state word of object `obj` (`tag`: the cache's; non-zero means the word is
     /// the object's first).
     #[inline(always)]
-    fn state_word(&self, obj: usize, tag: usize) -> &AtomicUsize {
+    pub(super) fn state_word(&self, obj: usize, tag: usize) -> &AtomicUsize {
         let at = if tag != 0 { obj } else { obj + self.geo().fp };
         debug_assert!(at.is_multiple_of(8));
         // SAFETY: `obj` is an object start of one of this cache's live slabs, and its
@@ -209,7 +218,7 @@ impl<A: Arch> SlabCache<A> {
         if (tag == 0 && self.slow()) || k.failslab_armed() || gfp.contains(Gfp::ZERO) {
             return None;
         }
-        let obj = self.cpu.try_owned(ArrayCache::pop).flatten()?;
+        let obj = self.cpu.try_owned(CpuMagazines::pop).flatten()?;
         self.mark_active(obj, tag);
         // SAFETY: objects never sit at address 0 (see `alloc`).
         Some(unsafe { NonNull::new_unchecked(obj as *mut u8) })
@@ -217,7 +226,7 @@ impl<A: Arch> SlabCache<A> {
 
     /// Records that `obj`, just taken from an array, is handed out (`tag`: the cache's).
     #[inline(always)]
-    fn mark_active(&self, obj: usize, tag: usize) {
+    pub(super) fn mark_active(&self, obj: usize, tag: usize) {
         let w = if tag != 0 { 0 } else { self.active_word(obj) };
         self.state_word(obj, tag).store(w, Relaxed);
     }
@@ -234,15 +243,16 @@ impl<A: Arch> SlabCache<A> {
         found
     }
 
-    /// Whether `obj` is in the per-CPU arrays of CPUs `cpu..` or the shared array. Holds
-    /// every CPU's array (in index order, as drains take them) and then the node while it
-    /// looks, so no object moves between arrays meanwhile. Recursion: one frame per CPU.
+    /// Whether `obj` is in the magazines of CPUs `cpu..` or the depot. Holds every CPU's
+    /// magazines (in index order, as drains take them) and then the depot while it
+    /// looks, so no object moves between magazines meanwhile. Recursion: one frame per
+    /// CPU.
     fn in_arrays(&self, obj: usize, cpu: usize) -> bool {
         if cpu == self.cpu.len() {
-            return self.node.lock().shared.entries().contains(&obj);
+            return self.depot.lock().full_objects().any(|m| m.contains(&obj));
         }
-        let ac = self.cpu.cpu(cpu);
-        ac.oldest(ac.avail()).contains(&obj) || self.in_arrays(obj, cpu + 1)
+        let m = self.cpu.cpu(cpu);
+        m.loaded().contains(&obj) || m.previous().contains(&obj) || self.in_arrays(obj, cpu + 1)
     }
 
     /// Allocates one object.
@@ -253,10 +263,10 @@ impl<A: Arch> SlabCache<A> {
             return Err(SlabError::Injected { cache: self.name });
         }
         let obj = {
-            let mut ac = self.cpu.local();
-            match ac.pop() {
+            let mut m = self.cpu.local();
+            match m.pop() {
                 Some(obj) => obj,
-                None => self.refill(k, &mut ac, gfp)?,
+                None => self.refill(k, &mut m, gfp)?,
             }
         };
         self.mark_active(obj, self.tag());
@@ -354,28 +364,43 @@ impl<A: Arch> SlabCache<A> {
     /// else can have freed since: it is the caller's to give up).
     #[inline(always)]
     pub(crate) fn free_fast_live(&self, k: &impl Backing<A>, obj: usize, live: LiveFast<'_>) {
-        live.word.store(live.freed, Relaxed);
+        live.claim();
         self.push_freed(k, obj);
     }
 
-    /// Puts a freed object (its word already the array word) on this CPU's array.
+    /// Puts a freed object (its word already the array word) in this CPU's loaded
+    /// magazine.
     #[inline(always)]
-    fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
-        if self.cpu.try_owned(|ac| ac.try_push(obj)) != Some(true) {
-            self.push_flushing(k, obj);
+    pub(super) fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
+        if self.cpu.try_owned(|m| m.try_push(obj)) != Some(true) {
+            self.push_making_room(k, obj);
         }
     }
 
-    /// [`SlabCache::push_freed`] when the array was full or not entered lock-free: makes
-    /// room if needed, then pushes.
+    /// [`SlabCache::push_freed`] when the loaded magazine was full or not entered
+    /// lock-free.
     #[cold]
     #[inline(never)]
-    fn push_flushing(&self, k: &impl Backing<A>, obj: usize) {
-        let mut ac = self.cpu.local();
-        if ac.is_full() {
-            self.flush(k, &mut ac);
+    fn push_making_room(&self, k: &impl Backing<A>, obj: usize) {
+        let mut m = self.cpu.local();
+        if !m.try_push(obj) {
+            self.make_room(k, &mut m);
+            assert!(m.try_push(obj), "make_room leaves room");
         }
-        ac.push(obj);
+    }
+
+    /// Gives a CPU whose loaded magazine is full room for frees: swaps in the previous
+    /// magazine if it has room, else trades the previous (full) one for an empty one of
+    /// the depot, else returns the previous one's objects to their slabs and swaps.
+    pub(super) fn make_room(&self, k: &impl Backing<A>, m: &mut CpuMagazines) {
+        if m.swap_for_free() || m.trade_full(&mut self.depot.lock()) {
+            return;
+        }
+        let mut node = self.node.lock();
+        self.free_block(k, &mut node, m.previous());
+        m.clear_previous();
+        let swapped = m.swap_for_free();
+        debug_assert!(swapped);
     }
 
     /// Frees `obj`, whose page descriptor `frame` names this cache. Refuses interior
@@ -409,26 +434,47 @@ impl<A: Arch> SlabCache<A> {
         self.push_freed(k, obj);
     }
 
-    /// Refills an empty array with up to `batchcount` objects — from the shared array,
-    /// then partial slabs, then free slabs, then new slabs — and returns one of them.
+    /// Gives a CPU whose loaded magazine is empty an object: from the previous magazine
+    /// (swapped in), a full magazine of the depot (traded for the previous, empty one),
+    /// or else objects taken off the slabs into the loaded magazine — from partial
+    /// slabs, then free slabs, then new slabs.
     #[cold]
     #[inline(never)]
     fn refill(
         &self,
         k: &impl Backing<A>,
-        ac: &mut ArrayCache,
+        m: &mut CpuMagazines,
         gfp: Gfp,
     ) -> Result<usize, SlabError> {
-        let want = ac.batchcount();
+        if !(m.swap_for_alloc() || m.trade_empty(&mut self.depot.lock())) {
+            let mut node = self.node.lock();
+            let want = m.room();
+            self.take_from_slabs(k, &mut node, want, gfp, |obj| {
+                m.try_push(obj);
+            })?;
+        }
+        Ok(m.pop().expect("refill leaves at least one object"))
+    }
+
+    /// Takes up to `want` objects off the slabs — partial slabs first, then free ones,
+    /// then new ones — a slab's run at a time, giving each to `put` with its array word
+    /// written. Returns how many; fails only when it took none.
+    pub(super) fn take_from_slabs(
+        &self,
+        k: &impl Backing<A>,
+        node: &mut Node,
+        want: usize,
+        gfp: Gfp,
+        mut put: impl FnMut(usize),
+    ) -> Result<usize, SlabError> {
         let t = k.pages().table();
-        let mut node = self.node.lock();
-        node.shared.pop_into(ac, want);
-        while ac.avail() < want {
+        let mut got = 0;
+        while got < want {
             let slab = match node.partial.first().or(node.free.first()) {
                 Some(i) => self.slab_at(k, i),
-                None => match self.grow(k, &mut node, gfp) {
+                None => match self.grow(k, node, gfp) {
                     Ok(s) => s,
-                    Err(_) if ac.avail() > 0 => break,
+                    Err(_) if got > 0 => break,
                     Err(e) => return Err(e),
                 },
             };
@@ -442,13 +488,14 @@ impl<A: Arch> SlabCache<A> {
                 slab.word_lines(A::prefetch);
             }
             let (mut taken, mut lost) = (0, 0);
-            while ac.avail() < want {
+            while got < want {
                 match run.take(self.key) {
                     Ok(Some(i)) => {
                         let obj = slab.object(i);
                         slab.word(i).store(self.array_word(obj), Relaxed);
-                        ac.push(obj);
+                        put(obj);
                         taken += 1;
+                        got += 1;
                     }
                     Ok(None) => break,
                     Err(n) => {
@@ -470,8 +517,7 @@ impl<A: Arch> SlabCache<A> {
             };
             node.move_to(t, slab, to);
         }
-        drop(node);
-        Ok(ac.pop().expect("refill leaves at least one object"))
+        Ok(got)
     }
 
     /// Makes a new slab (on the free list) from the page allocator.
@@ -533,21 +579,10 @@ impl<A: Arch> SlabCache<A> {
         Ok(slab)
     }
 
-    /// Moves the oldest `batchcount` objects of a full array to the shared array, or
-    /// back to their slabs when it is full.
-    #[cold]
-    #[inline(never)]
-    fn flush(&self, k: &impl Backing<A>, ac: &mut ArrayCache) {
-        let batch = ac.batchcount().min(ac.avail());
-        let mut node = self.node.lock();
-        let moved = node.shared.push_from(ac.oldest(batch));
-        self.free_block(k, &mut node, &ac.oldest(batch)[moved..]);
-        ac.remove_oldest(batch);
-    }
-
-    /// Returns array objects to their slabs. A slab that becomes empty goes back to the
-    /// page allocator when the node already holds more than `free_limit` free objects.
-    fn free_block(&self, k: &impl Backing<A>, node: &mut Node, objs: &[usize]) {
+    /// Returns magazine objects to their slabs. A slab that becomes empty goes back to
+    /// the page allocator when the node already holds more than `free_limit` free
+    /// objects.
+    pub(super) fn free_block(&self, k: &impl Backing<A>, node: &mut Node, objs: &[usize]) {
         // Objects freed together often share a slab: a run of them is put through one
         // cursor, and the slab found and settled once per run.
         let mut run: Option<super::header::SlabCursor<'_>> = None;
@@ -625,32 +660,41 @@ impl<A: Arch> SlabCache<A> {
         unsafe { k.pages().free_pages(pa, l.order) }.expect("a slab is a live page block");
     }
 
-    /// Empties CPU `cpu`'s array into the slabs.
+    /// Empties CPU `cpu`'s magazines into the slabs.
     fn drain_cpu(&self, k: &impl Backing<A>, cpu: usize) -> usize {
-        let mut ac = self.cpu.cpu(cpu);
-        let n = ac.avail();
-        if n > 0 {
-            let mut node = self.node.lock();
-            self.drain_array(k, &mut node, &mut ac);
+        let mut m = self.cpu.cpu(cpu);
+        if m.cached() == 0 {
+            return 0;
         }
+        let mut node = self.node.lock();
+        self.drain_magazines(k, &mut node, &mut m)
+    }
+
+    /// Empties `m`, a CPU's magazines its caller holds, into the slabs; returns how many
+    /// objects they held.
+    fn drain_magazines(&self, k: &impl Backing<A>, node: &mut Node, m: &mut CpuMagazines) -> usize {
+        let n = m.cached();
+        self.free_block(k, node, m.loaded());
+        self.free_block(k, node, m.previous());
+        m.clear();
         n
     }
 
-    /// Empties `ac`, a per-CPU array its caller holds, into the slabs; returns how many
-    /// objects it held.
-    fn drain_array(&self, k: &impl Backing<A>, node: &mut Node, ac: &mut ArrayCache) -> usize {
-        let n = ac.avail();
-        self.free_block(k, node, ac.oldest(n));
-        ac.remove_oldest(n);
-        n
-    }
-
-    /// Empties the shared array into the slabs; returns how many objects it held.
-    fn drain_shared(&self, k: &impl Backing<A>, node: &mut Node) -> usize {
+    /// Empties up to `mags` of the depot's full magazines, oldest first, into the slabs;
+    /// returns how many objects they held.
+    fn drain_depot(
+        &self,
+        k: &impl Backing<A>,
+        depot: &mut Depot,
+        node: &mut Node,
+        mags: usize,
+    ) -> usize {
         let mut n = 0;
-        while let Some(obj) = node.shared.pop() {
-            self.free_block(k, node, &[obj]);
-            n += 1;
+        for _ in 0..mags {
+            match depot.empty_oldest(|objs| self.free_block(k, node, objs)) {
+                0 => break,
+                held => n += held,
+            }
         }
         n
     }
@@ -672,10 +716,11 @@ impl<A: Arch> SlabCache<A> {
     /// What this cache gives back when pages run short, taking only what it can have
     /// without waiting (the caller may hold another cache's node lock, or the registry,
     /// and any lock's holder may be waiting for those): unless the node lock is busy —
-    /// its holder may be the caller, growing this cache — every per-CPU array whose slot
-    /// can be held at once, this CPU's and remote ones ([`PerCpu::try_each`]), the shared
-    /// array, and then every empty slab. Returns the objects drained plus the pages
-    /// released: non-zero when anything came back.
+    /// its holder may be the caller, growing this cache — every CPU's magazines whose
+    /// slot can be held at once, this CPU's and remote ones ([`PerCpu::try_each`]), the
+    /// depot's full magazines unless its lock is busy, and then every empty slab.
+    /// Returns the objects drained plus the pages released: non-zero when anything came
+    /// back.
     ///
     /// [`PerCpu::try_each`]: crate::percpu::PerCpu::try_each
     pub(crate) fn reclaim(&self, k: &impl Backing<A>) -> usize {
@@ -683,21 +728,25 @@ impl<A: Arch> SlabCache<A> {
             return 0;
         };
         let mut drained = 0;
-        // The node before the slots, against the lock order: the slots are only tried.
+        // The node before the slots and the depot, against the lock order: those are
+        // only tried.
         self.cpu
-            .try_each(|_, ac| drained += self.drain_array(k, &mut node, ac));
-        drained += self.drain_shared(k, &mut node);
+            .try_each(|_, m| drained += self.drain_magazines(k, &mut node, m));
+        if let Some(mut depot) = self.depot.try_lock() {
+            drained += self.drain_depot(k, &mut depot, &mut node, usize::MAX);
+        }
         drained + self.release_free_slabs(k, &mut node)
     }
 
-    /// Drains every array (per-CPU and shared) and releases every empty slab. Returns the
-    /// pages given back.
+    /// Drains every CPU's magazines and the depot's, and releases every empty slab.
+    /// Returns the pages given back.
     pub(crate) fn shrink(&self, k: &impl Backing<A>) -> usize {
         for cpu in 0..self.cpu.len() {
             self.drain_cpu(k, cpu);
         }
+        let mut depot = self.depot.lock();
         let mut node = self.node.lock();
-        self.drain_shared(k, &mut node);
+        self.drain_depot(k, &mut depot, &mut node, usize::MAX);
         self.release_free_slabs(k, &mut node)
     }
 
@@ -754,22 +803,24 @@ impl<A: Arch> SlabCache<A> {
         Ok(())
     }
 
-    /// One reap pass: drains the arrays — per-CPU and shared — that no allocation took
-    /// objects from since the last pass, clears the marks of the others, and releases
-    /// empty slabs. Returns (objects drained, pages released).
+    /// One reap pass: drains the magazines of CPUs that did not allocate since the last
+    /// pass and clears the marks of the others, drains the depot's full magazines that
+    /// no CPU took since the last pass (Bonwick's working set), and releases empty
+    /// slabs. Returns (objects drained, pages released).
     pub(crate) fn reap(&self, k: &impl Backing<A>) -> (usize, usize) {
         let mut drained = 0;
         for cpu in 0..self.cpu.len() {
-            let mut ac = self.cpu.cpu(cpu);
-            if !ac.take_touched() && ac.avail() > 0 {
+            let mut m = self.cpu.cpu(cpu);
+            if !m.take_touched() && m.cached() > 0 {
                 let mut node = self.node.lock();
-                drained += self.drain_array(k, &mut node, &mut ac);
+                drained += self.drain_magazines(k, &mut node, &mut m);
             }
         }
+        let mut depot = self.depot.lock();
         let mut node = self.node.lock();
-        if !node.shared.take_touched() {
-            drained += self.drain_shared(k, &mut node);
-        }
+        let idle = depot.take_idle();
+        drained += self.drain_depot(k, &mut depot, &mut node, idle);
+        drop(depot);
         (drained, self.release_free_slabs(k, &mut node))
     }
 
@@ -800,22 +851,23 @@ impl<A: Arch> SlabCache<A> {
         }
     }
 
-    /// Walks the cache — per-CPU arrays, the shared array, every slab's free chain and
+    /// Walks the cache — CPUs' magazines, the depot's, every slab's free chain and
     /// every object's red zones and poison — reporting each inconsistency to the log.
     /// Returns how many it found.
     pub(crate) fn validate(&self, k: &impl Backing<A>) -> usize {
         let mut problems = 0;
         for cpu in 0..self.cpu.len() {
-            let ac = self.cpu.cpu(cpu);
-            for &obj in ac.oldest(ac.avail()) {
-                problems += self.validate_cached(k, obj, "a per-CPU array");
+            let m = self.cpu.cpu(cpu);
+            for &obj in m.loaded().iter().chain(m.previous()) {
+                problems += self.validate_cached(k, obj, "a CPU's magazine");
             }
         }
         let t = k.pages().table();
-        let node = self.node.lock();
-        for &obj in node.shared.entries() {
-            problems += self.validate_cached(k, obj, "the shared array");
+        let depot = self.depot.lock();
+        for &obj in depot.full_objects().flatten() {
+            problems += self.validate_cached(k, obj, "the depot");
         }
+        let node = self.node.lock();
         let mut chained = 0;
         for (list, kind) in [
             (&node.full, ListKind::Full),
@@ -917,11 +969,13 @@ impl<A: Arch> SlabCache<A> {
 /// Every lock of a cache held across calls, for the hosted platform's `fork` handlers.
 #[cfg(any(test, feature = "hosted"))]
 impl<A: Arch<IrqState = ()>> SlabCache<A> {
-    /// Holds every CPU's slot, then the node, in the lock order (`slab` module doc):
+    /// Holds every CPU's slot, then the depot, then the node, in the lock order (`slab`
+    /// module doc):
     /// until [`SlabCache::fork_release`], no thread is in this cache's slow or fast paths
     /// and its state is whole.
     pub(crate) fn fork_hold(&self) {
         self.cpu.hold_all();
+        self.depot.hold();
         self.node.hold();
     }
 
@@ -931,9 +985,10 @@ impl<A: Arch<IrqState = ()>> SlabCache<A> {
     /// `fork_hold` of this thread (or of the thread this process was forked from) holds
     /// them.
     pub(crate) unsafe fn fork_release(&self) {
-        // SAFETY: the caller's contract: fork_hold took both.
+        // SAFETY: the caller's contract: fork_hold took all three.
         unsafe {
             self.node.release();
+            self.depot.release();
             self.cpu.release_all();
         }
     }

@@ -7,7 +7,7 @@
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
-//! between, objects move user → per-CPU array → shared array → slab free chain and back
+//! between, objects move user → per-CPU magazine → depot → slab free chain and back
 //! without being re-constructed, so a user must free objects in their constructed state.
 //!
 //! The slab layer stands below kmalloc: what a cache needs from around it — page blocks
@@ -24,27 +24,30 @@
 //! 1. `Kmem::registry` — the list of user-created caches (`SlabCache::next`): guards
 //!    membership, so a cache on it stays allocated while the lock is held. `cache_create`,
 //!    destroy, `for_each_cache`, `shrink_all` and `reap` take it.
-//! 2. A CPU's slot of a cache's `PerCpu` arrays — the CPU's `ArrayCache`: its owner enters
-//!    it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain (`shrink`,
-//!    `reap`, reclaim) takes it by the handshake in `crate::percpu`.
-//! 3. `SlabCache::node` — the node: the full, partial and free slab lists, the shared
-//!    array, the counters, and every slab's chain and in-use count (in its page
-//!    descriptors). The geometry is written under it while the cache has no slab.
-//! 4. The page allocator's locks (see `crate::mm`): a CPU's page lists, then a zone's free
+//! 2. A CPU's slot of a cache's `PerCpu` magazines — the CPU's `CpuMagazines`: its owner
+//!    enters it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain
+//!    (`shrink`, `reap`, reclaim) takes it by the handshake in `crate::percpu`.
+//! 3. `SlabCache::depot` — the magazines no CPU holds, full and empty. Held for O(1)
+//!    exchanges, and by drains while they empty full magazines into the slabs (then
+//!    with the node lock inside it).
+//! 4. `SlabCache::node` — the node: the full, partial and free slab lists, the counters,
+//!    and every slab's chain and in-use count (in its page descriptors). The geometry is
+//!    written under it while the cache has no slab.
+//! 5. The page allocator's locks (see `crate::mm`): a CPU's page lists, then a zone's free
 //!    area. Taken while growing or shrinking under the node lock.
 //!
 //! No cache takes another cache's node lock while holding its own, with one exception:
 //! reclaim. When the page allocator finds no block, `Kmem::alloc_pages` (through which
 //! `Backing::slab_pages` grows every cache) walks every cache and takes back what it holds
-//! free — each CPU's array, this CPU's and remote ones, the shared array, the empty
-//! slabs — while its caller may hold a growing cache's node lock and its own CPU's slot
+//! free — each CPU's magazines, this CPU's and remote ones, the depot's full magazines,
+//! the empty slabs — while its caller may hold a growing cache's node lock and its own CPU's slot
 //! of that cache, or the registry lock (`cache_create`). The holder of any lock it meets
 //! may in turn be waiting for one of those, so:
 //!
 //! **A path that may run with an allocator lock held never waits for a lock of the slab
-//! layer.** Reclaim *tries* the registry and each node lock (`IrqMutex::try_lock`), takes
-//! a cache's node before its slots (against the order above, which only trying makes
-//! safe), and takes each slot with `PerCpu::try_each`: the slot's lock is tried, and an
+//! layer.** Reclaim *tries* the registry and each node and depot lock
+//! (`IrqMutex::try_lock`), takes a cache's node before its slots and its depot (against
+//! the order above, which only trying makes safe), and takes each slot with `PerCpu::try_each`: the slot's lock is tried, and an
 //! owner inside the slot lock-free gets a short spin to leave — it may be in a refill,
 //! waiting for the node lock reclaim holds — after which the slot is left alone. A busy
 //! lock or slot is skipped, so reclaim never waits and no cycle can close. Below the slab
@@ -55,18 +58,19 @@
 //!
 //! On the hosted platform, `fork()` takes them all: `hosted::Heap`'s `pthread_atfork`
 //! handler holds, in this order, the fault-injection state, the registry, then cache by
-//! cache every CPU's slot and the node, then the page allocator's per-CPU lists and
+//! cache every CPU's slot, the depot and the node, then the page allocator's per-CPU lists and
 //! zones (`Kmem::fork_hold`), and gives them back after the fork in the parent and the
 //! child. Every other path takes locks in the order above or only tries them, so each
 //! thread it waits for can finish; a constructor or destructor that allocated from
 //! another cache would break the order (it runs under its cache's node lock) and must
 //! not.
 
-pub(crate) mod array;
+mod bulk;
 mod cache;
 pub(crate) mod debug;
 pub(crate) mod header;
 pub(crate) mod layout;
+pub(crate) mod magazine;
 
 pub use debug::DebugFlags;
 
@@ -80,10 +84,10 @@ use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
-use array::{AC_MAX, ArrayCache, SharedArray};
 use debug::DebugLayout;
 use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
+use magazine::{CpuMagazines, Depot, MAG_MAX};
 
 /// What a slab cache needs from the allocator it belongs to: the page allocator it grows
 /// from and gives slabs back to, and that allocator's policies. `Kmem` implements it with
@@ -599,7 +603,7 @@ impl From<PageError> for SlabError {
     }
 }
 
-/// A node: the slab lists and the shared array (one node; kmem has no NUMA).
+/// A node: the slab lists (one node; kmem has no NUMA).
 struct Node {
     full: SlabList,
     partial: SlabList,
@@ -609,7 +613,6 @@ struct Node {
     /// Above this many free objects, a slab that becomes empty goes back to the pages.
     free_limit: usize,
     colour_next: usize,
-    shared: SharedArray,
 }
 
 /// A slab cache. Lives at a fixed address once used: page descriptors of its slabs
@@ -644,7 +647,7 @@ pub struct SlabCache<A: Arch> {
     /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
     /// cache lines.
     gfp: Gfp,
-    cpu: PerCpu<A, ArrayCache>,
+    cpu: PerCpu<A, CpuMagazines>,
     /// The secret of every state word (`header`): the array word is `address ^ secret`.
     key: ChainKey,
     /// The slot layout and debug settings. Changed only by [`SlabCache::set_debug`],
@@ -657,8 +660,11 @@ pub struct SlabCache<A: Arch> {
     ctor: Option<ObjectFn>,
     dtor: Option<ObjectFn>,
     node: IrqMutex<A, Node>,
-    /// The page block holding the per-CPU arrays and the shared array, when the cache
-    /// has one of its own (else they are in memory its creator holds).
+    /// The magazines no CPU holds.
+    depot: IrqMutex<A, Depot>,
+    /// The page block holding the per-CPU slots, the magazines and the depot's array (the
+    /// cache's arrays), when the cache has one of its own (else they are in memory its
+    /// creator holds).
     arrays: Option<(PhysAddr, u32)>,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
@@ -674,19 +680,28 @@ unsafe impl<A: Arch> Send for SlabCache<A> {}
 // SAFETY: as for Send.
 unsafe impl<A: Arch> Sync for SlabCache<A> {}
 
-/// Linux's `enable_cpucache` sizing: (limit, batchcount) of the per-CPU arrays, but for
-/// objects over a page a batch of 2 where Linux takes 4 (half the limit): a refill then
-/// takes two objects of up to 128 KiB off the slabs, not four. On the benchmark's fill
-/// with 1–30 000-byte requests that took heap efficiency from 83.8 % to 85.8 % (the
-/// arrays then hold 2.5 % of the heap at the first failure), for 1 % more instructions in
-/// its random-actions workload (callgrind).
-fn array_limits(size: usize) -> (usize, usize) {
+/// Objects a magazine holds: Linux's `enable_cpucache` batchcount (half its per-CPU
+/// limit, so a CPU's two magazines hold what its array did), but for objects over a page
+/// 2 where Linux takes 4: a refill then takes two objects of up to 128 KiB off the slabs,
+/// not four, which keeps heap efficiency on large requests (BENCHMARKS.md).
+fn magazine_cap(size: usize) -> usize {
     match size {
-        s if s > 128 * 1024 => (1, 1),
-        s if s > PAGE_SIZE as usize => (8, 2),
-        s if s > 1024 => (24, 12),
-        s if s > 256 => (54, 27),
-        _ => (AC_MAX, AC_MAX / 2),
+        s if s > 128 * 1024 => 1,
+        s if s > PAGE_SIZE as usize => 2,
+        s if s > 1024 => 12,
+        s if s > 256 => 27,
+        _ => MAG_MAX,
+    }
+}
+
+/// Magazines in a cache's depot: on one CPU none (the depot would only lengthen the
+/// CPU's own cache), and none for objects over a page, whose slabs are worth more
+/// back in the page allocator than parked.
+fn depot_magazines(stride: usize, nr_cpus: usize) -> usize {
+    if nr_cpus > 1 && stride <= PAGE_SIZE as usize {
+        8
+    } else {
+        0
     }
 }
 
@@ -715,7 +730,7 @@ fn free_limit<A: Arch>(
     ((1 + nr_cpus) * batch + num).max(zone_bytes / EMPTY_SLAB_SHARE / stride)
 }
 
-/// The share of their full size ([`array_limits`]) a cache's arrays get, in 1/256ths.
+/// The share of their full size ([`magazine_cap`]) a cache's magazines get, in 1/256ths.
 ///
 /// Full arrays suit a zone of tens of MiB and more; in a small one (x86's 16 MiB DMA
 /// zone, a firmware heap) the ~80 kmalloc caches' arrays would take over 1 % of the zone
@@ -725,10 +740,10 @@ fn free_limit<A: Arch>(
 pub(crate) struct ArrayScale(u16);
 
 impl ArrayScale {
-    /// Arrays as [`array_limits`] sizes them.
+    /// Magazines as [`magazine_cap`] sizes them.
     pub const FULL: ArrayScale = ArrayScale(256);
 
-    /// The floor: an eighth (15 objects of up to 256 bytes per CPU, refilled 7 at a time).
+    /// The floor: an eighth (magazines of 7 objects of up to 256 bytes).
     /// Without it a zone of a few MiB (a 4 MiB heap, two CPUs: the per-CPU slots alone
     /// exceed its budget) got arrays of one object, and every allocation and free took the
     /// node lock: the firmware bench's batch rows ran at 2.5–3.5× the ticks of full arrays.
@@ -758,33 +773,22 @@ impl ArrayScale {
     }
 }
 
-/// A cache's arrays: per-CPU limit and batch, shared entries, and the bytes of all of
-/// them with the per-CPU slots.
+/// A cache's arrays: the magazine size, the depot's magazines, and the bytes of the
+/// per-CPU slots, every magazine and the depot's array of magazine pointers.
 struct ArrayPlan {
-    limit: usize,
-    batch: usize,
-    shared: usize,
+    cap: usize,
+    depot: usize,
     bytes: usize,
 }
 
 impl ArrayPlan {
     fn new<A: Arch>(stride: usize, nr_cpus: usize, scale: ArrayScale) -> ArrayPlan {
-        let (limit, batch) = array_limits(stride);
-        let (limit, batch) = (scale.of(limit), scale.of(batch));
-        let shared = if nr_cpus > 1 && stride <= PAGE_SIZE as usize {
-            8 * batch
-        } else {
-            0
-        };
-        let bytes = PerCpu::<A, ArrayCache>::bytes_needed(nr_cpus)
-            + nr_cpus * ArrayCache::entry_bytes(limit)
-            + ArrayCache::entry_bytes(shared);
-        ArrayPlan {
-            limit,
-            batch,
-            shared,
-            bytes,
-        }
+        let cap = scale.of(magazine_cap(stride));
+        let depot = depot_magazines(stride, nr_cpus);
+        let bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus)
+            + (2 * nr_cpus + depot) * CpuMagazines::magazine_bytes(cap)
+            + (depot * size_of::<usize>()).next_multiple_of(64);
+        ArrayPlan { cap, depot, bytes }
     }
 }
 
@@ -880,7 +884,7 @@ impl<A: Arch> SlabCache<A> {
         Ok((geo, align))
     }
 
-    /// Bytes of array memory (per-CPU slots, their entries, the shared array) a cache as
+    /// Bytes of array memory (per-CPU slots, magazines, the depot's array) a cache as
     /// `spec` describes needs on `nr_cpus` CPUs: what [`SlabCache::new`] carves from the
     /// memory it is given, at `scale`. A multiple of 64.
     pub(crate) fn array_bytes(
@@ -936,18 +940,26 @@ impl<A: Arch> SlabCache<A> {
                 (A::phys_to_virt(pa) as *mut u8, Some((pa, order)))
             }
         };
-        let cpu_bytes = PerCpu::<A, ArrayCache>::bytes_needed(nr_cpus);
-        let entries = ArrayCache::entry_bytes(plan.limit);
+        let cpu_bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus);
+        let mag_bytes = CpuMagazines::magazine_bytes(plan.cap);
+        let nr_mags = 2 * nr_cpus + plan.depot;
         // SAFETY: `mem` is 64-aligned (≥ the slot alignment) and holds plan.bytes: the
-        // per-CPU slots, then each CPU's entries, then the shared entries, used by this
-        // cache alone (the caller's promise, or a fresh block).
-        let (cpu, shared) = unsafe {
-            let at = |i: usize| mem.add(cpu_bytes + i * entries).cast::<usize>();
+        // per-CPU slots, then the magazines, two per CPU and the depot's, then the depot's
+        // array of pointers, used by this cache alone (the caller's promise, or a fresh
+        // block). Each magazine is `cap` words of its own.
+        let (cpu, depot) = unsafe {
+            let mag = |i: usize| mem.add(cpu_bytes + i * mag_bytes).cast::<usize>();
+            let ptrs = mem
+                .add(cpu_bytes + nr_mags * mag_bytes)
+                .cast::<*mut usize>();
+            for d in 0..plan.depot {
+                ptrs.add(d).write(mag(2 * nr_cpus + d));
+            }
             (
                 PerCpu::init_at(mem, nr_cpus, |i| {
-                    ArrayCache::new(plan.limit, plan.batch, at(i))
+                    CpuMagazines::new(plan.cap, mag(2 * i), mag(2 * i + 1))
                 }),
-                SharedArray::new(at(nr_cpus), plan.shared),
+                Depot::new(ptrs, plan.depot, plan.cap),
             )
         };
         let key = ChainKey::new(hard.seed ^ mem as u64, hard.random_freelist);
@@ -965,10 +977,10 @@ impl<A: Arch> SlabCache<A> {
                 partial: SlabList::new(),
                 free: SlabList::new(),
                 free_objects: 0,
-                free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.batch),
+                free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
                 colour_next: 0,
-                shared,
             }),
+            depot: IrqMutex::new(depot),
             arrays: own,
             key,
             slow: AtomicBool::new(geo.slow()),
@@ -1130,27 +1142,31 @@ impl<A: Arch> SlabCache<A> {
     /// ```
     pub fn info(&self) -> SlabInfo {
         let mut cpu_cached = 0;
-        let (mut limit, mut batchcount) = (0, 0);
+        let mut cap = 0;
         for c in 0..self.cpu.len() {
-            let ac = self.cpu.cpu(c);
-            cpu_cached += ac.avail();
-            (limit, batchcount) = (ac.limit(), ac.batchcount());
+            let m = self.cpu.cpu(c);
+            cpu_cached += m.cached();
+            cap = m.cap();
         }
+        let (depot_full, depot_empty) = {
+            let d = self.depot.lock();
+            (d.full(), d.empty())
+        };
         let node = self.node.lock();
         let slabs = node.full.len() + node.partial.len() + node.free.len();
         let total = slabs * self.geo().layout.num;
-        let shared = node.shared.avail();
         SlabInfo {
             name: self.name,
-            active_objs: total - node.free_objects - cpu_cached - shared,
+            active_objs: total - node.free_objects - cpu_cached - depot_full * cap,
             num_objs: total,
             objsize: self.geo().layout.stride,
             objperslab: self.geo().layout.num,
             pagesperslab: 1 << self.geo().layout.order,
-            limit,
-            batchcount,
+            limit: 2 * cap,
+            magazine: cap,
             cpu_cached,
-            shared_avail: shared,
+            depot_full,
+            depot_empty,
             active_slabs: node.full.len() + node.partial.len(),
             num_slabs: slabs,
             waste_permille: self.geo().layout.waste_permille(),
@@ -1186,14 +1202,16 @@ pub struct SlabInfo {
     pub objperslab: usize,
     /// Pages in one slab (a power of two).
     pub pagesperslab: usize,
-    /// Most objects a per-CPU array holds.
+    /// Most objects a CPU holds: its two magazines.
     pub limit: usize,
-    /// Objects a per-CPU array takes from, or gives back to, the slabs at a time.
-    pub batchcount: usize,
-    /// Free objects held in per-CPU arrays, all CPUs.
+    /// Objects a magazine holds.
+    pub magazine: usize,
+    /// Free objects held in CPUs' magazines, all CPUs.
     pub cpu_cached: usize,
-    /// Free objects in the shared array.
-    pub shared_avail: usize,
+    /// Full magazines in the depot.
+    pub depot_full: usize,
+    /// Empty magazines in the depot.
+    pub depot_empty: usize,
     /// Slabs with at least one object handed out (full or partial).
     pub active_slabs: usize,
     /// All slabs: full, partial and empty ones kept.
@@ -1214,14 +1232,14 @@ impl SlabInfo {
     /// kmem.slabinfo(|i| println!("{i}"));
     /// assert!(SlabInfo::HEADER.starts_with("# name"));
     /// ```
-    pub const HEADER: &'static str = "# name               <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> : cpu <cached> <shared> : slabdata <active_slabs> <num_slabs> : waste";
+    pub const HEADER: &'static str = "# name               <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <magazine> : cpu <cached> : depot <full> <empty> : slabdata <active_slabs> <num_slabs> : waste";
 }
 
 impl fmt::Display for SlabInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<20} {:>8} {:>8} {:>7} {:>5} {:>3} : tunables {:>3} {:>3} : cpu {:>5} {:>4} : slabdata {:>6} {:>6} : {:>2}.{}%",
+            "{:<20} {:>8} {:>8} {:>7} {:>5} {:>3} : tunables {:>3} {:>3} : cpu {:>5} : depot {:>3} {:>3} : slabdata {:>6} {:>6} : {:>2}.{}%",
             self.name,
             self.active_objs,
             self.num_objs,
@@ -1229,9 +1247,10 @@ impl fmt::Display for SlabInfo {
             self.objperslab,
             self.pagesperslab,
             self.limit,
-            self.batchcount,
+            self.magazine,
             self.cpu_cached,
-            self.shared_avail,
+            self.depot_full,
+            self.depot_empty,
             self.active_slabs,
             self.num_slabs,
             self.waste_permille / 10,

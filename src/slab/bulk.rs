@@ -1,0 +1,127 @@
+//! Bulk allocation and free of a [`SlabCache`] (SLUB's `kmem_cache_alloc_bulk` and
+//! `kmem_cache_free_bulk`): one entry into the CPU's magazines for a whole batch, whole
+//! magazines from the depot, and the rest straight off the slabs in runs — not one trip
+//! through the fast path per object.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::{Backing, SlabCache, SlabError};
+use crate::arch::Arch;
+use crate::gfp::Gfp;
+use crate::mm::frame::PageFrame;
+
+impl<A: Arch> SlabCache<A> {
+    /// Fills `out` with objects, all or nothing: on failure every object taken is given
+    /// back and `out` holds nothing of ours.
+    pub(crate) fn alloc_bulk(
+        &self,
+        k: &impl Backing<A>,
+        gfp: Gfp,
+        out: &mut [*mut u8],
+    ) -> Result<(), SlabError> {
+        if self.slow() || k.failslab_armed() {
+            return self.alloc_each(k, gfp, out);
+        }
+        let tag = self.tag();
+        let mut got = 0;
+        let taken = {
+            let mut m = self.cpu.local();
+            loop {
+                while got < out.len() {
+                    let Some(obj) = m.pop() else { break };
+                    self.mark_active(obj, tag);
+                    out[got] = obj as *mut u8;
+                    got += 1;
+                }
+                if got == out.len() {
+                    break Ok(());
+                }
+                if m.swap_for_alloc() || m.trade_empty(&mut self.depot.lock()) {
+                    continue;
+                }
+                // What the magazines lack comes straight off the slabs, not through them.
+                let mut node = self.node.lock();
+                let want = out.len() - got;
+                let r = self.take_from_slabs(k, &mut node, want, gfp, |obj| {
+                    self.mark_active(obj, tag);
+                    out[got] = obj as *mut u8;
+                    got += 1;
+                });
+                if let Err(e) = r {
+                    break Err(e);
+                }
+            }
+        };
+        if let Err(e) = taken {
+            for &obj in &out[..got] {
+                let obj = obj as usize;
+                self.state_word(obj, tag)
+                    .store(self.array_word(obj), Relaxed);
+                self.push_freed(k, obj);
+            }
+            return Err(e);
+        }
+        if gfp.contains(Gfp::ZERO) {
+            for &obj in out.iter() {
+                // SAFETY: the object is ours now and `object_size` bytes long.
+                unsafe { core::ptr::write_bytes(obj, 0, self.object_size) };
+            }
+        }
+        Ok(())
+    }
+
+    /// [`SlabCache::alloc_bulk`] for caches whose objects take the checked path.
+    fn alloc_each(
+        &self,
+        k: &impl Backing<A>,
+        gfp: Gfp,
+        out: &mut [*mut u8],
+    ) -> Result<(), SlabError> {
+        for i in 0..out.len() {
+            match self.alloc(k, gfp) {
+                Ok(p) => out[i] = p.as_ptr(),
+                Err(e) => {
+                    for &obj in &out[..i] {
+                        let frame = k
+                            .pages()
+                            .frame(A::virt_to_phys(obj as usize))
+                            .expect("an object lies in a slab");
+                        self.free(k, frame, obj as usize)
+                            .expect("an object just allocated is live");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the leading objects of `objs` that are live objects of this cache on its
+    /// fast path (as [`SlabCache::free_fast`] checks them), under one entry into this
+    /// CPU's magazines, and stops at the first that is not (null, another cache's, not
+    /// live, or a cache whose frees take the checked path): the caller frees that one
+    /// the checked way. `frame_of` finds an address's page descriptor. Returns how many
+    /// it freed.
+    pub(crate) fn free_run<'k>(
+        &self,
+        k: &impl Backing<A>,
+        objs: &[*mut u8],
+        frame_of: impl Fn(usize) -> Option<&'k PageFrame>,
+    ) -> usize {
+        let me = self as *const Self as usize;
+        let mut m = self.cpu.local();
+        for (n, &obj) in objs.iter().enumerate() {
+            let obj = obj as usize;
+            let live = frame_of(obj)
+                .filter(|f| f.owner() == me)
+                .and_then(|f| self.live_fast(f, obj));
+            let Some(live) = live else { return n };
+            live.claim();
+            if !m.try_push(obj) {
+                self.make_room(k, &mut m);
+                m.try_push(obj);
+            }
+        }
+        objs.len()
+    }
+}
