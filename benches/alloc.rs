@@ -52,6 +52,23 @@ trait Heap: Sync {
             n
         }
     }
+    /// Fills `out` with blocks of layout `l` and frees them all: the peer's bulk calls
+    /// where it has them, else one call per block. Returns false when it ran out.
+    ///
+    /// # Safety
+    /// `l` has a non-zero size.
+    unsafe fn bulk(&self, l: Layout, out: &mut [*mut u8]) -> bool {
+        for p in out.iter_mut() {
+            // SAFETY: the caller's contract.
+            *p = unsafe { self.alloc(l) };
+        }
+        let ok = out.iter().all(|p| !p.is_null());
+        for &p in out.iter().filter(|p| !p.is_null()) {
+            // SAFETY: allocated above with l.
+            unsafe { self.dealloc(p, l) };
+        }
+        ok
+    }
 }
 
 fn region_pages(bytes: usize) -> (Region, PageAllocator<HostArch>) {
@@ -98,6 +115,13 @@ impl Heap for KmemHeap {
         // Through GlobalAlloc, which knows the old layout (as talc's realloc does).
         // SAFETY: the caller's contract is GlobalAlloc::realloc's.
         unsafe { GlobalAlloc::realloc(&*self.kmem, p, l, new) }
+    }
+    unsafe fn bulk(&self, l: Layout, out: &mut [*mut u8]) -> bool {
+        if self.kmem.kmalloc_bulk(l.size(), Gfp::KERNEL, out).is_err() {
+            return false;
+        }
+        // SAFETY: every block came from kmalloc_bulk above and is not used again.
+        unsafe { self.kmem.kfree_bulk(out) }.is_ok()
     }
 }
 
@@ -557,6 +581,19 @@ fn batch_random<H: Heap>(h: &H, n: usize, seed: u64) -> f64 {
     (alloc_ns + t.elapsed().as_nanos() as f64) / n as f64
 }
 
+/// `rounds` times: `batch` blocks of `size` bytes allocated and freed together, through
+/// the peer's bulk calls where it has them; ns per block (alloc + free).
+fn bulk<H: Heap>(h: &H, size: usize, batch: usize, rounds: usize) -> f64 {
+    let l = layout(size);
+    let mut out = vec![std::ptr::null_mut(); batch];
+    let t = Instant::now();
+    for _ in 0..rounds {
+        // SAFETY: a non-zero size.
+        assert!(unsafe { h.bulk(l, black_box(&mut out)) }, "bulk run out");
+    }
+    ns_per(t, rounds * batch)
+}
+
 /// talc's "random actions": alloc / free / realloc at random, 300 to 1000 live blocks,
 /// sizes uniform in 1..=max. ns per action.
 fn random_actions<H: Heap>(h: &H, max: usize, actions: usize) -> f64 {
@@ -730,6 +767,7 @@ trait HeapDyn: Sync {
     fn efficiency(&self, arena: usize, max: usize) -> f64;
     fn independent(&self, threads: usize, rounds: usize) -> f64;
     fn producer_consumer(&self, n: usize) -> f64;
+    fn bulk(&self, size: usize, batch: usize, rounds: usize) -> f64;
 }
 
 impl<H: Heap> HeapDyn for H {
@@ -753,6 +791,9 @@ impl<H: Heap> HeapDyn for H {
     }
     fn producer_consumer(&self, n: usize) -> f64 {
         producer_consumer(self, n)
+    }
+    fn bulk(&self, size: usize, batch: usize, rounds: usize) -> f64 {
+        bulk(self, size, batch, rounds)
     }
 }
 
@@ -852,6 +893,17 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             measured: format!("kmem / mimalloc time: {}", list(&hot_mi, "x")),
             reference: None,
             met: hot_mi.iter().all(|(_, x)| *x <= 1.0),
+        });
+    }
+    let bulk: Vec<(String, f64)> = group("bulk")
+        .filter_map(|r| Some((r.name.trim_start_matches("bulk ").to_string(), r.kmem()?)))
+        .collect();
+    if !bulk.is_empty() {
+        out.push(Target {
+            target: "bulk 64 B <= 5 ns per object (alloc + free)",
+            measured: format!("kmem ns per object: {}", list(&bulk, "")),
+            reference: None,
+            met: bulk.iter().all(|(_, x)| *x <= 5.0),
         });
     }
     // "kmem at least `min` times talc's speed" over the rows of `g`, with mimalloc's own
@@ -1044,7 +1096,7 @@ fn main() {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1).cloned());
-    // `--only hot,batch,random,eff,threads,page` runs those groups.
+    // `--only hot,batch,bulk,random,eff,threads,page` runs those groups.
     let only: Option<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -1112,6 +1164,21 @@ fn main() {
                 Row {
                     group: "batch",
                     name: format!("batch 10k x 64 B {name}"),
+                    unit: "ns",
+                    vals,
+                },
+                &mut rows,
+            );
+        }
+    }
+    if want("bulk") {
+        for batch in [16, 64, 256] {
+            let rounds = cfg.n(2_000_000 / batch);
+            let vals = all_peers(&mut |h| h.bulk(64, batch, rounds));
+            emit(
+                Row {
+                    group: "bulk",
+                    name: format!("bulk {batch} x 64 B"),
                     unit: "ns",
                     vals,
                 },

@@ -8,7 +8,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::{Backing, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
-use crate::mm::frame::PageFrame;
+use crate::mm::frame::{PAGE_SHIFT, PageFrame};
 
 impl<A: Arch> SlabCache<A> {
     /// Fills `out` with objects, all or nothing: on failure every object taken is given
@@ -110,11 +110,17 @@ impl<A: Arch> SlabCache<A> {
     ) -> usize {
         let me = self as *const Self as usize;
         let mut m = self.cpu.local();
+        // Objects freed together mostly share pages: the last page's descriptor is kept.
+        let mut last: Option<(usize, &PageFrame)> = None;
         for (n, &obj) in objs.iter().enumerate() {
             let obj = obj as usize;
-            let live = frame_of(obj)
-                .filter(|f| f.owner() == me)
-                .and_then(|f| self.live_fast(f, obj));
+            let page = obj >> PAGE_SHIFT;
+            let frame = match last {
+                Some((p, f)) if p == page => Some(f),
+                _ => frame_of(obj).filter(|f| f.owner() == me),
+            };
+            last = frame.map(|f| (page, f));
+            let live = frame.and_then(|f| self.live_fast(f, obj));
             let Some(live) = live else { return n };
             live.claim();
             if !m.try_push(obj) {
