@@ -36,7 +36,7 @@ commands:
   failslab <n> [cache]     make every nth slab allocation (of one cache) fail; 0 stops
                            (n up to 4294967295)
   options                  the allocator options in force (from the command line)
-  reap                     drain idle per-CPU arrays, release empty slabs
+  reap                     drain idle magazines, release empty slabs
   shrink                   drain every array and release every empty slab
   pages <order>            allocate 2^order pages (order 0-10), print the address
   free <addr> <order>      free a block allocated with `pages`

@@ -138,7 +138,7 @@ pub fn per_cpu_caches_on_every_core() -> R {
             .info();
         ensure(
             info.cpu_cached >= smp::online(),
-            "per-CPU arrays were not used on every core",
+            "CPU magazines were not used on every core",
         )
     })
 }
@@ -210,7 +210,7 @@ pub fn kfree_errors() -> R {
         kf(p)?;
         ensure(
             matches!(k.kfree_any(p), Err(SlabError::DoubleFree { .. })),
-            "double free (object in the per-CPU array) not refused",
+            "double free (object in the CPU's magazine) not refused",
         )?;
         k.shrink_all();
         ensure(
@@ -353,7 +353,7 @@ pub fn reap_and_shrink() -> R {
 /// address.
 static DEBUG_CACHE: AtomicUsize = AtomicUsize::new(0);
 
-/// On this core, with the object in this core's per-CPU array where the fault involves
+/// On this core, with the object in this core's magazine where the fault involves
 /// one: a write past the end (red zone, reported at free), a write after free (poison,
 /// reported when the same object comes back from the array), and a double free of an
 /// object the array holds (refused).
@@ -379,7 +379,7 @@ fn faults_on_this_cpu(cpu: usize) -> R {
     let again = alloc()?;
     ensure(
         again == q,
-        "the per-CPU array did not hand back its last free",
+        "the CPU's magazine did not hand back its last free",
     )?;
     ensure(
         matches!(kmem().kfree_any(again), Ok(())),

@@ -24,8 +24,8 @@ pub struct MemInfo {
     pub pages: PageInfo,
     /// Pages in slabs of every cache.
     pub slab_pages: usize,
-    /// Pages holding caches' per-CPU and shared arrays (for the kmalloc caches: with the
-    /// caches themselves).
+    /// Pages holding caches' arrays — per-CPU slots and magazines (for the kmalloc
+    /// caches: with the caches themselves).
     pub array_pages: usize,
 }
 
@@ -80,7 +80,7 @@ impl fmt::Display for MemInfo {
         let pcp: u64 = self.pages.zones.iter().map(|z| z.pcp_pages).sum();
         writeln!(
             f,
-            "slab: {} pages ({} KiB) in slabs, {} pages of per-CPU arrays; {} pages in per-CPU page lists",
+            "slab: {} pages ({} KiB) in slabs, {} pages of magazines; {} pages in per-CPU page lists",
             self.slab_pages,
             self.slab_pages * 4,
             self.array_pages,

@@ -428,8 +428,8 @@ impl<A: Arch> Kmem<A> {
     }
 
     /// [`PageAllocator::alloc_pages`], but when that finds no block, the caches first
-    /// give back what they hold free: the objects in their per-CPU arrays (every CPU's)
-    /// and shared arrays, and the empty slabs they keep (up to a share of their zone,
+    /// give back what they hold free: the objects in their magazines (every CPU's) and
+    /// depots, and the empty slabs they keep (up to a share of their zone,
     /// see `slab::free_limit`); then the allocation is tried once more. Only locks that
     /// are free are taken for that, so a cache or array in use is skipped. Slab growth,
     /// large kmalloc blocks and the arrays of caches `cache_create` makes come through

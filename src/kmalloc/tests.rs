@@ -145,7 +145,7 @@ fn kzalloc_zeroes_reused_objects() {
     unsafe { p.write_bytes(0xFF, 200) };
     h.kmem.kfree_any(p).unwrap();
     let q = h.kmem.kzalloc(200, Gfp::KERNEL).unwrap().as_ptr();
-    assert_eq!(p, q, "the per-CPU array hands back the hot object");
+    assert_eq!(p, q, "the CPU's magazine hands back the hot object");
     // SAFETY: as above.
     assert!(
         unsafe { std::slice::from_raw_parts(q, 200) }
@@ -523,7 +523,7 @@ fn reap_drains_idle_shared_and_remote_arrays() {
 }
 
 /// `cache_create` takes its arrays' block through the same reclaim as slabs: with every
-/// free page taken and the memory it needs parked in a per-CPU array, it still succeeds.
+/// free page taken and the memory it needs parked in a CPU's magazine, it still succeeds.
 #[test]
 fn cache_create_takes_back_objects_parked_in_arrays() {
     let h = heap(16, 1);
@@ -575,7 +575,7 @@ fn burst_of_64_byte_objects(h: &Heap) -> (u64, u64) {
 /// Pages of the 64 B cache's slabs that hold objects parked in its arrays (which reclaim
 /// drains too, unless their locks are busy; these tests allow for them staying): LIFO
 /// frees park runs of neighbours, so the objects' count in slabs of 64, plus one slab at
-/// each end of the two runs (per-CPU and shared array).
+/// each end of the runs (the CPU's magazines and the depot's).
 fn parked_64_byte_slabs(h: &Heap) -> u64 {
     let info = h.kmem.kmalloc_cache_for(64, 8, Gfp::KERNEL).unwrap().info();
     ((info.cpu_cached + info.depot_full * info.magazine).div_ceil(64) + 4) as u64

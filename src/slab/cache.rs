@@ -5,15 +5,16 @@
 //!
 //! Per-object state. Every object is in one of three states: free on its slab's chain,
 //! free in a magazine (a CPU's or the depot's), or handed out; a free is refused unless the
-//! object is handed out, so double frees are caught even while an array holds the
+//! object is handed out, so double frees are caught even while a magazine holds the
 //! object. The state is in the object's *state word* (see `header`): a chain link while
-//! on the chain, `address ^ secret` while in an array, and while handed out:
+//! on the chain, `address ^ secret` (the *array word*) while in a magazine, and while
+//! handed out:
 //!
 //! - **tagged caches** (no constructor or destructor, no debugging or init-on-alloc/free:
 //!   all kmalloc caches by default): the word is the object's first word, which the user
 //!   owns while the object is handed out; allocation writes 0 there. The fast paths touch
 //!   only the object, which the user touches anyway, and no management line. A free that
-//!   finds the array word looks for the object in every array (holding them all, so
+//!   finds the array word looks for the object in every magazine (holding them all, so
 //!   nothing moves meanwhile), and one that finds a chain link of the object walks its
 //!   slab's chain, before calling it a double free: a user who stored either exact value
 //!   gets no false report, just a slow free.
@@ -22,7 +23,7 @@
 //!   code's), and says ACTIVE while handed out.
 //!
 //! What tagging gives up: a use-after-free write into the first word of a free object
-//! either hides a later double free of it (in an array) or cuts its slab's chain (on the
+//! either hides a later double free of it (in a magazine) or cuts its slab's chain (on the
 //! chain: reported and quarantined when the chain reaches it), as SLUB's free pointer
 //! does; the debug options, which turn tagging off, catch both.
 
@@ -159,13 +160,13 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// The slab of an object known to be one of this cache's object starts (it came from
-    /// an array): no checks, as the arrays only ever hold object starts.
+    /// a magazine): no checks, as magazines only ever hold object starts.
     #[inline(always)]
     fn locate_array_object<'k>(&self, k: &'k impl Backing<A>, obj: usize) -> Slab<'k> {
         let t = k.pages().table();
         let (index, frame) = t
             .frame_of(A::virt_to_phys(obj))
-            .expect("an object in a cache array lies in a slab");
+            .expect("an object in a magazine lies in a slab");
         let slab = self.slab_of(t, index, frame, obj);
         debug_assert_eq!(
             self.locate(k, frame, obj).ok(),
@@ -181,7 +182,7 @@ impl<A: Arch> SlabCache<A> {
         (((obj - slab.s_mem) as u64 * self.geo().recip) >> 32) as usize
     }
 
-    /// The word of a free object in an array.
+    /// The word of a free object in a magazine.
     #[inline(always)]
     pub(super) fn array_word(&self, obj: usize) -> usize {
         self.key.array_word(obj)
@@ -207,7 +208,7 @@ impl<A: Arch> SlabCache<A> {
         unsafe { AtomicUsize::from_ptr(at as *mut usize) }
     }
 
-    /// Allocates one object from this CPU's array, or returns `None` when the array is
+    /// Allocates one object from this CPU's loaded magazine, or returns `None` when it is
     /// empty or the cache needs more than the plain path (debugging, hardening, fault
     /// injection, zeroing): then [`SlabCache::alloc`] does the whole job.
     #[inline(always)]

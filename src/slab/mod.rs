@@ -1,4 +1,4 @@
-//! Slab caches: objects of one size carved from page blocks, with per-CPU object arrays
+//! Slab caches: objects of one size carved from page blocks, with per-CPU magazines
 //! in front — Linux's SLAB (seeds 001–003) without the seed's O(n) scans.
 //!
 //! This file owns the cache itself: its creation parameters, geometry, per-CPU and node
@@ -608,7 +608,7 @@ struct Node {
     full: SlabList,
     partial: SlabList,
     free: SlabList,
-    /// Objects free on slab chains (not in any array).
+    /// Objects free on slab chains (not in any magazine).
     free_objects: usize,
     /// Above this many free objects, a slab that becomes empty goes back to the pages.
     free_limit: usize,

@@ -100,7 +100,7 @@ fn damage_report_names_the_callers_free() {
             (None, line!() - 1)
         };
         poke(p, 10, 0x77);
-        // The per-CPU array hands the same object back first, and checks its poison.
+        // The CPU's magazine hands the same object back first, and checks its poison.
         let q = h.kmem.kmalloc(48, Gfp::KERNEL).unwrap().as_ptr();
         assert_eq!(p, q);
         let at = format!("by src/slab/tests.rs:{line}:");
@@ -153,7 +153,7 @@ fn write_after_free_is_caught_at_the_next_allocation() {
     assert_eq!(unsafe { p.read() }, POISON_FREE);
     assert_eq!(unsafe { p.add(95).read() }, POISON_END);
     poke(p, 10, 0x77);
-    // The per-CPU array hands the same object back first.
+    // The CPU's magazine hands the same object back first.
     let q = h.kmem.kmalloc(96, Gfp::KERNEL).unwrap().as_ptr();
     assert_eq!(p, q);
     assert!(logged(&[
@@ -578,7 +578,7 @@ fn init_on_alloc_and_init_on_free_leave_constructed_objects_alone() {
         assert!(stamped(p.as_ptr()), "allocated unconstructed");
         c.free_any(p).unwrap();
         let q = c.alloc(Gfp::KERNEL).unwrap();
-        assert_eq!(q, p, "the per-CPU array hands the object back");
+        assert_eq!(q, p, "the CPU's magazine hands the object back");
         assert!(stamped(q.as_ptr()), "freed into an unconstructed state");
         c.free_any(q).unwrap();
         assert!(c.shrink() > 0, "the destructor ran on the slab's objects");
