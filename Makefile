@@ -291,10 +291,10 @@ FUZZ_SECONDS ?= 60
 # The core's tests that Miri runs: the unsafe code of every layer, at sizes an
 # interpreter finishes in minutes (the models shrink themselves under cfg(miri)); about
 # 20 minutes in all on a 2-core machine.
-MIRI_TESTS ?= mm::memmap mm::pcp slab::array slab::layout percpu buddy_model \
+MIRI_TESTS ?= mm::memmap mm::pcp slab::magazine slab::layout percpu buddy_model \
 	bad_frees_are_refused kmalloc_and_cache_model bad_kfrees write_past_the_end \
 	write_after_free double_free_while corrupted_free_list object_tags_catch \
-	debug_flags_change
+	debug_flags_change kmalloc::tests::bulk::a_ kmalloc::tests::bulk::reservations
 
 ## check: Miri on the core's tests, AddressSanitizer on the host tests, and the fuzzer.
 check: miri asan fuzz

@@ -4,25 +4,33 @@
 //! on every core at once. The peers sit behind kmem's own lock type, `IrqMutex` (a spin
 //! lock taken with interrupts off, as any allocator usable from interrupt context must).
 //! Workloads: (a) hot alloc+free pairs, (b) a batch allocated then
-//! freed LIFO, FIFO and in random order, (e) one core against all cores, and producer/
-//! consumer pairs of cores, one allocating and handing each object through a ring to the
-//! other, which frees it (remote frees). Figures are
-//! counter ticks per operation (`cycles()`; the generic timer on aarch64, the TSC on
-//! x86_64) and each peer's ratio to kmem. As in the host benchmark, every figure comes
-//! from rounds — a warm-up round, then [`ROUNDS`] rounds in which each peer runs once, in
-//! turn — and the ratio is the median over rounds of (peer / kmem in the same round), so
-//! that a slow spell of the machine (a descheduled vCPU under emulation) falls on all peers
-//! alike. Nothing here is asserted: machines are noisy.
+//! freed LIFO, FIFO and in random order, (c) batches of 64 through the bulk calls (kmem's
+//! `kmalloc_bulk`/`kfree_bulk`; the peers, which have none, one call per object), (e) one
+//! core against all cores, and producer/consumer pairs of cores, one allocating and
+//! handing each object through a ring to the other, which frees it (remote frees).
+//!
+//! Every run is timed on the wall: the working cores meet at a barrier, and the run lasts
+//! from the first core's start to the last core's end (`cycles()`: the generic timer on
+//! aarch64, the TSC on x86_64, both one clock for all cores). A figure is wall ticks per
+//! operation per core, so a core that was descheduled or waited on a lock holder that
+//! was counts against its peer. As in the host benchmark, every figure comes from rounds
+//! — a warm-up round, then [`ROUNDS`] rounds in which each peer runs once, in turn — and
+//! the table prints each peer's best and median figure and, per peer, the median of its
+//! same-round ratios to kmem with their range: where best times and median ratio
+//! disagree, the range shows that the rounds did (under emulation a vCPU descheduled
+//! while it holds a spin lock stalls every core for a slice). Nothing here is asserted:
+//! machines are noisy.
 
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{
     AtomicU64, AtomicUsize,
-    Ordering::{Acquire, Relaxed, Release},
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
+use crate::bsp::device_driver::common::Deadline;
 use crate::println;
 use crate::unchecked::{KmemAny, PagesAny};
 use kmem::Arch;
@@ -42,6 +50,19 @@ trait Peer: Sync {
     /// # Safety
     /// `p` came from `alloc(l)` of this peer and is freed once.
     unsafe fn free(&self, p: *mut u8, l: Layout);
+    /// Fills `out` with blocks of `l`, then frees them all: through bulk calls where the
+    /// peer has them, else one call per block. False when an allocation failed.
+    fn bulk(&self, l: Layout, out: &mut [*mut u8]) -> bool {
+        for p in out.iter_mut() {
+            *p = self.alloc(l);
+        }
+        let ok = out.iter().all(|p| !p.is_null());
+        for &p in out.iter().filter(|p| !p.is_null()) {
+            // SAFETY: allocated just above with l, freed once.
+            unsafe { self.free(p, l) };
+        }
+        ok
+    }
 }
 
 impl Peer for Kmem<Cpu> {
@@ -51,6 +72,13 @@ impl Peer for Kmem<Cpu> {
     }
     unsafe fn free(&self, p: *mut u8, _: Layout) {
         let _ = self.kfree_any(p);
+    }
+    fn bulk(&self, l: Layout, out: &mut [*mut u8]) -> bool {
+        if self.kmalloc_bulk(l.size(), Gfp::KERNEL, out).is_err() {
+            return false;
+        }
+        // SAFETY: every block came from kmalloc_bulk just above and is freed once.
+        unsafe { self.kfree_bulk(out) }.is_ok()
     }
 }
 
@@ -94,14 +122,23 @@ unsafe impl Send for PeerPtr {}
 static WORK: AtomicUsize = AtomicUsize::new(0);
 static SIZE: AtomicUsize = AtomicUsize::new(64);
 static SOLO: AtomicUsize = AtomicUsize::new(0);
-static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Each core's start and end of its timed part, and its operations.
+static START: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static END: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static OPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Cores at the starting barrier of the current run.
+static ARRIVED: AtomicUsize = AtomicUsize::new(0);
 
 const HOT: usize = 0;
 const LIFO: usize = 1;
 const FIFO: usize = 2;
 const RANDOM: usize = 3;
 const HANDOFF: usize = 4;
+const BULK: usize = 5;
+/// Objects per bulk call.
+const BULK_BATCH: usize = 64;
+/// How long the working cores wait for each other at the start of a run.
+const BARRIER_TIMEOUT_US: u64 = 2_000_000;
 
 /// Timed rounds after the warm-up round.
 const ROUNDS: usize = 5;
@@ -168,8 +205,18 @@ fn handoff(peer: &dyn Peer, l: Layout, cpu: usize) -> Result<u64, &'static str> 
     Ok(HANDOFFS as u64)
 }
 
+/// Waits until every working core of this run has arrived (one core when `solo`).
+fn meet(solo: bool) -> Result<(), &'static str> {
+    let n = if solo { 1 } else { smp::online() };
+    ARRIVED.fetch_add(1, AcqRel);
+    Deadline::after_us(BARRIER_TIMEOUT_US)
+        .wait(|| ARRIVED.load(Acquire) >= n)
+        .map_err(|_| "the cores did not meet at the start of a bench run")
+}
+
 fn job(cpu: usize) -> Result<(), &'static str> {
-    if SOLO.load(Relaxed) != 0 && cpu != 0 {
+    let solo = SOLO.load(Relaxed) != 0;
+    if solo && cpu != 0 {
         return Ok(());
     }
     let p = PEER.lock().ok_or("no peer")?;
@@ -177,12 +224,26 @@ fn job(cpu: usize) -> Result<(), &'static str> {
     let peer = unsafe { &*p.0 };
     let l = Layout::from_size_align(SIZE.load(Relaxed), 8).map_err(|_| "layout")?;
     let work = WORK.load(Relaxed);
-    let (ticks, ops) = if work == HANDOFF {
-        let t = Cpu::cycles();
-        let freed = handoff(peer, l, cpu)?;
-        (Cpu::cycles() - t, freed)
+    let n = BATCH / smp::online();
+    let mut objs: Vec<usize> = Vec::with_capacity(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    if work == RANDOM {
+        let mut r = 0x2545_F491_4F6C_DD1Du64 ^ cpu as u64;
+        for i in (1..n).rev() {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            order.swap(i, r as usize % (i + 1));
+        }
+    } else if work == LIFO {
+        order.reverse();
+    }
+    let mut bulk = [core::ptr::null_mut(); BULK_BATCH];
+    meet(solo)?;
+    START[cpu].store(Cpu::cycles(), Relaxed);
+    let ops = if work == HANDOFF {
+        handoff(peer, l, cpu)?
     } else if work == HOT {
-        let t = Cpu::cycles();
         for _ in 0..HOT_PAIRS {
             let o = peer.alloc(l);
             if o.is_null() {
@@ -191,23 +252,15 @@ fn job(cpu: usize) -> Result<(), &'static str> {
             // SAFETY: just allocated with l.
             unsafe { peer.free(core::hint::black_box(o), l) };
         }
-        (Cpu::cycles() - t, 2 * HOT_PAIRS)
-    } else {
-        let n = BATCH / smp::online();
-        let mut objs: Vec<usize> = Vec::with_capacity(n);
-        let mut order: Vec<usize> = (0..n).collect();
-        if work == RANDOM {
-            let mut r = 0x2545_F491_4F6C_DD1Du64 ^ cpu as u64;
-            for i in (1..n).rev() {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
-                order.swap(i, r as usize % (i + 1));
+        2 * HOT_PAIRS
+    } else if work == BULK {
+        for _ in 0..n / BULK_BATCH {
+            if !peer.bulk(l, core::hint::black_box(&mut bulk)) {
+                return Err("allocation failed");
             }
-        } else if work == LIFO {
-            order.reverse();
         }
-        let t = Cpu::cycles();
+        2 * (n / BULK_BATCH * BULK_BATCH) as u64
+    } else {
         for _ in 0..n {
             let o = peer.alloc(l);
             if o.is_null() {
@@ -219,14 +272,16 @@ fn job(cpu: usize) -> Result<(), &'static str> {
             // SAFETY: each object was allocated with l and is freed once.
             unsafe { peer.free(objs[i] as *mut u8, l) };
         }
-        (Cpu::cycles() - t, 2 * n as u64)
+        2 * n as u64
     };
-    TICKS[cpu].store(ticks, Relaxed);
+    END[cpu].store(Cpu::cycles(), Relaxed);
     OPS[cpu].store(ops, Relaxed);
     Ok(())
 }
 
-/// Runs one workload on `peer`; returns (ticks per operation, operations per tick).
+/// Runs one workload on `peer`; returns (wall ticks per operation per working core, and
+/// operations per wall tick), the wall running from the first core's start to the last
+/// core's end.
 fn measure(
     peer: &dyn Peer,
     work: usize,
@@ -240,9 +295,11 @@ fn measure(
     SIZE.store(size, Relaxed);
     SOLO.store(usize::from(solo), Relaxed);
     for c in 0..MAX_CPUS {
-        TICKS[c].store(0, Relaxed);
+        START[c].store(u64::MAX, Relaxed);
+        END[c].store(0, Relaxed);
         OPS[c].store(0, Relaxed);
     }
+    ARRIVED.store(0, Relaxed);
     for r in &RINGS {
         r.head.store(0, Relaxed);
         r.tail.store(0, Relaxed);
@@ -251,14 +308,11 @@ fn measure(
     *PEER.lock() = None;
     r?;
     let ops: u64 = OPS.iter().map(|o| o.load(Relaxed)).sum();
-    let ticks: u64 = TICKS.iter().map(|t| t.load(Relaxed)).sum();
-    let wall = TICKS
-        .iter()
-        .map(|t| t.load(Relaxed))
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    Ok((ticks as f64 / ops.max(1) as f64, ops as f64 / wall as f64))
+    let start = START.iter().map(|t| t.load(Relaxed)).min().unwrap_or(0);
+    let end = END.iter().map(|t| t.load(Relaxed)).max().unwrap_or(0);
+    let wall = end.saturating_sub(start).max(1) as f64;
+    let cores = if solo { 1 } else { smp::online() } as f64;
+    Ok((wall * cores / ops.max(1) as f64, ops as f64 / wall))
 }
 
 fn median(mut v: [f64; ROUNDS]) -> f64 {
@@ -266,12 +320,39 @@ fn median(mut v: [f64; ROUNDS]) -> f64 {
     v[ROUNDS / 2]
 }
 
+/// What the rounds of one row showed, per peer: the best and median figure, and the
+/// median, lowest and highest of its same-round ratios to peer 0 (kmem).
+struct Rounds {
+    best: [f64; 3],
+    median: [f64; 3],
+    ratio: [f64; 3],
+    ratio_min: [f64; 3],
+    ratio_max: [f64; 3],
+}
+
+impl Rounds {
+    fn print(&self, label: &str) {
+        println!(
+            "{label:<22} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1}  {:>5.2}x ({:.2}-{:.2})  {:>5.2}x ({:.2}-{:.2})",
+            self.best[0],
+            self.median[0],
+            self.best[1],
+            self.median[1],
+            self.best[2],
+            self.median[2],
+            self.ratio[1],
+            self.ratio_min[1],
+            self.ratio_max[1],
+            self.ratio[2],
+            self.ratio_min[2],
+            self.ratio_max[2],
+        );
+    }
+}
+
 /// Runs `f(peer)` for the three peers in rounds, each round starting one peer further
-/// along; returns per peer the best figure and the median of its same-round ratios to
-/// peer 0 (kmem).
-fn rounds(
-    mut f: impl FnMut(usize) -> Result<f64, &'static str>,
-) -> Result<([f64; 3], [f64; 3]), &'static str> {
+/// along.
+fn rounds(mut f: impl FnMut(usize) -> Result<f64, &'static str>) -> Result<Rounds, &'static str> {
     for i in 0..3 {
         f(i)?;
     }
@@ -283,9 +364,17 @@ fn rounds(
             row[i] = f(i)?;
         }
     }
-    let best = core::array::from_fn(|i| t.iter().map(|row| row[i]).fold(f64::INFINITY, f64::min));
-    let ratio = core::array::from_fn(|i| median(t.map(|row| row[i] / row[0])));
-    Ok((best, ratio))
+    let col = |i: usize| t.map(|row| row[i]);
+    let ratios = |i: usize| t.map(|row| row[i] / row[0]);
+    let fold =
+        |v: [f64; ROUNDS], init: f64, pick: fn(f64, f64) -> f64| v.into_iter().fold(init, pick);
+    Ok(Rounds {
+        best: core::array::from_fn(|i| fold(col(i), f64::INFINITY, f64::min)),
+        median: core::array::from_fn(|i| median(col(i))),
+        ratio: core::array::from_fn(|i| median(ratios(i))),
+        ratio_min: core::array::from_fn(|i| fold(ratios(i), f64::INFINITY, f64::min)),
+        ratio_max: core::array::from_fn(|i| fold(ratios(i), 0.0, f64::max)),
+    })
 }
 
 /// An arena of 2^MAX_ORDER pages from the page allocator (given back on drop).
@@ -339,14 +428,14 @@ pub fn run() -> Result<(), &'static str> {
     }));
     let peers: [&dyn Peer; 3] = [&kmem, &talc, &ll];
     println!(
-        "bench: {} cpus, arenas of {} KiB each; ticks per operation at {} MHz, best of {ROUNDS} rounds (lower is better); ratios: median of same-round ratios",
+        "bench: {} cpus, arenas of {} KiB each; wall ticks per operation per core at {} MHz, best and median of {ROUNDS} rounds (lower is better); ratios: median of same-round ratios (lowest-highest)",
         smp::online(),
         a.bytes() / 1024,
         Cpu::cycles_per_second() / 1_000_000
     );
     println!(
-        "{:<22} {:>8} {:>8} {:>8} {:>10} {:>10}",
-        "workload", "kmem", "talc", "llalloc", "talc/kmem", "ll/kmem"
+        "{:<22} {:>15} {:>15} {:>15}  {:>17}  {:>17}",
+        "workload", "kmem best/med", "talc best/med", "llalloc", "talc/kmem", "ll/kmem"
     );
     let mut rows: Vec<(&str, usize, usize)> = [8, 64, 257, 1000, 4096]
         .into_iter()
@@ -356,21 +445,20 @@ pub fn run() -> Result<(), &'static str> {
         ("(b) batch LIFO 64 B", LIFO, 64),
         ("(b) batch FIFO 64 B", FIFO, 64),
         ("(b) batch random 64 B", RANDOM, 64),
+        ("(c) bulk 64 x 64 B", BULK, 64),
     ]);
     for (name, work, size) in rows {
-        let (t, ratio) = rounds(|i| Ok(measure(peers[i], work, size, false)?.0))?;
+        let r = rounds(|i| Ok(measure(peers[i], work, size, false)?.0))?;
         let label = if work == HOT {
             alloc::format!("{name} {size} B")
         } else {
             alloc::string::String::from(name)
         };
-        println!(
-            "{label:<22} {:>8.1} {:>8.1} {:>8.1} {:>9.2}x {:>9.2}x",
-            t[0], t[1], t[2], ratio[1], ratio[2]
-        );
+        r.print(&label);
     }
     // (e): throughput of every core together against one core, per peer, as the median
-    // of the rounds' own figures.
+    // of the rounds' own figures, with their range. Wall-timed, so it cannot exceed the
+    // cores the host really gives the guest.
     // scale[round][peer]
     let mut scale = [[0f64; 3]; ROUNDS];
     for (r, row) in scale.iter_mut().enumerate() {
@@ -381,21 +469,30 @@ pub fn run() -> Result<(), &'static str> {
             row[i] = all / one;
         }
     }
-    let scale: [f64; 3] = core::array::from_fn(|i| median(scale.map(|row| row[i])));
+    let range = |i: usize| {
+        let v = scale.map(|row| row[i]);
+        let lo = v.into_iter().fold(f64::INFINITY, f64::min);
+        let hi = v.into_iter().fold(0.0, f64::max);
+        (median(v), lo, hi)
+    };
+    let [k, t, l] = [range(0), range(1), range(2)];
     println!(
-        "(e) {} cpus / 1 cpu, hot 64 B throughput: kmem {:.2}x, talc {:.2}x, llalloc {:.2}x",
+        "(e) {} cpus / 1 cpu, hot 64 B throughput (median, lowest-highest): kmem {:.2}x ({:.2}-{:.2}), talc {:.2}x ({:.2}-{:.2}), llalloc {:.2}x ({:.2}-{:.2})",
         smp::online(),
-        scale[0],
-        scale[1],
-        scale[2]
+        k.0,
+        k.1,
+        k.2,
+        t.0,
+        t.1,
+        t.2,
+        l.0,
+        l.1,
+        l.2
     );
     // (e), remote frees: wall ticks per object handed over (all pairs together).
     if smp::online() >= 2 {
-        let (t, ratio) = rounds(|i| Ok(1.0 / measure(peers[i], HANDOFF, 64, false)?.1))?;
-        println!(
-            "{:<22} {:>8.1} {:>8.1} {:>8.1} {:>9.2}x {:>9.2}x",
-            "(e) producer/consumer", t[0], t[1], t[2], ratio[1], ratio[2]
-        );
+        let r = rounds(|i| Ok(1.0 / measure(peers[i], HANDOFF, 64, false)?.1))?;
+        r.print("(e) producer/consumer");
     }
     // The peers drop before the arenas they live in (declared first, dropped last).
     Ok(())
