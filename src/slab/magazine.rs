@@ -15,9 +15,11 @@
 //! the rest. A full magazine in the depot is always completely full, so an exchange knows
 //! its count without reading it.
 
-/// Most objects a magazine holds (half of Linux SLAB's per-CPU limit for small objects:
-/// a CPU holds two).
-pub const MAG_MAX: usize = 60;
+/// Most objects a magazine holds: about half of Linux SLAB's per-CPU limit for small
+/// objects (a CPU holds two), and exactly seven cache lines, so that a small cache's
+/// arrays — slots, two magazines per CPU and the depot's — fit the two pages its arrays
+/// took before magazines (on four CPUs; 60 objects, a line more each, took four).
+pub const MAG_MAX: usize = 56;
 
 /// One CPU's two magazines of one cache. Its CPU slot (`PerCpu`) is a cache line aligned
 /// to a line, which holds the slot's entry flags beside this: one line per fast path.
