@@ -35,6 +35,10 @@ pub const TESTS: &[Test] = &[
         slab_tests::per_cpu_caches_on_every_core,
     ),
     ("kfree_on_another_cpu", slab_tests::free_on_another_cpu),
+    (
+        "bulk_and_reservations_on_every_core",
+        slab_tests::bulk_and_reservations_on_every_core,
+    ),
     ("kmalloc_dma_flags", slab_tests::dma_flags),
     ("kmalloc_large_blocks", slab_tests::large_blocks),
     ("kfree_errors", slab_tests::kfree_errors),

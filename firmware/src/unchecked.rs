@@ -22,6 +22,8 @@ pub trait KmemAny {
     fn ksize_any(&self, ptr: *mut u8) -> Result<usize, SlabError>;
     /// [`Kmem::krealloc`].
     fn krealloc_any(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError>;
+    /// [`Kmem::kfree_bulk`].
+    fn kfree_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError>;
 }
 
 impl<A: Arch> KmemAny for Kmem<A> {
@@ -40,6 +42,11 @@ impl<A: Arch> KmemAny for Kmem<A> {
     fn krealloc_any(&self, ptr: *mut u8, size: usize, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
         // SAFETY: see the module doc.
         unsafe { self.krealloc(ptr, size, gfp) }
+    }
+
+    fn kfree_bulk_any(&self, objs: &[*mut u8]) -> Result<(), SlabError> {
+        // SAFETY: see the module doc.
+        unsafe { self.kfree_bulk(objs) }
     }
 }
 
