@@ -154,7 +154,7 @@ pub fn describe(
         boot_data: dtb,
     };
     vet_devices(fdt, &layout, devices, &mut notes)?;
-    devices.psci = dt::psci(fdt)?;
+    devices.psci = dt::psci(fdt, &psci::METHODS)?;
     let dma_limit = dt::dma_limit(fdt)?;
     Ok(BootInfo {
         model: dt::model(fdt),
