@@ -232,6 +232,9 @@ pub enum StartError {
     UnsupportedMpidr(u64),
     /// The local APIC did not send the INIT or STARTUP IPI (this error code).
     Ipi(i64),
+    /// SBI HSM `hart_start` failed with this error (-3 INVALID_PARAM, -6
+    /// ALREADY_AVAILABLE, …).
+    Sbi(i64),
 }
 
 impl fmt::Display for StartError {
@@ -246,6 +249,7 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Ipi(e) => write!(f, "INIT-SIPI error {e}"),
+            StartError::Sbi(e) => write!(f, "SBI HSM hart_start error {e}"),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Board support: what differs between boards that share an ISA.
 //!
-//! Each board module (`virt`, `rpi`, `x86_64`) implements [`Board`] on a unit type, and
+//! Each board module (`virt`, `rpi`, `x86_64`, `riscv_virt`) implements [`Board`] on a unit type, and
 //! [`board`] names the one the cargo feature selects; the firmware reaches the board only
 //! through that type and the trait ([`interface`] has the contract and its types). Drivers
 //! that several boards share live in [`device_driver`], device-tree reading in
@@ -11,9 +11,9 @@
 pub mod bootargs;
 pub mod console;
 pub mod device_driver;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_tests;
 mod interface;
 pub mod ticks;
@@ -61,6 +61,7 @@ boards! {
     "rpi3" on "aarch64" => rpi::RaspberryPi,
     "rpi4" on "aarch64" => rpi::RaspberryPi,
     "x86_64" on "x86_64" => x86_64::Pc,
+    "riscv64" on "riscv64" => riscv_virt::RiscvVirt,
 }
 
 use kmem::mm::memmap::PhysRange;
