@@ -2,11 +2,17 @@
 //! `sifive,test0` finisher, which `syscon-poweroff` names on QEMU `virt`: QEMU exits with
 //! the status written — else through SBI system reset, after which QEMU exits with status
 //! 0 whatever happened (so a failure is printed first).
+//!
+//! A write to the finisher only requests the exit: the hart runs on until QEMU's main
+//! loop acts on it. It must not go on to the SBI reset then, whose own power-off request
+//! (OpenSBI writes the finisher's pass code) can overtake a failing status; it waits, and
+//! falls back to SBI only when no finisher ended the machine within a second.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use super::RiscV64;
 use crate::arch::Isa;
+use kmem::Arch;
 
 /// The finisher's register, 0 for none; trap.s reads it too. Plain loads and stores:
 /// usable with the MMU off.
@@ -38,8 +44,12 @@ pub fn exit(code: u32) -> ! {
             code.min(0xffff) << 16 | FINISHER_FAIL
         };
         // SAFETY: the board registered this finisher register from the device tree after
-        // vetting it as I/O kmem maps; QEMU ends here.
+        // vetting it as I/O kmem maps; QEMU ends soon after.
         unsafe { (register as *mut u32).write_volatile(value) };
+        let end = RiscV64::cycles().saturating_add(RiscV64::cycles_per_second());
+        while RiscV64::cycles() < end {
+            core::hint::spin_loop();
+        }
     }
     if code == 0 {
         sbi_rt::system_reset(sbi_rt::Shutdown, sbi_rt::NoReason);
