@@ -6,7 +6,7 @@
 //! that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the checks every address the boot information gives passes before it
 //! is used in [`vet`], the console front end in [`console`], timer interrupts in
-//! [`ticks`].
+//! [`ticks`] (through a GICv2 in `gic_ticks`).
 
 pub mod bootargs;
 pub mod console;
@@ -15,6 +15,8 @@ pub mod device_driver;
 pub mod devicetree;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_tests;
+#[cfg(target_arch = "aarch64")]
+pub mod gic_ticks;
 mod interface;
 pub mod ticks;
 pub mod vet;

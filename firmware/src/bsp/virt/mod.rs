@@ -123,11 +123,11 @@ impl Board for Virt {
     ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
-        super::ticks::gic::start(gic(), period_us)
+        super::gic_ticks::start(gic(), period_us)
     }
 
     fn ticks_stop() {
-        super::ticks::gic::stop();
+        super::gic_ticks::stop();
     }
 }
 
