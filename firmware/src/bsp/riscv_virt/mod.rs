@@ -11,6 +11,7 @@
 //! so in the boot report.
 
 mod isa;
+mod tests;
 
 use dtoolkit::fdt::Fdt;
 
@@ -103,7 +104,8 @@ impl Board for RiscvVirt {
         start_hart(cpus.hwids[logical], logical).map_err(StartError::Sbi)
     }
 
-    /// The device-tree parser on broken trees and the address checks.
+    /// The device-tree parser on broken trees, the address checks, and this board's
+    /// probe on trees that put its devices where they must not be.
     const TESTS: &'static [Test] = &[
         (
             "device_tree_errors",
@@ -114,6 +116,7 @@ impl Board for RiscvVirt {
             super::devicetree_tests::device_tree_nesting,
         ),
         ("vet_addresses", super::vet_tests::vet_addresses),
+        ("device_tree_addresses", tests::device_tree_addresses),
     ];
 
     /// Each hart's SBI timer.
