@@ -62,8 +62,8 @@ deps: toolchain
 
 # --- Firmware images and QEMU ----------------------------------------------------------
 # BOARD picks the board (a cargo feature): virt, rpi3, rpi4, x86_64 or riscv64. SMP and
-# MEM size the QEMU virt, x86_64 and riscv64 machines; QEMU's raspi3b and raspi4b have 4 cores and fixed
-# memory.
+# MEM size the QEMU virt, x86_64 and riscv64 machines; QEMU's raspi3b and raspi4b have 4
+# cores and fixed memory.
 BOARD ?= virt
 SMP ?= 4
 MEM ?= 1G
