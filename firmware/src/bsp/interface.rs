@@ -33,7 +33,7 @@ pub trait Board {
     type ProbeError: fmt::Display;
 
     /// Everything the firmware needs to know about the machine, from `boot_arg` (what the
-    /// loader passed in `x0` or `%ebx`) and `boot_hwid` (`Isa::boot_hwid`). Runs on the
+    /// loader passed in `x0`, `%ebx` or `a1`) and `boot_hwid` (`Isa::boot_hwid`). Runs on the
     /// boot core before the identity map exists: on aarch64 with the MMU off, so no locks
     /// and no atomic read-modify-writes. A console the boot information names goes to
     /// `console::set_uart` as soon as it is known.
