@@ -15,12 +15,13 @@ host-test: toolchain
 	$(MAKE) bench-smoke outside-kernel
 
 ## outside-kernel: the example kernel that uses kmem as a library (examples/outside-kernel),
-## run on the host; then linked for aarch64 and x86_64 bare metal, where it defines no
-## global allocator (the link fails if kmem needs one).
+## run on the host; then linked for aarch64, x86_64 and riscv64 bare metal, where it
+## defines no global allocator (the link fails if kmem needs one).
 outside-kernel: toolchain
 	$(CARGO) run --release -p outside-kernel
 	$(CARGO) build --release -p outside-kernel --target aarch64-unknown-none
 	$(CARGO) build --release -p outside-kernel --target x86_64-unknown-none
+	$(CARGO) build --release -p outside-kernel --target riscv64gc-unknown-none-elf
 
 ## bench: kmem against its peers in one process; writes docs/bench.json and docs/bench.svg
 ## (BENCHMARKS.md explains the method). Not part of `make test`. With BOARD=... on the
@@ -44,6 +45,7 @@ lint: toolchain
 	$(CARGO) clippy --features hosted --all-targets -- -D warnings
 	$(CARGO) clippy -p kmem --lib --target aarch64-unknown-none -- -D warnings
 	$(CARGO) clippy -p kmem --lib --target x86_64-unknown-none -- -D warnings
+	$(CARGO) clippy -p kmem --lib --target riscv64gc-unknown-none-elf -- -D warnings
 	$(CARGO) clippy -p outside-kernel -- -D warnings
 	$(CARGO) clippy -p outside-kernel --target aarch64-unknown-none -- -D warnings
 	@deps=$$($(CARGO) tree -e normal -p kmem --target aarch64-unknown-none --prefix none); \
@@ -59,9 +61,9 @@ deps: toolchain
 	@scripts/install-qemu.sh
 
 # --- Firmware images and QEMU ----------------------------------------------------------
-# BOARD picks the board (a cargo feature): virt, rpi3, rpi4 or x86_64. SMP and MEM size
-# the QEMU virt and x86_64 machines; QEMU's raspi3b and raspi4b have 4 cores and fixed
-# memory.
+# BOARD picks the board (a cargo feature): virt, rpi3, rpi4, x86_64 or riscv64. SMP and
+# MEM size the QEMU virt, x86_64 and riscv64 machines; QEMU's raspi3b and raspi4b have 4
+# cores and fixed memory.
 BOARD ?= virt
 SMP ?= 4
 MEM ?= 1G
@@ -99,10 +101,17 @@ QEMU_x86_64 = qemu-system-x86_64 -M q35 -cpu max -no-reboot -net none \
 	-device isa-debug-exit,iobase=0xf4,iosize=0x04 -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
 OK_STATUS_x86_64 := 33
 
+# riscv64 boots in S-mode from OpenSBI (QEMU's -bios default), which passes the hart id
+# and the DTB. The firmware exits through the sifive,test0 finisher the DTB names, which
+# passes the status through (SBI's system reset would always give 0).
+TARGET_riscv64 := riscv64gc-unknown-none-elf
+QEMU_riscv64 = qemu-system-riscv64 -M virt -bios default -smp $(SMP) -m $(MEM) -nographic -kernel $(IMAGE)
+OK_STATUS_riscv64 := 0
+
 # The boards make builds and boots, each with its TARGET_/QEMU_/OK_STATUS_ variables
 # above: the same names as the firmware's list of boards (firmware/src/bsp/mod.rs), where
 # each is a cargo feature (firmware/Cargo.toml).
-BOARDS := virt $(PI_BOARDS) x86_64
+BOARDS := virt $(PI_BOARDS) x86_64 riscv64
 define newline
 
 
@@ -151,9 +160,10 @@ selftest: image
 firmware-bench: image
 	@$(call QEMU_STATUS,timeout $(SELFTEST_TIMEOUT) $(QEMU) -append "bench $(BOOTARGS)" </dev/null)
 
-## qemu-test: the self-tests with 4 cores: on virt and on x86_64 (q35) with little and with
-## much memory (5G puts RAM above the 4 GiB hole on x86_64), on virt once more with
-## init_on_alloc and init_on_free, and on each Pi with our device tree and with ATAGs;
+## qemu-test: the self-tests with 4 cores: on virt, on x86_64 (q35) and on riscv64 with
+## little and with much memory (5G puts RAM above the 4 GiB hole on x86_64; 2G fills
+## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, and on
+## each Pi with our device tree and with ATAGs;
 ## then hostile-test and boot-test: boots with hostile input that must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
@@ -162,6 +172,8 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=rpi4 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
+	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=128M
+	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=2G
 	@# virt at 2G, rpi3 with ATAGs and x86_64 at 5G: in hostile-test, with hostile
 	@# boot arguments.
 	$(MAKE) hostile-test
@@ -230,7 +242,9 @@ hostile-test: deps monitor-test
 ## core, validate, exit 0) where they must boot. Then a stack overflow on the boot core
 ## and on a secondary (kmem.test=stack-overflow[-secondary]) on virt and x86_64, which
 ## the guard page below each stack must turn into a report and a failing status (1 on
-## virt; 3, QEMU's for the firmware's 1, on x86_64).
+## virt; 3, QEMU's for the firmware's 1, on x86_64). On riscv64: a tree without /memory
+## (an error, status 1), one with a hart that never starts (reported, the rest boot), and
+## the two stack overflows (status 1).
 BOOT_TEST = build/boot-test
 PI_BOTH_SERIALS = -chardev stdio,id=con,mux=on,signal=off -serial chardev:con -serial chardev:con
 RPI3_HOSTILE = qemu-system-aarch64 -M raspi3b -display none -semihosting \
@@ -238,10 +252,13 @@ RPI3_HOSTILE = qemu-system-aarch64 -M raspi3b -display none -semihosting \
 # QEMU_virt and QEMU_x86_64 with 2 cores, 128 MiB and their board's image, whatever BOARD is.
 VIRT_SMALL = $(subst -kernel $(IMAGE),-kernel build/virt/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_virt)))
 X86_SMALL = $(subst -kernel $(IMAGE),-kernel build/x86_64/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp 2 -m 128M,$(QEMU_x86_64)))
+# QEMU_riscv64 with $(1) harts, 128 MiB and its board's image, whatever BOARD is.
+RISCV_SMALL = $(subst -kernel $(IMAGE),-kernel build/riscv64/kmem.elf,$(subst -smp $(SMP) -m $(MEM),-smp $(1) -m 128M,$(QEMU_riscv64)))
 boot-test: deps
 	$(MAKE) image BOARD=rpi3
 	$(MAKE) image BOARD=virt
 	$(MAKE) image BOARD=x86_64
+	$(MAKE) image BOARD=riscv64
 	@mkdir -p $(BOOT_TEST)
 	@for t in boards/selftest/boot-*.dts; do \
 		n=$$(basename $$t .dts); dtc -q -I dts -O dtb -o $(BOOT_TEST)/$${n#boot-}.dtb $$t || exit 1; done
@@ -277,6 +294,20 @@ boot-test: deps
 	@$(EXPECT_BOOT) -n x86_64-stack-overflow-secondary -s 3 -t 30 \
 		-f "stack overflow on cpu 1: an access at" \
 		-- $(X86_SMALL) -append kmem.test=stack-overflow-secondary
+	@$(EXPECT_BOOT) -n riscv64-no-memory -s 1 -t 30 \
+		-f "kmem: cannot boot on QEMU virt (riscv64): device tree: no /memory node" \
+		-- $(call RISCV_SMALL,4) -dtb $(BOOT_TEST)/riscv64-no-memory.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n riscv64-cpus -s 0 -t 30 \
+		-f "smp: cpu 4 (hwid 0x7) not started: did not come online in 2000 ms (SBI HSM)" \
+		-f "smp: 4 of 5 cpus online: 0 1 2 3" \
+		-f "boot test: 4 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(call RISCV_SMALL,4) -dtb $(BOOT_TEST)/riscv64-cpus.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n riscv64-stack-overflow -s 1 -t 30 \
+		-f "stack overflow on cpu 0: an access at" \
+		-- $(call RISCV_SMALL,2) -append kmem.test=stack-overflow
+	@$(EXPECT_BOOT) -n riscv64-stack-overflow-secondary -s 1 -t 30 \
+		-f "stack overflow on cpu 1: an access at" \
+		-- $(call RISCV_SMALL,2) -append kmem.test=stack-overflow-secondary
 
 
 ## lint-firmware: clippy for the firmware of every board on its bare-metal target.

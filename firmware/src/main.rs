@@ -8,7 +8,7 @@
 mod entry {
     /// The boot core's first Rust function; `boot_arg` is what the loader passed (the DTB's
     /// or the ATAGs' address, or 0, in `x0` on aarch64, `hvm_start_info` in `%ebx` on
-    /// x86_64). Called from the arch boot code.
+    /// x86_64, the DTB's address in `a1` on riscv64). Called from the arch boot code.
     #[unsafe(no_mangle)]
     extern "C" fn kernel_init(boot_arg: usize) -> ! {
         kmem_firmware::boot(boot_arg)

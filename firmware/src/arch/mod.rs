@@ -4,13 +4,15 @@
 //! needs) and [`Isa`] (what the firmware needs beyond that); the per-CPU areas and boot
 //! stacks they share are in [`percpu`]. The rest of the firmware names no ISA: it reaches
 //! the CPU as [`cpu::Cpu`] through those two traits. Boards, which belong to one ISA, also
-//! use their ISA's own modules (PSCI, the local APIC, …).
+//! use their ISA's own modules (PSCI, the local APIC, SBI HSM, …).
 
 mod interface;
 mod percpu;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+#[cfg(target_arch = "riscv64")]
+pub mod riscv64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
@@ -21,6 +23,8 @@ pub use percpu::{STACK_SIZE, boot_stack_used, paint_boot_stack};
 pub mod cpu {
     #[cfg(target_arch = "aarch64")]
     pub use super::aarch64::Cpu;
+    #[cfg(target_arch = "riscv64")]
+    pub use super::riscv64::Cpu;
     #[cfg(target_arch = "x86_64")]
     pub use super::x86_64::Cpu;
 

@@ -2,7 +2,7 @@
 //!
 //! Each ISA's entry code (its `boot.s`) starts core `i` on the top of its stack in
 //! [`STACKS`] and points its per-CPU register — `TPIDR_EL1` on aarch64, the GS base on
-//! x86_64 — at `CPU_AREAS[i]` before any Rust runs; its `Arch::cpu_id` reads the id back
+//! x86_64, `tp` on riscv64 — at `CPU_AREAS[i]` before any Rust runs; its `Arch::cpu_id` reads the id back
 //! through that register. That register is all that differs between ISAs: the layout,
 //! sizes and storage here are shared, and the entry code takes them as `global_asm!`
 //! operands.
@@ -45,8 +45,8 @@ pub(super) struct CpuArea {
 /// Byte offset of the exception nesting depth in a [`CpuArea`], for the vector code.
 pub(super) const DEPTH_OFFSET: usize = offset_of!(CpuArea, exception_depth);
 
-/// Byte offset of the logical id in a [`CpuArea`], for the vector code (aarch64's, which
-/// finds the core's exception stack by it).
+/// Byte offset of the logical id in a [`CpuArea`], for the vector code (aarch64's and
+/// riscv64's, which find the core's exception stack by it).
 #[cfg_attr(target_arch = "x86_64", expect(dead_code))]
 pub(super) const ID_OFFSET: usize = offset_of!(CpuArea, id);
 
@@ -92,9 +92,9 @@ unsafe impl Sync for ExceptionStacks {}
 pub(super) static EXCEPTION_STACKS: ExceptionStacks =
     ExceptionStacks(UnsafeCell::new([[0; EXCEPTION_STACK_SIZE]; MAX_CPUS]));
 
-/// The top of core `cpu`'s exception stack (the x86_64 TSS takes it; aarch64's vector
-/// code computes it).
-#[cfg_attr(target_arch = "aarch64", expect(dead_code))]
+/// The top of core `cpu`'s exception stack (the x86_64 TSS takes it; the vector code of
+/// aarch64 and riscv64 computes it).
+#[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
 pub(super) fn exception_stack_top(cpu: usize) -> u64 {
     EXCEPTION_STACKS.0.get() as u64 + ((cpu + 1) * EXCEPTION_STACK_SIZE) as u64
 }

@@ -208,7 +208,7 @@ pub fn whole_words(bytes: &[u8], limit: usize) -> usize {
 }
 
 /// `/chosen/bootargs` of the device tree, through [`from_bytes`]; "" when there is none.
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub fn from_device_tree(fdt: dtoolkit::fdt::Fdt<'static>, notes: &mut Notes) -> &'static str {
     use dtoolkit::{Node, Property};
     let raw = fdt

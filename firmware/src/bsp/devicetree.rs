@@ -1,6 +1,8 @@
 //! Reading the flattened device tree (DTB) that the loader passes: memory banks and
 //! reservations, CPUs and their spin tables, the console and other devices (with bus
-//! addresses translated through their parents' `ranges`), PSCI, DMA limits and `/chosen`.
+//! addresses translated through their parents' `ranges`), PSCI, `syscon-poweroff`, DMA
+//! limits and `/chosen`. For every board that boots from a device tree, whatever its ISA:
+//! nothing here names one (what differs, such as PSCI's conduits, the caller passes in).
 //!
 //! Runs on the boot core with the MMU off, so it uses no locks and no atomics; `dtoolkit`
 //! validates the whole blob up front and returns errors instead of panicking, so a bad
@@ -17,7 +19,6 @@ use dtoolkit::{Node, Property};
 
 use super::Cpus;
 use super::vet::Refused;
-use crate::arch::aarch64::psci::Conduit;
 use crate::arch::cpu::MAX_CPUS;
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
 
@@ -40,6 +41,8 @@ type Children = <FdtNode<'static> as Node>::Children<'static>;
 /// Why the device tree could not be used.
 #[derive(Debug)]
 pub enum DtError {
+    /// The loader passed no device-tree address (0).
+    Missing,
     /// No FDT magic at the address: no device tree there.
     BadMagic { addr: usize, found: u32 },
     /// The header's size is implausible.
@@ -68,6 +71,7 @@ pub enum DtError {
 impl fmt::Display for DtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DtError::Missing => f.write_str("the loader passed no device tree (its address is 0)"),
             DtError::BadMagic { addr, found } => write!(
                 f,
                 "no device tree at {addr:#x}: found {found:#010x} where the magic \
@@ -309,19 +313,21 @@ pub fn cpus(fdt: Fdt<'static>, boot_hwid: u64) -> Result<Cpus, DtError> {
     Ok(out)
 }
 
-/// The PSCI conduit `/psci` names, if there is a PSCI node.
-pub fn psci(fdt: Fdt<'static>) -> Result<Option<Conduit>, DtError> {
+/// The PSCI conduit `/psci/method` names, as the `(method, conduit)` pair of `methods`
+/// that has its name (the ISA's PSCI code lists them), if there is a PSCI node.
+pub fn psci<C: Copy>(fdt: Fdt<'static>, methods: &[(&str, C)]) -> Result<Option<C>, DtError> {
     let Some(node) = fdt.find_node("/psci") else {
         return Ok(None);
     };
-    match node.property("method").map(|p| p.value_as::<&str>()) {
-        Some(Ok("hvc")) => Ok(Some(Conduit::Hvc)),
-        Some(Ok("smc")) => Ok(Some(Conduit::Smc)),
-        _ => Err(DtError::BadProperty {
+    let method = node.property("method").map(|p| p.value_as::<&str>());
+    methods
+        .iter()
+        .find(|(name, _)| method == Some(Ok(*name)))
+        .map(|&(_, conduit)| Some(conduit))
+        .ok_or(DtError::BadProperty {
             node: "/psci",
             prop: "method",
-        }),
-    }
+        })
 }
 
 /// A string property of `/chosen`, or "".
@@ -378,7 +384,50 @@ pub fn stdout(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(usize, Reg)> {
 
 /// The registers of the first device `compatible` with `compatible`.
 pub fn device(fdt: Fdt<'static>, compatible: &str) -> Option<Reg> {
-    find_reg(fdt.root(), compatible)
+    find_reg(fdt.root(), |n| n.is_compatible(compatible))
+}
+
+/// What a `syscon-poweroff` node says: write `value` to the register at `offset` in the
+/// `syscon` block its `regmap` names to power the machine off.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Poweroff {
+    pub syscon: Reg,
+    pub offset: u64,
+    pub value: u32,
+}
+
+/// The root's `syscon-poweroff` child, if it has one, with the syscon its `regmap`
+/// phandle names (found by the same walk as [`device`]).
+pub fn syscon_poweroff(fdt: Fdt<'static>) -> Result<Option<Poweroff>, DtError> {
+    let Some(node) = fdt
+        .root()
+        .children()
+        .find(|n| n.is_compatible("syscon-poweroff"))
+    else {
+        return Ok(None);
+    };
+    let bad = |prop| DtError::BadProperty {
+        node: "syscon-poweroff",
+        prop,
+    };
+    let cell = |prop: &'static str| {
+        node.property(prop)
+            .map(|p| p.value_as::<u32>())
+            .transpose()
+            .map_err(|_| bad(prop))
+    };
+    let phandle = cell("regmap")?.ok_or(bad("regmap"))?;
+    let syscon = find_reg(fdt.root(), |n| {
+        ["phandle", "linux,phandle"]
+            .iter()
+            .any(|p| n.property(p).map(|p| p.value_as::<u32>()) == Some(Ok(phandle)))
+    })
+    .ok_or(bad("regmap"))?;
+    Ok(Some(Poweroff {
+        syscon,
+        offset: cell("offset")?.map_or(0, u64::from),
+        value: cell("value")?.ok_or(bad("value"))?,
+    }))
 }
 
 /// The distributor and CPU interface of the root's GICv2 (`arm,cortex-a15-gic`,
@@ -421,12 +470,12 @@ fn reg_at(root: FdtNode<'static>, path: &str) -> Option<(FdtNode<'static>, Reg)>
     Some((node, Reg { base, ..reg }))
 }
 
-/// Depth first from the root: the first `reg` entry of the first node compatible with
-/// `compatible` (not looking inside it), its address translated to the root's address
-/// space. A match without a `reg`, or that no bus above it translates, is passed over.
-/// Iterative: the walk keeps each level's children in an array of [`MAX_DEPTH`]
-/// ([`open`] refused deeper trees; anything deeper would not be searched).
-fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<Reg> {
+/// Depth first from the root: the first `reg` entry of the first node `wanted` picks (not
+/// looking inside it), its address translated to the root's address space. A match
+/// without a `reg`, or that no bus above it translates, is passed over. Iterative: the
+/// walk keeps each level's children in an array of [`MAX_DEPTH`] ([`open`] refused
+/// deeper trees; anything deeper would not be searched).
+fn find_reg(root: FdtNode<'static>, wanted: impl Fn(&FdtNode<'static>) -> bool) -> Option<Reg> {
     let mut levels: [Option<(FdtNode<'static>, Children)>; MAX_DEPTH] = [const { None }; MAX_DEPTH];
     levels[0] = Some((root, root.children()));
     let mut len = 1;
@@ -439,7 +488,7 @@ fn find_reg(root: FdtNode<'static>, compatible: &str) -> Option<Reg> {
             len -= 1;
             continue;
         };
-        if child.is_compatible(compatible) {
+        if wanted(&child) {
             // The buses between the root and the match, innermost first.
             let buses = levels[1..len].iter().rev().flatten();
             let found = first_reg(child).and_then(|reg| {

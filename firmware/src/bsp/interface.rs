@@ -33,7 +33,7 @@ pub trait Board {
     type ProbeError: fmt::Display;
 
     /// Everything the firmware needs to know about the machine, from `boot_arg` (what the
-    /// loader passed in `x0` or `%ebx`) and `boot_hwid` (`Isa::boot_hwid`). Runs on the
+    /// loader passed in `x0`, `%ebx` or `a1`) and `boot_hwid` (`Isa::boot_hwid`). Runs on the
     /// boot core before the identity map exists: on aarch64 with the MMU off, so no locks
     /// and no atomic read-modify-writes. A console the boot information names goes to
     /// `console::set_uart` as soon as it is known.
@@ -232,6 +232,9 @@ pub enum StartError {
     UnsupportedMpidr(u64),
     /// The local APIC did not send the INIT or STARTUP IPI (this error code).
     Ipi(i64),
+    /// SBI HSM `hart_start` failed with this error (-3 INVALID_PARAM, -6
+    /// ALREADY_AVAILABLE, …).
+    Sbi(i64),
 }
 
 impl fmt::Display for StartError {
@@ -246,6 +249,7 @@ impl fmt::Display for StartError {
                 )
             }
             StartError::Ipi(e) => write!(f, "INIT-SIPI error {e}"),
+            StartError::Sbi(e) => write!(f, "SBI HSM hart_start error {e}"),
         }
     }
 }

@@ -1,20 +1,22 @@
 //! Board support: what differs between boards that share an ISA.
 //!
-//! Each board module (`virt`, `rpi`, `x86_64`) implements [`Board`] on a unit type, and
+//! Each board module (`virt`, `rpi`, `x86_64`, `riscv_virt`) implements [`Board`] on a unit type, and
 //! [`board`] names the one the cargo feature selects; the firmware reaches the board only
 //! through that type and the trait ([`interface`] has the contract and its types). Drivers
 //! that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the checks every address the boot information gives passes before it
 //! is used in [`vet`], the console front end in [`console`], timer interrupts in
-//! [`ticks`].
+//! [`ticks`] (through a GICv2 in `gic_ticks`).
 
 pub mod bootargs;
 pub mod console;
 pub mod device_driver;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_tests;
+#[cfg(target_arch = "aarch64")]
+pub mod gic_ticks;
 mod interface;
 pub mod ticks;
 pub mod vet;
@@ -61,6 +63,7 @@ boards! {
     "rpi3" on "aarch64" => rpi::RaspberryPi,
     "rpi4" on "aarch64" => rpi::RaspberryPi,
     "x86_64" on "x86_64" => x86_64::Pc,
+    "riscv64" on "riscv64" => riscv_virt::RiscvVirt,
 }
 
 use kmem::mm::memmap::PhysRange;

@@ -5,7 +5,8 @@
 //! Each board's `Board::ticks_start` and `Board::ticks_stop` run on every core that
 //! should tick, and its interrupt handler calls [`fire`] once per tick. The firmware says
 //! what a tick does with [`set_callback`]. Interrupts that are not the timer's are counted
-//! ([`stray`]) rather than fatal: a test reports them.
+//! ([`stray`]) rather than fatal: a test reports them. How a board makes its timer tick is
+//! its own (or its ISA's: `gic_ticks` for the Arm boards with a GICv2).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -37,52 +38,4 @@ pub fn note_stray() {
 /// Interrupts taken so far that were not ticks.
 pub fn stray() -> u64 {
     STRAY.load(Relaxed)
-}
-
-/// Ticks from each core's generic virtual timer through a GICv2 (QEMU virt, Pi 4).
-#[cfg(target_arch = "aarch64")]
-pub mod gic {
-    use crate::arch::aarch64::exception;
-    use crate::bsp::device_driver::generic_timer::{self, VIRTUAL_TIMER_PPI};
-    use crate::bsp::device_driver::gicv2::Gicv2;
-
-    /// The GIC the board named at the first start, for the interrupt handler.
-    static GIC: spin::Once<Gicv2> = spin::Once::new();
-
-    /// Starts this core's ticks through `gic` (the board's, if it has one), one every
-    /// `period_us` microseconds.
-    pub fn start(gic: Option<Gicv2>, period_us: u64) -> Result<(), &'static str> {
-        let gic = gic.ok_or("the boot information names no GICv2")?;
-        let gic = GIC.call_once(|| gic);
-        exception::set_irq_handler(irq);
-        gic.enable_ppi(VIRTUAL_TIMER_PPI);
-        generic_timer::arm(period_us);
-        Ok(())
-    }
-
-    /// Stops this core's ticks.
-    pub fn stop() {
-        generic_timer::disarm();
-        if let Some(gic) = GIC.get() {
-            gic.disable_ppi(VIRTUAL_TIMER_PPI);
-        }
-    }
-
-    fn irq() {
-        let Some(gic) = GIC.get() else {
-            return super::note_stray();
-        };
-        let Some((iar, id)) = gic.acknowledge() else {
-            return super::note_stray();
-        };
-        if id == VIRTUAL_TIMER_PPI {
-            // Re-arming lowers the line, so the interrupt is over once ended.
-            generic_timer::rearm();
-            gic.end(iar);
-            super::fire();
-        } else {
-            gic.end(iar);
-            super::note_stray();
-        }
-    }
 }

@@ -16,6 +16,10 @@ pub enum Conduit {
     Smc = 1,
 }
 
+/// The conduits by the name a device tree's `/psci/method` gives them
+/// (`bsp::devicetree::psci`).
+pub const METHODS: [(&str, Conduit); 2] = [("hvc", Conduit::Hvc), ("smc", Conduit::Smc)];
+
 /// The conduit in use; the vector code reads it too (0 = hvc, 1 = smc). Plain loads and
 /// stores only, so it is usable with the MMU off.
 pub(super) static CONDUIT: AtomicU8 = AtomicU8::new(Conduit::Hvc as u8);

@@ -17,5 +17,5 @@ pub mod gicv2;
 pub mod mini_uart;
 #[cfg(target_arch = "aarch64")]
 pub mod pl011;
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "riscv64"))]
 pub mod uart16550;

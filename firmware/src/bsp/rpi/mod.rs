@@ -361,7 +361,7 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
     let uart = setup_console(devices.console.0, devices.console.1);
     reserve_vc_memory(&mut map)?;
     let mut cpus = dt::cpus(fdt, boot_hwid)?;
-    let psci = dt::psci(fdt)?;
+    let psci = dt::psci(fdt, &psci::METHODS)?;
     if let Some(c) = psci {
         // A plain store: fine with the MMU off.
         psci::set_conduit(c);

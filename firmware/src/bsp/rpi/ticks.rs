@@ -6,7 +6,7 @@
 #[cfg(feature = "rpi4")]
 use crate::bsp::device_driver::gicv2::Gicv2;
 #[cfg(feature = "rpi4")]
-pub use crate::bsp::ticks::gic::stop;
+pub use crate::bsp::gic_ticks::stop;
 
 /// Starts this core's ticks through the GIC-400, one every `period_us` microseconds.
 #[cfg(feature = "rpi4")]
@@ -15,7 +15,7 @@ pub fn start(period_us: u64) -> Result<(), &'static str> {
     // low mode (the firmware's default; QEMU's `raspi4b` has them there), below 4 GiB, so
     // device memory.
     let gic = unsafe { Gicv2::new(0xff84_1000, 0xff84_2000) };
-    crate::bsp::ticks::gic::start(Some(gic), period_us)
+    crate::bsp::gic_ticks::start(Some(gic), period_us)
 }
 
 #[cfg(feature = "rpi3")]

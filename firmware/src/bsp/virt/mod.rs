@@ -123,11 +123,11 @@ impl Board for Virt {
     ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
-        super::ticks::gic::start(gic(), period_us)
+        super::gic_ticks::start(gic(), period_us)
     }
 
     fn ticks_stop() {
-        super::ticks::gic::stop();
+        super::gic_ticks::stop();
     }
 }
 
@@ -154,7 +154,7 @@ pub fn describe(
         boot_data: dtb,
     };
     vet_devices(fdt, &layout, devices, &mut notes)?;
-    devices.psci = dt::psci(fdt)?;
+    devices.psci = dt::psci(fdt, &psci::METHODS)?;
     let dma_limit = dt::dma_limit(fdt)?;
     Ok(BootInfo {
         model: dt::model(fdt),

@@ -8,7 +8,7 @@ mod pvh;
 
 use core::fmt;
 
-use super::device_driver::uart16550::Uart16550;
+use super::device_driver::uart16550::PortUart;
 use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
 use ::x86_64::instructions::random::RdRand;
 
@@ -25,7 +25,7 @@ impl Board for Pc {
     const NAME: &'static str = "QEMU x86_64 (PVH)";
     /// Xen's PVH start information.
     const BOOT_DATA: &'static str = "hvm_start_info";
-    type Uart = Uart16550;
+    type Uart = PortUart;
     /// COM1, the PC's first serial port: the console from the first line on.
     const FALLBACK_UART: usize = 0x3f8;
 

@@ -1,0 +1,182 @@
+//! The MMU: an Sv39 identity map of the low physical address space in 2 MiB megapages,
+//! with 4 KiB pages in the megapages that hold the stacks' guard pages, which stay
+//! unmapped.
+//!
+//! RAM is mapped readable, writable and executable; everything else in the low 4 GiB is
+//! mapped readable and writable as I/O; nothing else is mapped, and neither is any hart's
+//! guard page (`percpu::guard_pages`), so that a stack overflow faults. Without Svpbmt a
+//! page table cannot say what is memory and what is I/O: the platform's PMAs do (QEMU
+//! `virt` has RAM and devices where its device tree says). With Svpbmt, which the board
+//! reports from the device tree ([`use_svpbmt`]), the device megapages are marked I/O
+//! too. The tables are built once, by the boot hart before it turns its MMU on, and never
+//! change afterwards.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use riscv::register::satp;
+
+use crate::arch::Mapping;
+use crate::arch::cpu::MAX_CPUS;
+use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use kmem::mm::memmap::PhysRange;
+
+/// Level-1 tables, one per GiB: the map reaches physical addresses below this many GiB
+/// (Sv39 identity-maps up to 256 GiB: the virtual addresses must be below 2^38).
+const L1_TABLES: usize = 64;
+/// RAM at or above this address cannot be mapped, so must not be handed to the allocator.
+pub const MAP_LIMIT: u64 = (L1_TABLES as u64) << 30;
+/// Size of one megapage.
+const BLOCK: u64 = 2 << 20;
+/// Everything below this that is not RAM is mapped as I/O.
+const DEVICE_LIMIT: u64 = 4 << 30;
+/// Level-0 tables, for the megapages that hold guard pages: the stacks' slots, together
+/// no bigger than a megapage, lie across at most two.
+const L0_TABLES: usize = 2;
+const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
+
+/// Page-table entry bits (the privileged specification, 4.3.1 and Svpbmt).
+const V: u64 = 1 << 0;
+const R: u64 = 1 << 1;
+const W: u64 = 1 << 2;
+const X: u64 = 1 << 3;
+const G: u64 = 1 << 5;
+/// Accessed and dirty set up front: a hart without hardware A/D updates would fault on
+/// the first access otherwise.
+const A: u64 = 1 << 6;
+const D: u64 = 1 << 7;
+/// Svpbmt's PBMT field: I/O (non-cacheable, strongly ordered).
+const PBMT_IO: u64 = 2 << 61;
+
+/// Whether the harts implement Svpbmt, from the device tree; plain loads and stores.
+static SVPBMT: AtomicBool = AtomicBool::new(false);
+
+/// Marks the device megapages I/O in the tables [`build`] fills: the device tree lists
+/// Svpbmt for the harts. Before [`build`].
+pub fn use_svpbmt() {
+    SVPBMT.store(true, Relaxed);
+}
+
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+struct Tables {
+    root: Table,
+    l1: [Table; L1_TABLES],
+    l0: [Table; L0_TABLES],
+}
+
+struct TableCell(UnsafeCell<Tables>);
+
+// SAFETY: written only by `build`, on the boot hart before any other hart runs; after
+// that only the MMU reads it.
+unsafe impl Sync for TableCell {}
+
+static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
+    root: Table([0; 512]),
+    l1: [const { Table([0; 512]) }; L1_TABLES],
+    l0: [const { Table([0; 512]) }; L0_TABLES],
+}));
+
+/// A leaf (megapage or page) for `addr`: RAM, or I/O.
+fn leaf(addr: u64, normal: bool) -> u64 {
+    let kind = if normal {
+        R | W | X
+    } else if SVPBMT.load(Relaxed) {
+        R | W | PBMT_IO
+    } else {
+        R | W
+    };
+    (addr >> 12) << 10 | kind | V | G | A | D
+}
+
+/// A pointer to the next-level table at `table`.
+fn branch(table: &Table) -> u64 {
+    (table.0.as_ptr() as u64 >> 12) << 10 | V
+}
+
+/// How the megapage at `addr` is mapped for the `ram` lists: RAM (`Some(true)`) when a
+/// range in them overlaps it, else I/O (`Some(false)`) below [`DEVICE_LIMIT`], else not
+/// at all.
+fn block_kind(ram: &[&[PhysRange]], addr: u64) -> Option<bool> {
+    let is_ram = ram
+        .iter()
+        .flat_map(|list| list.iter())
+        .any(|r| r.start < addr + BLOCK && addr < r.end);
+    (is_ram || addr < DEVICE_LIMIT).then_some(is_ram)
+}
+
+/// Fills the tables: the 2 MiB megapages that overlap a range in any of the `ram` lists
+/// are RAM, the rest of the low 4 GiB I/O, except every hart's guard page, which a
+/// level-0 table leaves unmapped. Ranges at or above [`MAP_LIMIT`] are ignored.
+///
+/// # Safety
+/// Boot hart only, once, before any hart turns its MMU on.
+pub unsafe fn build(ram: &[&[PhysRange]]) {
+    // SAFETY: the caller guarantees nothing else reads or writes the tables now.
+    let t = unsafe { &mut *TABLES.0.get() };
+    for (gib, l1) in t.l1.iter_mut().enumerate() {
+        let mut used = false;
+        for (i, e) in l1.0.iter_mut().enumerate() {
+            let addr = ((gib as u64) << 30) + i as u64 * BLOCK;
+            *e = block_kind(ram, addr).map_or(0, |normal| leaf(addr, normal));
+            used |= *e != 0;
+        }
+        if used {
+            t.root.0[gib] = branch(l1);
+        }
+    }
+    // The guard pages: their megapages become level-0 tables of pages mapped as the
+    // megapage was, but for the guard pages themselves.
+    for (n, block) in percpu::guard_blocks::<L0_TABLES>(BLOCK)
+        .into_iter()
+        .enumerate()
+    {
+        let Some(block) = block else { break };
+        let Some(normal) = block_kind(ram, block) else {
+            continue;
+        };
+        for (i, e) in t.l0[n].0.iter_mut().enumerate() {
+            let page = block + i as u64 * 4096;
+            *e = if percpu::is_guard(page) {
+                0
+            } else {
+                leaf(page, normal)
+            };
+        }
+        t.l1[(block >> 30) as usize].0[((block >> 21) & 511) as usize] = branch(&t.l0[n]);
+    }
+    // The walker reads the tables through the memory system: order the writes first.
+    // SAFETY: a fence, no memory is touched.
+    unsafe { core::arch::asm!("fence rw, rw", options(nostack)) };
+}
+
+/// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
+pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    Mapping::of_blocks(range, BLOCK, MAP_LIMIT, |block| {
+        block_kind(ram, block).map(|normal| {
+            if normal {
+                Mapping::Normal
+            } else {
+                Mapping::Device
+            }
+        })
+    })
+}
+
+/// Turns this hart's MMU on with the tables [`build`] filled.
+///
+/// # Safety
+/// [`build`] has run. The code and stack in use are RAM, identity-mapped by the tables.
+pub unsafe fn enable() {
+    // SAFETY: only the address of the static is taken; the MMU reads the table.
+    let root = unsafe { &raw const (*TABLES.0.get()).root } as usize;
+    // SAFETY: the caller's contract: everything in use stays where it is under the
+    // identity map. The fences drop translations cached from before (there are none with
+    // satp at Bare, but a loader may have left some).
+    unsafe {
+        riscv::asm::sfence_vma_all();
+        satp::set(satp::Mode::Sv39, 0, root >> 12);
+        riscv::asm::sfence_vma_all();
+    }
+}
