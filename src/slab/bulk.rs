@@ -5,6 +5,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::cache::s_mem_of;
 use super::{Backing, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -27,12 +28,12 @@ impl<A: Arch> SlabCache<A> {
         let taken = {
             let mut m = self.cpu.local();
             loop {
-                while got < out.len() {
-                    let Some(obj) = m.pop() else { break };
+                let run = m.take_newest(out.len() - got);
+                for (o, &obj) in out[got..].iter_mut().zip(run.iter().rev()) {
                     self.mark_active(obj, tag);
-                    out[got] = obj as *mut u8;
-                    got += 1;
+                    *o = obj as *mut u8;
                 }
+                got += run.len();
                 if got == out.len() {
                     break Ok(());
                 }
@@ -110,17 +111,19 @@ impl<A: Arch> SlabCache<A> {
     ) -> usize {
         let me = self as *const Self as usize;
         let mut m = self.cpu.local();
-        // Objects freed together mostly share pages: the last page's descriptor is kept.
-        let mut last: Option<(usize, &PageFrame)> = None;
+        // Objects freed together mostly share pages: the last page's slab start is kept.
+        let mut last: Option<(usize, usize)> = None;
         for (n, &obj) in objs.iter().enumerate() {
             let obj = obj as usize;
             let page = obj >> PAGE_SHIFT;
-            let frame = match last {
-                Some((p, f)) if p == page => Some(f),
-                _ => frame_of(obj).filter(|f| f.owner() == me),
+            let s_mem = match last {
+                Some((p, s_mem)) if p == page => Some(s_mem),
+                _ => frame_of(obj)
+                    .filter(|f| f.owner() == me)
+                    .map(|f| s_mem_of(f, obj)),
             };
-            last = frame.map(|f| (page, f));
-            let live = frame.and_then(|f| self.live_fast(f, obj));
+            last = s_mem.map(|s| (page, s));
+            let live = s_mem.and_then(|s| self.live_at(s, obj));
             let Some(live) = live else { return n };
             live.claim();
             if !m.try_push(obj) {

@@ -66,7 +66,7 @@ impl Node {
 /// slab cache as owner: the slab's base (`obj`'s own page in the head, stored in a tail)
 /// plus the offset in the owner bits.
 #[inline(always)]
-fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
+pub(super) fn s_mem_of(frame: &PageFrame, obj: usize) -> usize {
     let (tail, bits) = frame.tail_and_owner_bits();
     let base = if tail {
         frame.private()
@@ -334,9 +334,16 @@ impl<A: Arch> SlabCache<A> {
     /// serve. `None` for anything else, which the slow paths then find and report.
     #[inline(always)]
     pub(crate) fn live_fast(&self, frame: &PageFrame, obj: usize) -> Option<LiveFast<'_>> {
+        self.live_at(s_mem_of(frame, obj), obj)
+    }
+
+    /// [`SlabCache::live_fast`] given the address of object 0 of `obj`'s slab
+    /// ([`s_mem_of`] its page descriptor), which runs of objects of one page share.
+    #[inline(always)]
+    pub(super) fn live_at(&self, s_mem: usize, obj: usize) -> Option<LiveFast<'_>> {
         let tag = self.tag();
         let geo = self.geo();
-        let off = obj.wrapping_sub(s_mem_of(frame, obj));
+        let off = obj.wrapping_sub(s_mem);
         // Wrapping: below s_mem, `off` is huge and no index times the stride matches it.
         let idx = ((off as u64).wrapping_mul(geo.recip) >> 32) as usize;
         if idx >= geo.layout.num || idx * geo.layout.stride != off {

@@ -96,6 +96,18 @@ impl CpuMagazines {
         Some(unsafe { self.loaded.add(self.avail as usize).read() })
     }
 
+    /// Pops up to `n` objects from the loaded magazine at once: they are the returned
+    /// slice's, newest last, until the next push.
+    #[inline]
+    pub fn take_newest(&mut self, n: usize) -> &[usize] {
+        let n = n.min(self.avail as usize);
+        self.avail -= n as u32;
+        self.touched |= n > 0;
+        // SAFETY: entries avail..avail + n were written by the pushes that counted them,
+        // and nothing writes them while the returned borrow of `self` lives.
+        unsafe { slice(self.loaded.add(self.avail as usize), n as u32) }
+    }
+
     /// Pushes onto the loaded magazine unless it is full; returns whether it did.
     #[inline]
     pub fn try_push(&mut self, obj: usize) -> bool {
@@ -381,5 +393,21 @@ mod tests {
         while d.empty_oldest(|o| seen.extend_from_slice(o)) > 0 {}
         assert_eq!(seen, [10, 11, 12]);
         assert_eq!((d.full(), d.empty()), (0, 3));
+    }
+
+    #[test]
+    fn a_run_pops_the_newest_objects_at_once() {
+        let mut a = [0usize; 4];
+        let mut b = [0usize; 4];
+        // SAFETY: both outlive the magazines and nothing else uses them.
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        for o in 1..=3 {
+            assert!(m.try_push(o));
+        }
+        assert_eq!(m.take_newest(2), &[2, 3]);
+        assert!(m.take_touched());
+        assert_eq!(m.take_newest(5), &[1], "no more than the magazine holds");
+        assert!(m.take_newest(1).is_empty());
+        assert!(!m.take_touched(), "an empty run is no allocation");
     }
 }
