@@ -407,6 +407,7 @@ mod tests {
         assert_eq!(m.take_newest(2), &[2, 3]);
         assert!(m.take_touched());
         assert_eq!(m.take_newest(5), &[1], "no more than the magazine holds");
+        assert!(m.take_touched());
         assert!(m.take_newest(1).is_empty());
         assert!(!m.take_touched(), "an empty run is no allocation");
     }
