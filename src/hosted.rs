@@ -230,6 +230,11 @@ pub fn owned_slots() -> bool {
     barrier_available()
 }
 
+/// Steps of a spin-wait ([`Arch::relax`]) before a hosted thread yields: some
+/// microseconds of `pause`, far more than a critical section of kmem's takes when its
+/// holder keeps running.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
 impl Arch for HostArch {
     type IrqState = ();
     const OWNED_IDS: usize = MAX_IDS;
@@ -244,6 +249,18 @@ impl Arch for HostArch {
     /// above); a no-op where no thread can own a slot.
     fn remote_barrier() {
         membarrier::barrier()
+    }
+
+    /// Spins for as long as a running holder needs to leave a critical section; past
+    /// that, the holder is likely descheduled (more threads than cores), and the core
+    /// is given to it — or to anyone else with work — instead.
+    #[inline]
+    fn relax(spins: u32) {
+        if spins < SPINS_BEFORE_YIELD {
+            core::hint::spin_loop()
+        } else {
+            std::thread::yield_now()
+        }
     }
 
     #[inline]

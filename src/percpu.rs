@@ -280,14 +280,25 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// leaves within a short spin (lock-free sections are a few dozen instructions,
     /// unless the owner waits for a lock).
     fn owner_leaves(slot: &Slot<A, T>) -> bool {
-        for _ in 0..256 {
+        for spins in 0..256 {
             // Acquire: see everything the owner wrote before it cleared `busy`.
             if !slot.busy.load(Ordering::Acquire) {
                 return true;
             }
-            core::hint::spin_loop();
+            A::relax(spins);
         }
         false
+    }
+
+    /// Waits until the owner of `slot`, which an outsider has flagged, is out of it. The
+    /// owner may be descheduled inside (a hosted thread): [`Arch::relax`] lets it run.
+    fn wait_owner_out(slot: &Slot<A, T>) {
+        let mut spins = 0u32;
+        // Acquire: see everything the owner wrote before it cleared `busy`.
+        while slot.busy.load(Ordering::Acquire) {
+            A::relax(spins);
+            spins = spins.saturating_add(1);
+        }
     }
 
     /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
@@ -312,10 +323,7 @@ impl<A: Arch, T> PerCpu<A, T> {
         }
         slot.mode.store(mode | bit, Ordering::Relaxed);
         A::remote_barrier();
-        // Acquire: see everything the owner wrote before it cleared `busy`.
-        while slot.busy.load(Ordering::Acquire) {
-            core::hint::spin_loop();
-        }
+        Self::wait_owner_out(slot);
         SlotGuard {
             slot,
             how: How::Locked(guard, bit & REMOTE),
@@ -343,11 +351,7 @@ impl<A: Arch<IrqState = ()>, T> PerCpu<A, T> {
             A::remote_barrier();
         }
         for i in 0..self.len() {
-            let slot = self.slot(i);
-            // Acquire: see everything the owner wrote before it cleared `busy`.
-            while slot.busy.load(Ordering::Acquire) {
-                core::hint::spin_loop();
-            }
+            Self::wait_owner_out(self.slot(i));
         }
     }
 
