@@ -109,6 +109,31 @@ impl Heap for KmemHeap {
     }
 }
 
+/// kmem as a program's `#[global_allocator]` is: `hosted::Heap`, with its default CPU
+/// slots.
+struct HostedHeap(kmem::hosted::Heap);
+
+impl HostedHeap {
+    fn new(bytes: usize) -> Self {
+        let h = kmem::hosted::Heap::with_capacity(bytes);
+        h.get().expect("hosted heap");
+        HostedHeap(h)
+    }
+}
+
+impl Heap for HostedHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is GlobalAlloc::alloc's.
+        unsafe { GlobalAlloc::alloc(&self.0, l) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract is GlobalAlloc::dealloc's.
+        unsafe { GlobalAlloc::dealloc(&self.0, p, l) }
+    }
+}
+
 /// A peer that owns a plain arena from the OS.
 struct Arena {
     base: *mut u8,
@@ -818,6 +843,8 @@ const TALC: usize = 1;
 const BUDDY: usize = 3;
 const SYSTEM: usize = 6;
 const MIMALLOC: usize = 7;
+/// kmem's heap in the oversubscribed row: the README's global allocator.
+const PROGRAM_HEAP: usize = 1 << 30;
 /// Threads of the oversubscribed row: far more than this machine's cores, so that lock
 /// holders are descheduled while others wait.
 const OVERSUBSCRIBED: usize = 64;
@@ -1230,15 +1257,23 @@ fn main() {
         let on_over: Vec<bool> = (0..PEERS.len())
             .map(|i| on(i) && [0, SYSTEM, MIMALLOC].contains(&i))
             .collect();
-        // kmem with the slots a program's `hosted::Heap` gets.
+        // kmem as a program's global allocator, the README's `hosted::Heap`, with the
+        // CPU slots it sizes to this machine.
         let heaps: Vec<Option<Box<dyn HeapDyn>>> = (0..PEERS.len())
             .map(|i| {
                 on_over[i].then(|| match i {
-                    0 => Box::new(KmemHeap::with_cpus(ARENA, kmem::hosted::DEFAULT_CPUS)) as _,
+                    0 => Box::new(HostedHeap::new(PROGRAM_HEAP)) as _,
                     _ => make_peer(i, ARENA),
                 })
             })
             .collect();
+        if on_over[0] {
+            println!(
+                "(oversubscribed: kmem is hosted::Heap::with_capacity({} MiB), {} CPU slots)",
+                PROGRAM_HEAP >> 20,
+                kmem::hosted::default_cpus(PROGRAM_HEAP)
+            );
+        }
         let rounds = cfg.n(5_000);
         let vals = measure_rounds(&cfg, &on_over, |i| {
             heaps[i]
