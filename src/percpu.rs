@@ -20,10 +20,14 @@
 //! - **No owned ids** (`OWNED_IDS == 0`): everyone takes the lock, always.
 //!
 //! `mode` has two bits. `REMOTE` is set for one drain and cleared after it, so drains
-//! cost the owner nothing once they are over. `SHARED` is set the first time a thread
-//! that is not the owner uses the slot as its own (more live threads than slots) and is
-//! never cleared: from then on the owner takes the lock too, and the sharing threads
-//! need no barrier — the slot behaves exactly as the bare-metal one.
+//! cost the owner nothing once they are over. `SHARED` is set when a thread that is not
+//! the owner uses the slot as its own (more live threads than slots): from then on the
+//! owner takes the lock too, and the sharing threads need no barrier — the slot behaves
+//! exactly as the bare-metal one. The owner clears it again, under the lock, once it has
+//! entered [`SHARE_DECAY`] times in a row with no sharer in between: threads come and
+//! go, and one that briefly had no slot of its own (a new thread whose predecessor had
+//! not yet given its id back) must not cost the owner its lock-free entry for good. A
+//! sharer that comes after sets it again, with a barrier, as the first one did.
 //!
 //! Values are only touched through the guard these functions return, which proves one of
 //! the two forms of exclusive access above.
@@ -31,15 +35,18 @@
 use core::cell::UnsafeCell;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::arch::Arch;
 use crate::sync::{IrqMutex, IrqMutexGuard};
 
 /// `mode` bit: an outsider holds the slot for one drain.
 const REMOTE: u8 = 1;
-/// `mode` bit, sticky: non-owners use the slot as theirs; everyone takes the lock.
+/// `mode` bit: non-owners use the slot as theirs; everyone takes the lock.
 const SHARED: u8 = 2;
+/// Owner entries in a row, with no sharer between them, after which the owner clears
+/// `SHARED`: enough that a sharer's next barrier costs the owner little per entry.
+const SHARE_DECAY: u32 = 4096;
 
 #[repr(align(64))]
 struct Slot<A: Arch, T> {
@@ -47,6 +54,8 @@ struct Slot<A: Arch, T> {
     busy: AtomicBool,
     /// `REMOTE | SHARED`; written only under `lock`.
     mode: AtomicU8,
+    /// The owner's locked entries since a sharer's, while `SHARED` (only under `lock`).
+    owner_streak: AtomicU32,
     lock: IrqMutex<A, ()>,
     value: UnsafeCell<T>,
 }
@@ -95,6 +104,7 @@ impl<A: Arch, T> PerCpu<A, T> {
                 slots.add(i).write(Slot {
                     busy: AtomicBool::new(false),
                     mode: AtomicU8::new(0),
+                    owner_streak: AtomicU32::new(0),
                     lock: IrqMutex::new(()),
                     value: UnsafeCell::new(init(i)),
                 })
@@ -207,9 +217,22 @@ impl<A: Arch, T> PerCpu<A, T> {
     #[inline(never)]
     fn owner_locked(slot: &Slot<A, T>, irq: A::IrqState) -> SlotGuard<'_, A, T> {
         Self::leave(slot, irq);
+        let guard = slot.lock.lock();
+        let mode = slot.mode.load(Ordering::Relaxed);
+        if mode & SHARED != 0 {
+            let streak = slot.owner_streak.load(Ordering::Relaxed) + 1;
+            if streak >= SHARE_DECAY {
+                // No sharer for long: enter lock-free again from the next call. Release:
+                // our writes under the lock reach an outsider that later sees `mode`.
+                slot.mode.store(mode & !SHARED, Ordering::Release);
+                slot.owner_streak.store(0, Ordering::Relaxed);
+            } else {
+                slot.owner_streak.store(streak, Ordering::Relaxed);
+            }
+        }
         SlotGuard {
             slot,
-            how: How::Locked(slot.lock.lock(), 0),
+            how: How::Locked(guard, 0),
         }
     }
 
@@ -314,6 +337,9 @@ impl<A: Arch, T> PerCpu<A, T> {
             };
         }
         let mode = slot.mode.load(Ordering::Relaxed);
+        if bit == SHARED {
+            slot.owner_streak.store(0, Ordering::Relaxed);
+        }
         if mode & SHARED != 0 {
             // The owner already takes the lock: we hold it, so we are alone.
             return SlotGuard {
