@@ -556,6 +556,74 @@ mod tests {
         );
     }
 
+    /// More threads than slots: sharers and owners on the same slots, owners clearing
+    /// `SHARED` whenever sharers pause, sharers setting it again; not one increment may
+    /// be lost.
+    #[test]
+    fn sharers_never_race_owners() {
+        const N: usize = 2;
+        const THREADS: u64 = 6;
+        const ROUNDS: u64 = if cfg!(miri) { 300 } else { 100_000 };
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(N) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, N, |_| 0) };
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let pc = &pc;
+                s.spawn(move || {
+                    for i in 0..ROUNDS {
+                        if pc.try_owned(|v| *v += 1).is_none() {
+                            *pc.local() += 1;
+                        }
+                        // Some threads pause now and then, so that owners see runs
+                        // with no sharer and give up SHARED, which sharers set again.
+                        if t % 2 == 1 && i % 10_000 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+            }
+        });
+        let total: u64 = (0..N).map(|i| *pc.cpu(i)).sum();
+        assert_eq!(total, THREADS * ROUNDS);
+    }
+
+    /// A slot shared once gives its owner back the lock-free entry after `SHARE_DECAY`
+    /// locked entries with no sharer; a sharer's next entry takes it away again.
+    #[test]
+    fn shared_decays_back_to_lock_free() {
+        if !crate::hosted::owned_slots() {
+            return; // every entry takes the lock here
+        }
+        let me = HostArch::cpu_id();
+        if me >= HostArch::OWNED_IDS {
+            return; // more live threads than ids: this one owns no slot
+        }
+        let n = me + 1;
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(n) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, n, |_| 0) };
+        let share = || *pc.outsider(pc.slot(me), SHARED) += 1;
+        assert!(pc.try_owned(|v| *v += 1).is_some(), "owned, never shared");
+        share();
+        assert!(
+            pc.try_owned(|v| *v += 1).is_none(),
+            "shared: the owner locks"
+        );
+        for _ in 0..SHARE_DECAY {
+            *pc.local() += 1;
+        }
+        assert!(
+            pc.try_owned(|v| *v += 1).is_some(),
+            "decayed: lock-free again"
+        );
+        share();
+        assert!(pc.try_owned(|v| *v += 1).is_none(), "shared again");
+        assert_eq!(*pc.cpu(me), 4 + u64::from(SHARE_DECAY));
+    }
+
     /// `try_each` skips a slot whose lock is held, and visits every other one.
     #[test]
     fn try_each_skips_a_held_slot() {
