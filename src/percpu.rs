@@ -24,7 +24,7 @@
 //! the owner uses the slot as its own (more live threads than slots): from then on the
 //! owner takes the lock too, and the sharing threads need no barrier — the slot behaves
 //! exactly as the bare-metal one. The owner clears it again, under the lock, once it has
-//! entered [`SHARE_DECAY`] times in a row with no sharer in between: threads come and
+//! entered `SHARE_DECAY` times in a row with no sharer in between: threads come and
 //! go, and one that briefly had no slot of its own (a new thread whose predecessor had
 //! not yet given its id back) must not cost the owner its lock-free entry for good. A
 //! sharer that comes after sets it again, with a barrier, as the first one did.
@@ -223,7 +223,7 @@ impl<A: Arch, T> PerCpu<A, T> {
             let streak = slot.owner_streak.load(Ordering::Relaxed) + 1;
             if streak >= SHARE_DECAY {
                 // No sharer for long: enter lock-free again from the next call. Release:
-                // our writes under the lock reach an outsider that later sees `mode`.
+                // the owner's Acquire load of `mode` sees what sharers wrote.
                 slot.mode.store(mode & !SHARED, Ordering::Release);
                 slot.owner_streak.store(0, Ordering::Relaxed);
             } else {

@@ -63,13 +63,18 @@ impl<A: Arch, T> IrqMutex<A, T> {
     #[inline]
     pub fn lock(&self) -> IrqMutexGuard<'_, A, T> {
         let irq = A::irq_save();
-        let guard = match self.inner.try_lock() {
+        IrqMutexGuard {
+            guard: ManuallyDrop::new(self.acquire()),
+            irq,
+        }
+    }
+
+    /// Takes the lock (interrupts are the caller's business): at once if it is free.
+    #[inline]
+    fn acquire(&self) -> spin::MutexGuard<'_, T> {
+        match self.inner.try_lock() {
             Some(guard) => guard,
             None => self.wait(),
-        };
-        IrqMutexGuard {
-            guard: ManuallyDrop::new(guard),
-            irq,
         }
     }
 
@@ -129,11 +134,7 @@ impl<A: Arch<IrqState = ()>, T> IrqMutex<A, T> {
     /// Spins until the lock is free and keeps it, with no guard; returns the value's
     /// address, the holder's to use until [`IrqMutex::release`].
     pub(crate) fn hold(&self) -> *mut T {
-        let guard = match self.inner.try_lock() {
-            Some(guard) => guard,
-            None => self.wait(),
-        };
-        spin::MutexGuard::leak(guard)
+        spin::MutexGuard::leak(self.acquire())
     }
 
     /// Unlocks a lock taken with [`IrqMutex::hold`].
