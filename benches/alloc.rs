@@ -72,10 +72,14 @@ trait Heap: Sync {
 }
 
 fn region_pages(bytes: usize) -> (Region, PageAllocator<HostArch>) {
+    region_pages_cpus(bytes, CPUS)
+}
+
+fn region_pages_cpus(bytes: usize, cpus: usize) -> (Region, PageAllocator<HostArch>) {
     let region = Region::new(bytes).expect("region");
     // SAFETY: the region outlives the allocator (callers keep both, allocator dropped first).
     let pages = unsafe {
-        PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, CPUS, None)
+        PageAllocator::new(&region.normalized().unwrap(), ZoneLimits::FLAT, cpus, None)
             .expect("page allocator")
     };
     (region, pages)
@@ -89,7 +93,11 @@ struct KmemHeap {
 
 impl KmemHeap {
     fn new(bytes: usize) -> Self {
-        let (region, pages) = region_pages(bytes);
+        Self::with_cpus(bytes, CPUS)
+    }
+
+    fn with_cpus(bytes: usize, cpus: usize) -> Self {
+        let (region, pages) = region_pages_cpus(bytes, cpus);
         KmemHeap {
             kmem: Box::new(Kmem::new(pages).expect("kmem")),
             _region: region,
@@ -122,6 +130,31 @@ impl Heap for KmemHeap {
         }
         // SAFETY: every block came from kmalloc_bulk above and is not used again.
         unsafe { self.kmem.kfree_bulk(out) }.is_ok()
+    }
+}
+
+/// kmem as a program's `#[global_allocator]` is: `hosted::Heap`, with its default CPU
+/// slots.
+struct HostedHeap(kmem::hosted::Heap);
+
+impl HostedHeap {
+    fn new(bytes: usize) -> Self {
+        let h = kmem::hosted::Heap::with_capacity(bytes);
+        h.get().expect("hosted heap");
+        HostedHeap(h)
+    }
+}
+
+impl Heap for HostedHeap {
+    #[inline]
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is GlobalAlloc::alloc's.
+        unsafe { GlobalAlloc::alloc(&self.0, l) }
+    }
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract is GlobalAlloc::dealloc's.
+        unsafe { GlobalAlloc::dealloc(&self.0, p, l) }
     }
 }
 
@@ -849,7 +882,13 @@ struct Target {
 
 const TALC: usize = 1;
 const BUDDY: usize = 3;
+const SYSTEM: usize = 6;
 const MIMALLOC: usize = 7;
+/// kmem's heap in the oversubscribed row: the README's global allocator.
+const PROGRAM_HEAP: usize = 1 << 30;
+/// Threads of the oversubscribed row: far more than this machine's cores, so that lock
+/// holders are descheduled while others wait.
+const OVERSUBSCRIBED: usize = 64;
 
 /// The targets, from the rows this run produced (a target whose rows did not run is left
 /// out). Each is reported with the figures behind it; none is asserted.
@@ -952,6 +991,22 @@ fn targets(rows: &[Row]) -> Vec<Target> {
                 .map(|(_, m)| format!("talc / mimalloc: {m:.2}x")),
             met: *x >= 3.0,
         });
+    }
+    if let Some(r) = group("over").next() {
+        let sys = r.ratio(SYSTEM).map(|x| 1.0 / x);
+        let mi = r.ratio(MIMALLOC).map(|x| 1.0 / x);
+        let figs: Vec<(String, f64)> = [("system", sys), ("mimalloc", mi)]
+            .into_iter()
+            .filter_map(|(n, x)| Some((n.to_string(), x?)))
+            .collect();
+        if !figs.is_empty() {
+            out.push(Target {
+                target: "oversubscribed 64 threads: kmem <= 1.2x system's and mimalloc's time",
+                measured: format!("kmem / peer time: {}", list(&figs, "x")),
+                reference: None,
+                met: figs.iter().all(|(_, x)| *x <= 1.2),
+            });
+        }
     }
     // kmem's own figures in the "eff" rows whose name starts with `prefix`.
     let kmem_figs = |prefix: &'static str| -> Vec<(String, f64)> {
@@ -1096,7 +1151,7 @@ fn main() {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1).cloned());
-    // `--only hot,batch,bulk,random,eff,threads,page` runs those groups.
+    // `--only hot,batch,bulk,random,eff,threads,over,page` runs those groups.
     let only: Option<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -1257,6 +1312,46 @@ fn main() {
             Row {
                 group: "threads",
                 name: "producer/consumer".into(),
+                unit: "ns",
+                vals,
+            },
+            &mut rows,
+        );
+    }
+    if want("over") {
+        // Only the peers built for threads: the others sit behind one spin lock, whose
+        // descheduled holder would make them crawl for minutes here.
+        let on_over: Vec<bool> = (0..PEERS.len())
+            .map(|i| on(i) && [0, SYSTEM, MIMALLOC].contains(&i))
+            .collect();
+        // kmem as a program's global allocator, the README's `hosted::Heap`, with the
+        // CPU slots it sizes to this machine.
+        let heaps: Vec<Option<Box<dyn HeapDyn>>> = (0..PEERS.len())
+            .map(|i| {
+                on_over[i].then(|| match i {
+                    0 => Box::new(HostedHeap::new(PROGRAM_HEAP)) as _,
+                    _ => make_peer(i, ARENA),
+                })
+            })
+            .collect();
+        if on_over[0] {
+            println!(
+                "(oversubscribed: kmem is hosted::Heap::with_capacity({} MiB), {} CPU slots)",
+                PROGRAM_HEAP >> 20,
+                kmem::hosted::default_cpus(PROGRAM_HEAP)
+            );
+        }
+        let rounds = cfg.n(5_000);
+        let vals = measure_rounds(&cfg, &on_over, |i| {
+            heaps[i]
+                .as_ref()
+                .unwrap()
+                .independent(OVERSUBSCRIBED, rounds)
+        });
+        emit(
+            Row {
+                group: "over",
+                name: format!("oversubscribed {OVERSUBSCRIBED} threads"),
                 unit: "ns",
                 vals,
             },

@@ -183,6 +183,35 @@ pub trait Arch: 'static {
         core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst)
     }
 
+    /// One step of a spin-wait for a lock or flag another CPU holds; `spins` counts the
+    /// steps this wait has taken before. Every spin-wait in the allocator calls it.
+    ///
+    /// On bare metal the holder runs with interrupts off and leaves within a short
+    /// critical section, so the default only hints the CPU (`pause`, `yield`). Where the
+    /// holder can be descheduled — a thread of a process, a guest's vCPU — spinning on
+    /// would burn the very core the holder needs: such a platform gives the core away
+    /// once a wait has gone on for long (the hosted platform yields its thread).
+    ///
+    /// # Examples
+    /// ```
+    /// use core::sync::atomic::{AtomicBool, Ordering};
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// static READY: AtomicBool = AtomicBool::new(false);
+    /// let setter = std::thread::spawn(|| READY.store(true, Ordering::Release));
+    /// let mut spins = 0;
+    /// while !READY.load(Ordering::Acquire) {
+    ///     HostArch::relax(spins);
+    ///     spins = spins.saturating_add(1);
+    /// }
+    /// setter.join().unwrap();
+    /// ```
+    #[inline]
+    fn relax(spins: u32) {
+        let _ = spins;
+        core::hint::spin_loop()
+    }
+
     /// A free-running cycle counter for benchmarks and owner tracking.
     ///
     /// # Examples

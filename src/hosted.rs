@@ -230,6 +230,11 @@ pub fn owned_slots() -> bool {
     barrier_available()
 }
 
+/// Steps of a spin-wait ([`Arch::relax`]) before a hosted thread yields: some
+/// microseconds of `pause`, far more than a critical section of kmem's takes when its
+/// holder keeps running.
+const SPINS_BEFORE_YIELD: u32 = 64;
+
 impl Arch for HostArch {
     type IrqState = ();
     const OWNED_IDS: usize = MAX_IDS;
@@ -244,6 +249,18 @@ impl Arch for HostArch {
     /// above); a no-op where no thread can own a slot.
     fn remote_barrier() {
         membarrier::barrier()
+    }
+
+    /// Spins for as long as a running holder needs to leave a critical section; past
+    /// that, the holder is likely descheduled (more threads than cores), and the core
+    /// is given to it — or to anyone else with work — instead.
+    #[inline]
+    fn relax(spins: u32) {
+        if spins < SPINS_BEFORE_YIELD {
+            core::hint::spin_loop()
+        } else {
+            std::thread::yield_now()
+        }
     }
 
     #[inline]
@@ -436,7 +453,7 @@ impl Drop for Region {
     }
 }
 
-/// CPU slots of a [`Heap`] unless told otherwise.
+/// The fewest CPU slots a [`Heap`] gets unless told otherwise (see [`default_cpus`]).
 ///
 /// # Examples
 /// ```
@@ -445,6 +462,54 @@ impl Drop for Region {
 /// assert_eq!(heap.get().unwrap().pages().nr_cpus(), DEFAULT_CPUS);
 /// ```
 pub const DEFAULT_CPUS: usize = 8;
+
+/// CPUs this process may run on. Called while a heap starts, perhaps inside the
+/// program's first allocation: it must not allocate, which `available_parallelism` does
+/// on Linux (it reads the cgroup's quota from files).
+fn cores() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain bits; an all-zero set is valid.
+        let mut set: libc::cpu_set_t = unsafe { core::mem::zeroed() };
+        // SAFETY: the set is ours and as large as the size passed; pid 0 is this thread.
+        let r = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+        // SAFETY: CPU_COUNT only reads the set.
+        let n = unsafe { libc::CPU_COUNT(&set) };
+        if r == 0 { n.max(1) as usize } else { 1 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Live threads per core that a default [`Heap`] gives a slot of their own: a thread
+/// without one shares a slot, and every thread of a shared slot takes its lock on every
+/// call, which a descheduled holder stalls. Programs run several threads per core (pools
+/// sized to the cores, plus threads of their own).
+const THREADS_PER_CORE: usize = 32;
+
+/// Heap bytes per default slot: a slot's per-CPU object arrays take some 14 KiB over
+/// all the kmalloc caches, which this keeps near 0.2 % of the heap.
+const BYTES_PER_SLOT: usize = 8 << 20;
+
+/// CPU slots of a [`Heap`] of `capacity` bytes unless told otherwise: sized to the
+/// machine's cores — a slot for each of 32 threads per core, so that the threads of an
+/// oversubscribed program each own one — as far as the heap's size allows (one per
+/// 8 MiB); at least [`DEFAULT_CPUS`], at most the exclusive thread ids there are.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{DEFAULT_CPUS, Heap, default_cpus};
+/// assert_eq!(default_cpus(16 << 20), DEFAULT_CPUS, "a small heap keeps the fewest");
+/// let big = Heap::with_capacity(1 << 30);
+/// assert_eq!(big.get().unwrap().pages().nr_cpus(), default_cpus(1 << 30));
+/// assert!(default_cpus(1 << 30) <= (1 << 30) / (8 << 20), "one slot per 8 MiB at most");
+/// ```
+pub fn default_cpus(capacity: usize) -> usize {
+    cores()
+        .saturating_mul(THREADS_PER_CORE)
+        .min(capacity / BYTES_PER_SLOT)
+        .clamp(DEFAULT_CPUS, MAX_IDS)
+}
 
 /// kmem as a process's heap and global allocator.
 ///
@@ -470,7 +535,8 @@ pub const DEFAULT_CPUS: usize = 8;
 /// ```
 pub struct Heap {
     capacity: usize,
-    cpus: usize,
+    /// `None`: [`default_cpus`], decided on first use.
+    cpus: Option<usize>,
     state: spin::Once<Option<StatePtr>>,
 }
 
@@ -501,7 +567,8 @@ unsafe impl Send for StatePtr {}
 unsafe impl Sync for StatePtr {}
 
 impl Heap {
-    /// A global allocator over `capacity` bytes with [`DEFAULT_CPUS`] CPU slots.
+    /// A global allocator over `capacity` bytes with [`default_cpus`]`(capacity)` CPU
+    /// slots.
     ///
     /// # Examples
     /// ```
@@ -514,7 +581,11 @@ impl Heap {
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     pub const fn with_capacity(capacity: usize) -> Heap {
-        Heap::with_capacity_and_cpus(capacity, DEFAULT_CPUS)
+        Heap {
+            capacity,
+            cpus: None,
+            state: spin::Once::new(),
+        }
     }
 
     /// A global allocator over `capacity` bytes with `cpus` CPU slots (threads beyond
@@ -529,7 +600,7 @@ impl Heap {
     pub const fn with_capacity_and_cpus(capacity: usize, cpus: usize) -> Heap {
         Heap {
             capacity,
-            cpus,
+            cpus: Some(cpus),
             state: spin::Once::new(),
         }
     }
@@ -549,11 +620,11 @@ impl Heap {
             .call_once(|| {
                 let region = Region::new(self.capacity)?;
                 let map = region.normalized().ok()?;
+                let cpus = self.cpus.unwrap_or_else(|| default_cpus(self.capacity));
                 // SAFETY: the region is the allocator's for as long as both live (they
                 // are stored side by side and dropped together, the allocator first).
-                let pages = unsafe {
-                    PageAllocator::new(&map, ZoneLimits::FLAT, self.cpus.max(1), None).ok()?
-                };
+                let pages =
+                    unsafe { PageAllocator::new(&map, ZoneLimits::FLAT, cpus.max(1), None).ok()? };
                 let kmem = crate::Kmem::new(pages).ok()?;
                 let state = HeapState {
                     kmem,

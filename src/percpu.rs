@@ -20,10 +20,14 @@
 //! - **No owned ids** (`OWNED_IDS == 0`): everyone takes the lock, always.
 //!
 //! `mode` has two bits. `REMOTE` is set for one drain and cleared after it, so drains
-//! cost the owner nothing once they are over. `SHARED` is set the first time a thread
-//! that is not the owner uses the slot as its own (more live threads than slots) and is
-//! never cleared: from then on the owner takes the lock too, and the sharing threads
-//! need no barrier — the slot behaves exactly as the bare-metal one.
+//! cost the owner nothing once they are over. `SHARED` is set when a thread that is not
+//! the owner uses the slot as its own (more live threads than slots): from then on the
+//! owner takes the lock too, and the sharing threads need no barrier — the slot behaves
+//! exactly as the bare-metal one. The owner clears it again, under the lock, once it has
+//! entered `SHARE_DECAY` times in a row with no sharer in between: threads come and
+//! go, and one that briefly had no slot of its own (a new thread whose predecessor had
+//! not yet given its id back) must not cost the owner its lock-free entry for good. A
+//! sharer that comes after sets it again, with a barrier, as the first one did.
 //!
 //! Values are only touched through the guard these functions return, which proves one of
 //! the two forms of exclusive access above.
@@ -31,15 +35,18 @@
 use core::cell::UnsafeCell;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::arch::Arch;
 use crate::sync::{IrqMutex, IrqMutexGuard};
 
 /// `mode` bit: an outsider holds the slot for one drain.
 const REMOTE: u8 = 1;
-/// `mode` bit, sticky: non-owners use the slot as theirs; everyone takes the lock.
+/// `mode` bit: non-owners use the slot as theirs; everyone takes the lock.
 const SHARED: u8 = 2;
+/// Owner entries in a row, with no sharer between them, after which the owner clears
+/// `SHARED`: enough that a sharer's next barrier costs the owner little per entry.
+const SHARE_DECAY: u32 = 4096;
 
 #[repr(align(64))]
 struct Slot<A: Arch, T> {
@@ -47,6 +54,8 @@ struct Slot<A: Arch, T> {
     busy: AtomicBool,
     /// `REMOTE | SHARED`; written only under `lock`.
     mode: AtomicU8,
+    /// The owner's locked entries since a sharer's, while `SHARED` (only under `lock`).
+    owner_streak: AtomicU32,
     lock: IrqMutex<A, ()>,
     value: UnsafeCell<T>,
 }
@@ -95,6 +104,7 @@ impl<A: Arch, T> PerCpu<A, T> {
                 slots.add(i).write(Slot {
                     busy: AtomicBool::new(false),
                     mode: AtomicU8::new(0),
+                    owner_streak: AtomicU32::new(0),
                     lock: IrqMutex::new(()),
                     value: UnsafeCell::new(init(i)),
                 })
@@ -207,9 +217,22 @@ impl<A: Arch, T> PerCpu<A, T> {
     #[inline(never)]
     fn owner_locked(slot: &Slot<A, T>, irq: A::IrqState) -> SlotGuard<'_, A, T> {
         Self::leave(slot, irq);
+        let guard = slot.lock.lock();
+        let mode = slot.mode.load(Ordering::Relaxed);
+        if mode & SHARED != 0 {
+            let streak = slot.owner_streak.load(Ordering::Relaxed) + 1;
+            if streak >= SHARE_DECAY {
+                // No sharer for long: enter lock-free again from the next call. Release:
+                // the owner's Acquire load of `mode` sees what sharers wrote.
+                slot.mode.store(mode & !SHARED, Ordering::Release);
+                slot.owner_streak.store(0, Ordering::Relaxed);
+            } else {
+                slot.owner_streak.store(streak, Ordering::Relaxed);
+            }
+        }
         SlotGuard {
             slot,
-            how: How::Locked(slot.lock.lock(), 0),
+            how: How::Locked(guard, 0),
         }
     }
 
@@ -280,14 +303,25 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// leaves within a short spin (lock-free sections are a few dozen instructions,
     /// unless the owner waits for a lock).
     fn owner_leaves(slot: &Slot<A, T>) -> bool {
-        for _ in 0..256 {
+        for spins in 0..256 {
             // Acquire: see everything the owner wrote before it cleared `busy`.
             if !slot.busy.load(Ordering::Acquire) {
                 return true;
             }
-            core::hint::spin_loop();
+            A::relax(spins);
         }
         false
+    }
+
+    /// Waits until the owner of `slot`, which an outsider has flagged, is out of it. The
+    /// owner may be descheduled inside (a hosted thread): [`Arch::relax`] lets it run.
+    fn wait_owner_out(slot: &Slot<A, T>) {
+        let mut spins = 0u32;
+        // Acquire: see everything the owner wrote before it cleared `busy`.
+        while slot.busy.load(Ordering::Acquire) {
+            A::relax(spins);
+            spins = spins.saturating_add(1);
+        }
     }
 
     /// Enters `slot` through its lock; where owners enter lock-free, also sets `bit` in
@@ -303,6 +337,9 @@ impl<A: Arch, T> PerCpu<A, T> {
             };
         }
         let mode = slot.mode.load(Ordering::Relaxed);
+        if bit == SHARED {
+            slot.owner_streak.store(0, Ordering::Relaxed);
+        }
         if mode & SHARED != 0 {
             // The owner already takes the lock: we hold it, so we are alone.
             return SlotGuard {
@@ -312,10 +349,7 @@ impl<A: Arch, T> PerCpu<A, T> {
         }
         slot.mode.store(mode | bit, Ordering::Relaxed);
         A::remote_barrier();
-        // Acquire: see everything the owner wrote before it cleared `busy`.
-        while slot.busy.load(Ordering::Acquire) {
-            core::hint::spin_loop();
-        }
+        Self::wait_owner_out(slot);
         SlotGuard {
             slot,
             how: How::Locked(guard, bit & REMOTE),
@@ -343,11 +377,7 @@ impl<A: Arch<IrqState = ()>, T> PerCpu<A, T> {
             A::remote_barrier();
         }
         for i in 0..self.len() {
-            let slot = self.slot(i);
-            // Acquire: see everything the owner wrote before it cleared `busy`.
-            while slot.busy.load(Ordering::Acquire) {
-                core::hint::spin_loop();
-            }
+            Self::wait_owner_out(self.slot(i));
         }
     }
 
@@ -524,6 +554,74 @@ mod tests {
             },
             Drain::Try,
         );
+    }
+
+    /// More threads than slots: sharers and owners on the same slots, owners clearing
+    /// `SHARED` whenever sharers pause, sharers setting it again; not one increment may
+    /// be lost.
+    #[test]
+    fn sharers_never_race_owners() {
+        const N: usize = 2;
+        const THREADS: u64 = 6;
+        const ROUNDS: u64 = if cfg!(miri) { 300 } else { 100_000 };
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(N) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, N, |_| 0) };
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let pc = &pc;
+                s.spawn(move || {
+                    for i in 0..ROUNDS {
+                        if pc.try_owned(|v| *v += 1).is_none() {
+                            *pc.local() += 1;
+                        }
+                        // Some threads pause now and then, so that owners see runs
+                        // with no sharer and give up SHARED, which sharers set again.
+                        if t % 2 == 1 && i % 10_000 == 0 {
+                            std::thread::yield_now();
+                        }
+                    }
+                });
+            }
+        });
+        let total: u64 = (0..N).map(|i| *pc.cpu(i)).sum();
+        assert_eq!(total, THREADS * ROUNDS);
+    }
+
+    /// A slot shared once gives its owner back the lock-free entry after `SHARE_DECAY`
+    /// locked entries with no sharer; a sharer's next entry takes it away again.
+    #[test]
+    fn shared_decays_back_to_lock_free() {
+        if !crate::hosted::owned_slots() {
+            return; // every entry takes the lock here
+        }
+        let me = HostArch::cpu_id();
+        if me >= HostArch::OWNED_IDS {
+            return; // more live threads than ids: this one owns no slot
+        }
+        let n = me + 1;
+        let mut mem = vec![0u8; PerCpu::<HostArch, u64>::bytes_needed(n) + 64];
+        let at = mem.as_mut_ptr().wrapping_add(mem.as_ptr().align_offset(64));
+        // SAFETY: the buffer is large enough, aligned above, and outlives `pc`.
+        let pc = unsafe { PerCpu::<HostArch, u64>::init_at(at, n, |_| 0) };
+        let share = || *pc.outsider(pc.slot(me), SHARED) += 1;
+        assert!(pc.try_owned(|v| *v += 1).is_some(), "owned, never shared");
+        share();
+        assert!(
+            pc.try_owned(|v| *v += 1).is_none(),
+            "shared: the owner locks"
+        );
+        for _ in 0..SHARE_DECAY {
+            *pc.local() += 1;
+        }
+        assert!(
+            pc.try_owned(|v| *v += 1).is_some(),
+            "decayed: lock-free again"
+        );
+        share();
+        assert!(pc.try_owned(|v| *v += 1).is_none(), "shared again");
+        assert_eq!(*pc.cpu(me), 4 + u64::from(SHARE_DECAY));
     }
 
     /// `try_each` skips a slot whose lock is held, and visits every other one.

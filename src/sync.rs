@@ -3,7 +3,8 @@
 //! Every allocator lock may be taken from interrupt context (`Gfp::ATOMIC`), so it is
 //! always taken with interrupts disabled: an interrupt handler on the same CPU can then
 //! never spin on a lock its own CPU holds. [`IrqMutex`] pairs `spin::Mutex` with
-//! [`Arch::irq_save`]/[`Arch::irq_restore`].
+//! [`Arch::irq_save`]/[`Arch::irq_restore`], and waits for it through [`Arch::relax`],
+//! so that a platform whose lock holders can be descheduled does not spin against them.
 
 use core::marker::PhantomData;
 use core::mem::ManuallyDrop;
@@ -63,8 +64,34 @@ impl<A: Arch, T> IrqMutex<A, T> {
     pub fn lock(&self) -> IrqMutexGuard<'_, A, T> {
         let irq = A::irq_save();
         IrqMutexGuard {
-            guard: ManuallyDrop::new(self.inner.lock()),
+            guard: ManuallyDrop::new(self.acquire()),
             irq,
+        }
+    }
+
+    /// Takes the lock (interrupts are the caller's business): at once if it is free.
+    #[inline]
+    fn acquire(&self) -> spin::MutexGuard<'_, T> {
+        match self.inner.try_lock() {
+            Some(guard) => guard,
+            None => self.wait(),
+        }
+    }
+
+    /// The lock was taken: wait for it, reading until it looks free (so that waiters
+    /// do not bounce its line with writes), then try again.
+    #[cold]
+    #[inline(never)]
+    fn wait(&self) -> spin::MutexGuard<'_, T> {
+        let mut spins = 0u32;
+        loop {
+            while self.inner.is_locked() {
+                A::relax(spins);
+                spins = spins.saturating_add(1);
+            }
+            if let Some(guard) = self.inner.try_lock() {
+                return guard;
+            }
         }
     }
 
@@ -107,7 +134,7 @@ impl<A: Arch<IrqState = ()>, T> IrqMutex<A, T> {
     /// Spins until the lock is free and keeps it, with no guard; returns the value's
     /// address, the holder's to use until [`IrqMutex::release`].
     pub(crate) fn hold(&self) -> *mut T {
-        spin::MutexGuard::leak(self.inner.lock())
+        spin::MutexGuard::leak(self.acquire())
     }
 
     /// Unlocks a lock taken with [`IrqMutex::hold`].
