@@ -958,6 +958,26 @@ fn targets(rows: &[Row]) -> Vec<Target> {
         })
     };
     out.extend(vs_talc("hot", "hot pair >= 4x faster than talc", 4.0));
+    let batch_talc = per_row("batch", TALC, false);
+    let batch_mi = per_row("batch", MIMALLOC, true);
+    if !batch_talc.is_empty() && !batch_mi.is_empty() {
+        let short_batch = |v: Vec<(String, f64)>| -> Vec<(String, f64)> {
+            v.into_iter()
+                .map(|(n, x)| (n.trim_start_matches("batch 10k x 64 B ").to_string(), x))
+                .collect()
+        };
+        let (t, m) = (short_batch(batch_talc), short_batch(batch_mi));
+        out.push(Target {
+            target: "batch 10k x 64 B >= 1.5x talc and <= 1.0x mimalloc's time",
+            measured: format!(
+                "talc / kmem time: {}; kmem / mimalloc time: {}",
+                list(&t, "x"),
+                list(&m, "x")
+            ),
+            reference: None,
+            met: t.iter().all(|(_, x)| *x >= 1.5) && m.iter().all(|(_, x)| *x <= 1.0),
+        });
+    }
     out.extend(vs_talc(
         "random",
         "random actions >= 1.5x talc's throughput",
@@ -971,10 +991,10 @@ fn targets(rows: &[Row]) -> Vec<Target> {
     };
     if let Some(k) = scaling(0) {
         out.push(Target {
-            target: "2 threads independent >= 1.8x one thread's throughput",
+            target: "2 threads independent >= 1.9x one thread's throughput",
             measured: format!("kmem {k:.2}x (medians)"),
             reference: scaling(MIMALLOC).map(|m| format!("mimalloc {m:.2}x")),
-            met: k >= 1.8,
+            met: k >= 1.9,
         });
     }
     let pc = per_row("threads", TALC, false)
@@ -1018,10 +1038,10 @@ fn targets(rows: &[Row]) -> Vec<Target> {
     let eff = kmem_figs("heap");
     if !eff.is_empty() {
         out.push(Target {
-            target: "heap efficiency >= 85 %",
+            target: "heap efficiency >= 90 %",
             measured: list(&eff, " %"),
             reference: None,
-            met: eff.iter().all(|(_, x)| *x >= 85.0),
+            met: eff.iter().all(|(_, x)| *x >= 90.0),
         });
     }
     let page = per_row("page", BUDDY, false);
