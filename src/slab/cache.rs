@@ -399,14 +399,17 @@ impl<A: Arch> SlabCache<A> {
 
     /// Gives a CPU whose loaded magazine is full room for frees: swaps in the previous
     /// magazine if it has room, else trades the previous (full) one for an empty one of
-    /// the depot, else returns the previous one's objects to their slabs and swaps.
+    /// the depot, else returns the previous one's oldest objects to their slabs — a
+    /// refill's worth (`refill_batch`: all of it but for objects over a page) — and
+    /// swaps.
     pub(super) fn make_room(&self, k: &impl Backing<A>, m: &mut CpuMagazines) {
         if m.swap_for_free() || m.trade_full(&mut self.depot.lock()) {
             return;
         }
+        let n = super::refill_batch(self.geo().layout.stride, m.cap());
         let mut node = self.node.lock();
-        self.free_block(k, &mut node, m.previous());
-        m.clear_previous();
+        self.free_block(k, &mut node, &m.previous()[..n]);
+        m.remove_previous_oldest(n);
         let swapped = m.swap_for_free();
         debug_assert!(swapped);
     }
@@ -444,8 +447,8 @@ impl<A: Arch> SlabCache<A> {
 
     /// Gives a CPU whose loaded magazine is empty an object: from the previous magazine
     /// (swapped in), a full magazine of the depot (traded for the previous, empty one),
-    /// or else objects taken off the slabs into the loaded magazine — from partial
-    /// slabs, then free slabs, then new slabs.
+    /// or else objects taken off the slabs into the loaded magazine (`refill_batch` of
+    /// them) — from partial slabs, then free slabs, then new slabs.
     #[cold]
     #[inline(never)]
     fn refill(
@@ -456,7 +459,7 @@ impl<A: Arch> SlabCache<A> {
     ) -> Result<usize, SlabError> {
         if !(m.swap_for_alloc() || m.trade_empty(&mut self.depot.lock())) {
             let mut node = self.node.lock();
-            let want = m.room();
+            let want = super::refill_batch(self.geo().layout.stride, m.room());
             self.take_from_slabs(k, &mut node, want, gfp, |obj| {
                 m.try_push(obj);
             })?;

@@ -184,9 +184,15 @@ impl CpuMagazines {
         unsafe { slice(self.previous, self.prev_avail) }
     }
 
-    /// Empties the previous magazine (the caller has put its objects elsewhere).
-    pub fn clear_previous(&mut self) {
-        self.prev_avail = 0;
+    /// Drops the previous magazine's oldest `n` objects (the caller has put them
+    /// elsewhere); the others move down in one copy.
+    pub fn remove_previous_oldest(&mut self, n: usize) {
+        let n = n.min(self.prev_avail as usize);
+        let left = self.prev_avail as usize - n;
+        // SAFETY: both ranges lie within the previous magazine's first prev_avail entries;
+        // `copy` allows them to overlap.
+        unsafe { core::ptr::copy(self.previous.add(n), self.previous, left) };
+        self.prev_avail = left as u32;
     }
 
     /// Empties both magazines (the caller has put their objects elsewhere).
@@ -410,5 +416,21 @@ mod tests {
         assert!(m.take_touched());
         assert!(m.take_newest(1).is_empty());
         assert!(!m.take_touched(), "an empty run is no allocation");
+    }
+
+    #[test]
+    fn the_previous_magazine_gives_up_its_oldest_objects() {
+        let mut a = [0usize; 4];
+        let mut b = [0usize; 4];
+        // SAFETY: both outlive the magazines and nothing else uses them.
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        for o in 1..=4 {
+            assert!(m.try_push(o));
+        }
+        assert!(m.try_push(5) || m.swap_for_free());
+        m.remove_previous_oldest(2);
+        assert_eq!(m.previous(), &[3, 4], "the newest stay, in order");
+        m.remove_previous_oldest(9);
+        assert!(m.previous().is_empty());
     }
 }

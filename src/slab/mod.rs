@@ -680,19 +680,29 @@ unsafe impl<A: Arch> Send for SlabCache<A> {}
 // SAFETY: as for Send.
 unsafe impl<A: Arch> Sync for SlabCache<A> {}
 
-/// Objects a magazine holds: about Linux's `enable_cpucache` batchcount (half its
-/// per-CPU limit, so a CPU's two magazines hold what its array did), rounded down to
-/// whole cache lines of entries (56, 24 and 8 where Linux has 60, 27 and 12), so that no
-/// magazine pays for a line it half uses; and for objects over a page 2 where Linux
-/// takes 4: a refill then takes two objects of up to 128 KiB off the slabs, not four,
-/// which keeps heap efficiency on large requests (BENCHMARKS.md).
+/// Objects a magazine holds: Linux's `enable_cpucache` batchcount (half its per-CPU
+/// limit, so a CPU's two magazines hold what its array did), with 56 for small objects
+/// where Linux has 60, so that a small cache's magazines are whole cache lines of entries
+/// and its arrays fit two pages on four CPUs (with 60 they took four).
 fn magazine_cap(size: usize) -> usize {
     match size {
         s if s > 128 * 1024 => 1,
-        s if s > PAGE_SIZE as usize => 2,
-        s if s > 1024 => 8,
-        s if s > 256 => 24,
+        s if s > PAGE_SIZE as usize => 4,
+        s if s > 1024 => 12,
+        s if s > 256 => 27,
         _ => MAG_MAX,
+    }
+}
+
+/// Objects a refill from the slabs puts in an empty magazine of `cap`: all of it, but for
+/// objects over a page half, as Linux's batch of 2 where its limit is 8 (it takes 4): a
+/// refill then takes two objects of up to 128 KiB off the slabs, not four, which keeps
+/// heap efficiency on large requests (BENCHMARKS.md).
+pub(crate) fn refill_batch(stride: usize, cap: usize) -> usize {
+    if stride > PAGE_SIZE as usize {
+        (cap / 2).max(1)
+    } else {
+        cap
     }
 }
 
