@@ -143,7 +143,7 @@ const BARRIER_TIMEOUT_US: u64 = 2_000_000;
 /// Timed rounds after the warm-up round.
 const ROUNDS: usize = 5;
 
-const HOT_PAIRS: u64 = 4_000;
+const HOT_PAIRS: u64 = 40_000;
 /// Objects per batch, over all cores together.
 const BATCH: usize = 10_000;
 /// Objects each producer hands to its consumer.
