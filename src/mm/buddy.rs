@@ -82,7 +82,7 @@ impl FreeArea {
         self.free_pages += 1 << order;
     }
 
-    fn unlink(&mut self, t: &FrameTable, idx: u32, order: u32) {
+    pub(crate) fn unlink(&mut self, t: &FrameTable, idx: u32, order: u32) {
         let o = order as usize;
         let f = t.frame(idx);
         let (prev, next) = (f.prev(), f.next());
@@ -118,12 +118,17 @@ impl FreeArea {
     /// The caller has checked that `idx` heads a block of `order` it may free.
     pub fn free(&mut self, t: &FrameTable, mut idx: u32, mut order: u32) {
         let zone = t.frame(idx).zone();
-        let mut pfn = t.pfn_of(idx);
+        // Buddies merge only inside the run of descriptors that holds the block: a
+        // region added at run time may lie next to another, whose descriptors are
+        // elsewhere (and which may be removed on its own).
+        let (start, end, first) = t.span_of(idx);
+        let mut pfn = start + u64::from(idx - first);
         while order < MAX_ORDER {
             let buddy_pfn = pfn ^ (1 << order);
-            let Some(b) = t.index_of_pfn(buddy_pfn) else {
+            if buddy_pfn < start || buddy_pfn >= end {
                 break;
-            };
+            }
+            let b = first + (buddy_pfn - start) as u32;
             let bf = t.frame(b);
             if bf.state() != FrameState::Free || bf.order() != order || bf.zone() != zone {
                 break;
