@@ -12,6 +12,7 @@
 
 mod classes;
 mod global;
+mod hotplug;
 mod info;
 mod kbox;
 mod options;

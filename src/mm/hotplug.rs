@@ -500,3 +500,7 @@ impl<A: Arch> PageAllocator<A> {
         Err(oom)
     }
 }
+
+#[cfg(test)]
+#[path = "hotplug_tests.rs"]
+mod tests;
