@@ -405,3 +405,90 @@ fn four_threads_add_and_remove_regions_while_allocating() {
     // caches' arrays), which shrink_all left as they were before the run.
     assert_eq!(end.free_pages(), initial.free_pages());
 }
+
+/// One step of the model test.
+#[derive(Clone, Debug)]
+enum Op {
+    Add(usize),
+    Remove(usize),
+    Alloc(u32),
+    Free(usize),
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        1 => (0..3usize).prop_map(Op::Add),
+        1 => (0..3usize).prop_map(Op::Remove),
+        4 => (0..=4u32).prop_map(Op::Alloc),
+        3 => any::<usize>().prop_map(Op::Free),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Against a model of which regions are online and which blocks are live: an add
+    /// succeeds exactly when its region is offline, a removal exactly when it is online
+    /// and holds no live block (else the count is the live frames in it), every block
+    /// lies in boot memory or an online region, and everything comes back at the end.
+    #[test]
+    fn hotplug_model(ops in proptest::collection::vec(op(), 1..120)) {
+        let (r, p, _) = split(20, 2, 2);
+        let initial = snapshot(&p);
+        let regions: Vec<_> = (0..3).map(|k| range(&r, 2 + 6 * k, 8 + 6 * k)).collect();
+        let mut online = [false; 3];
+        let mut live: Vec<(u64, u32)> = Vec::new();
+        let region_of = |pa: u64| regions.iter().position(|g| pa >= g.start && pa < g.end);
+        for op in ops {
+            match op {
+                Op::Add(k) => {
+                    let got = add(&p, regions[k]);
+                    proptest::prop_assert_eq!(got.is_ok(), !online[k], "{:?}", got);
+                    online[k] = true;
+                }
+                Op::Remove(k) => {
+                    let in_use: u64 = live
+                        .iter()
+                        .filter(|&&(pa, _)| region_of(pa) == Some(k))
+                        .map(|&(_, o)| 1u64 << o)
+                        .sum();
+                    let want = if !online[k] {
+                        Err(HotplugError::NotARegion { range: regions[k] })
+                    } else if in_use > 0 {
+                        Err(HotplugError::PagesInUse { range: regions[k], count: in_use })
+                    } else {
+                        Ok(())
+                    };
+                    proptest::prop_assert_eq!(p.remove_region(regions[k]), want);
+                    if want.is_ok() {
+                        online[k] = false;
+                    }
+                }
+                Op::Alloc(order) => {
+                    if let Ok(pa) = p.alloc_pages(order, Gfp::KERNEL) {
+                        if let Some(k) = region_of(pa) {
+                            proptest::prop_assert!(online[k], "{:#x} from an offline region", pa);
+                        }
+                        live.push((pa, order));
+                    }
+                }
+                Op::Free(pick) => {
+                    if !live.is_empty() {
+                        let (pa, o) = live.swap_remove(pick % live.len());
+                        proptest::prop_assert_eq!(p.free_pages_any(pa, o), Ok(()));
+                    }
+                }
+            }
+        }
+        p.check();
+        for (pa, o) in live {
+            p.free_pages_any(pa, o).unwrap();
+        }
+        for k in 0..3 {
+            if online[k] {
+                p.remove_region(regions[k]).unwrap();
+            }
+        }
+        proptest::prop_assert_eq!(snapshot(&p), initial);
+    }
+}
