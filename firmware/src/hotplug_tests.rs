@@ -248,3 +248,116 @@ pub fn region_on_every_core() -> R {
     // Leave it added, as after a normal boot.
     hotplug::add(range).map_err(|_| "the range could not be added again")
 }
+
+/// Set by the boot core when it has added and removed the region enough times.
+static DONE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+/// Removals that succeeded and that were refused (pages in use) during the run.
+static REMOVED: AtomicUsize = AtomicUsize::new(0);
+static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+/// Times the boot core adds (and tries to remove) the region during the run.
+const ROUNDS: usize = 40;
+
+/// The boot core adds and removes the region over and over while every other core
+/// allocates, stamps, checks and frees; secondaries stop when it is done.
+fn add_remove_while_allocating(cpu: usize) -> R {
+    let range = PhysRange {
+        start: RANGE[0].load(Relaxed),
+        end: RANGE[1].load(Relaxed),
+    };
+    if cpu == 0 {
+        let mut r = Ok(());
+        for _ in 0..ROUNDS {
+            if pages().info().hot_regions == 0 && hotplug::add(range).is_err() {
+                r = Err("the region could not be added while cores allocate");
+                break;
+            }
+            for _ in 0..2000 {
+                core::hint::spin_loop();
+            }
+            match kmem().remove_region(range) {
+                Ok(()) => REMOVED.fetch_add(1, Relaxed),
+                Err(HotplugError::PagesInUse { .. }) => REFUSED.fetch_add(1, Relaxed),
+                Err(_) => {
+                    r = Err("removal failed for another reason than pages in use");
+                    break;
+                }
+            };
+        }
+        DONE.store(true, Relaxed);
+        return r;
+    }
+    let mut held = [0 as PhysAddr; 8];
+    let mut n = 0u64;
+    while !DONE.load(Relaxed) {
+        n += 1;
+        let slot = (n % 8) as usize;
+        if held[slot] != 0 {
+            let pa = held[slot];
+            // SAFETY: our page, stamped below.
+            let tag = unsafe { word(pa).read_volatile() };
+            ensure(
+                tag == pa ^ cpu as u64,
+                "a page changed while regions came and went",
+            )?;
+            pages()
+                .free_pages_any(pa, 0)
+                .map_err(|_| "a page could not be freed")?;
+            held[slot] = 0;
+        } else if let Ok(pa) = pages().alloc_pages(0, Gfp::KERNEL) {
+            // SAFETY: the page is ours and mapped as RAM.
+            unsafe { word(pa).write_volatile(pa ^ cpu as u64) };
+            held[slot] = pa;
+        }
+        if let Ok(p) = kmem().kmalloc(200, Gfp::KERNEL) {
+            // SAFETY: ours, 200 bytes.
+            unsafe { (p.as_ptr() as *mut u64).write_volatile(n) };
+            kmem()
+                .kfree_any(p.as_ptr())
+                .map_err(|_| "an object could not be freed")?;
+        }
+    }
+    for pa in held.into_iter().filter(|&pa| pa != 0) {
+        pages()
+            .free_pages_any(pa, 0)
+            .map_err(|_| "a page could not be freed")?;
+    }
+    Ok(())
+}
+
+/// The region added and removed by one core while every other core allocates: nothing
+/// lost, every page intact, the region removable at the end.
+pub fn add_remove_while_every_core_allocates() -> R {
+    let range = hotplug::held_back().ok_or("no memory was held back at boot")?;
+    RANGE[0].store(range.start, Relaxed);
+    RANGE[1].store(range.end, Relaxed);
+    // Start from the region removed (the previous test leaves it added).
+    if pages().info().hot_regions > 0 {
+        kmem()
+            .remove_region(range)
+            .map_err(|_| "the region could not be removed before the run")?;
+    }
+    kmem().shrink_all();
+    pages().drain_all_pcp();
+    let before = pages().info().free_pages();
+    DONE.store(false, Relaxed);
+    smp::run_on_all(add_remove_while_allocating)?;
+    if pages().info().hot_regions > 0 {
+        kmem()
+            .remove_region(range)
+            .map_err(|_| "the region could not be removed after the run")?;
+    }
+    kmem().shrink_all();
+    pages().drain_all_pcp();
+    ensure(
+        pages().info().free_pages() == before,
+        "free pages differ after the run",
+    )?;
+    crate::println!(
+        "  {} removals done, {} refused for pages in use, on {} cpus",
+        REMOVED.load(Relaxed),
+        REFUSED.load(Relaxed),
+        smp::online()
+    );
+    hotplug::add(range).map_err(|_| "the range could not be added again")
+}

@@ -67,6 +67,10 @@ pub const TESTS: &[Test] = &[
         "hotplug_region_on_every_core",
         hotplug_tests::region_on_every_core,
     ),
+    (
+        "hotplug_while_every_core_allocates",
+        hotplug_tests::add_remove_while_every_core_allocates,
+    ),
     ("boot_stack_headroom", boot_stack_headroom),
 ];
 
