@@ -734,6 +734,14 @@ mod fork {
     /// locks given back as in the parent (this thread holds them), then the CPU ids of
     /// the threads the child does not have set free, and the barrier made ready again.
     unsafe extern "C" fn child() {
+        each(|s| {
+            // SAFETY: this is the child, whose only thread is the forking one, which was
+            // in `fork` and held none of these locks.
+            unsafe {
+                s.kmem.pages().after_fork_in_child();
+                s.chunks.after_fork_in_child();
+            }
+        });
         release();
         super::ids_after_fork();
     }

@@ -202,6 +202,23 @@ impl Chunks {
     }
 }
 
+impl Chunks {
+    /// In a child after `fork`: the chunk list's lock freed if a thread the child does
+    /// not have held it (it is not held across the fork: a thread growing the heap holds
+    /// it while waiting for a zone lock the fork handlers hold). A chunk such a thread had
+    /// mapped but not recorded stays mapped in the child, unused.
+    ///
+    /// # Safety
+    /// The calling process is a child just forked, with one thread, which does not hold
+    /// the lock itself.
+    pub(super) unsafe fn after_fork_in_child(&self) {
+        if self.inner.is_locked() {
+            // SAFETY: the caller's contract: the holder is a thread this process lacks.
+            unsafe { self.inner.force_unlock() };
+        }
+    }
+}
+
 impl Drop for Chunks {
     fn drop(&mut self) {
         let inner = self.inner.get_mut();

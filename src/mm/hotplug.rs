@@ -55,6 +55,43 @@ pub(crate) const fn meta_frames(frames: u64) -> u64 {
 /// Most times one allocation asks the hook for memory.
 const OOM_ROUNDS: usize = 4;
 
+/// A spin lock's guard held with interrupts off (as `IrqMutex` does it): the lock is
+/// released before interrupts are restored.
+struct IrqOff<'a, A: Arch, T> {
+    guard: Option<spin::MutexGuard<'a, T>>,
+    irq: A::IrqState,
+}
+
+impl<'a, A: Arch, T> IrqOff<'a, A, T> {
+    fn lock(m: &'a spin::Mutex<T>) -> Self {
+        let irq = A::irq_save();
+        IrqOff {
+            guard: Some(m.lock()),
+            irq,
+        }
+    }
+}
+
+impl<A: Arch, T> core::ops::Deref for IrqOff<'_, A, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.guard.as_ref().expect("held until drop")
+    }
+}
+
+impl<A: Arch, T> core::ops::DerefMut for IrqOff<'_, A, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.guard.as_mut().expect("held until drop")
+    }
+}
+
+impl<A: Arch, T> Drop for IrqOff<'_, A, T> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        A::irq_restore(self.irq);
+    }
+}
+
 /// Why adding or removing a region was refused. Nothing changes when one is returned.
 ///
 /// # Examples
@@ -283,7 +320,7 @@ impl<A: Arch> PageAllocator<A> {
         if meta >= frames {
             return Err(HotplugError::TooSmall { range });
         }
-        let _hotplug = self.hotplug.lock();
+        let _hotplug = IrqOff::<A, _>::lock(&self.hotplug);
         self.check_unmanaged(range)?;
         let slot = self
             .table
@@ -376,7 +413,7 @@ impl<A: Arch> PageAllocator<A> {
     /// # Ok::<(), HotplugError>(())
     /// ```
     pub fn remove_region(&self, range: PhysRange) -> Result<(), HotplugError> {
-        let _hotplug = self.hotplug.lock();
+        let _hotplug = IrqOff::<A, _>::lock(&self.hotplug);
         let span = self
             .table
             .hot
@@ -461,7 +498,7 @@ impl<A: Arch> PageAllocator<A> {
     /// kmem.pages().set_oom_hook(old); // the heap's own hook, which grows it, is back
     /// ```
     pub fn set_oom_hook(&self, hook: Option<OomHook<A>>) -> Option<OomHook<A>> {
-        core::mem::replace(&mut *self.oom.lock(), hook)
+        core::mem::replace(&mut *IrqOff::<A, _>::lock(&self.oom), hook)
     }
 
     /// The out-of-memory path: asks the hook for memory and tries again (module doc).
@@ -474,7 +511,7 @@ impl<A: Arch> PageAllocator<A> {
         };
         let me = A::cpu_id().wrapping_add(1);
         for _ in 0..OOM_ROUNDS {
-            let Some(hook) = *self.oom.lock() else {
+            let Some(hook) = *IrqOff::<A, _>::lock(&self.oom) else {
                 return Err(oom);
             };
             match self.oom_busy.compare_exchange(0, me, Acquire, Relaxed) {

@@ -445,11 +445,12 @@ pub struct PageAllocator<A: Arch> {
     pcp: PerCpu<A, PcpZones>,
     meta: PhysRange,
     limits: ZoneLimits,
-    /// Serialises adding and removing regions (a leaf above the zone locks: taken
-    /// before them).
-    hotplug: IrqMutex<A, ()>,
+    /// Serialises adding and removing regions (taken before the page lists and zone
+    /// locks, with interrupts off: `hotplug::IrqOff`). Plain spin locks, so that a child
+    /// after `fork` can free them (`after_fork_in_child`).
+    hotplug: spin::Mutex<()>,
     /// The out-of-memory hook (`hotplug`).
-    oom: IrqMutex<A, Option<OomHook<A>>>,
+    oom: spin::Mutex<Option<OomHook<A>>>,
     /// `cpu_id + 1` of the CPU running the hook, 0 when none does.
     oom_busy: AtomicUsize,
     _arch: PhantomData<fn() -> A>,
@@ -466,6 +467,29 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
         for z in &self.zones {
             z.area.hold();
         }
+    }
+
+    /// In a child after `fork`, whose only thread is the forking one: the hotplug and
+    /// hook locks, which `fork_hold` does not take (a thread adding a region holds them
+    /// while it waits for a zone lock `fork_hold` holds), are freed if a thread the child
+    /// does not have held them, and no CPU runs the hook. A region such a thread was
+    /// adding is published without its frames in a zone: the child cannot allocate from
+    /// it or remove it (its frames read as in use), and loses nothing else.
+    ///
+    /// # Safety
+    /// The calling process is a child just forked, with one thread, which holds none of
+    /// these locks itself.
+    pub(crate) unsafe fn after_fork_in_child(&self) {
+        // SAFETY: the caller's contract: any holder is a thread this process lacks.
+        unsafe {
+            if self.hotplug.is_locked() {
+                self.hotplug.force_unlock();
+            }
+            if self.oom.is_locked() {
+                self.oom.force_unlock();
+            }
+        }
+        self.oom_busy.store(0, Relaxed);
     }
 
     /// Gives back what [`PageAllocator::fork_hold`] held.
@@ -570,8 +594,8 @@ impl<A: Arch> PageAllocator<A> {
             pcp,
             meta,
             limits,
-            hotplug: IrqMutex::new(()),
-            oom: IrqMutex::new(None),
+            hotplug: spin::Mutex::new(()),
+            oom: spin::Mutex::new(None),
             oom_busy: AtomicUsize::new(0),
             _arch: PhantomData,
         })
