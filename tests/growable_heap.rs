@@ -140,3 +140,65 @@ fn a_limit_or_a_refusing_os_is_null_not_an_abort() {
     assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
     assert_eq!(libc::WEXITSTATUS(status), 0);
 }
+
+#[test]
+fn fork_while_other_threads_grow_and_trim_the_heap() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                // Each round takes ~48 MiB (past the first chunk: the heap grows) and
+                // frees it (trim gives chunks back).
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v: Vec<Vec<u8>> = (0..12)
+                        .map(|i| vec![(i + t) as u8; (4 << 20) - 64])
+                        .collect();
+                    assert!(v.iter().enumerate().all(|(i, b)| b[100] == (i + t) as u8));
+                    drop(v);
+                    KMEM.trim();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..40 {
+        // SAFETY: fork; the child allocates (growing its heap), checks and exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let v: Vec<Vec<u8>> = (0..16).map(|i| vec![i as u8; 3 << 20]).collect();
+            let ok = v.iter().enumerate().all(|(i, b)| b[4096] == i as u8);
+            drop(v);
+            KMEM.trim();
+            // SAFETY: leave without the parent's harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        let start = std::time::Instant::now();
+        loop {
+            // SAFETY: polls the child just forked.
+            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if r == pid {
+                break;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(10) {
+                // SAFETY: the child is ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("a child hung (a lock held across fork)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let s = KMEM.stats();
+    println!("after the forks: {s:?}");
+    assert!(s.grown > 0 && s.trimmed > 0);
+}
