@@ -41,6 +41,15 @@ use core::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 use super::frame::{FrameState, PAGE_SHIFT, PageFrame};
 use super::hot::{MAX_HOT, MAX_HOT_FRAMES, slot_first};
+
+/// Most regions added at run time that can be online at once.
+///
+/// # Examples
+/// ```
+/// use kmem::mm::hotplug::MAX_REGIONS;
+/// assert_eq!(MAX_REGIONS, 32);
+/// ```
+pub const MAX_REGIONS: usize = MAX_HOT;
 use super::memmap::{PAGE_SIZE, PhysRange};
 use super::zone::{NR_ZONES, ZoneKind};
 use super::{PageAllocator, PageError};
@@ -282,8 +291,8 @@ impl<A: Arch> PageAllocator<A> {
     /// become its page descriptors, the rest joins its zones (by the allocator's
     /// [`ZoneLimits`](crate::ZoneLimits)) and can be allocated when this returns.
     /// Refused, with nothing changed, when the range is empty, not frame-aligned,
-    /// overlaps managed memory, is too small or too large, or when
-    /// [`MAX_HOT`](super::hot::MAX_HOT) regions are online already.
+    /// overlaps managed memory, is too small or too large, or when [`MAX_REGIONS`]
+    /// regions are online already.
     ///
     /// # Safety
     /// `range` is RAM, reachable at [`Arch::phys_to_virt`], that the caller owns and
