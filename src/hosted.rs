@@ -456,7 +456,8 @@ pub const DEFAULT_CPUS: usize = 8;
 /// out, its out-of-memory hook maps another chunk of address space and adds it as a
 /// region (up to the heap's limit, if it has one), with page descriptors for that chunk
 /// only. Chunks that become wholly free go back to the OS: [`Heap::trim`] does it at
-/// once, and every 2^16 frees of a thread it is tried automatically (module `grow`).
+/// once, and every 2^16 frees (or 64 MiB freed) of a thread it is tried automatically
+/// (module `grow`).
 /// When the OS refuses memory, or the limit is reached, allocation returns null — the
 /// program's own out-of-memory path — never an abort inside kmem. Blocks past
 /// [`LARGEST_BLOCK`] go to the system allocator.
@@ -834,7 +835,7 @@ unsafe impl GlobalAlloc for Heap {
         if let Some(k) = self.get() {
             // SAFETY: the caller's contract passes straight through.
             unsafe { k.dealloc(ptr, l) }
-            grow::count_free(self);
+            grow::count_free(self, l.size());
         }
     }
 

@@ -10,11 +10,13 @@
 //! hook says no and the allocation returns null.
 //!
 //! Shrinking: [`Heap::trim`] has the caches give back empty slabs and removes every chunk
-//! with no page in use. Every 2^16 frees of a thread the heap tries the same by itself,
+//! with no page in use. Every 2^16 frees of a thread, or 64 MiB it frees, the heap tries
+//! the same by itself,
 //! keeping one emptied chunk as a spare — its pages given back to the OS with
 //! `MADV_DONTNEED`, its address range kept — which the next growth takes before mapping a
 //! new chunk: a live set that goes back and forth across a chunk boundary costs a region
-//! added and removed per 2^16 frees at most, and no `mmap`/`munmap` pair.
+//! added and removed per 2^16 frees (or 64 MiB freed) at most, and no `mmap`/`munmap`
+//! pair.
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -35,8 +37,11 @@ use crate::mm::{OomHook, OomRequest, PageAllocator};
 /// ```
 pub const DEFAULT_CHUNK: usize = 32 << 20;
 
-/// Frees of one thread between two automatic trims.
+/// Frees of one thread between two automatic trims…
 const TRIM_EVERY: u32 = 1 << 16;
+/// …or bytes freed by it, whichever comes first (a program that frees a few large blocks
+/// gets its chunks back as one that frees many small ones does).
+const TRIM_BYTES: usize = 64 << 20;
 
 /// A chunk of address space mapped for the heap.
 struct Chunk {
@@ -259,21 +264,30 @@ fn hook(pages: &PageAllocator<HostArch>, req: OomRequest, ctx: usize) -> bool {
 }
 
 std::thread_local! {
-    // No destructor: a plain thread-local counter.
+    // No destructors: plain thread-local counters.
     static FREES: Cell<u32> = const { Cell::new(0) };
+    static FREED_BYTES: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Counts a free of this thread; every [`TRIM_EVERY`] frees, tries to give chunks back.
+/// Counts a free of `bytes` by this thread; every [`TRIM_EVERY`] frees or [`TRIM_BYTES`]
+/// bytes, tries to give chunks back.
 #[inline]
-pub(super) fn count_free(heap: &Heap) {
-    let n = FREES
+pub(super) fn count_free(heap: &Heap, bytes: usize) {
+    let frees = FREES
         .try_with(|c| {
             let n = c.get().wrapping_add(1);
             c.set(n);
             n
         })
         .unwrap_or(1);
-    if n.is_multiple_of(TRIM_EVERY) {
+    let freed = FREED_BYTES
+        .try_with(|c| {
+            let n = c.get() + bytes;
+            c.set(if n >= TRIM_BYTES { 0 } else { n });
+            n
+        })
+        .unwrap_or(0);
+    if frees.is_multiple_of(TRIM_EVERY) || freed >= TRIM_BYTES {
         auto_trim(heap);
     }
 }
