@@ -290,6 +290,28 @@ fn the_hook_is_asked_before_failing_and_not_again_from_inside() {
     p.remove_region(range(&r, 8, 16)).unwrap();
 }
 
+#[test]
+fn boot_memory_serves_first_so_regions_stay_removable() {
+    let (r, p, _) = split(16, 8, 1);
+    let rg = range(&r, 8, 16);
+    add(&p, rg).unwrap();
+    let mut held = Vec::new();
+    // The boot memory is all DMA (see `split`): allocations of that zone may use both.
+    for order in [0, 0, 3, 9, 0, 2, 1] {
+        let pa = p.alloc_pages(order, Gfp::DMA).unwrap();
+        assert!(
+            pa < rg.start,
+            "order {order} from the region while boot memory is free: {pa:#x} {rg}"
+        );
+        held.push((pa, order));
+    }
+    p.remove_region(rg).unwrap();
+    for (pa, o) in held {
+        p.free_pages_any(pa, o).unwrap();
+    }
+    p.check();
+}
+
 /// Deterministic pseudo-random numbers for the stress threads.
 fn next(x: &mut u64) -> u64 {
     *x = x
