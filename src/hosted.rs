@@ -7,7 +7,8 @@
 //! them without a lock (see `crate::percpu`); ids past a slot count fold onto existing
 //! slots, which then fall back to their locks. Host tests and benchmarks run on this, and
 //! users can try kmem here before porting it. [`Heap`] makes all of it the process's
-//! `#[global_allocator]`, `fork()`-safe as glibc's malloc is (`pthread_atfork`).
+//! `#[global_allocator]`, `fork()`-safe as glibc's malloc is (`pthread_atfork`), growing
+//! by chunks of address space as the program needs them and giving empty chunks back.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -18,6 +19,9 @@ use crate::mm::PageAllocator;
 use crate::mm::buddy::MAX_ORDER;
 use crate::mm::memmap::{MapError, MemoryMap, NormalizedMap, RegionKind};
 use crate::mm::zone::ZoneLimits;
+
+mod grow;
+pub use grow::{DEFAULT_CHUNK, HeapStats};
 
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
 ///
@@ -513,8 +517,15 @@ pub fn default_cpus(capacity: usize) -> usize {
 
 /// kmem as a process's heap and global allocator.
 ///
-/// The region is taken from the OS on first use. Allocation failure is a null pointer,
-/// never a panic. Blocks past [`LARGEST_BLOCK`] go to the system allocator.
+/// The first chunk of memory is taken from the OS on first use; when the allocator runs
+/// out, its out-of-memory hook maps another chunk of address space and adds it as a
+/// region (up to the heap's limit, if it has one), with page descriptors for that chunk
+/// only. Chunks that become wholly free go back to the OS: [`Heap::trim`] does it at
+/// once, and every 2^16 frees (or 64 MiB freed) of a thread it is tried automatically
+/// (module `grow`).
+/// When the OS refuses memory, or the limit is reached, allocation returns null — the
+/// program's own out-of-memory path — never an abort inside kmem. Blocks past
+/// [`LARGEST_BLOCK`] go to the system allocator.
 ///
 /// `fork()` is safe while other threads allocate (on Unix): the first heap to start
 /// registers `pthread_atfork` handlers, as glibc's malloc does, which take every lock of
@@ -534,8 +545,13 @@ pub fn default_cpus(capacity: usize) -> usize {
 /// }
 /// ```
 pub struct Heap {
-    capacity: usize,
-    /// `None`: [`default_cpus`], decided on first use.
+    /// Bytes of the first chunk.
+    initial: usize,
+    /// Least bytes of each further chunk.
+    chunk: usize,
+    /// Most bytes of all chunks together; `usize::MAX` for no limit.
+    limit: usize,
+    /// `None`: [`default_cpus`] of the limit, decided on first use.
     cpus: Option<usize>,
     state: spin::Once<Option<StatePtr>>,
 }
@@ -545,7 +561,10 @@ pub struct Heap {
 /// reach every live heap by its address.
 struct HeapState {
     kmem: crate::Kmem<HostArch>,
-    /// The allocator's memory: after `kmem`, so dropped after it.
+    /// Chunks added at run time, given back when empty: after `kmem`, so unmapped after
+    /// it is gone.
+    chunks: grow::Chunks,
+    /// The allocator's first memory: after `kmem`, so dropped after it.
     _region: Region,
     /// The next live heap, for the fork handlers (written under `fork::LOCK`).
     #[cfg(unix)]
@@ -567,8 +586,9 @@ unsafe impl Send for StatePtr {}
 unsafe impl Sync for StatePtr {}
 
 impl Heap {
-    /// A global allocator over `capacity` bytes with [`default_cpus`]`(capacity)` CPU
-    /// slots.
+    /// A global allocator of at most `capacity` bytes with [`default_cpus`]`(capacity)`
+    /// CPU slots: its first chunk is `capacity` or [`DEFAULT_CHUNK`], whichever is
+    /// smaller, and it grows by chunks up to `capacity`.
     ///
     /// # Examples
     /// ```
@@ -581,15 +601,13 @@ impl Heap {
     /// # Ok::<(), kmem::SlabError>(())
     /// ```
     pub const fn with_capacity(capacity: usize) -> Heap {
-        Heap {
-            capacity,
-            cpus: None,
-            state: spin::Once::new(),
-        }
+        let mut heap = Heap::with_capacity_and_cpus(capacity, 0);
+        heap.cpus = None;
+        heap
     }
 
-    /// A global allocator over `capacity` bytes with `cpus` CPU slots (threads beyond
-    /// them share slots).
+    /// A global allocator of at most `capacity` bytes with `cpus` CPU slots (threads
+    /// beyond them share slots); chunks as in [`Heap::with_capacity`].
     ///
     /// # Examples
     /// ```
@@ -598,14 +616,47 @@ impl Heap {
     /// assert_eq!(heap.get().unwrap().pages().nr_cpus(), 2);
     /// ```
     pub const fn with_capacity_and_cpus(capacity: usize, cpus: usize) -> Heap {
+        let initial = if capacity < DEFAULT_CHUNK {
+            capacity
+        } else {
+            DEFAULT_CHUNK
+        };
+        Heap::growable(initial, Some(capacity), cpus)
+    }
+
+    /// A global allocator whose first chunk is `initial` bytes, that grows by chunks of
+    /// at least `initial` bytes (a quarter of what it holds, once that is more, so that
+    /// a large heap needs few regions) up to `limit` bytes in all, or without limit.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Gfp;
+    /// use kmem::hosted::Heap;
+    /// static HEAP: Heap = Heap::growable(4 << 20, Some(64 << 20), 2);
+    /// let kmem = HEAP.get().unwrap();
+    /// let blocks: Vec<_> = (0..8).map(|_| kmem.alloc_pages(10, Gfp::KERNEL)).collect();
+    /// assert!(blocks.iter().all(|b| b.is_ok()), "8 x 4 MiB from a 4 MiB first chunk");
+    /// assert!(HEAP.stats().chunks > 0);
+    /// for b in blocks {
+    ///     unsafe { kmem.pages().free_pages(b?, 10) }?; // SAFETY: not used again.
+    /// }
+    /// assert!(HEAP.trim() > 0, "empty chunks went back to the OS");
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
+    pub const fn growable(initial: usize, limit: Option<usize>, cpus: usize) -> Heap {
         Heap {
-            capacity,
+            initial,
+            chunk: initial,
+            limit: match limit {
+                Some(l) => l,
+                None => usize::MAX,
+            },
             cpus: Some(cpus),
             state: spin::Once::new(),
         }
     }
 
-    /// The allocator, set up on first call; `None` if the OS refused the region.
+    /// The allocator, set up on first call; `None` if the OS refused the first chunk.
     ///
     /// # Examples
     /// ```
@@ -613,14 +664,16 @@ impl Heap {
     /// let heap = Heap::with_capacity(16 << 20);
     /// let first = heap.get().unwrap();
     /// assert!(core::ptr::eq(first, heap.get().unwrap()));
-    /// assert!(Heap::with_capacity(1 << 62).get().is_none());
+    /// // A huge capacity costs only its first chunk.
+    /// assert!(Heap::with_capacity(1 << 62).get().is_some());
+    /// assert!(Heap::growable(1 << 62, None, 1).get().is_none());
     /// ```
     pub fn get(&self) -> Option<&crate::Kmem<HostArch>> {
         self.state
             .call_once(|| {
-                let region = Region::new(self.capacity)?;
+                let region = Region::new(self.initial.min(self.limit))?;
                 let map = region.normalized().ok()?;
-                let cpus = self.cpus.unwrap_or_else(|| default_cpus(self.capacity));
+                let cpus = self.cpus.unwrap_or_else(|| default_cpus(self.limit));
                 // SAFETY: the region is the allocator's for as long as both live (they
                 // are stored side by side and dropped together, the allocator first).
                 let pages =
@@ -628,6 +681,7 @@ impl Heap {
                 let kmem = crate::Kmem::new(pages).ok()?;
                 let state = HeapState {
                     kmem,
+                    chunks: grow::Chunks::new(self.chunk, self.limit, region.size() as usize),
                     _region: region,
                     #[cfg(unix)]
                     next: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
@@ -640,6 +694,9 @@ impl Heap {
                 let p = core::ptr::NonNull::new(p)?;
                 // SAFETY: a fresh block of HeapState's layout.
                 unsafe { p.as_ptr().write(state) };
+                // SAFETY: the state stays at this address until the Heap drops it,
+                // allocator and all.
+                unsafe { grow::install(p.as_ptr()) };
                 #[cfg(unix)]
                 fork::register(p.as_ptr());
                 Some(StatePtr(p))
@@ -746,6 +803,14 @@ mod fork {
     /// locks given back as in the parent (this thread holds them), then the CPU ids of
     /// the threads the child does not have set free, and the barrier made ready again.
     unsafe extern "C" fn child() {
+        each(|s| {
+            // SAFETY: this is the child, whose only thread is the forking one, which was
+            // in `fork` and held none of these locks.
+            unsafe {
+                s.kmem.pages().after_fork_in_child();
+                s.chunks.after_fork_in_child();
+            }
+        });
         release();
         super::ids_after_fork();
     }
@@ -838,6 +903,7 @@ unsafe impl GlobalAlloc for Heap {
         if let Some(k) = self.get() {
             // SAFETY: the caller's contract passes straight through.
             unsafe { k.dealloc(ptr, l) }
+            grow::count_free(self, l.size());
         }
     }
 

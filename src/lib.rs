@@ -61,5 +61,5 @@ pub use gfp::Gfp;
 pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options, Reservation};
 pub use mm::memmap::{MapError, MemoryMap, NormalizedMap, PhysRange, RegionKind};
 pub use mm::zone::ZoneLimits;
-pub use mm::{InitError, PageAllocator, PageError, PhysAddr};
+pub use mm::{HotplugError, InitError, PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};

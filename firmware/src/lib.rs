@@ -21,6 +21,8 @@ mod boot_tests;
 pub mod bsp;
 mod driver_tests;
 mod heap;
+mod hotplug;
+mod hotplug_tests;
 mod irq_tests;
 pub mod monitor;
 mod page_tests;
@@ -103,15 +105,15 @@ pub fn boot(x0: usize) -> ! {
     console::enable_locking();
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
+    // The allocator starts without the memory held back for adding at run time.
+    let map = match hotplug::hold_back(&info.map) {
+        Ok(map) => map,
+        Err(e) => fail(format_args!("holding memory back: {e}")),
+    };
     // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
     // as normal memory by the tables just built.
     let pages = unsafe {
-        PageAllocator::<Cpu>::new(
-            &info.map,
-            info.zone_limits,
-            info.cpus.len,
-            Some(info.image.end),
-        )
+        PageAllocator::<Cpu>::new(&map, info.zone_limits, info.cpus.len, Some(info.image.end))
     };
     let kmem = match pages {
         Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
@@ -143,6 +145,7 @@ pub fn boot(x0: usize) -> ! {
         }
         Cpu::exit(u32::from(r.is_err()));
     }
+    hotplug::release();
     workload::demo();
     monitor::run()
 }

@@ -40,6 +40,9 @@ commands:
   shrink                   drain every array and release every empty slab
   pages <order>            allocate 2^order pages (order 0-10), print the address
   free <addr> <order>      free a block allocated with `pages`
+  hotplug [add|remove <start> <end>]
+                           list memory regions added at run time and the range held
+                           back at boot; add a part of that range, or remove a region
   poweroff                 end the machine (QEMU exits with status 0)";
 
 /// Longest command line accepted.
@@ -249,6 +252,7 @@ fn usage(cmd: &str) -> &'static str {
         "failslab" => "failslab <n> [cache]",
         "pages" => "pages <order>",
         "free" => "free <addr> <order>",
+        "hotplug" => "hotplug [add|remove <start> <end>]",
         "help" => "help",
         "meminfo" => "meminfo",
         "buddyinfo" => "buddyinfo",
@@ -395,6 +399,38 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
                 Err(e) => println!("error: {e}"),
             }
         }
+        "hotplug" => match a.optional() {
+            None => {
+                match super::hotplug::held_back() {
+                    Some(h) => println!("held back at boot: {h}"),
+                    None => println!("held back at boot: nothing"),
+                }
+                let mut n = 0;
+                pages().for_each_region(|r| {
+                    n += 1;
+                    println!("region {r} {} KiB", r.size() / 1024);
+                });
+                println!("{n} regions added at run time");
+            }
+            Some(verb @ ("add" | "remove")) => {
+                let start = number(a.required()?)?;
+                let end = number(a.required()?)?;
+                a.end()?;
+                let range = kmem::PhysRange { start, end };
+                let r = if verb == "add" {
+                    super::hotplug::add(range).map_err(|e| alloc::format!("{e}"))
+                } else {
+                    kmem()
+                        .remove_region(range)
+                        .map_err(|e| alloc::format!("{e}"))
+                };
+                match r {
+                    Ok(()) => println!("hotplug: {verb} {range}: done"),
+                    Err(e) => println!("error: {e}"),
+                }
+            }
+            Some(w) => return Err(Refused::Extra(w, a.usage)),
+        },
         "poweroff" => {
             a.end()?;
             Cpu::exit(0)

@@ -9,7 +9,7 @@
 use crate::bsp::{Board, Test, board};
 use crate::println;
 
-use super::{boot_tests, driver_tests, irq_tests, page_tests, slab_tests};
+use super::{boot_tests, driver_tests, hotplug_tests, irq_tests, page_tests, slab_tests};
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -66,6 +66,14 @@ pub const TESTS: &[Test] = &[
     (
         "console_degrades_on_a_stuck_uart",
         driver_tests::console_degrades_on_a_stuck_uart,
+    ),
+    (
+        "hotplug_region_on_every_core",
+        hotplug_tests::region_on_every_core,
+    ),
+    (
+        "hotplug_while_every_core_allocates",
+        hotplug_tests::add_remove_while_every_core_allocates,
     ),
     ("boot_stack_headroom", boot_stack_headroom),
 ];

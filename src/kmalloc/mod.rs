@@ -13,6 +13,7 @@
 mod bulk;
 mod classes;
 mod global;
+mod hotplug;
 mod info;
 mod kbox;
 mod options;

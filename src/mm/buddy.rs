@@ -10,6 +10,7 @@
 //! All functions here run under the zone's lock; the lock is the caller's.
 
 use super::frame::{FrameState, FrameTable, NIL};
+use super::hot::HOT_BASE;
 use super::memmap::PAGE_SIZE;
 
 /// Largest block order: 2^10 frames = 4 MiB. Order 9 is the 2 MiB block the x86 backend
@@ -42,9 +43,13 @@ pub const fn order_for_bytes(bytes: usize) -> u32 {
 /// Number of free lists.
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
 
-/// Free lists of one zone.
+/// Free lists of one zone. Boot memory's blocks go to the front of a list and blocks of
+/// regions added at run time to the back, so that allocations take boot memory first and
+/// leave added regions free, to be removed, for as long as boot memory lasts (a block
+/// allocated for good in a region would pin it: kmem moves nothing).
 pub struct FreeArea {
     heads: [u32; NR_ORDERS],
+    tails: [u32; NR_ORDERS],
     blocks: [u32; NR_ORDERS],
     free_pages: u64,
 }
@@ -53,6 +58,7 @@ impl FreeArea {
     pub const fn new() -> FreeArea {
         FreeArea {
             heads: [NIL; NR_ORDERS],
+            tails: [NIL; NR_ORDERS],
             blocks: [0; NR_ORDERS],
             free_pages: 0,
         }
@@ -68,21 +74,34 @@ impl FreeArea {
         self.blocks
     }
 
+    /// Puts a free block on its list: at the front for boot memory, at the back for a
+    /// region added at run time (type doc).
     fn push(&mut self, t: &FrameTable, idx: u32, order: u32) {
         let o = order as usize;
         let f = t.frame(idx);
         f.set(FrameState::Free, order);
-        f.set_prev(NIL);
-        f.set_next(self.heads[o]);
-        if self.heads[o] != NIL {
-            t.frame(self.heads[o]).set_prev(idx);
+        if idx >= HOT_BASE {
+            f.set_next(NIL);
+            f.set_prev(self.tails[o]);
+            match self.tails[o] {
+                NIL => self.heads[o] = idx,
+                tail => t.frame(tail).set_next(idx),
+            }
+            self.tails[o] = idx;
+        } else {
+            f.set_prev(NIL);
+            f.set_next(self.heads[o]);
+            match self.heads[o] {
+                NIL => self.tails[o] = idx,
+                head => t.frame(head).set_prev(idx),
+            }
+            self.heads[o] = idx;
         }
-        self.heads[o] = idx;
         self.blocks[o] += 1;
         self.free_pages += 1 << order;
     }
 
-    fn unlink(&mut self, t: &FrameTable, idx: u32, order: u32) {
+    pub(crate) fn unlink(&mut self, t: &FrameTable, idx: u32, order: u32) {
         let o = order as usize;
         let f = t.frame(idx);
         let (prev, next) = (f.prev(), f.next());
@@ -91,7 +110,9 @@ impl FreeArea {
         } else {
             t.frame(prev).set_next(next);
         }
-        if next != NIL {
+        if next == NIL {
+            self.tails[o] = prev;
+        } else {
             t.frame(next).set_prev(prev);
         }
         self.blocks[o] -= 1;
@@ -101,7 +122,11 @@ impl FreeArea {
     /// Takes a block of `order`, splitting a larger one if needed. The head is returned
     /// in state `state` (Allocated, or PcpCached for the per-CPU lists).
     pub fn alloc(&mut self, t: &FrameTable, order: u32, state: FrameState) -> Option<u32> {
-        let mut o = (order..=MAX_ORDER).find(|&o| self.heads[o as usize] != NIL)?;
+        // Boot memory first, splitting a larger boot block rather than taking a region's
+        // (a list whose head is a region's holds no boot block: type doc).
+        let mut o = (order..=MAX_ORDER)
+            .find(|&o| self.heads[o as usize] < HOT_BASE)
+            .or_else(|| (order..=MAX_ORDER).find(|&o| self.heads[o as usize] != NIL))?;
         let idx = self.heads[o as usize];
         self.unlink(t, idx, o);
         // Split: keep the lower half, free the upper half, until the order fits. A block
@@ -118,12 +143,17 @@ impl FreeArea {
     /// The caller has checked that `idx` heads a block of `order` it may free.
     pub fn free(&mut self, t: &FrameTable, mut idx: u32, mut order: u32) {
         let zone = t.frame(idx).zone();
-        let mut pfn = t.pfn_of(idx);
+        // Buddies merge only inside the run of descriptors that holds the block: a
+        // region added at run time may lie next to another, whose descriptors are
+        // elsewhere (and which may be removed on its own).
+        let (start, end, first) = t.span_of(idx);
+        let mut pfn = start + u64::from(idx - first);
         while order < MAX_ORDER {
             let buddy_pfn = pfn ^ (1 << order);
-            let Some(b) = t.index_of_pfn(buddy_pfn) else {
+            if buddy_pfn < start || buddy_pfn >= end {
                 break;
-            };
+            }
+            let b = first + (buddy_pfn - start) as u32;
             let bf = t.frame(b);
             if bf.state() != FrameState::Free || bf.order() != order || bf.zone() != zone {
                 break;
@@ -185,6 +215,7 @@ impl FreeArea {
                 i = f.next();
                 n += 1;
             }
+            assert_eq!(prev, self.tails[o], "tail of list {o}");
             assert_eq!(n, self.blocks[o]);
             pages += u64::from(n) << o;
         }

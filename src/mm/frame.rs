@@ -31,6 +31,7 @@
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
+use super::hot::{HOT_BASE, HotTable};
 use super::memmap::{PAGE_SIZE, PhysRange};
 use super::zone::ZoneKind;
 
@@ -223,7 +224,8 @@ struct Bank {
     first: u32,
 }
 
-/// Finds descriptors by physical address and by index.
+/// Finds descriptors by physical address and by index: the boot map's banks, then the
+/// regions added at run time (`super::hot`), whose indices start at [`HOT_BASE`].
 pub struct FrameTable {
     banks: [Bank; MAX_BANKS],
     nbanks: usize,
@@ -231,6 +233,8 @@ pub struct FrameTable {
     len: u32,
     /// Frames in the first bank (whose descriptors are the first ones).
     first_len: u64,
+    /// Regions added at run time.
+    pub(crate) hot: HotTable,
 }
 
 // SAFETY: the table only hands out shared references to descriptors, whose fields are
@@ -240,10 +244,11 @@ unsafe impl Send for FrameTable {}
 unsafe impl Sync for FrameTable {}
 
 impl FrameTable {
-    /// Number of descriptors needed for `usable`, or `None` past `u32` indices.
+    /// Number of descriptors needed for `usable`, or `None` past the boot indices (below
+    /// [`HOT_BASE`]: 8 TiB).
     pub fn frames_needed(usable: &[PhysRange]) -> Option<u32> {
         let n: u64 = usable.iter().map(|r| r.size() / PAGE_SIZE).sum();
-        u32::try_from(n).ok().filter(|&n| n != NIL)
+        u32::try_from(n).ok().filter(|&n| n < HOT_BASE)
     }
 
     /// Builds the table over `usable` (sorted, disjoint, page-aligned, at most
@@ -263,6 +268,7 @@ impl FrameTable {
             frames,
             len: 0,
             first_len: 0,
+            hot: HotTable::new(),
         };
         let mut idx: u32 = 0;
         for (bank, r) in t.banks.iter_mut().zip(usable) {
@@ -288,7 +294,7 @@ impl FrameTable {
         t
     }
 
-    /// Number of descriptors.
+    /// Number of boot descriptors (regions added later have their own).
     #[inline]
     pub fn len(&self) -> u32 {
         self.len
@@ -305,21 +311,39 @@ impl FrameTable {
         let banks = self.banks();
         // Common case first: a single bank.
         let b = if banks.len() == 1 {
-            &banks[0]
+            Some(&banks[0])
         } else {
-            let i = banks.partition_point(|b| b.end_pfn <= pfn);
-            banks.get(i)?
+            banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
         };
-        if pfn >= b.start_pfn && pfn < b.end_pfn {
+        if let Some(b) = b
+            && pfn >= b.start_pfn
+            && pfn < b.end_pfn
+        {
             Some(b.first + (pfn - b.start_pfn) as u32)
         } else {
-            None
+            self.hot.frame_of_pfn(pfn).map(|(i, _)| i)
         }
+    }
+
+    /// The run of descriptors that holds index `idx` — a boot bank or a region added
+    /// later — as `(start_pfn, end_pfn, first_index)`: within it, indices run in step
+    /// with frame numbers, and no block crosses its ends.
+    #[inline]
+    pub fn span_of(&self, idx: u32) -> (u64, u64, u32) {
+        if idx >= HOT_BASE {
+            return self.hot.span_of_index(idx);
+        }
+        let banks = self.banks();
+        let b = banks[banks.partition_point(|b| b.first <= idx) - 1];
+        (b.start_pfn, b.end_pfn, b.first)
     }
 
     /// Frame number of descriptor `idx` (< `len`).
     #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
+        if idx >= HOT_BASE {
+            return self.hot.pfn_of(idx);
+        }
         if self.nbanks == 1 {
             // The common case: one bank, no search.
             return self.banks[0].start_pfn + u64::from(idx - self.banks[0].first);
@@ -329,12 +353,15 @@ impl FrameTable {
         banks[i].start_pfn + u64::from(idx - banks[i].first)
     }
 
-    /// Descriptor `idx` (< `len`).
+    /// Descriptor `idx`: a boot one (< `len`) or one of a region added later.
     #[inline]
     pub fn frame(&self, idx: u32) -> &PageFrame {
-        assert!(idx < self.len, "frame index {idx} out of range");
-        // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
-        unsafe { &*self.frames.add(idx as usize) }
+        if idx < self.len {
+            // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
+            return unsafe { &*self.frames.add(idx as usize) };
+        }
+        assert!(idx >= HOT_BASE, "frame index {idx} out of range");
+        self.hot.frame(idx)
     }
 
     /// Index of descriptor `f`, which must be one of this table's.
@@ -342,8 +369,12 @@ impl FrameTable {
     pub fn index_of_frame(&self, f: &PageFrame) -> u32 {
         let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
         let idx = off / size_of::<PageFrame>();
-        assert!(idx < self.len as usize, "descriptor not in this table");
-        idx as u32
+        if idx < self.len as usize {
+            return idx as u32;
+        }
+        self.hot
+            .index_of_frame(f)
+            .expect("descriptor not in this table")
     }
 
     /// Descriptor of the frame holding physical address `pa`.
@@ -369,18 +400,20 @@ impl FrameTable {
         Some((off as u32, unsafe { &*self.frames.add(off as usize) }))
     }
 
-    /// [`FrameTable::frame_of`] past the first bank: a binary search, out of line so
-    /// that the first-bank case stays small enough to inline.
+    /// [`FrameTable::frame_of`] past the first bank: a binary search, then the regions
+    /// added at run time, out of line so that the first-bank case stays small enough to
+    /// inline.
     #[inline(never)]
     fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
         if self.nbanks < 2 {
-            return None;
+            return self.hot.frame_of_pfn(pfn);
         }
         let idx = self.index_of_pfn(pfn)?;
         Some((idx, self.frame(idx)))
     }
 
-    /// The usable ranges the table covers, as `(start_pfn, end_pfn, first_index)`.
+    /// The boot map's usable ranges the table covers, as `(start_pfn, end_pfn,
+    /// first_index)`.
     pub fn bank_spans(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
         self.banks()
             .iter()

@@ -11,6 +11,8 @@
 
 pub(crate) mod buddy;
 pub(crate) mod frame;
+pub(crate) mod hot;
+pub mod hotplug;
 pub mod memmap;
 pub(crate) mod pcp;
 pub mod zone;
@@ -19,6 +21,7 @@ pub use buddy::MAX_ORDER;
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
@@ -29,6 +32,8 @@ use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
 use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
+
+pub use hotplug::{HotplugError, OomHook, OomRequest};
 
 /// A physical address.
 ///
@@ -198,8 +203,9 @@ impl fmt::Display for InitError {
 }
 
 struct Zone<A: Arch> {
-    /// Frames handed to this zone at init (never changes).
-    managed: u64,
+    /// Frames handed to this zone: at init, plus regions added since, less those removed
+    /// (changed under the hotplug lock; read without it).
+    managed: AtomicU64,
     area: IrqMutex<A, FreeArea>,
 }
 
@@ -218,7 +224,8 @@ struct Zone<A: Arch> {
 pub struct ZoneInfo {
     /// The zone these figures are for.
     pub kind: ZoneKind,
-    /// Frames handed to this zone at init (never changes; metadata excluded).
+    /// Frames handed to this zone: at init and by regions added since, less removed
+    /// ones (metadata excluded).
     pub managed_pages: u64,
     /// Frames on the buddy free lists.
     pub free_pages: u64,
@@ -269,12 +276,18 @@ impl ZoneInfo {
 pub struct PageInfo {
     /// Each zone's figures, by [`ZoneKind::index`]; empty zones included.
     pub zones: [ZoneInfo; NR_ZONES],
-    /// Number of page descriptors.
+    /// Number of page descriptors, those of regions added at run time included.
     pub frames: u32,
     /// Bytes of one descriptor.
     pub frame_bytes: usize,
     /// The carved metadata area (descriptors and per-CPU lists).
     pub meta: PhysRange,
+    /// Regions added at run time and online now.
+    pub hot_regions: u32,
+    /// Bytes of those regions, their descriptors included.
+    pub hot_bytes: u64,
+    /// Bytes of their descriptors (carved from each region's first frames).
+    pub hot_meta_bytes: u64,
 }
 
 impl PageInfo {
@@ -362,7 +375,17 @@ impl fmt::Display for PageInfo {
             self.meta,
             ppm / 10_000,
             ppm % 10_000
-        )
+        )?;
+        if self.hot_regions > 0 {
+            writeln!(
+                f,
+                "added at run time: {} regions, {} KiB, of which descriptors {} KiB",
+                self.hot_regions,
+                self.hot_bytes / 1024,
+                self.hot_meta_bytes / 1024
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -421,6 +444,15 @@ pub struct PageAllocator<A: Arch> {
     zones: [Zone<A>; NR_ZONES],
     pcp: PerCpu<A, PcpZones>,
     meta: PhysRange,
+    limits: ZoneLimits,
+    /// Serialises adding and removing regions (taken before the page lists and zone
+    /// locks, with interrupts off: `hotplug::IrqOff`). Plain spin locks, so that a child
+    /// after `fork` can free them (`after_fork_in_child`).
+    hotplug: spin::Mutex<()>,
+    /// The out-of-memory hook (`hotplug`).
+    oom: spin::Mutex<Option<OomHook<A>>>,
+    /// `cpu_id + 1` of the CPU running the hook, 0 when none does.
+    oom_busy: AtomicUsize,
     _arch: PhantomData<fn() -> A>,
 }
 
@@ -435,6 +467,29 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
         for z in &self.zones {
             z.area.hold();
         }
+    }
+
+    /// In a child after `fork`, whose only thread is the forking one: the hotplug and
+    /// hook locks, which `fork_hold` does not take (a thread adding a region holds them
+    /// while it waits for a zone lock `fork_hold` holds), are freed if a thread the child
+    /// does not have held them, and no CPU runs the hook. A region such a thread was
+    /// adding is published without its frames in a zone: the child cannot allocate from
+    /// it or remove it (its frames read as in use), and loses nothing else.
+    ///
+    /// # Safety
+    /// The calling process is a child just forked, with one thread, which holds none of
+    /// these locks itself.
+    pub(crate) unsafe fn after_fork_in_child(&self) {
+        // SAFETY: the caller's contract: any holder is a thread this process lacks.
+        unsafe {
+            if self.hotplug.is_locked() {
+                self.hotplug.force_unlock();
+            }
+            if self.oom.is_locked() {
+                self.oom.force_unlock();
+            }
+        }
+        self.oom_busy.store(0, Relaxed);
     }
 
     /// Gives back what [`PageAllocator::fork_hold`] held.
@@ -510,8 +565,8 @@ impl<A: Arch> PageAllocator<A> {
                 core::array::from_fn(|_| PcpLists::new())
             })
         };
-        let mut zones: [Zone<A>; NR_ZONES] = core::array::from_fn(|_| Zone {
-            managed: 0,
+        let zones: [Zone<A>; NR_ZONES] = core::array::from_fn(|_| Zone {
+            managed: AtomicU64::new(0),
             area: IrqMutex::new(FreeArea::new()),
         });
         let meta_pfns = (meta.start >> PAGE_SHIFT, meta.end >> PAGE_SHIFT);
@@ -522,13 +577,13 @@ impl<A: Arch> PageAllocator<A> {
                     let (zs, ze) = (zs >> PAGE_SHIFT, ze >> PAGE_SHIFT);
                     let (is, ie) = (ps.max(zs), pe.min(ze));
                     if is < ie {
-                        let zone = &mut zones[z.index()];
+                        let zone = &zones[z.index()];
                         zone.area.lock().add_range(
                             &table,
                             first + (is - s) as u32,
                             (ie - is) as u32,
                         );
-                        zone.managed += ie - is;
+                        zone.managed.fetch_add(ie - is, Relaxed);
                     }
                 }
             }
@@ -538,6 +593,10 @@ impl<A: Arch> PageAllocator<A> {
             zones,
             pcp,
             meta,
+            limits,
+            hotplug: spin::Mutex::new(()),
+            oom: spin::Mutex::new(None),
+            oom_busy: AtomicUsize::new(0),
             _arch: PhantomData,
         })
     }
@@ -565,7 +624,7 @@ impl<A: Arch> PageAllocator<A> {
             && !gfp.contains(Gfp::ZERO)
             && let Some(z) = (0..=gfp.zone().index())
                 .rev()
-                .find(|&z| self.zones[z].managed != 0)
+                .find(|&z| self.zones[z].managed.load(Relaxed) != 0)
             && let Some(Some(idx)) = self.pcp.try_owned(|lists| lists[z].pop(l))
         {
             return Ok(self.hand_out(idx, order));
@@ -590,13 +649,13 @@ impl<A: Arch> PageAllocator<A> {
             Some(idx) => idx,
             None => {
                 // Free frames may sit in other CPUs' lists, and split pieces there keep
-                // their buddies from merging: give them all back and try once more.
+                // their buddies from merging: give them all back and try once more;
+                // then ask the out-of-memory hook for more memory.
                 self.drain_all_pcp();
-                self.try_alloc(order, gfp.zone())
-                    .ok_or(PageError::OutOfMemory {
-                        order,
-                        zone: gfp.zone(),
-                    })?
+                match self.try_alloc(order, gfp.zone()) {
+                    Some(idx) => idx,
+                    None => self.alloc_from_hook(order, gfp)?,
+                }
             }
         };
         let pa = self.table.pfn_of(idx) << PAGE_SHIFT;
@@ -618,7 +677,7 @@ impl<A: Arch> PageAllocator<A> {
         let list = pcp_list(order);
         // The zones of `highest.fallbacks()`, as a plain loop: this is the page fast path.
         for z in (0..=highest.index()).rev() {
-            if self.zones[z].managed == 0 {
+            if self.zones[z].managed.load(Relaxed) == 0 {
                 continue;
             }
             let got = match list {
@@ -849,6 +908,12 @@ impl<A: Arch> PageAllocator<A> {
     /// assert!(free_mib > 8, "most of the 16 MiB is free: {free_mib} MiB");
     /// ```
     pub fn info(&self) -> PageInfo {
+        let (mut hot_regions, mut hot_frames, mut hot_meta) = (0u32, 0u64, 0u64);
+        for s in self.table.hot.spans() {
+            hot_regions += 1;
+            hot_frames += s.len();
+            hot_meta += hotplug::meta_frames(s.len());
+        }
         let mut pcp_pages = [0u64; NR_ZONES];
         for cpu in 0..self.pcp.len() {
             let lists = self.pcp.cpu(cpu);
@@ -861,15 +926,18 @@ impl<A: Arch> PageAllocator<A> {
                 let area = self.zones[z].area.lock();
                 ZoneInfo {
                     kind: ZoneKind::from_index(z),
-                    managed_pages: self.zones[z].managed,
+                    managed_pages: self.zones[z].managed.load(Relaxed),
                     free_pages: area.free_pages(),
                     pcp_pages: pcp_pages[z],
                     free_blocks: area.blocks(),
                 }
             }),
-            frames: self.table.len(),
+            frames: self.table.len() + hot_frames as u32,
             frame_bytes: size_of::<PageFrame>(),
             meta: self.meta,
+            hot_regions,
+            hot_bytes: hot_frames * PAGE_SIZE,
+            hot_meta_bytes: hot_meta * PAGE_SIZE,
         }
     }
 
