@@ -678,7 +678,12 @@ impl Heap {
                 // are stored side by side and dropped together, the allocator first).
                 let pages =
                     unsafe { PageAllocator::new(&map, ZoneLimits::FLAT, cpus.max(1), None).ok()? };
-                let kmem = crate::Kmem::new(pages).ok()?;
+                // Magazines sized for the memory the heap may grow to, not its first chunk.
+                let options = crate::Options {
+                    sized_for: Some(self.limit),
+                    ..crate::Options::default()
+                };
+                let kmem = crate::Kmem::with_options(pages, options).ok()?;
                 let state = HeapState {
                     kmem,
                     chunks: grow::Chunks::new(self.chunk, self.limit, region.size() as usize),

@@ -264,30 +264,24 @@ fn hook(pages: &PageAllocator<HostArch>, req: OomRequest, ctx: usize) -> bool {
 }
 
 std::thread_local! {
-    // No destructors: plain thread-local counters.
-    static FREES: Cell<u32> = const { Cell::new(0) };
-    static FREED_BYTES: Cell<usize> = const { Cell::new(0) };
+    // No destructors: a plain thread-local counter, one access per free.
+    static FREES: Cell<(u32, usize)> = const { Cell::new((0, 0)) };
 }
 
 /// Counts a free of `bytes` by this thread; every [`TRIM_EVERY`] frees or [`TRIM_BYTES`]
 /// bytes, tries to give chunks back.
 #[inline]
 pub(super) fn count_free(heap: &Heap, bytes: usize) {
-    let frees = FREES
+    let due = FREES
         .try_with(|c| {
-            let n = c.get().wrapping_add(1);
-            c.set(n);
-            n
+            let (frees, freed) = c.get();
+            let (frees, freed) = (frees.wrapping_add(1), freed + bytes);
+            let due = frees.is_multiple_of(TRIM_EVERY) || freed >= TRIM_BYTES;
+            c.set((frees, if freed >= TRIM_BYTES { 0 } else { freed }));
+            due
         })
-        .unwrap_or(1);
-    let freed = FREED_BYTES
-        .try_with(|c| {
-            let n = c.get() + bytes;
-            c.set(if n >= TRIM_BYTES { 0 } else { n });
-            n
-        })
-        .unwrap_or(0);
-    if frees.is_multiple_of(TRIM_EVERY) || freed >= TRIM_BYTES {
+        .unwrap_or(false);
+    if due {
         auto_trim(heap);
     }
 }

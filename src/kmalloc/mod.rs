@@ -371,6 +371,11 @@ impl<A: Arch> Kmem<A> {
         };
         let nr_cpus = pages.nr_cpus();
         let zone_bytes = pages.info().zones[z.index()].managed_pages as usize * PAGE_SIZE as usize;
+        // At most 32x the zone: its arrays then take at most 1/8 of the memory they
+        // come from (mostly untouched until CPUs use them).
+        let zone_bytes = options.sized_for.map_or(zone_bytes, |b| {
+            b.clamp(zone_bytes, zone_bytes.saturating_mul(32))
+        });
         let scale = ArrayScale::fitting(zone_bytes / ARRAY_SHARE, |scale| {
             (0..NR_CLASSES)
                 .map(|c| {

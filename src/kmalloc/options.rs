@@ -58,6 +58,13 @@ pub struct Options {
     pub random_freelist: bool,
     /// Entropy for free-list encoding and shuffling (DTB rng-seed, RDRAND, a counter).
     pub seed: u64,
+    /// Bytes a zone's kmalloc caches size their magazines for when the zone starts
+    /// smaller: an allocator that will grow with `Kmem::add_region` (the hosted heap
+    /// passes its limit) would otherwise keep the small magazines of its first region
+    /// for good. Their arrays take up to 1/256 of the larger figure, counted at most at
+    /// 32 times the zone's memory at start (so at most 1/8 of that). `None`: each
+    /// zone's memory at start.
+    pub sized_for: Option<usize>,
 }
 
 /// A kmem option kmem could not read: the whole word, `key=value`.
