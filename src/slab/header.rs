@@ -165,8 +165,8 @@ impl<'a> Slab<'a> {
 
     /// Writes the bookkeeping of a fresh slab into its head and chains all its objects —
     /// in index order, or, when the key says so, in an order drawn from `seed`: a random
-    /// start and a random step coprime with `num`, so that the next object is not
-    /// predictable. Object 0 goes `offset` bytes past `base`. Tail frames are the
+    /// start and a random step coprime with `num` (neither 1 nor `num - 1` where another
+    /// exists), so that the next object is not predictable. Object 0 goes `offset` bytes past `base`. Tail frames are the
     /// caller's (`cache::grow`).
     ///
     /// # Safety
@@ -184,7 +184,10 @@ impl<'a> Slab<'a> {
         debug_assert!(offset.is_multiple_of(8) && offset < 1 << 19);
         let num = shape.num as usize;
         let (start, step) = if key.shuffle && num > 1 {
-            let step = (1..num)
+            // Not 1 or num - 1, which chain the slab in address order (or its reverse)
+            // and would be a shuffle only in name; small slabs with no other coprime step
+            // keep 1.
+            let step = (2..num - 1)
                 .cycle()
                 .skip((seed >> 16) as usize % num)
                 .find(|&s| gcd(s, num) == 1)
