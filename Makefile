@@ -325,7 +325,9 @@ FUZZ_SECONDS ?= 60
 MIRI_TESTS ?= mm::memmap mm::pcp slab::magazine slab::layout percpu buddy_model \
 	bad_frees_are_refused kmalloc_and_cache_model bad_kfrees write_past_the_end \
 	write_after_free double_free_while corrupted_free_list object_tags_catch \
-	debug_flags_change kmalloc::tests::bulk::a_ kmalloc::tests::bulk::reservations
+	debug_flags_change kmalloc::tests::bulk::a_ kmalloc::tests::bulk::reservations \
+	mm::hotplug::tests::bad_ranges mm::hotplug::tests::a_region_joins \
+	mm::hotplug::tests::the_hook_is_asked mm::hotplug::tests::boot_memory_serves_first
 
 ## check: Miri on the core's tests, AddressSanitizer on the host tests, and the fuzzer.
 check: miri asan fuzz
@@ -350,7 +352,8 @@ fuzz:
 
 ## monitor-test: the monitor on QEMU virt fed boards/selftest/monitor-lines.txt through
 ## the console (out-of-range numbers, a cache that does not exist, words a command does not
-## take, an over-long line, a non-ASCII byte): each refused with the message that says
+## take, an over-long line, a non-ASCII byte, a range to add that was not held back, a
+## range to remove that is not a region): each refused with the message that says
 ## why, nothing allocated or changed by them, and `poweroff` still ends QEMU with status 0.
 ## The file starts with an empty line: QEMU may hand the first byte to the PL011 before
 ## the firmware sets it up, which empties its FIFO.
@@ -366,5 +369,7 @@ monitor-test: deps
 		-e '^line ignored: 203 characters long, at most 128' \
 		-e '^line ignored: it holds the byte 0x1b' \
 		-e 'failslab_every: 0, failslab_cache: None' -e '^kmem> kmalloc 64$$' \
+		-e '^held back at boot: ' -e '^hotplug: add .*: refused: ' \
+		-e '^hotplug: remove .*: refused: ' \
 		-x '^error:' -x '^failslab: every' -x '^stress:' \
 		-- $(VIRT_QEMU) -smp 2 -m 128M

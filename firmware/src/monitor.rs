@@ -426,7 +426,7 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
                 };
                 match r {
                     Ok(()) => println!("hotplug: {verb} {range}: done"),
-                    Err(e) => println!("error: {e}"),
+                    Err(e) => println!("hotplug: {verb} {range}: refused: {e}"),
                 }
             }
             Some(w) => return Err(Refused::Extra(w, a.usage)),
