@@ -16,16 +16,37 @@ pub enum Mapping {
     Device,
 }
 
+/// The identity map has device memory below this (the low 4 GiB, where every board's
+/// MMIO lies) and nothing above it but RAM.
+const DEVICE_LIMIT: u64 = 4 << 30;
+
 impl Mapping {
+    /// How the identity map has the `block`-sized block at `addr`, given the `ram` lists:
+    /// normal memory when a range in them overlaps it, else device memory below the low
+    /// 4 GiB, else not at all (`None`). The one rule every ISA's `mmu::build` maps by.
+    pub(super) fn of_block(ram: &[&[PhysRange]], addr: u64, block: u64) -> Option<Mapping> {
+        let is_ram = ram
+            .iter()
+            .flat_map(|list| list.iter())
+            .any(|r| r.start < addr + block && addr < r.end);
+        if is_ram {
+            Some(Mapping::Normal)
+        } else if addr < DEVICE_LIMIT {
+            Some(Mapping::Device)
+        } else {
+            None
+        }
+    }
+
     /// How an identity map of `block`-sized blocks up to `limit`, each mapped as
-    /// `block_kind` says (`None`: not mapped), with the guard pages left out, has all of
-    /// `range`: one kind for every block it touches, else `None`. Each ISA's
-    /// `Isa::mapping` is this with its own block size and rule.
+    /// [`Mapping::of_block`] says, with the guard pages left out, has all of `range`: one
+    /// kind for every block it touches, else `None`. Each ISA's `Isa::mapping` is this
+    /// with its own block size and limit.
     pub(super) fn of_blocks(
+        ram: &[&[PhysRange]],
         range: PhysRange,
         block: u64,
         limit: u64,
-        block_kind: impl Fn(u64) -> Option<Mapping>,
     ) -> Option<Mapping> {
         if range.start >= range.end
             || range.end > limit
@@ -36,7 +57,7 @@ impl Mapping {
         let mut kind = None;
         let mut at = range.start & !(block - 1);
         while at < range.end {
-            let this = block_kind(at)?;
+            let this = Mapping::of_block(ram, at, block)?;
             if kind.is_some_and(|k| k != this) {
                 return None;
             }

@@ -29,8 +29,6 @@ const L2_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 /// Size of one block mapping.
 const BLOCK: u64 = 2 << 20;
-/// Everything below this that is not RAM is mapped as device memory.
-const DEVICE_LIMIT: u64 = 4 << 30;
 /// Level-3 tables, for the blocks that hold guard pages: the stacks' slots, together no
 /// bigger than a block, lie across at most two.
 const L3_TABLES: usize = 2;
@@ -75,8 +73,9 @@ static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
     l3: [const { Table([0; 512]) }; L3_TABLES],
 }));
 
-/// A level-2 block descriptor, or with `page` a level-3 page descriptor, for `addr`.
-fn descriptor(addr: u64, normal: bool, page: bool) -> u64 {
+/// A level-2 block descriptor, or with `page` a level-3 page descriptor, for `addr`
+/// mapped as `m`.
+fn descriptor(addr: u64, m: Mapping, page: bool) -> u64 {
     let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
     d.write(
         DESCRIPTOR::VALID::SET
@@ -90,23 +89,12 @@ fn descriptor(addr: u64, normal: bool, page: bool) -> u64 {
             + DESCRIPTOR::UXN::SET
             + DESCRIPTOR::ADDR.val(addr >> 12),
     );
-    if normal {
+    if m == Mapping::Normal {
         d.modify(DESCRIPTOR::ATTR_INDX::Normal + DESCRIPTOR::SH::InnerShareable);
     } else {
         d.modify(DESCRIPTOR::ATTR_INDX::Device + DESCRIPTOR::PXN::SET);
     }
     d.get()
-}
-
-/// How the block at `addr` is mapped for the `ram` lists: normal memory (`Some(true)`)
-/// when a range in them overlaps it, else device memory (`Some(false)`) below
-/// [`DEVICE_LIMIT`], else not at all.
-fn block_kind(ram: &[&[PhysRange]], addr: u64) -> Option<bool> {
-    let is_ram = ram
-        .iter()
-        .flat_map(|list| list.iter())
-        .any(|r| r.start < addr + BLOCK && addr < r.end);
-    (is_ram || addr < DEVICE_LIMIT).then_some(is_ram)
 }
 
 /// Fills the tables: the 2 MiB blocks that overlap a range in any of the `ram` lists are
@@ -123,7 +111,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         let mut used = false;
         for (i, e) in l2.0.iter_mut().enumerate() {
             let addr = ((gib as u64) << 30) + i as u64 * BLOCK;
-            *e = block_kind(ram, addr).map_or(0, |normal| descriptor(addr, normal, false));
+            *e = Mapping::of_block(ram, addr, BLOCK).map_or(0, |m| descriptor(addr, m, false));
             used |= *e != 0;
         }
         if used {
@@ -143,7 +131,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         .enumerate()
     {
         let Some(block) = block else { break };
-        let Some(normal) = block_kind(ram, block) else {
+        let Some(m) = Mapping::of_block(ram, block, BLOCK) else {
             continue;
         };
         for (i, e) in t.l3[n].0.iter_mut().enumerate() {
@@ -151,7 +139,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             *e = if percpu::is_guard(page) {
                 0
             } else {
-                descriptor(page, normal, true)
+                descriptor(page, m, true)
             };
         }
         let mut d = LocalRegisterCopy::<u64, DESCRIPTOR::Register>::new(0);
@@ -169,15 +157,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
-    Mapping::of_blocks(range, BLOCK, MAP_LIMIT, |block| {
-        block_kind(ram, block).map(|normal| {
-            if normal {
-                Mapping::Normal
-            } else {
-                Mapping::Device
-            }
-        })
-    })
+    Mapping::of_blocks(ram, range, BLOCK, MAP_LIMIT)
 }
 
 /// Turns this core's MMU and caches on with the tables [`build`] filled.

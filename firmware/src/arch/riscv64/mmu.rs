@@ -28,8 +28,6 @@ const L1_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L1_TABLES as u64) << 30;
 /// Size of one megapage.
 const BLOCK: u64 = 2 << 20;
-/// Everything below this that is not RAM is mapped as I/O.
-const DEVICE_LIMIT: u64 = 4 << 30;
 /// Level-0 tables, for the megapages that hold guard pages: the stacks' slots, together
 /// no bigger than a megapage, lie across at most two.
 const L0_TABLES: usize = 2;
@@ -78,9 +76,9 @@ static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
     l0: [const { Table([0; 512]) }; L0_TABLES],
 }));
 
-/// A leaf (megapage or page) for `addr`: RAM, or I/O.
-fn leaf(addr: u64, normal: bool) -> u64 {
-    let kind = if normal {
+/// A leaf (megapage or page) for `addr` mapped as `m`: RAM, or I/O.
+fn leaf(addr: u64, m: Mapping) -> u64 {
+    let kind = if m == Mapping::Normal {
         R | W | X
     } else if SVPBMT.load(Relaxed) {
         R | W | PBMT_IO
@@ -93,17 +91,6 @@ fn leaf(addr: u64, normal: bool) -> u64 {
 /// A pointer to the next-level table at `table`.
 fn branch(table: &Table) -> u64 {
     (table.0.as_ptr() as u64 >> 12) << 10 | V
-}
-
-/// How the megapage at `addr` is mapped for the `ram` lists: RAM (`Some(true)`) when a
-/// range in them overlaps it, else I/O (`Some(false)`) below [`DEVICE_LIMIT`], else not
-/// at all.
-fn block_kind(ram: &[&[PhysRange]], addr: u64) -> Option<bool> {
-    let is_ram = ram
-        .iter()
-        .flat_map(|list| list.iter())
-        .any(|r| r.start < addr + BLOCK && addr < r.end);
-    (is_ram || addr < DEVICE_LIMIT).then_some(is_ram)
 }
 
 /// Fills the tables: the 2 MiB megapages that overlap a range in any of the `ram` lists
@@ -119,7 +106,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         let mut used = false;
         for (i, e) in l1.0.iter_mut().enumerate() {
             let addr = ((gib as u64) << 30) + i as u64 * BLOCK;
-            *e = block_kind(ram, addr).map_or(0, |normal| leaf(addr, normal));
+            *e = Mapping::of_block(ram, addr, BLOCK).map_or(0, |m| leaf(addr, m));
             used |= *e != 0;
         }
         if used {
@@ -133,7 +120,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         .enumerate()
     {
         let Some(block) = block else { break };
-        let Some(normal) = block_kind(ram, block) else {
+        let Some(m) = Mapping::of_block(ram, block, BLOCK) else {
             continue;
         };
         for (i, e) in t.l0[n].0.iter_mut().enumerate() {
@@ -141,7 +128,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             *e = if percpu::is_guard(page) {
                 0
             } else {
-                leaf(page, normal)
+                leaf(page, m)
             };
         }
         t.l1[(block >> 30) as usize].0[((block >> 21) & 511) as usize] = branch(&t.l0[n]);
@@ -153,15 +140,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
-    Mapping::of_blocks(range, BLOCK, MAP_LIMIT, |block| {
-        block_kind(ram, block).map(|normal| {
-            if normal {
-                Mapping::Normal
-            } else {
-                Mapping::Device
-            }
-        })
-    })
+    Mapping::of_blocks(ram, range, BLOCK, MAP_LIMIT)
 }
 
 /// Turns this hart's MMU on with the tables [`build`] filled.

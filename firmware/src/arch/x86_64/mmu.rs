@@ -26,8 +26,6 @@ const PDS: usize = 64;
 pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
 /// Size of one page mapping.
 const PAGE_2M: u64 = 2 << 20;
-/// Everything below this that is not RAM is mapped uncached.
-const DEVICE_LIMIT: u64 = 4 << 30;
 /// Page tables, for the 2 MiB pages that hold guard pages: the stacks' slots, together
 /// no bigger than 2 MiB, lie across at most two.
 const PTS: usize = 2;
@@ -62,20 +60,11 @@ static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
     pt: [const { Table([0; 512]) }; PTS],
 }));
 
-/// The flags the 2 MiB page at `addr` gets for the `ram` lists (without `HUGE`):
-/// cacheable when a range in them overlaps it, else uncached below [`DEVICE_LIMIT`], else
-/// none (not mapped).
-fn page_flags(ram: &[&[PhysRange]], addr: u64) -> Option<u64> {
-    let is_ram = ram
-        .iter()
-        .flat_map(|list| list.iter())
-        .any(|r| r.start < addr + PAGE_2M && addr < r.end);
-    if is_ram {
-        Some(PRESENT | WRITABLE)
-    } else if addr < DEVICE_LIMIT {
-        Some(PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH)
-    } else {
-        None
+/// The flags (without `HUGE`) of a page mapped as `m`: cacheable RAM, or uncached I/O.
+fn flags(m: Mapping) -> u64 {
+    match m {
+        Mapping::Normal => PRESENT | WRITABLE,
+        Mapping::Device => PRESENT | WRITABLE | CACHE_DISABLE | WRITE_THROUGH,
     }
 }
 
@@ -91,7 +80,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     for (gib, pd) in t.pd.iter_mut().enumerate() {
         for (i, e) in pd.0.iter_mut().enumerate() {
             let addr = ((gib as u64) << 30) + i as u64 * PAGE_2M;
-            *e = page_flags(ram, addr).map_or(0, |f| addr | f | HUGE);
+            *e = Mapping::of_block(ram, addr, PAGE_2M).map_or(0, |m| addr | flags(m) | HUGE);
         }
         if pd.0.iter().any(|&e| e != 0) {
             t.pdpt.0[gib] = pd.0.as_ptr() as u64 | PRESENT | WRITABLE;
@@ -102,7 +91,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     // 2 MiB page was, but for the guard pages themselves.
     for (n, page) in percpu::guard_blocks::<PTS>(PAGE_2M).into_iter().enumerate() {
         let Some(page) = page else { break };
-        let Some(flags) = page_flags(ram, page) else {
+        let Some(m) = Mapping::of_block(ram, page, PAGE_2M) else {
             continue;
         };
         for (i, e) in t.pt[n].0.iter_mut().enumerate() {
@@ -110,7 +99,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             *e = if percpu::is_guard(small) {
                 0
             } else {
-                small | flags
+                small | flags(m)
             };
         }
         t.pd[(page >> 30) as usize].0[((page >> 21) & 511) as usize] =
@@ -120,12 +109,7 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
-    Mapping::of_blocks(range, PAGE_2M, MAP_LIMIT, |page| {
-        page_flags(ram, page).map(|flags| match flags & CACHE_DISABLE {
-            0 => Mapping::Normal,
-            _ => Mapping::Device,
-        })
-    })
+    Mapping::of_blocks(ram, range, PAGE_2M, MAP_LIMIT)
 }
 
 /// Switches this core to the tables [`build`] filled (loading CR3 also drops every stale
