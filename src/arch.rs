@@ -250,6 +250,97 @@ pub trait Arch: 'static {
     #[inline]
     fn prefetch(_addr: usize) {}
 
+    /// Whether this CPU architecture has memory tagging (Arm MTE) that the allocator
+    /// should drive: a tag in each pointer's top bits, one in memory for every
+    /// [`Arch::TAG_GRANULE`] bytes, and a fault when they differ. When false (the default)
+    /// every tagging hook below is the identity or does nothing and the allocator's calls
+    /// compile away; when true, the allocator still asks [`Arch::memory_tagging_on`]
+    /// before it tags anything.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// assert!(!HostArch::MEMORY_TAGGING); // the host's pointers carry no tags
+    /// ```
+    const MEMORY_TAGGING: bool = false;
+
+    /// Bytes that share one memory tag (16 on Arm MTE). An object is tagged only when its
+    /// slot is made of whole granules, so that no two objects share one.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// assert!(HostArch::TAG_GRANULE.is_power_of_two());
+    /// ```
+    const TAG_GRANULE: usize = 16;
+
+    /// Whether memory tagging is on now: the CPU has it and it was not turned off. The
+    /// allocator tags objects it hands out only while this holds; pointers it handed out
+    /// untagged stay valid (a pointer with tag 0 is never checked).
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// assert!(!HostArch::memory_tagging_on());
+    /// ```
+    #[inline]
+    fn memory_tagging_on() -> bool {
+        false
+    }
+
+    /// Gives the granules `[addr, addr + len)` (granule-aligned, `len` a multiple of the
+    /// granule, `addr` untagged) one new tag, unlike that of the granules on either side
+    /// where the port can see them, and returns `addr` carrying it: the pointer to hand
+    /// out. The identity by default.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// let mut object = [0u8; 32];
+    /// let addr = object.as_mut_ptr() as usize;
+    /// assert_eq!(HostArch::untag(HostArch::tag_fresh(addr, 32)), addr);
+    /// ```
+    #[inline]
+    fn tag_fresh(addr: usize, len: usize) -> usize {
+        let _ = len;
+        addr
+    }
+
+    /// Gives the granules `[addr, addr + len)` (as for [`Arch::tag_fresh`]) a new tag
+    /// unlike their current one, so that pointers still carrying the old one fault: the
+    /// allocator calls it when it takes an object back. Does nothing by default.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// let mut object = [0u8; 32];
+    /// HostArch::tag_freed(object.as_mut_ptr() as usize, 32);
+    /// ```
+    #[inline]
+    fn tag_freed(addr: usize, len: usize) {
+        let _ = (addr, len);
+    }
+
+    /// `addr` without its tag: the address the allocator's descriptors know. Every
+    /// pointer a caller gives back (to free, resize or size it) goes through this first.
+    /// The identity by default.
+    ///
+    /// # Examples
+    /// ```
+    /// use kmem::Arch;
+    /// use kmem::hosted::HostArch;
+    /// assert_eq!(HostArch::untag(0x4000_1000), 0x4000_1000);
+    /// ```
+    #[inline]
+    fn untag(addr: usize) -> usize {
+        addr
+    }
+
     /// Virtual address through which the kernel reaches physical address `pa`.
     ///
     /// # Examples

@@ -26,6 +26,8 @@ mod hotplug;
 mod hotplug_tests;
 mod irq_tests;
 pub mod monitor;
+#[cfg(target_arch = "aarch64")]
+mod mte_tests;
 mod page_tests;
 mod report;
 pub mod selftest;
@@ -104,6 +106,7 @@ pub fn boot(x0: usize) -> ! {
         Cpu::mmu_enable();
     }
     console::enable_locking();
+    Cpu::configure_memory_tagging(info.bootargs);
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
     // The allocator starts without the memory held back for adding at run time.

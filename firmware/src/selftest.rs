@@ -9,6 +9,8 @@
 use crate::bsp::{Board, Test, board};
 use crate::println;
 
+#[cfg(target_arch = "aarch64")]
+use super::mte_tests;
 use super::{boot_tests, driver_tests, hotplug_tests, irq_tests, page_tests, slab_tests};
 
 /// Every self-test, in the order they run.
@@ -75,6 +77,23 @@ pub const TESTS: &[Test] = &[
         "hotplug_while_every_core_allocates",
         hotplug_tests::add_remove_while_every_core_allocates,
     ),
+    #[cfg(target_arch = "aarch64")]
+    (
+        "mte_out_of_bounds_on_every_core",
+        mte_tests::out_of_bounds_on_every_core,
+    ),
+    #[cfg(target_arch = "aarch64")]
+    (
+        "mte_use_after_free_on_every_core",
+        mte_tests::use_after_free_on_every_core,
+    ),
+    #[cfg(target_arch = "aarch64")]
+    (
+        "mte_small_object_on_every_core",
+        mte_tests::small_object_on_every_core,
+    ),
+    #[cfg(target_arch = "aarch64")]
+    ("mte_asynchronous", mte_tests::asynchronous),
     ("boot_stack_headroom", boot_stack_headroom),
 ];
 

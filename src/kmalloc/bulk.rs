@@ -66,7 +66,7 @@ impl<A: Arch> Kmem<A> {
         let mut first = Ok(());
         let mut i = 0;
         while i < objs.len() {
-            let addr = objs[i] as usize;
+            let addr = A::untag(objs[i] as usize);
             if expected.is_none() && (addr == 0 || objs[i] == ZERO_SIZE_PTR) {
                 i += 1;
                 continue;

@@ -16,6 +16,7 @@ mod global;
 mod hotplug;
 mod info;
 mod kbox;
+mod memtag;
 mod options;
 mod reservation;
 mod user_cache;
@@ -593,10 +594,11 @@ impl<A: Arch> Kmem<A> {
         align: usize,
         gfp: Gfp,
     ) -> Result<NonNull<u8>, SlabError> {
+        let size = Self::granule_rounded(size);
         if let Some(cache) = self.fast_cache(size, align, gfp) {
             return match cache.alloc_fast(self, gfp) {
-                Some(obj) => Ok(obj),
-                None => cache.alloc(self, gfp),
+                Some(obj) => Ok(cache.hand_out(obj)),
+                None => cache.alloc(self, gfp).map(|obj| cache.hand_out(obj)),
             };
         }
         self.kmalloc_general(size, align, gfp)
@@ -608,11 +610,11 @@ impl<A: Arch> Kmem<A> {
     /// two, which spares the fast path that check.
     #[inline(always)]
     pub(crate) fn kmalloc_or_null(&self, l: Layout, gfp: Gfp) -> *mut u8 {
-        let (size, align) = (l.size(), l.align());
+        let (size, align) = (Self::granule_rounded(l.size()), l.align());
         if let Some(cache) = self.fast_cache_pow2(size, align, gfp)
             && let Some(obj) = cache.alloc_fast(self, gfp)
         {
-            return obj.as_ptr();
+            return cache.hand_out(obj).as_ptr();
         }
         self.kmalloc_or_null_slow(size, align, gfp)
     }
@@ -658,7 +660,7 @@ impl<A: Arch> Kmem<A> {
         }
         match class_for(size, align) {
             Some(c) => match self.kmalloc_cache(gfp, c) {
-                Some(cache) => cache.alloc(self, gfp),
+                Some(cache) => cache.alloc(self, gfp).map(|obj| cache.hand_out(obj)),
                 None => Err(SlabError::Page(PageError::OutOfMemory {
                     order: 0,
                     zone: gfp.zone(),
@@ -685,7 +687,8 @@ impl<A: Arch> Kmem<A> {
             .expect("a fresh block is managed")
             .set_owner(LARGE_OWNER);
         // SAFETY: a managed frame never maps to address 0.
-        Ok(unsafe { NonNull::new_unchecked(A::phys_to_virt(pa) as *mut u8) })
+        let block = unsafe { NonNull::new_unchecked(A::phys_to_virt(pa) as *mut u8) };
+        Ok(Self::hand_out_large(block, (PAGE_SIZE as usize) << order))
     }
 
     /// Frees what the kmalloc family returned. Null and [`ZERO_SIZE_PTR`] are accepted
@@ -718,10 +721,11 @@ impl<A: Arch> Kmem<A> {
         if ptr.is_null() || ptr == ZERO_SIZE_PTR {
             return Ok(());
         }
-        if self.free_fast(ptr as usize) {
+        let addr = A::untag(ptr as usize);
+        if self.free_fast(addr) {
             return Ok(());
         }
-        self.kfree_slow(ptr as usize)
+        self.kfree_slow(addr)
     }
 
     /// The free fast path: frees `addr` and returns true when it is a live slab object.
@@ -743,7 +747,7 @@ impl<A: Arch> Kmem<A> {
     /// (inline arithmetic, no call) and leaves frames of other banks to the slow path.
     #[inline(always)]
     pub(crate) fn kfree_logged(&self, ptr: *mut u8) {
-        let addr = ptr as usize;
+        let addr = A::untag(ptr as usize);
         if let Some((_, frame)) = self
             .pages
             .table()
@@ -793,6 +797,7 @@ impl<A: Arch> Kmem<A> {
     /// Frees `addr`, which must belong to `expected` when given.
     #[track_caller]
     fn free_checked(&self, addr: usize, expected: Option<&SlabCache<A>>) -> Result<(), SlabError> {
+        let addr = A::untag(addr);
         match self.owner_of(addr)? {
             Owner::Large { pa, order } => match expected {
                 Some(c) => Err(SlabError::WrongCache {
@@ -842,6 +847,7 @@ impl<A: Arch> Kmem<A> {
 
     /// The live block at `addr`, checked as `kfree` checks it; or why `addr` is not one.
     fn live_block(&self, addr: usize) -> Result<LiveBlock<'_, A>, SlabError> {
+        let addr = A::untag(addr);
         Ok(match self.owner_of(addr)? {
             Owner::Large { pa, order } => LiveBlock::Large { pa, order },
             Owner::Slab { cache, frame } => {
@@ -870,6 +876,7 @@ impl<A: Arch> Kmem<A> {
             .frame(pa)
             .expect("a large block's head is managed");
         frame.set_owner(0);
+        Self::retag_large(A::phys_to_virt(pa), (PAGE_SIZE as usize) << order);
         // SAFETY: owner_of or live_block found the head of a live large block here, which
         // alloc_large took from these pages; the caller is freeing it.
         unsafe { self.pages.free_pages(pa, order) }.map_err(SlabError::Page)
@@ -955,8 +962,9 @@ impl<A: Arch> Kmem<A> {
             .live_block(ptr as usize)
             .inspect_err(|e| log::error!("krealloc: {e}"))?;
         let old = block.size();
+        let addr = A::untag(ptr as usize);
         if size == 0 {
-            self.free_live(block, ptr as usize)?;
+            self.free_live(block, addr)?;
             return self.kmalloc_aligned(0, align, gfp);
         }
         if size <= old && (ptr as usize).is_multiple_of(align) {
@@ -972,7 +980,7 @@ impl<A: Arch> Kmem<A> {
             unsafe { core::ptr::write_bytes(new.as_ptr().add(kept), 0, size - kept) };
         }
         // Still live: the caller gave it to us, and it was not freed above.
-        self.free_live(block, ptr as usize)?;
+        self.free_live(block, addr)?;
         Ok(new)
     }
 
@@ -1004,7 +1012,7 @@ impl<A: Arch> Kmem<A> {
     /// [`Kmem::krealloc_checked`], out of line so that this path needs a small frame.
     #[inline(never)]
     fn krealloc_moving(&self, ptr: *mut u8, l: Layout, new_size: usize, class: usize) -> *mut u8 {
-        let addr = ptr as usize;
+        let addr = A::untag(ptr as usize);
         if let Some(frame) = self.pages.frame(A::virt_to_phys(addr))
             && let Some(cache) = slab_owner(frame)
             && let Some(live) = cache.live_fast(frame, addr)
@@ -1015,7 +1023,7 @@ impl<A: Arch> Kmem<A> {
             }
             let new = match self
                 .kmalloc_cache(Gfp::RUST_ALLOC, class)
-                .and_then(|c| c.alloc_fast(self, Gfp::RUST_ALLOC))
+                .and_then(|c| Some(c.hand_out(c.alloc_fast(self, Gfp::RUST_ALLOC)?)))
             {
                 Some(p) => p.as_ptr(),
                 None => self.kmalloc_or_null_slow(new_size, l.align(), Gfp::RUST_ALLOC),

@@ -128,7 +128,8 @@ impl<'k, A: Arch> CacheRef<'k, A> {
     #[inline]
     #[track_caller]
     pub fn alloc(&self, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        self.cache.alloc(self.kmem, gfp)
+        let obj = self.cache.alloc(self.kmem, gfp)?;
+        Ok(self.cache.hand_out(obj))
     }
 
     /// Frees an object of this cache. An object of another cache, or anything that is not

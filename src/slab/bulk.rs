@@ -114,7 +114,7 @@ impl<A: Arch> SlabCache<A> {
         // Objects freed together mostly share pages: the last page's slab start is kept.
         let mut last: Option<(usize, usize)> = None;
         for (n, &obj) in objs.iter().enumerate() {
-            let obj = obj as usize;
+            let obj = A::untag(obj as usize);
             let page = obj >> PAGE_SHIFT;
             let s_mem = match last {
                 Some((p, s_mem)) if p == page => Some(s_mem),
@@ -126,6 +126,7 @@ impl<A: Arch> SlabCache<A> {
             let live = s_mem.and_then(|s| self.live_at(s, obj));
             let Some(live) = live else { return n };
             live.claim();
+            self.retag_freed(obj);
             if !m.try_push(obj) {
                 self.make_room(k, &mut m);
                 m.try_push(obj);

@@ -96,7 +96,7 @@ impl<A: Arch> SlabCache<A> {
     /// The slab holding `obj`, whose page descriptor `frame` (index `index`) names this
     /// cache.
     #[inline(always)]
-    fn slab_of<'k>(
+    pub(super) fn slab_of<'k>(
         &self,
         t: &'k FrameTable,
         index: u32,
@@ -380,6 +380,7 @@ impl<A: Arch> SlabCache<A> {
     /// magazine.
     #[inline(always)]
     pub(super) fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
+        self.retag_freed(obj);
         if self.cpu.try_owned(|m| m.try_push(obj)) != Some(true) {
             self.push_making_room(k, obj);
         }

@@ -200,13 +200,32 @@ impl fmt::Display for DebugFlags {
 }
 
 /// Who allocated and freed an object last (U).
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::slab::DebugFlags;
+/// kmem.set_debug(Some("kmalloc-96"), DebugFlags::STORE_USER);
+/// let p = kmem.kmalloc(96, kmem::Gfp::KERNEL)?;
+/// let owner = kmem.object_at(p.as_ptr() as usize).unwrap().owner.unwrap();
+/// assert!(owner.alloc_at.is_some() && owner.free_at.is_none());
+/// assert!(owner.to_string().starts_with("allocated on cpu"));
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct Track {
+    /// Where the last allocation was asked for (`None`: never allocated).
     pub alloc_at: Option<&'static Location<'static>>,
+    /// Where the last free was asked for (`None`: not freed since it was made).
     pub free_at: Option<&'static Location<'static>>,
+    /// The CPU that allocated it last.
     pub alloc_cpu: u32,
+    /// The CPU that freed it last.
     pub free_cpu: u32,
+    /// [`crate::Arch::cycles`] at the last allocation.
     pub alloc_cycles: u64,
 }
 

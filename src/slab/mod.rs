@@ -71,8 +71,10 @@ pub(crate) mod debug;
 pub(crate) mod header;
 pub(crate) mod layout;
 pub(crate) mod magazine;
+mod memtag;
 
-pub use debug::DebugFlags;
+pub use debug::{DebugFlags, Track};
+pub use memtag::ObjectSite;
 
 use core::cell::UnsafeCell;
 use core::fmt;

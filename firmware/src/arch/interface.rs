@@ -107,6 +107,13 @@ pub trait Isa: kmem::Arch {
     /// [`Isa::mmu_build`] has run, and the code and stack in use are RAM it mapped.
     unsafe fn mmu_enable();
 
+    /// Reads the boot arguments' options for the CPU's memory tagging (`kmem.mte=` on
+    /// aarch64) and sets it up. Boot core, after its MMU is on and before the allocator
+    /// and the other cores start. Nothing by default: most CPUs have none.
+    fn configure_memory_tagging(bootargs: &str) {
+        let _ = bootargs;
+    }
+
     /// Sleeps until [`Isa::wake_waiters`] runs on another core (or returns early:
     /// callers re-check what they wait for). Idle cores sleep here between jobs, so that on
     /// a small host their vCPUs leave time to the busy ones.

@@ -56,6 +56,7 @@ pub fn set_irq_handler(handler: fn()) {
 
 /// Called by the IRQ entry in vectors.s, with every caller-saved register saved.
 extern "C" fn irq() {
+    super::mte::check_async("an IRQ");
     match IRQ_HANDLER.get() {
         Some(handler) => handler(),
         None => panic!("IRQ on cpu {} with no handler installed", AArch64::cpu_id()),

@@ -18,6 +18,7 @@ use aarch64_cpu::registers::{
 use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
+use super::mte;
 use crate::arch::Mapping;
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
@@ -170,6 +171,11 @@ pub unsafe fn enable() {
             + MAIR_EL1::Attr0_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc
             + MAIR_EL1::Attr1_Device::nonGathering_nonReordering_EarlyWriteAck,
     );
+    let tagged = mte::present();
+    if tagged {
+        // RAM as Tagged Normal (attribute 0 has the same caching, plus tags).
+        MAIR_EL1.set(MAIR_EL1.get() & !0xff | mte::MAIR_TAGGED_NORMAL);
+    }
     // SAFETY: only the address of the static is taken; the MMU reads the table.
     let l1 = unsafe { &raw const (*TABLES.0.get()).l1 } as u64;
     TTBR0_EL1.set_baddr(l1);
@@ -185,6 +191,11 @@ pub unsafe fn enable() {
             + TCR_EL1::EPD1::DisableTTBR1Walks
             + TCR_EL1::T0SZ.val(25),
     );
+    if tagged {
+        // Tags ride in the top byte, which translation then ignores; tag 0 is unchecked.
+        TCR_EL1.modify(TCR_EL1::TBI0::Ignored);
+        TCR_EL1.set(TCR_EL1.get() | mte::TCR_TCMA0);
+    }
     barrier::isb(barrier::SY);
     // SAFETY: drops stale translations from before this core's MMU was set up.
     unsafe { core::arch::asm!("tlbi vmalle1", "dsb nsh", options(nostack)) };

@@ -2,12 +2,15 @@
 //! bare-metal aarch64 firmware needs under it — boot entry and the EL2 → EL1 drop
 //! ([`boot`]), cache maintenance ([`cache`]), the MMU ([`mmu`]), exception vectors
 //! ([`exception`]), PSCI ([`psci`]) and spin tables ([`spin_table`]) for starting cores,
-//! and semihosting ([`semihosting`]). Nothing here knows which board it runs on.
+//! semihosting ([`semihosting`]), and memory tagging where the CPU has MTE ([`mte`],
+//! [`mte_fault`]). Nothing here knows which board it runs on.
 
 mod boot;
 pub mod cache;
 pub mod exception;
 mod mmu;
+pub mod mte;
+pub mod mte_fault;
 pub mod psci;
 pub mod semihosting;
 pub mod spin_table;
@@ -73,9 +76,31 @@ impl Arch for AArch64 {
         pa as usize
     }
 
+    /// The identity, but for a pointer's tag (top byte), which is no part of the address.
     #[inline]
     fn virt_to_phys(va: usize) -> u64 {
-        va as u64
+        mte::untag(va) as u64
+    }
+
+    const MEMORY_TAGGING: bool = true;
+    const TAG_GRANULE: usize = mte::GRANULE;
+
+    #[inline]
+    fn memory_tagging_on() -> bool {
+        mte::tagging_on()
+    }
+
+    fn tag_fresh(addr: usize, len: usize) -> usize {
+        mte::tag_fresh(addr, len)
+    }
+
+    fn tag_freed(addr: usize, len: usize) {
+        mte::tag_freed(addr, len);
+    }
+
+    #[inline]
+    fn untag(addr: usize) -> usize {
+        mte::untag(addr)
     }
 }
 
@@ -103,7 +128,12 @@ impl Isa for AArch64 {
 
     unsafe fn mmu_enable() {
         // SAFETY: the caller's contract is enable's.
-        unsafe { mmu::enable() }
+        unsafe { mmu::enable() };
+        mte::init_core();
+    }
+
+    fn configure_memory_tagging(bootargs: &str) {
+        mte::configure(bootargs);
     }
 
     /// `wfe`: the event register makes a `sev` sent since the last `wfe` end it at once,
