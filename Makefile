@@ -130,7 +130,7 @@ QEMU_STATUS = s=0; $(1) || s=$$?; \
 	echo "qemu exited with status $$s (success is $(OK_STATUS_$(BOARD)))"; \
 	exit $$(( s == 0 ? 1 : s ))
 
-.PHONY: image run selftest qemu-test hostile-test monitor-test boot-test lint-firmware
+.PHONY: image run selftest qemu-test mte-test hostile-test monitor-test boot-test lint-firmware
 
 ## image: the release firmware for BOARD at build/BOARD/kmem.elf; for a Pi also the SD card's
 ## kernel8.img and config.txt, and BOARD.dtb for QEMU, in build/BOARD/.
@@ -162,12 +162,13 @@ firmware-bench: image
 
 ## qemu-test: the self-tests with 4 cores: on virt, on x86_64 (q35) and on riscv64 with
 ## little and with much memory (5G puts RAM above the 4 GiB hole on x86_64; 2G fills
-## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, and on
-## each Pi with our device tree and with ATAGs;
+## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, on virt
+## with MTE (mte-test), and on each Pi with our device tree and with ATAGs;
 ## then hostile-test and boot-test: boots with hostile input that must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M BOOTARGS="init_on_alloc=1 init_on_free=1"
+	$(MAKE) mte-test
 	$(MAKE) selftest BOARD=rpi3 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=dtb
 	$(MAKE) selftest BOARD=rpi4 BOOT=atags
@@ -178,6 +179,16 @@ qemu-test: deps
 	@# boot arguments.
 	$(MAKE) hostile-test
 	$(MAKE) boot-test
+
+## mte-test: the self-tests on virt with MTE (QEMU's `-M virt,mte=on -cpu max`, 2 cores,
+## 256M), where the MTE tests must run, not skip as on the cortex-a72 runs.
+mte-test: deps
+	$(MAKE) image BOARD=virt
+	$(EXPECT_BOOT) -n virt-mte -t $(SELFTEST_TIMEOUT) \
+		-e '^test mte_out_of_bounds_on_every_core \.\.\. ok$$' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' -x 'skipped' \
+		-- qemu-system-aarch64 -M virt,mte=on -cpu max -smp 2 -m 256M -nographic -semihosting \
+		-kernel build/virt/kmem.elf -append selftest
 
 ## hostile-test: boots with hostile input — trees in boards/selftest/, boot arguments,
 ## monitor lines — and checks that each boot ends as it must (passing, or stopping with a

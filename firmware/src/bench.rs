@@ -7,7 +7,9 @@
 //! freed LIFO, FIFO and in random order, (c) batches of 64 through the bulk calls (kmem's
 //! `kmalloc_bulk`/`kfree_bulk`; the peers, which have none, one call per object), (e) one
 //! core against all cores, and producer/consumer pairs of cores, one allocating and
-//! handing each object through a ring to the other, which frees it (remote frees).
+//! handing each object through a ring to the other, which frees it (remote frees); (f)
+//! on aarch64 with MTE, kmem's hot pair with tagging off, async and sync, the mode
+//! switched between runs, as ratios to off.
 //!
 //! Every run is timed on the wall: the working cores meet at a barrier, and the run lasts
 //! from the first core's start to the last core's end (`cycles()`: the generic timer on
@@ -494,6 +496,39 @@ pub fn run() -> Result<(), &'static str> {
         let r = rounds(|i| Ok(1.0 / measure(peers[i], HANDOFF, 64, false)?.1))?;
         r.print("(e) producer/consumer");
     }
+    #[cfg(target_arch = "aarch64")]
+    mte_modes(&kmem)?;
     // The peers drop before the arenas they live in (declared first, dropped last).
+    Ok(())
+}
+
+/// (f): the cost of each MTE mode, on kmem's hot pair of 64 B on the boot core (whose
+/// checks `set_mode` switches), with the mode in force put back after.
+#[cfg(target_arch = "aarch64")]
+fn mte_modes(kmem: &dyn Peer) -> Result<(), &'static str> {
+    use crate::arch::aarch64::mte::{self, Mode};
+    const MODES: [Mode; 3] = [Mode::Off, Mode::Async, Mode::Sync];
+    if !mte::present() {
+        return Ok(());
+    }
+    let was = mte::mode();
+    let r = rounds(|i| {
+        mte::set_mode(MODES[i]);
+        Ok(measure(kmem, HOT, 64, true)?.0)
+    });
+    mte::set_mode(was);
+    let r = r?;
+    println!(
+        "(f) mte, hot pair 64 B on 1 cpu, median ticks: off {:.1}, async {:.1}, sync {:.1}; async/off {:.2}x ({:.2}-{:.2}), sync/off {:.2}x ({:.2}-{:.2})",
+        r.median[0],
+        r.median[1],
+        r.median[2],
+        r.ratio[1],
+        r.ratio_min[1],
+        r.ratio_max[1],
+        r.ratio[2],
+        r.ratio_min[2],
+        r.ratio_max[2],
+    );
     Ok(())
 }

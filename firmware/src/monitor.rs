@@ -282,6 +282,7 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
         "meminfo" => {
             a.end()?;
             print!("{}", kmem().meminfo());
+            Cpu::print_memory_tagging();
         }
         "buddyinfo" => {
             a.end()?;
@@ -295,6 +296,7 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
             };
             a.end()?;
             workload::print_slabinfo(all);
+            Cpu::print_memory_tagging();
         }
         "kmalloc" => {
             let size = number(a.required()?)?;

@@ -1,7 +1,7 @@
 //! The boot report: banner, machine summary (with the notes on what the board changed in
 //! the boot information to use it), memory map, zones and page-descriptor overhead.
 
-use crate::arch::cpu::Cpu;
+use crate::arch::cpu::{Cpu, Isa};
 use crate::bsp::{Board, BootInfo, board};
 use crate::println;
 use kmem::mm::PageAllocator;
@@ -88,4 +88,5 @@ pub fn memory(info: &BootInfo, pages: &PageAllocator<Cpu>) {
         }
     }
     crate::print!("{page_info}");
+    Cpu::print_memory_tagging();
 }

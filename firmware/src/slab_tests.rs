@@ -67,12 +67,14 @@ pub fn every_class() -> R {
             let p = km(size, Gfp::KERNEL)?;
             ensure((p as usize).is_multiple_of(8), "object not 8-aligned")?;
             // Under memory tagging kmalloc rounds requests to whole granules.
-            let class = match Cpu::memory_tagging_on() {
-                true => CLASS_SIZES
+            let class = if Cpu::memory_tagging_on() {
+                let rounded = size.next_multiple_of(Cpu::TAG_GRANULE);
+                CLASS_SIZES
                     .iter()
                     .map(|&c| c as usize)
-                    .find(|&c| c >= size.next_multiple_of(Cpu::TAG_GRANULE)),
-                false => Some(size),
+                    .find(|&c| c >= rounded)
+            } else {
+                Some(size)
             };
             ensure(k.ksize_any(p).ok() == class, "ksize is not the class size")?;
             // SAFETY: size bytes at p are ours.

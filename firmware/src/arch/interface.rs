@@ -114,6 +114,10 @@ pub trait Isa: kmem::Arch {
         let _ = bootargs;
     }
 
+    /// Prints a line on the memory tagging's state and findings (`mte: sync (2 faults)`)
+    /// for the boot report, `meminfo` and `slabinfo`. Nothing where the ISA has none.
+    fn print_memory_tagging() {}
+
     /// Sleeps until [`Isa::wake_waiters`] runs on another core (or returns early:
     /// callers re-check what they wait for). Idle cores sleep here between jobs, so that on
     /// a small host their vCPUs leave time to the busy ones.

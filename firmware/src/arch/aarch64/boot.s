@@ -47,7 +47,7 @@ _secondary_start:
     wfe
     b       .Lpark
 
-// Leaves the core at EL1h with DAIF masked, MMU off and FP/SIMD usable. Clobbers x0.
+// Leaves the core at EL1h with DAIF masked, MMU off and FP/SIMD usable. Clobbers x0, x1.
 __el1_setup:
     mrs     x0, CurrentEL
     cmp     x0, #(2 << 2)
@@ -55,7 +55,12 @@ __el1_setup:
     // EL2: EL1 is AArch64 and owns the machine; EL1 may read the counters and timers;
     // the virtual counter equals the physical one; FP is not trapped to EL2.
     mov     x0, #(1 << 31)          // HCR_EL2.RW
-    msr     HCR_EL2, x0
+    mrs     x1, S3_0_C0_C4_1        // ID_AA64PFR1_EL1
+    ubfx    x1, x1, #8, #4          // .MTE
+    cmp     x1, #2
+    b.lo    1f
+    orr     x0, x0, #(1 << 56)      // HCR_EL2.ATA: EL1 may use memory tags
+1:  msr     HCR_EL2, x0
     mov     x0, #3                  // CNTHCTL_EL2.EL1PCTEN | EL1PCEN
     msr     CNTHCTL_EL2, x0
     msr     CNTVOFF_EL2, xzr

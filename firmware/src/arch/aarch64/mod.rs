@@ -136,6 +136,10 @@ impl Isa for AArch64 {
         mte::configure(bootargs);
     }
 
+    fn print_memory_tagging() {
+        crate::println!("{}", mte::State);
+    }
+
     /// `wfe`: the event register makes a `sev` sent since the last `wfe` end it at once,
     /// so no wake-up is lost.
     fn wait_for_event() {

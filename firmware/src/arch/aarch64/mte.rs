@@ -110,6 +110,23 @@ pub(super) fn count_fault() {
     FAULTS[Cpu::cpu_id()].fetch_add(1, Relaxed);
 }
 
+/// The state line of the boot report, `meminfo` and `slabinfo`: `mte: sync (2 faults)`,
+/// with the cores whose checks a report suspended.
+pub struct State;
+
+impl core::fmt::Display for State {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if !present() {
+            return f.write_str("mte: absent");
+        }
+        write!(f, "mte: {} ({} faults", mode().name(), faults())?;
+        match suspended() {
+            0 => f.write_str(")"),
+            n => write!(f, "; checks suspended on {n} cpus until rearmed)"),
+        }
+    }
+}
+
 /// Reads `kmem.mte=` from the boot arguments and sets the mode: sync by default where
 /// the CPU has MTE; off, said once, where it has not; a bad value is reported and the
 /// default kept. Boot core, before the other cores start (they take the mode then).
