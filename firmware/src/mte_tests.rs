@@ -20,7 +20,7 @@ use crate::arch::aarch64::mte_fault;
 use crate::arch::cpu::Cpu;
 use crate::kmem;
 use crate::println;
-use crate::slab_tests::{conserving, ensure};
+use crate::slab_tests::{conserving, ensure, kf, km};
 use crate::smp;
 use crate::unchecked::KmemAny;
 use kmem::{Arch, CacheRef, Gfp, SlabError, SlabFlags};
@@ -91,19 +91,6 @@ fn fenced_object(
     found.ok_or("objects handed out untagged, or tagged like their neighbours")
 }
 
-fn km(size: usize) -> Result<*mut u8, &'static str> {
-    kmem()
-        .kmalloc(size, Gfp::KERNEL)
-        .map(NonNull::as_ptr)
-        .map_err(|_| "kmalloc failed")
-}
-
-fn kf(p: *mut u8) -> R {
-    kmem()
-        .kfree_any(p)
-        .map_err(|_| "kfree refused a live object")
-}
-
 /// A checked read of the byte at `at` (a tagged pointer).
 fn read_at(at: *mut u8) -> impl FnOnce() {
     // The callers name a byte of RAM inside a live slab; a read changes nothing.
@@ -154,7 +141,7 @@ pub fn out_of_bounds_on_every_core() -> R {
 static CACHE: AtomicUsize = AtomicUsize::new(0);
 
 fn out_of_bounds_here(cpu: usize) -> R {
-    let p = fenced_object(|| km(64), kf, 64)?;
+    let p = fenced_object(|| km(64, Gfp::KERNEL), kf, 64)?;
     let obj = format!("object {:#x} size 64", mte::untag(p as usize));
     caught(
         read_at(p.wrapping_add(64)),
@@ -234,7 +221,7 @@ pub fn use_after_free_on_every_core() -> R {
 }
 
 fn use_after_free_here(_cpu: usize) -> R {
-    let p = km(64)?;
+    let p = km(64, Gfp::KERNEL)?;
     let at = mte::untag(p as usize);
     kf(p)?;
     caught(
@@ -279,7 +266,7 @@ pub fn small_object_on_every_core() -> R {
 /// kmalloc(8) takes a whole granule under tagging, so its neighbour is a granule of its
 /// own and a read one past the granule is caught.
 fn small_object_here(_cpu: usize) -> R {
-    let p = fenced_object(|| km(8), kf, 16)?;
+    let p = fenced_object(|| km(8, Gfp::KERNEL), kf, 16)?;
     ensure(
         kmem().ksize_any(p) == Ok(16),
         "a small object is not a granule",
@@ -305,7 +292,7 @@ pub fn asynchronous() -> R {
     let mode = mte::mode();
     mte::set_mode(Mode::Async);
     let r = (|| {
-        let p = fenced_object(|| km(64), kf, 64)?;
+        let p = fenced_object(|| km(64, Gfp::KERNEL), kf, 64)?;
         let before = mte::faults_here();
         read_at(p.wrapping_add(64))();
         let found = mte::check_async("the self-test");

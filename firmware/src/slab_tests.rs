@@ -47,14 +47,14 @@ pub(super) fn conserving(f: impl FnOnce(&'static Kmem<Cpu>) -> R) -> R {
     )
 }
 
-fn km(size: usize, gfp: Gfp) -> Result<*mut u8, &'static str> {
+pub(super) fn km(size: usize, gfp: Gfp) -> Result<*mut u8, &'static str> {
     kmem()
         .kmalloc(size, gfp)
         .map(NonNull::as_ptr)
         .map_err(|_| "kmalloc failed")
 }
 
-fn kf(p: *mut u8) -> R {
+pub(super) fn kf(p: *mut u8) -> R {
     kmem()
         .kfree_any(p)
         .map_err(|_| "kfree refused a live object")
