@@ -18,6 +18,7 @@ mod info;
 mod kbox;
 mod options;
 mod reservation;
+mod sampling;
 mod user_cache;
 
 use core::alloc::Layout;
@@ -25,6 +26,7 @@ use core::ptr::NonNull;
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
+use crate::guard_pool::GuardPool;
 use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
 use crate::mm::frame::PageFrame;
 use crate::mm::memmap::PAGE_SIZE;
@@ -38,11 +40,11 @@ use crate::slab::{
 use crate::sync::IrqMutex;
 pub use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES};
 use classes::{class_align, class_for, class_of};
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
 pub use kbox::KBox;
-pub use options::{OptionError, Options};
+pub use options::{DEFAULT_KFENCE_INTERVAL, OptionError, Options};
 pub use reservation::Reservation;
 pub use user_cache::{Cache, CacheBox, CacheRef};
 
@@ -137,6 +139,13 @@ pub struct Kmem<A: Arch> {
     fail_every: AtomicU32,
     fail_count: AtomicU32,
     fail_cache: IrqMutex<A, Option<CacheName>>,
+    /// Nonzero sends every allocation off the fast path: fault injection is armed, or
+    /// the next allocation is to be sampled (`sampling`). One load on the fast paths.
+    slow_gate: AtomicU32,
+    /// Sampled guard pages (`kmem.kfence=`), when the port gave a pool.
+    guard_pool: Option<GuardPool<A>>,
+    /// Allocations left until the next sample (`sampling`).
+    sample_countdown: AtomicI64,
 }
 
 // SAFETY: the registry pointer is only followed under its lock; the kmalloc cache
@@ -213,6 +222,9 @@ impl<A: Arch> Kmem<A> {
             fail_every: AtomicU32::new(options.failslab_every),
             fail_count: AtomicU32::new(0),
             fail_cache: IrqMutex::new(options.failslab_cache),
+            slow_gate: AtomicU32::new(sampling::failslab_gate(options.failslab_every)),
+            guard_pool: None,
+            sample_countdown: AtomicI64::new(i64::from(options.kfence)),
             options,
         })
     }
@@ -274,6 +286,7 @@ impl<A: Arch> Kmem<A> {
         *self.fail_cache.lock() = cache;
         self.fail_count.store(0, Relaxed);
         self.fail_every.store(every, Relaxed);
+        self.set_failslab_gate(every);
     }
 
     /// The security and debug settings a cache named `name` gets.
@@ -596,7 +609,7 @@ impl<A: Arch> Kmem<A> {
         if let Some(cache) = self.fast_cache(size, align, gfp) {
             return match cache.alloc_fast(self, gfp) {
                 Some(obj) => Ok(obj),
-                None => cache.alloc(self, gfp),
+                None => self.alloc_sampled_or(cache, size, align, gfp),
             };
         }
         self.kmalloc_general(size, align, gfp)
@@ -658,7 +671,7 @@ impl<A: Arch> Kmem<A> {
         }
         match class_for(size, align) {
             Some(c) => match self.kmalloc_cache(gfp, c) {
-                Some(cache) => cache.alloc(self, gfp),
+                Some(cache) => self.alloc_sampled_or(cache, size, align, gfp),
                 None => Err(SlabError::Page(PageError::OutOfMemory {
                     order: 0,
                     zone: gfp.zone(),
@@ -793,6 +806,9 @@ impl<A: Arch> Kmem<A> {
     /// Frees `addr`, which must belong to `expected` when given.
     #[track_caller]
     fn free_checked(&self, addr: usize, expected: Option<&SlabCache<A>>) -> Result<(), SlabError> {
+        if let Some(pool) = self.pool_holding(addr) {
+            return self.free_sampled(pool, addr, expected);
+        }
         match self.owner_of(addr)? {
             Owner::Large { pa, order } => match expected {
                 Some(c) => Err(SlabError::WrongCache {
@@ -842,6 +858,12 @@ impl<A: Arch> Kmem<A> {
 
     /// The live block at `addr`, checked as `kfree` checks it; or why `addr` is not one.
     fn live_block(&self, addr: usize) -> Result<LiveBlock<'_, A>, SlabError> {
+        if let Some(pool) = self.pool_holding(addr) {
+            return Ok(LiveBlock::Sampled {
+                pool,
+                size: pool.live(addr)?.size,
+            });
+        }
         Ok(match self.owner_of(addr)? {
             Owner::Large { pa, order } => LiveBlock::Large { pa, order },
             Owner::Slab { cache, frame } => {
@@ -860,6 +882,7 @@ impl<A: Arch> Kmem<A> {
                 cache.free_live(self, slab, idx, addr);
                 Ok(())
             }
+            LiveBlock::Sampled { pool, .. } => pool.free(addr),
         }
     }
 
@@ -990,6 +1013,10 @@ impl<A: Arch> Kmem<A> {
         {
             let class = class_of(new_size);
             if class <= class_of(old) {
+                if new_size > old && self.pool_holding(ptr as usize).is_some() {
+                    // A sampled object has only the bytes asked for before its guard.
+                    return self.krealloc_checked(ptr, l, new_size);
+                }
                 return ptr;
             }
             return self.krealloc_moving(ptr, l, new_size, class);
@@ -1246,6 +1273,11 @@ enum LiveBlock<'k, A: Arch> {
         slab: Slab<'k>,
         idx: usize,
     },
+    /// An object of the guard pool, `size` bytes.
+    Sampled {
+        pool: &'k GuardPool<A>,
+        size: usize,
+    },
 }
 
 impl<A: Arch> LiveBlock<'_, A> {
@@ -1254,6 +1286,7 @@ impl<A: Arch> LiveBlock<'_, A> {
         match self {
             LiveBlock::Large { order, .. } => (PAGE_SIZE as usize) << order,
             LiveBlock::Object { cache, .. } => cache.usable_size(),
+            LiveBlock::Sampled { size, .. } => *size,
         }
     }
 }
@@ -1273,7 +1306,12 @@ impl<A: Arch> Backing<A> for Kmem<A> {
 
     #[inline(always)]
     fn failslab_armed(&self) -> bool {
-        self.fail_every.load(Relaxed) != 0
+        self.slow_gate.load(Relaxed) != 0
+    }
+
+    #[inline]
+    fn refilled(&self, objects: usize) {
+        self.count_toward_sample(objects);
     }
 
     /// Allocations with [`Gfp::NOFAIL`] never fail nor count; those through a Rust
@@ -1289,7 +1327,11 @@ impl<A: Arch> Backing<A> for Kmem<A> {
             None if gfp.contains(Gfp::RUST_ALLOC) => return false,
             _ => {}
         }
-        let every = self.fail_every.load(Relaxed).max(1);
+        let every = self.fail_every.load(Relaxed);
+        if every == 0 {
+            // The gate is open for a sample, not for fault injection.
+            return false;
+        }
         (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)
     }
 }

@@ -104,11 +104,17 @@ pub(crate) trait Backing<A: Arch> {
         self.pages().alloc_pages(order, gfp)
     }
 
-    /// Whether fault injection is armed: one load on the allocation fast path.
+    /// Whether allocations must leave the fast path — fault injection is armed, or the
+    /// next allocation is to be sampled: one load on the allocation fast path.
     #[inline(always)]
     fn failslab_armed(&self) -> bool {
         false
     }
+
+    /// Counts `objects` a CPU's magazine was refilled with: allocations to come, for the
+    /// sampling of guarded allocations, counted off the fast path.
+    #[inline(always)]
+    fn refilled(&self, _objects: usize) {}
 
     /// Counts an allocation from `cache` with `gfp` and says whether this one must fail.
     fn failslab_fires(&self, _cache: CacheName, _gfp: Gfp) -> bool {
