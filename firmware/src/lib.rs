@@ -20,6 +20,7 @@ mod boot_test;
 mod boot_tests;
 pub mod bsp;
 mod driver_tests;
+pub mod fault;
 mod heap;
 mod hotplug;
 mod hotplug_tests;

@@ -81,8 +81,9 @@ unsafe impl Sync for Stacks {}
 pub(super) static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SLOT_SIZE]; MAX_CPUS]));
 
 /// The exception stacks, one per logical core: the ISA's exception entry moves a core
-/// here before it reports (the stack it was on may be the one that overflowed). Only
-/// exceptions that end the machine use them, so they never nest.
+/// here before it reports (the stack it was on may be the one that overflowed) or asks
+/// the fault detectors about a recoverable fault. The entry's nesting count ends the
+/// machine on a nested exception, so one core's uses never overlap.
 #[repr(C, align(16))]
 pub(super) struct ExceptionStacks(UnsafeCell<[[u8; EXCEPTION_STACK_SIZE]; MAX_CPUS]>);
 
