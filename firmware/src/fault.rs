@@ -39,7 +39,7 @@ pub enum FaultKind {
 
 /// The detectors, asked in this order; each returns true when the fault was its own, it
 /// reported it, and the faulting access may now be retried.
-const DETECTORS: &[fn(&Fault) -> bool] = &[];
+const DETECTORS: &[fn(&Fault) -> bool] = &[crate::kfence::detect];
 
 /// Asks every detector about `fault`: true when one reported it and made the access safe
 /// to retry, false when it is no detector's (the caller then reports it as fatal).

@@ -25,6 +25,8 @@ mod heap;
 mod hotplug;
 mod hotplug_tests;
 mod irq_tests;
+mod kfence;
+mod kfence_tests;
 pub mod monitor;
 mod page_tests;
 mod report;
@@ -117,7 +119,9 @@ pub fn boot(x0: usize) -> ! {
         PageAllocator::<Cpu>::new(&map, info.zone_limits, info.cpus.len, Some(info.image.end))
     };
     let kmem = match pages {
-        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
+        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed))
+            .and_then(|k| k.with_guard_pool(arch::guard_pool::memory()))
+        {
             Ok(k) => match heap::HEAP.init(k) {
                 Ok(k) => k,
                 Err(_) => fail(format_args!("the allocator was set up twice")),

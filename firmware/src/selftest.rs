@@ -9,7 +9,9 @@
 use crate::bsp::{Board, Test, board};
 use crate::println;
 
-use super::{boot_tests, driver_tests, hotplug_tests, irq_tests, page_tests, slab_tests};
+use super::{
+    boot_tests, driver_tests, hotplug_tests, irq_tests, kfence_tests, page_tests, slab_tests,
+};
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -50,6 +52,10 @@ pub const TESTS: &[Test] = &[
     (
         "debug_faults_on_every_core",
         slab_tests::debug_faults_on_every_core,
+    ),
+    (
+        "kfence_faults_on_every_core",
+        kfence_tests::faults_on_every_core,
     ),
     ("stress_all_cpus", slab_tests::stress_all_cpus),
     (

@@ -3,8 +3,8 @@
 //! live object beside it, an access to a freed object's page a use after free, and any
 //! other access to the pool (a guard page with no live object beside it) an invalid
 //! access. The faulting page is mapped again, so that the access goes on and the system
-//! with it, as KFENCE lets it; freeing the object (or allocating beside the guard)
-//! unmaps it again.
+//! with it, as KFENCE lets it; freeing the object unmaps it again (and the page of an
+//! invalid access is unmapped by the pool's next allocation or free).
 
 use core::fmt;
 use core::sync::atomic::Ordering::Relaxed;
@@ -205,6 +205,9 @@ impl<A: Arch> GuardPool<A> {
             pc,
             object,
         };
+        if kind == GuardFaultKind::Invalid {
+            self.wild_opened.store(page_start, Relaxed);
+        }
         self.faults.fetch_add(1, Relaxed);
         log::error!("{report}");
         self.set_accessible(page_start, true);

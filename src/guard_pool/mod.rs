@@ -229,6 +229,9 @@ pub(crate) struct GuardPool<A: Arch> {
     sampled: AtomicUsize,
     faults: AtomicUsize,
     bad_frees: AtomicUsize,
+    /// The page the last invalid access mapped (0: none), unmapped again by the next
+    /// allocation or free: no object's free would close it.
+    wild_opened: AtomicUsize,
 }
 
 // SAFETY: the records are reached only under the slots' lock; the memory is the pool's.
@@ -271,6 +274,7 @@ impl<A: Arch> GuardPool<A> {
             sampled: AtomicUsize::new(0),
             faults: AtomicUsize::new(0),
             bad_frees: AtomicUsize::new(0),
+            wild_opened: AtomicUsize::new(0),
         };
         for page in (0..pool.pages()).filter(|p| p % 2 == 1 || *p == 0) {
             pool.set_accessible(pool.page_addr(page), false);
@@ -358,10 +362,7 @@ impl<A: Arch> GuardPool<A> {
             freed: None,
         };
         drop(s);
-        // The guards either side may have been opened by a wild access that faulted
-        // (which the fault lets through, as KFENCE does): close them again.
-        self.set_accessible(page - POOL_PAGE, false);
-        self.set_accessible(page + POOL_PAGE, false);
+        self.close_wild_page();
         if reused {
             self.set_accessible(page, true);
         }
@@ -424,12 +425,21 @@ impl<A: Arch> GuardPool<A> {
         });
         s.allocated -= 1;
         drop(s);
+        self.close_wild_page();
         let page = self.object_page(r.index);
         // A guard an overrun opened (the fault maps it, as KFENCE does) closes again.
         for p in [page - POOL_PAGE, page, page + POOL_PAGE] {
             self.set_accessible(p, false);
         }
         Ok(())
+    }
+
+    /// Unmaps again the page an invalid access had mapped, if any.
+    fn close_wild_page(&self) {
+        let page = self.wild_opened.swap(0, Relaxed);
+        if page != 0 {
+            self.set_accessible(page, false);
+        }
     }
 
     /// The record of slot `index` (`None` past the pool).
