@@ -1,6 +1,7 @@
 //! kmem's sampled guard pages (`kmem.kfence=`, Linux's KFENCE) in the firmware: the
-//! detector [`crate::fault::handle`] asks about every recoverable fault, and the last
-//! report each core's faults produced, which the self-tests check.
+//! detector [`crate::fault::handle`] asks about every recoverable fault, the last report
+//! each core's faults produced, which the self-tests check, and the state line of the
+//! boot report, `meminfo` and `slabinfo`.
 //!
 //! The allocator reports the bug itself (to the log, hence the console) and maps the
 //! faulting page again, so the access resumes and the system carries on. The report is
@@ -11,7 +12,7 @@ use spin::Mutex;
 
 use crate::arch::cpu::{Cpu, MAX_CPUS};
 use crate::fault::{Access, Fault, FaultKind};
-use crate::heap;
+use crate::{heap, println};
 use kmem::Arch;
 use kmem::guard_pool::{self, FaultOutcome, GuardFault};
 
@@ -44,4 +45,12 @@ pub fn detect(fault: &Fault) -> bool {
 /// Takes the last report of this core's faults.
 pub fn take_last_report() -> Option<GuardFault> {
     LAST[Cpu::cpu_id()].lock().take()
+}
+
+/// Prints `kfence: 1 in N, pool K objects, A allocated, F faults` (or that it is off).
+pub fn print_state() {
+    match heap::HEAP.get().and_then(|k| k.guard_pool_info()) {
+        Some(info) => println!("{info}"),
+        None => println!("kfence: off"),
+    }
 }

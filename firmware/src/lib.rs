@@ -133,6 +133,7 @@ pub fn boot(x0: usize) -> ! {
     heap::install_logger();
     smp::start_secondaries(&info);
     report::memory(&info, kmem.pages());
+    kfence::print_state();
     if let Some(test) = boot_test::requested(info.bootargs) {
         boot_test::run(test);
     }
