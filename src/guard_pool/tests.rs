@@ -275,3 +275,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_user_caches_objects_are_sampled_and_freed_only_through_it() {
+    let (k, pool) = kmem(3, 1 << 30);
+    let c = k
+        .cache_create("sampled-cache", 40, 16, crate::SlabFlags::NONE, None, None)
+        .unwrap();
+    k.sample_next();
+    let p = c.alloc(Gfp::KERNEL | Gfp::ZERO).unwrap();
+    let a = p.as_ptr() as usize;
+    assert!(pool.contains(a) && a % 16 == 0);
+    assert_eq!(
+        k.guard_pool_object(0).unwrap().cache.as_str(),
+        "sampled-cache"
+    );
+    // SAFETY: p is a live zeroed object of 40 bytes; the refused free changes nothing.
+    unsafe {
+        assert!(
+            core::slice::from_raw_parts(p.as_ptr(), 40)
+                .iter()
+                .all(|&b| b == 0)
+        );
+        let other = k
+            .cache_create("other-cache", 40, 16, crate::SlabFlags::NONE, None, None)
+            .unwrap();
+        assert!(matches!(other.free(p), Err(SlabError::WrongCache { .. })));
+        other.destroy().map_err(|(_, e)| e).unwrap();
+        c.free(p).unwrap();
+    }
+    // A constructor runs when a slab is made: such caches are not sampled.
+    fn ctor(_: *mut u8) {}
+    let with_ctor = k
+        .cache_create(
+            "ctor-cache",
+            40,
+            8,
+            crate::SlabFlags::NONE,
+            Some(ctor),
+            None,
+        )
+        .unwrap();
+    k.sample_next();
+    let q = with_ctor.alloc(Gfp::KERNEL).unwrap();
+    assert!(!pool.contains(q.as_ptr() as usize));
+    // SAFETY: q is live and freed once.
+    unsafe { with_ctor.free(q) }.unwrap();
+    with_ctor.destroy().map_err(|(_, e)| e).unwrap();
+    c.destroy().map_err(|(_, e)| e).unwrap();
+}

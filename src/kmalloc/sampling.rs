@@ -8,7 +8,9 @@
 //! in the word the fast path already loads for fault injection (`slow_gate`) sends the
 //! next kmalloc, on any CPU, the slow way, which takes the sample and closes the gate.
 //! So a CPU that only recycles the objects in its magazine is never sampled (a timer
-//! would catch it); every other pattern is, at about one allocation in N.
+//! would catch it); every other pattern is, at about one allocation in N. Objects of
+//! caches made with `cache_create` are sampled too, unless the cache has a constructor
+//! or destructor.
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
@@ -189,7 +191,8 @@ impl<A: Arch> Kmem<A> {
 
     /// Serves one allocation from the guard pool, closing the gate, if the pool has a
     /// slot and the request fits: normal-zone memory (the pool's zone is unknown), at
-    /// most a page.
+    /// most a page, of a cache without a constructor or destructor (which run when a
+    /// slab is made and released, and a pool page is neither).
     #[cold]
     #[track_caller]
     fn take_sample(
@@ -201,6 +204,7 @@ impl<A: Arch> Kmem<A> {
     ) -> Option<NonNull<u8>> {
         let pool = self.guard_pool.as_ref()?;
         if gfp.zone() != ZoneKind::Normal
+            || cache.has_ctor()
             || self.slow_gate.fetch_and(!SAMPLE, Relaxed) & SAMPLE == 0
         {
             return None;

@@ -1057,7 +1057,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Whether the cache has a constructor or destructor.
-    fn has_ctor(&self) -> bool {
+    pub(crate) fn has_ctor(&self) -> bool {
         self.ctor.is_some() || self.dtor.is_some()
     }
 
@@ -1128,6 +1128,11 @@ impl<A: Arch> SlabCache<A> {
     /// ```
     pub fn object_size(&self) -> usize {
         self.object_size
+    }
+
+    /// The objects' alignment.
+    pub(crate) fn align(&self) -> usize {
+        self.align
     }
 
     /// Distance between objects in a slab, in bytes: at least
