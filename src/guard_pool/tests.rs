@@ -285,7 +285,7 @@ fn a_user_caches_objects_are_sampled_and_freed_only_through_it() {
     k.sample_next();
     let p = c.alloc(Gfp::KERNEL | Gfp::ZERO).unwrap();
     let a = p.as_ptr() as usize;
-    assert!(pool.contains(a) && a % 16 == 0);
+    assert!(pool.contains(a) && a.is_multiple_of(16));
     assert_eq!(
         k.guard_pool_object(0).unwrap().cache.as_str(),
         "sampled-cache"
