@@ -13,6 +13,12 @@ use super::{GuardPool, POOL_PAGE, SampledObject, SlotState};
 use crate::arch::Arch;
 
 /// Whether a faulting access read or wrote.
+///
+/// # Examples
+/// ```
+/// use kmem::guard_pool::Access;
+/// assert_eq!(format!("{} {}", Access::Read, Access::Write), "read write");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Access {
     /// A load.
@@ -31,6 +37,9 @@ impl fmt::Display for Access {
 }
 
 /// The kind of a guard-pool fault.
+///
+/// # Examples
+/// See [`GuardFault`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum GuardFaultKind {
     /// `distance` bytes before the object's first byte.
@@ -105,6 +114,28 @@ impl fmt::Display for GuardFault {
 }
 
 /// What the pool made of a fault.
+///
+/// # Examples
+/// ```
+/// # let ram = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = ram.normalized().unwrap();
+/// # // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+/// # let pages = unsafe { kmem::PageAllocator::<kmem::hosted::HostArch>::new(&map, kmem::ZoneLimits::FLAT, 1, None) }.unwrap();
+/// # let pool = kmem::hosted::GuardedPages::new(3).unwrap();
+/// # let kmem = kmem::Kmem::new(pages)?.with_guard_pool(pool.memory())?;
+/// use kmem::guard_pool::{Access, FaultOutcome, GuardFaultKind};
+/// kmem.sample_next();
+/// let p = kmem.kmalloc(64, kmem::Gfp::KERNEL)?.as_ptr() as usize;
+/// // What a page-fault handler passes on for a write one byte past the end:
+/// match kmem.guard_pool_fault(p + 64, Access::Write, 0) {
+///     Some(FaultOutcome::Reported(r)) => {
+///         assert_eq!(r.kind, GuardFaultKind::OutOfBoundsRight { distance: 1 })
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// unsafe { kmem.kfree(p as *mut u8) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub enum FaultOutcome {
     /// A bug, reported (logged and counted); the page is accessible again, so the access

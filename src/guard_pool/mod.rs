@@ -39,6 +39,13 @@ use crate::sync::IrqMutex;
 pub use fault::{Access, FaultOutcome, GuardFault, GuardFaultKind};
 
 /// Bytes of one pool page: an object's page, or a guard page.
+///
+/// # Examples
+/// ```
+/// use kmem::guard_pool::{GuardPoolMemory, POOL_PAGE};
+/// // Two leading pages, then an object page and a guard page per object.
+/// assert_eq!(GuardPoolMemory::bytes(1), 4 * POOL_PAGE);
+/// ```
 pub const POOL_PAGE: usize = 4096;
 
 /// How a port makes the pages of a guard pool fault and stop faulting.
@@ -118,6 +125,24 @@ impl GuardPoolMemory {
 }
 
 /// What a slot of the pool holds now.
+///
+/// # Examples
+/// ```
+/// # let ram = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = ram.normalized().unwrap();
+/// # // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+/// # let pages = unsafe { kmem::PageAllocator::<kmem::hosted::HostArch>::new(&map, kmem::ZoneLimits::FLAT, 1, None) }.unwrap();
+/// # let pool = kmem::hosted::GuardedPages::new(3).unwrap();
+/// # let kmem = kmem::Kmem::new(pages)?.with_guard_pool(pool.memory())?;
+/// use kmem::guard_pool::SlotState;
+/// assert_eq!(kmem.guard_pool_object(0).unwrap().state, SlotState::Unused);
+/// kmem.sample_next();
+/// let p = kmem.kmalloc(32, kmem::Gfp::KERNEL)?;
+/// assert_eq!(kmem.guard_pool_object(0).unwrap().state, SlotState::Allocated);
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// assert_eq!(kmem.guard_pool_object(0).unwrap().state, SlotState::Freed);
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum SlotState {
     /// Never allocated.
@@ -129,6 +154,23 @@ pub enum SlotState {
 }
 
 /// Who allocated or freed a sampled object: the CPU and the caller.
+///
+/// # Examples
+/// ```
+/// # let ram = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = ram.normalized().unwrap();
+/// # // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+/// # let pages = unsafe { kmem::PageAllocator::<kmem::hosted::HostArch>::new(&map, kmem::ZoneLimits::FLAT, 1, None) }.unwrap();
+/// # let pool = kmem::hosted::GuardedPages::new(3).unwrap();
+/// # let kmem = kmem::Kmem::new(pages)?.with_guard_pool(pool.memory())?;
+/// kmem.sample_next();
+/// let p = kmem.kmalloc(32, kmem::Gfp::KERNEL)?; // this line is the owner
+/// let owner = kmem.guard_pool_object(0).unwrap().allocated.unwrap();
+/// assert_eq!(owner.at.line(), line!() - 2);
+/// assert!(owner.to_string().starts_with("cpu "));
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PoolOwner {
     /// The CPU it ran on.
@@ -144,6 +186,24 @@ impl fmt::Display for PoolOwner {
 }
 
 /// One slot of the pool, as the reports show it: KFENCE's `kfence_metadata`.
+///
+/// # Examples
+/// ```
+/// # let ram = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = ram.normalized().unwrap();
+/// # // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+/// # let pages = unsafe { kmem::PageAllocator::<kmem::hosted::HostArch>::new(&map, kmem::ZoneLimits::FLAT, 1, None) }.unwrap();
+/// # let pool = kmem::hosted::GuardedPages::new(3).unwrap();
+/// # let kmem = kmem::Kmem::new(pages)?.with_guard_pool(pool.memory())?;
+/// kmem.sample_next();
+/// let p = kmem.kmalloc(64, kmem::Gfp::KERNEL)?;
+/// let o = kmem.guard_pool_object(0).unwrap();
+/// assert_eq!((o.addr, o.size), (p.as_ptr() as usize, 64));
+/// assert!(o.to_string().starts_with("kfence-#0 ["));
+/// assert!(o.to_string().contains(", size=64, cache=kmalloc-64] allocated by cpu "));
+/// unsafe { kmem.kfree(p.as_ptr()) }?; // SAFETY: p is not used again.
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct SampledObject {
     /// Its number in the pool, as in `kfence-#3`.
@@ -186,6 +246,19 @@ impl fmt::Display for SampledObject {
 }
 
 /// What the pool reports of itself: `kfence: 1 in N, pool K objects, A allocated, F faults`.
+///
+/// # Examples
+/// ```
+/// # let ram = kmem::hosted::Region::new(16 << 20).unwrap();
+/// # let map = ram.normalized().unwrap();
+/// # // SAFETY: the map's usable RAM is the allocator's alone, for as long as it lives.
+/// # let pages = unsafe { kmem::PageAllocator::<kmem::hosted::HostArch>::new(&map, kmem::ZoneLimits::FLAT, 1, None) }.unwrap();
+/// # let pool = kmem::hosted::GuardedPages::new(3).unwrap();
+/// # let kmem = kmem::Kmem::new(pages)?.with_guard_pool(pool.memory())?;
+/// let info = kmem.guard_pool_info().unwrap();
+/// assert_eq!(info.to_string(), "kfence: 1 in 4096, pool 3 objects, 0 allocated, 0 faults");
+/// # Ok::<(), kmem::SlabError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GuardPoolInfo {
     /// One kmalloc in this many is sampled (0: only when forced).
