@@ -322,5 +322,15 @@ fn a_user_caches_objects_are_sampled_and_freed_only_through_it() {
     // SAFETY: q is live and freed once.
     unsafe { with_ctor.free(q) }.unwrap();
     with_ctor.destroy().map_err(|(_, e)| e).unwrap();
+    // A debug cache's own checks watch its objects: not sampled either.
+    let debug = k
+        .cache_create("debug-cache", 40, 8, crate::SlabFlags::RED_ZONE, None, None)
+        .unwrap();
+    k.sample_next();
+    let d = debug.alloc(Gfp::KERNEL).unwrap();
+    assert!(!pool.contains(d.as_ptr() as usize));
+    // SAFETY: d is live and freed once.
+    unsafe { debug.free(d) }.unwrap();
+    debug.destroy().map_err(|(_, e)| e).unwrap();
     c.destroy().map_err(|(_, e)| e).unwrap();
 }

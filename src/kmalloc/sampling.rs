@@ -10,7 +10,7 @@
 //! So a CPU that only recycles the objects in its magazine is never sampled (a timer
 //! would catch it); every other pattern is, at about one allocation in N. Objects of
 //! caches made with `cache_create` are sampled too, unless the cache has a constructor
-//! or destructor.
+//! or destructor; caches with debugging (`kmem.debug=`) are not sampled.
 
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
@@ -192,7 +192,9 @@ impl<A: Arch> Kmem<A> {
     /// Serves one allocation from the guard pool, closing the gate, if the pool has a
     /// slot and the request fits: normal-zone memory (the pool's zone is unknown), at
     /// most a page, of a cache without a constructor or destructor (which run when a
-    /// slab is made and released, and a pool page is neither).
+    /// slab is made and released, and a pool page is neither) and without debugging
+    /// (`kmem.debug=`: its own red zones, poison and owner records watch those objects,
+    /// and their reports are what its users look for).
     #[cold]
     #[track_caller]
     fn take_sample(
@@ -205,12 +207,15 @@ impl<A: Arch> Kmem<A> {
         let pool = self.guard_pool.as_ref()?;
         if gfp.zone() != ZoneKind::Normal
             || cache.has_ctor()
+            || !cache.debug_flags().is_empty()
             || self.slow_gate.fetch_and(!SAMPLE, Relaxed) & SAMPLE == 0
         {
             return None;
         }
         let addr = pool.alloc(size, align, cache.name())?;
-        if gfp.contains(Gfp::ZERO) || self.options.init_on_alloc {
+        // init_on_free: a freed object's bytes stay on its unmapped page until the slot
+        // is taken again; zeroing them now keeps them from the next owner all the same.
+        if gfp.contains(Gfp::ZERO) || self.options.init_on_alloc || self.options.init_on_free {
             // SAFETY: the object is ours, `size` bytes on a mapped page.
             unsafe { (addr as *mut u8).write_bytes(0, size) };
         }
