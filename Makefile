@@ -382,5 +382,6 @@ monitor-test: deps
 		-e 'failslab_every: 0, failslab_cache: None' -e '^kmem> kmalloc 64$$' \
 		-e '^held back at boot: ' -e '^hotplug: add .*: refused: ' \
 		-e '^hotplug: remove .*: refused: ' \
+		-e '^kfence: 1 in 4096, pool 63 objects, [0-9]+ allocated, 0 faults$$' \
 		-x '^error:' -x '^failslab: every' -x '^stress:' \
 		-- $(VIRT_QEMU) -smp 2 -m 128M

@@ -2,7 +2,9 @@
 //! process run over equal arenas. `make bench` runs it; BENCHMARKS.md explains the method.
 //!
 //! Usage: `cargo bench --features hosted --bench alloc -- [--quick] [--json FILE]`.
-//! `--quick` shrinks every workload (a smoke run for `make test`).
+//! `--quick` shrinks every workload (a smoke run for `make test`). `--kfence` gives every
+//! kmem instance a guard pool (`kmem.kfence=`, sampled guard pages at the default
+//! interval), for the detector's cost.
 //!
 //! Every peer that needs a lock sits behind `spin::Mutex`, the lock kmem itself uses.
 //! Each workload runs in rounds — a warm-up round, then timed rounds in which every peer
@@ -14,10 +16,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use kmem::hosted::{HostArch, Region};
+use kmem::hosted::{GuardedPages, HostArch, Region};
 use kmem::mm::zone::ZoneLimits;
 use kmem::{Gfp, Kmem, PageAllocator};
 
@@ -85,6 +87,12 @@ fn region_pages_cpus(bytes: usize, cpus: usize) -> (Region, PageAllocator<HostAr
     (region, pages)
 }
 
+/// `--kfence`: every kmem instance samples into a guard pool of its own.
+static KFENCE: AtomicBool = AtomicBool::new(false);
+
+/// Objects in a `--kfence` instance's pool: KFENCE's default.
+const KFENCE_OBJECTS: usize = 255;
+
 /// kmem's kmalloc over its own region (page descriptors and caches carved from it).
 struct KmemHeap {
     kmem: Box<Kmem<HostArch>>,
@@ -98,8 +106,16 @@ impl KmemHeap {
 
     fn with_cpus(bytes: usize, cpus: usize) -> Self {
         let (region, pages) = region_pages_cpus(bytes, cpus);
+        let mut kmem = Kmem::new(pages).expect("kmem");
+        if KFENCE.load(Ordering::Relaxed) {
+            // Each instance's pool lives on after it (a leaked mapping of 2 MiB a row).
+            let pool = GuardedPages::new(KFENCE_OBJECTS).expect("a guard pool");
+            kmem = kmem
+                .with_guard_pool(pool.memory())
+                .expect("the pool's records");
+        }
         KmemHeap {
-            kmem: Box::new(Kmem::new(pages).expect("kmem")),
+            kmem: Box::new(kmem),
             _region: region,
         }
     }
@@ -1167,6 +1183,7 @@ fn metadata_fraction(arena: usize) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
+    KFENCE.store(args.iter().any(|a| a == "--kfence"), Ordering::Relaxed);
     let json = args
         .iter()
         .position(|a| a == "--json")

@@ -21,7 +21,9 @@ use crate::mm::memmap::{MapError, MemoryMap, NormalizedMap, RegionKind};
 use crate::mm::zone::ZoneLimits;
 
 mod grow;
+mod guard_pool;
 pub use grow::{DEFAULT_CHUNK, HeapStats};
+pub use guard_pool::GuardedPages;
 
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
 ///

@@ -43,6 +43,7 @@
 
 mod arch;
 mod gfp;
+pub mod guard_pool;
 pub mod kmalloc;
 pub mod mm;
 mod percpu;

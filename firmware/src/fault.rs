@@ -42,6 +42,7 @@ pub enum FaultKind {
 const DETECTORS: &[fn(&Fault) -> bool] = &[
     #[cfg(target_arch = "aarch64")]
     crate::arch::aarch64::mte_fault::handle,
+    crate::kfence::detect,
 ];
 
 /// Asks every detector about `fault`: true when one reported it and made the access safe

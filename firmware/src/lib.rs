@@ -25,6 +25,8 @@ mod heap;
 mod hotplug;
 mod hotplug_tests;
 mod irq_tests;
+mod kfence;
+mod kfence_tests;
 pub mod monitor;
 #[cfg(target_arch = "aarch64")]
 mod mte_tests;
@@ -120,7 +122,9 @@ pub fn boot(x0: usize) -> ! {
         PageAllocator::<Cpu>::new(&map, info.zone_limits, info.cpus.len, Some(info.image.end))
     };
     let kmem = match pages {
-        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
+        Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed))
+            .and_then(|k| k.with_guard_pool(arch::guard_pool::memory()))
+        {
             Ok(k) => match heap::HEAP.init(k) {
                 Ok(k) => k,
                 Err(_) => fail(format_args!("the allocator was set up twice")),
@@ -132,6 +136,7 @@ pub fn boot(x0: usize) -> ! {
     heap::install_logger();
     smp::start_secondaries(&info);
     report::memory(&info, kmem.pages());
+    kfence::print_state();
     if let Some(test) = boot_test::requested(info.bootargs) {
         boot_test::run(test);
     }

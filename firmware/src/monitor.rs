@@ -21,9 +21,11 @@ use super::{kmem, pages, workload};
 const HELP: &str = "\
 commands:
   help                     this list
-  meminfo                  zones, free and used pages, slab pages, descriptor overhead
+  meminfo                  zones, free and used pages, slab pages, descriptor overhead,
+                           the sampled guard pages (kfence)
   buddyinfo                free blocks per order and zone
-  slabinfo [all]           caches in use (or all) in /proc/slabinfo form
+  slabinfo [all]           caches in use (or all) in /proc/slabinfo form, and kfence's
+                           line
   kmalloc <size> [flags]   allocate, print the address; flags: zero dma dma32 atomic
   kfree <addr>             free a kmalloc block (a bad address prints the error)
   stress [seconds]         mixed kmalloc/kfree on every cpu, cross-cpu frees (1-3600 s,
@@ -283,6 +285,7 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
             a.end()?;
             print!("{}", kmem().meminfo());
             Cpu::print_memory_tagging();
+            crate::kfence::print_state();
         }
         "buddyinfo" => {
             a.end()?;
@@ -297,6 +300,7 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
             a.end()?;
             workload::print_slabinfo(all);
             Cpu::print_memory_tagging();
+            crate::kfence::print_state();
         }
         "kmalloc" => {
             let size = number(a.required()?)?;

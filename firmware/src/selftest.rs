@@ -11,7 +11,9 @@ use crate::println;
 
 #[cfg(target_arch = "aarch64")]
 use super::mte_tests;
-use super::{boot_tests, driver_tests, hotplug_tests, irq_tests, page_tests, slab_tests};
+use super::{
+    boot_tests, driver_tests, hotplug_tests, irq_tests, kfence_tests, page_tests, slab_tests,
+};
 
 /// Every self-test, in the order they run.
 pub const TESTS: &[Test] = &[
@@ -52,6 +54,10 @@ pub const TESTS: &[Test] = &[
     (
         "debug_faults_on_every_core",
         slab_tests::debug_faults_on_every_core,
+    ),
+    (
+        "kfence_faults_on_every_core",
+        kfence_tests::faults_on_every_core,
     ),
     ("stress_all_cpus", slab_tests::stress_all_cpus),
     (

@@ -19,6 +19,7 @@ mod kbox;
 mod memtag;
 mod options;
 mod reservation;
+mod sampling;
 mod user_cache;
 
 use core::alloc::Layout;
@@ -26,6 +27,7 @@ use core::ptr::NonNull;
 
 use crate::arch::Arch;
 use crate::gfp::Gfp;
+use crate::guard_pool::GuardPool;
 use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
 use crate::mm::frame::PageFrame;
 use crate::mm::memmap::PAGE_SIZE;
@@ -39,11 +41,11 @@ use crate::slab::{
 use crate::sync::IrqMutex;
 pub use classes::{CLASS_SIZES, KMALLOC_MAX, NR_CLASSES};
 use classes::{class_align, class_for, class_of};
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 pub use global::GlobalKmem;
 pub use info::{MemInfo, SlabInfoTable};
 pub use kbox::KBox;
-pub use options::{OptionError, Options};
+pub use options::{DEFAULT_KFENCE_INTERVAL, OptionError, Options};
 pub use reservation::Reservation;
 pub use user_cache::{Cache, CacheBox, CacheRef};
 
@@ -138,6 +140,13 @@ pub struct Kmem<A: Arch> {
     fail_every: AtomicU32,
     fail_count: AtomicU32,
     fail_cache: IrqMutex<A, Option<CacheName>>,
+    /// Nonzero sends every allocation off the fast path: fault injection is armed, or
+    /// the next allocation is to be sampled (`sampling`). One load on the fast paths.
+    slow_gate: AtomicU32,
+    /// Sampled guard pages (`kmem.kfence=`), when the port gave a pool.
+    guard_pool: Option<GuardPool<A>>,
+    /// Allocations left until the next sample (`sampling`).
+    sample_countdown: AtomicI64,
 }
 
 // SAFETY: the registry pointer is only followed under its lock; the kmalloc cache
@@ -214,6 +223,9 @@ impl<A: Arch> Kmem<A> {
             fail_every: AtomicU32::new(options.failslab_every),
             fail_count: AtomicU32::new(0),
             fail_cache: IrqMutex::new(options.failslab_cache),
+            slow_gate: AtomicU32::new(sampling::failslab_gate(options.failslab_every)),
+            guard_pool: None,
+            sample_countdown: AtomicI64::new(i64::from(options.kfence)),
             options,
         })
     }
@@ -275,6 +287,7 @@ impl<A: Arch> Kmem<A> {
         *self.fail_cache.lock() = cache;
         self.fail_count.store(0, Relaxed);
         self.fail_every.store(every, Relaxed);
+        self.set_failslab_gate(every);
     }
 
     /// The security and debug settings a cache named `name` gets.
@@ -598,7 +611,7 @@ impl<A: Arch> Kmem<A> {
         if let Some(cache) = self.fast_cache(size, align, gfp) {
             return match cache.alloc_fast(self, gfp) {
                 Some(obj) => Ok(cache.hand_out(obj)),
-                None => cache.alloc(self, gfp).map(|obj| cache.hand_out(obj)),
+                None => self.alloc_sampled_or(cache, size, align, gfp),
             };
         }
         self.kmalloc_general(size, align, gfp)
@@ -660,7 +673,7 @@ impl<A: Arch> Kmem<A> {
         }
         match class_for(size, align) {
             Some(c) => match self.kmalloc_cache(gfp, c) {
-                Some(cache) => cache.alloc(self, gfp).map(|obj| cache.hand_out(obj)),
+                Some(cache) => self.alloc_sampled_or(cache, size, align, gfp),
                 None => Err(SlabError::Page(PageError::OutOfMemory {
                     order: 0,
                     zone: gfp.zone(),
@@ -798,6 +811,9 @@ impl<A: Arch> Kmem<A> {
     #[track_caller]
     fn free_checked(&self, addr: usize, expected: Option<&SlabCache<A>>) -> Result<(), SlabError> {
         let addr = A::untag(addr);
+        if let Some(pool) = self.pool_holding(addr) {
+            return self.free_sampled(pool, addr, expected);
+        }
         match self.owner_of(addr)? {
             Owner::Large { pa, order } => match expected {
                 Some(c) => Err(SlabError::WrongCache {
@@ -848,6 +864,12 @@ impl<A: Arch> Kmem<A> {
     /// The live block at `addr`, checked as `kfree` checks it; or why `addr` is not one.
     fn live_block(&self, addr: usize) -> Result<LiveBlock<'_, A>, SlabError> {
         let addr = A::untag(addr);
+        if let Some(pool) = self.pool_holding(addr) {
+            return Ok(LiveBlock::Sampled {
+                pool,
+                size: pool.live(addr)?.size,
+            });
+        }
         Ok(match self.owner_of(addr)? {
             Owner::Large { pa, order } => LiveBlock::Large { pa, order },
             Owner::Slab { cache, frame } => {
@@ -866,6 +888,7 @@ impl<A: Arch> Kmem<A> {
                 cache.free_live(self, slab, idx, addr);
                 Ok(())
             }
+            LiveBlock::Sampled { pool, .. } => pool.free(addr),
         }
     }
 
@@ -998,6 +1021,10 @@ impl<A: Arch> Kmem<A> {
         {
             let class = class_of(new_size);
             if class <= class_of(old) {
+                if new_size > old && self.pool_holding(ptr as usize).is_some() {
+                    // A sampled object has only the bytes asked for before its guard.
+                    return self.krealloc_checked(ptr, l, new_size);
+                }
                 return ptr;
             }
             return self.krealloc_moving(ptr, l, new_size, class);
@@ -1254,6 +1281,11 @@ enum LiveBlock<'k, A: Arch> {
         slab: Slab<'k>,
         idx: usize,
     },
+    /// An object of the guard pool, `size` bytes.
+    Sampled {
+        pool: &'k GuardPool<A>,
+        size: usize,
+    },
 }
 
 impl<A: Arch> LiveBlock<'_, A> {
@@ -1262,6 +1294,7 @@ impl<A: Arch> LiveBlock<'_, A> {
         match self {
             LiveBlock::Large { order, .. } => (PAGE_SIZE as usize) << order,
             LiveBlock::Object { cache, .. } => cache.usable_size(),
+            LiveBlock::Sampled { size, .. } => *size,
         }
     }
 }
@@ -1281,7 +1314,12 @@ impl<A: Arch> Backing<A> for Kmem<A> {
 
     #[inline(always)]
     fn failslab_armed(&self) -> bool {
-        self.fail_every.load(Relaxed) != 0
+        self.slow_gate.load(Relaxed) != 0
+    }
+
+    #[inline]
+    fn refilled(&self, objects: usize) {
+        self.count_toward_sample(objects);
     }
 
     /// Allocations with [`Gfp::NOFAIL`] never fail nor count; those through a Rust
@@ -1297,7 +1335,11 @@ impl<A: Arch> Backing<A> for Kmem<A> {
             None if gfp.contains(Gfp::RUST_ALLOC) => return false,
             _ => {}
         }
-        let every = self.fail_every.load(Relaxed).max(1);
+        let every = self.fail_every.load(Relaxed);
+        if every == 0 {
+            // The gate is open for a sample, not for fault injection.
+            return false;
+        }
         (self.fail_count.fetch_add(1, Relaxed) + 1).is_multiple_of(every)
     }
 }

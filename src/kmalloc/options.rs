@@ -9,6 +9,7 @@
 //! | `init_on_alloc=1` | zero every object when it is allocated (not in caches with a constructor or destructor) |
 //! | `init_on_free=1` | zero every object when it is freed (not in caches with a constructor or destructor) |
 //! | `kmem.random_freelist=1` | new slabs hand out objects in a random order |
+//! | `kmem.kfence=N` | about one kmalloc in N comes from the guard pool, when the port gave one (`guard_pool`); 0 never; default [`DEFAULT_KFENCE_INTERVAL`] |
 //!
 //! `Kmem::set_debug` (the monitor's `debug`) changes debug flags later, on empty caches.
 //!
@@ -33,7 +34,7 @@ use crate::slab::debug::DebugFlags;
 /// };
 /// assert!(hardened.debug.is_empty() && hardened.failslab_every == 0);
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Options {
     /// Debug flags (`kmem.debug=`) for every cache, or for `debug_cache` alone.
     pub debug: DebugFlags,
@@ -65,6 +66,38 @@ pub struct Options {
     /// 32 times the zone's memory at start (so at most 1/8 of that). `None`: each
     /// zone's memory at start.
     pub sized_for: Option<usize>,
+    /// About one kmalloc in this many is served from the guard pool (`kmem.kfence=`),
+    /// if the allocator has one (`Kmem::with_guard_pool`); 0 never.
+    pub kfence: u32,
+}
+
+/// The default of [`Options::kfence`]: sampled allocations cost a lock and two page
+/// table updates each, so one in this many adds well under 1 % to a kmalloc's average
+/// (see README), while a kernel's steady traffic still fills the pool within seconds.
+///
+/// # Examples
+/// ```
+/// use kmem::Options;
+/// use kmem::kmalloc::DEFAULT_KFENCE_INTERVAL;
+/// assert_eq!(Options::default().kfence, DEFAULT_KFENCE_INTERVAL);
+/// ```
+pub const DEFAULT_KFENCE_INTERVAL: u32 = 4096;
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            debug: DebugFlags::default(),
+            debug_cache: None,
+            failslab_every: 0,
+            failslab_cache: None,
+            init_on_alloc: false,
+            init_on_free: false,
+            random_freelist: false,
+            seed: 0,
+            sized_for: None,
+            kfence: DEFAULT_KFENCE_INTERVAL,
+        }
+    }
 }
 
 /// A kmem option kmem could not read: the whole word, `key=value`.
@@ -159,6 +192,7 @@ impl Options {
             "init_on_alloc" => o.init_on_alloc = flag(v).map_err(|_| bad())?,
             "init_on_free" => o.init_on_free = flag(v).map_err(|_| bad())?,
             "kmem.random_freelist" => o.random_freelist = flag(v).map_err(|_| bad())?,
+            "kmem.kfence" => o.kfence = v.parse().map_err(|_| bad())?,
             _ => {}
         }
         *self = o;
@@ -203,6 +237,25 @@ mod tests {
         );
         assert_eq!(o.failslab_every, 5);
         assert!(o.init_on_free && !o.init_on_alloc);
+        assert_eq!(o.kfence, DEFAULT_KFENCE_INTERVAL);
+    }
+
+    #[test]
+    fn reads_the_sampling_interval() {
+        let o = Options::default().parse("kmem.kfence=100", |e| panic!("{e}"));
+        assert_eq!(o.kfence, 100);
+        let off = Options::default().parse("kmem.kfence=0", |e| panic!("{e}"));
+        assert_eq!(off.kfence, 0);
+        let mut refused = Vec::new();
+        let o = Options::default().parse("kmem.kfence=-1 kmem.kfence=often", |e| refused.push(e));
+        assert_eq!(
+            refused,
+            [
+                OptionError("kmem.kfence=-1"),
+                OptionError("kmem.kfence=often")
+            ]
+        );
+        assert_eq!(o.kfence, DEFAULT_KFENCE_INTERVAL);
     }
 
     /// A malformed option is refused alone: it changes nothing (not even the half of it

@@ -128,8 +128,9 @@ impl<'k, A: Arch> CacheRef<'k, A> {
     #[inline]
     #[track_caller]
     pub fn alloc(&self, gfp: Gfp) -> Result<NonNull<u8>, SlabError> {
-        let obj = self.cache.alloc(self.kmem, gfp)?;
-        Ok(self.cache.hand_out(obj))
+        let c = self.cache;
+        self.kmem
+            .alloc_sampled_or(c, c.object_size(), c.align(), gfp)
     }
 
     /// Frees an object of this cache. An object of another cache, or anything that is not

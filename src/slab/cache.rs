@@ -465,6 +465,7 @@ impl<A: Arch> SlabCache<A> {
                 m.try_push(obj);
             })?;
         }
+        k.refilled(m.loaded().len());
         Ok(m.pop().expect("refill leaves at least one object"))
     }
 

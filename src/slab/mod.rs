@@ -106,11 +106,17 @@ pub(crate) trait Backing<A: Arch> {
         self.pages().alloc_pages(order, gfp)
     }
 
-    /// Whether fault injection is armed: one load on the allocation fast path.
+    /// Whether allocations must leave the fast path — fault injection is armed, or the
+    /// next allocation is to be sampled: one load on the allocation fast path.
     #[inline(always)]
     fn failslab_armed(&self) -> bool {
         false
     }
+
+    /// Counts `objects` a CPU's magazine was refilled with: allocations to come, for the
+    /// sampling of guarded allocations, counted off the fast path.
+    #[inline(always)]
+    fn refilled(&self, _objects: usize) {}
 
     /// Counts an allocation from `cache` with `gfp` and says whether this one must fail.
     fn failslab_fires(&self, _cache: CacheName, _gfp: Gfp) -> bool {
@@ -1053,7 +1059,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Whether the cache has a constructor or destructor.
-    fn has_ctor(&self) -> bool {
+    pub(crate) fn has_ctor(&self) -> bool {
         self.ctor.is_some() || self.dtor.is_some()
     }
 
@@ -1124,6 +1130,11 @@ impl<A: Arch> SlabCache<A> {
     /// ```
     pub fn object_size(&self) -> usize {
         self.object_size
+    }
+
+    /// The objects' alignment.
+    pub(crate) fn align(&self) -> usize {
+        self.align
     }
 
     /// Distance between objects in a slab, in bytes: at least

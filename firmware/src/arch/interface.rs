@@ -118,6 +118,11 @@ pub trait Isa: kmem::Arch {
     /// for the boot report, `meminfo` and `slabinfo`. Nothing where the ISA has none.
     fn print_memory_tagging() {}
 
+    /// Unmaps (`accessible` false) or maps again the page at `page` of the guard pool
+    /// (`guard_pool`), and drops this core's translation of it; a page outside the pool
+    /// is left alone. With interrupts off.
+    fn set_pool_page(page: u64, accessible: bool);
+
     /// Sleeps until [`Isa::wake_waiters`] runs on another core (or returns early:
     /// callers re-check what they wait for). Idle cores sleep here between jobs, so that on
     /// a small host their vCPUs leave time to the busy ones.

@@ -6,6 +6,7 @@
 //! the CPU as [`cpu::Cpu`] through those two traits. Boards, which belong to one ISA, also
 //! use their ISA's own modules (PSCI, the local APIC, SBI HSM, …).
 
+pub mod guard_pool;
 mod interface;
 mod percpu;
 

@@ -15,7 +15,7 @@
 
 use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
 use super::cpu::MAX_CPUS;
 use kmem::mm::memmap::PhysRange;
@@ -40,6 +40,9 @@ pub(super) struct CpuArea {
     /// Nesting depth of exceptions on this core, counted by the ISA's vector code (at
     /// [`DEPTH_OFFSET`]) so that a fault while reporting a fault ends the machine.
     exception_depth: AtomicU32,
+    /// Two words riscv64's trap entry keeps registers in while it has no stack to put
+    /// them on (at [`SCRATCH_OFFSET`]).
+    trap_scratch: [AtomicU64; 2],
 }
 
 /// Byte offset of the exception nesting depth in a [`CpuArea`], for the vector code.
@@ -50,6 +53,10 @@ pub(super) const DEPTH_OFFSET: usize = offset_of!(CpuArea, exception_depth);
 #[cfg_attr(target_arch = "x86_64", expect(dead_code))]
 pub(super) const ID_OFFSET: usize = offset_of!(CpuArea, id);
 
+/// Byte offset of the trap scratch words in a [`CpuArea`], for riscv64's trap entry.
+#[cfg_attr(not(target_arch = "riscv64"), expect(dead_code))]
+pub(super) const SCRATCH_OFFSET: usize = offset_of!(CpuArea, trap_scratch);
+
 /// Bytes between two cores' areas, for the entry code's indexing.
 pub(super) const AREA_SIZE: usize = size_of::<CpuArea>();
 
@@ -59,6 +66,7 @@ pub(super) static CPU_AREAS: [CpuArea; MAX_CPUS] = {
         CpuArea {
             id: 0,
             exception_depth: AtomicU32::new(0),
+            trap_scratch: [const { AtomicU64::new(0) }; 2],
         }
     }; MAX_CPUS];
     let mut i = 0;

@@ -1,13 +1,15 @@
 //! The MMU: an identity map of the low physical address space in 2 MiB blocks (4 KiB
 //! granule, 39-bit addresses, walks starting at level 1), with 4 KiB pages in the blocks
-//! that hold the stacks' guard pages, which stay unmapped.
+//! that hold the stacks' guard pages, which stay unmapped, and in the block of kmem's guard
+//! pool (`arch::guard_pool`), whose pages the allocator unmaps and maps at run time.
 //!
 //! RAM is normal write-back cacheable inner-shareable memory; everything else in the low
 //! 4 GiB is device nGnRE; nothing else is mapped, and neither is any core's guard page
 //! (`percpu::guard_pages`), so that a stack overflow faults. Exclusive loads and stores (every lock
 //! and atomic read-modify-write) need normal cacheable memory on real cores, so each core
 //! turns the MMU on before it takes a lock. The tables are built once, by the boot core
-//! before it turns its MMU on, and never change afterwards.
+//! before it turns its MMU on, and only the guard pool's page entries change afterwards
+//! ([`set_pool_page`], one atomic store and a broadcast TLB invalidation each).
 
 use core::cell::UnsafeCell;
 
@@ -18,10 +20,12 @@ use aarch64_cpu::registers::{
 use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
 use super::mte;
-use crate::arch::Mapping;
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
 /// Level-2 tables, one per GiB: the map reaches physical addresses below this many GiB.
@@ -31,8 +35,8 @@ pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 /// Size of one block mapping.
 const BLOCK: u64 = 2 << 20;
 /// Level-3 tables, for the blocks that hold guard pages: the stacks' slots, together no
-/// bigger than a block, lie across at most two.
-const L3_TABLES: usize = 2;
+/// bigger than a block, lie across at most two, and the guard pool in one more.
+const L3_TABLES: usize = 3;
 const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
 
 register_bitfields! {u64,
@@ -65,7 +69,8 @@ struct Tables {
 struct TableCell(UnsafeCell<Tables>);
 
 // SAFETY: written only by `build`, on the boot core before any other core runs; after
-// that only the MMU reads it.
+// that only the MMU reads it, but for the guard pool's page entries, which
+// `set_pool_page` writes with single atomic stores.
 unsafe impl Sync for TableCell {}
 
 static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
@@ -125,9 +130,9 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             t.l1.0[gib] = d.get();
         }
     }
-    // The guard pages: their blocks become level-3 tables of pages mapped as the block
-    // was, but for the guard pages themselves.
-    for (n, block) in percpu::guard_blocks::<L3_TABLES>(BLOCK)
+    // The guard pages and the guard pool: their blocks become level-3 tables of pages
+    // mapped as the block was, but for the stacks' guard pages themselves.
+    for (n, block) in guard_pool::split_blocks::<L3_TABLES>(BLOCK)
         .into_iter()
         .enumerate()
     {
@@ -154,6 +159,47 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     // The tables were written with the MMU off, straight to memory; make sure the writes
     // are complete before any walker looks.
     barrier::dsb(barrier::ISH);
+}
+
+/// Unmaps (`accessible` false) or maps again the guard pool's page at `page` (see
+/// `Isa::set_pool_page`). Unmapping invalidates the page's translation on every core
+/// (`tlbi vaae1is`); a mapping needs none, as no core caches a translation fault.
+pub fn set_pool_page(page: u64, accessible: bool) {
+    let block = page & !(BLOCK - 1);
+    let Some(n) = guard_pool::split_blocks::<L3_TABLES>(BLOCK)
+        .iter()
+        .position(|&b| b == Some(block))
+        .filter(|_| guard_pool::in_pool(page))
+    else {
+        return;
+    };
+    // SAFETY: only the address of the entry is taken.
+    let entry = unsafe { &raw mut (*TABLES.0.get()).l3[n].0[((page >> 12) & 511) as usize] };
+    // SAFETY: a naturally aligned word of a static, which after `build` only this
+    // function writes (atomically) and the walkers read.
+    let entry = unsafe { AtomicU64::from_ptr(entry) };
+    let d = if accessible {
+        descriptor(page, Mapping::Normal, true)
+    } else {
+        0
+    };
+    entry.store(d, Relaxed);
+    if accessible {
+        // SAFETY: barriers only: the store reaches the walkers before what follows.
+        unsafe { core::arch::asm!("dsb ishst", "isb", options(nostack)) };
+    } else {
+        // SAFETY: barriers and a TLB invalidation by address, of every core's translation.
+        unsafe {
+            core::arch::asm!(
+                "dsb ishst",
+                "tlbi vaae1is, {va}",
+                "dsb ish",
+                "isb",
+                va = in(reg) page >> 12,
+                options(nostack)
+            )
+        };
+    }
 }
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).

@@ -126,6 +126,10 @@ impl Isa for AArch64 {
         mmu::mapping(ram, range)
     }
 
+    fn set_pool_page(page: u64, accessible: bool) {
+        mmu::set_pool_page(page, accessible)
+    }
+
     unsafe fn mmu_enable() {
         // SAFETY: the caller's contract is enable's.
         unsafe { mmu::enable() };

@@ -1,6 +1,7 @@
 //! The MMU: an Sv39 identity map of the low physical address space in 2 MiB megapages,
 //! with 4 KiB pages in the megapages that hold the stacks' guard pages, which stay
-//! unmapped.
+//! unmapped, and in the megapage of kmem's guard pool (`arch::guard_pool`), whose pages
+//! the allocator unmaps and maps at run time.
 //!
 //! RAM is mapped readable, writable and executable; everything else in the low 4 GiB is
 //! mapped readable and writable as I/O; nothing else is mapped, and neither is any hart's
@@ -8,17 +9,17 @@
 //! page table cannot say what is memory and what is I/O: the platform's PMAs do (QEMU
 //! `virt` has RAM and devices where its device tree says). With Svpbmt, which the board
 //! reports from the device tree ([`use_svpbmt`]), the device megapages are marked I/O
-//! too. The tables are built once, by the boot hart before it turns its MMU on, and never
-//! change afterwards.
+//! too. The tables are built once, by the boot hart before it turns its MMU on, and only
+//! the guard pool's page entries change afterwards ([`set_pool_page`]).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use riscv::register::satp;
 
-use crate::arch::Mapping;
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
 /// Level-1 tables, one per GiB: the map reaches physical addresses below this many GiB
@@ -29,8 +30,8 @@ pub const MAP_LIMIT: u64 = (L1_TABLES as u64) << 30;
 /// Size of one megapage.
 const BLOCK: u64 = 2 << 20;
 /// Level-0 tables, for the megapages that hold guard pages: the stacks' slots, together
-/// no bigger than a megapage, lie across at most two.
-const L0_TABLES: usize = 2;
+/// no bigger than a megapage, lie across at most two, and the guard pool in one more.
+const L0_TABLES: usize = 3;
 const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
 
 /// Page-table entry bits (the privileged specification, 4.3.1 and Svpbmt).
@@ -67,7 +68,8 @@ struct Tables {
 struct TableCell(UnsafeCell<Tables>);
 
 // SAFETY: written only by `build`, on the boot hart before any other hart runs; after
-// that only the MMU reads it.
+// that only the MMU reads it, but for the guard pool's page entries, which
+// `set_pool_page` writes with single atomic stores.
 unsafe impl Sync for TableCell {}
 
 static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
@@ -113,9 +115,9 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             t.root.0[gib] = branch(l1);
         }
     }
-    // The guard pages: their megapages become level-0 tables of pages mapped as the
-    // megapage was, but for the guard pages themselves.
-    for (n, block) in percpu::guard_blocks::<L0_TABLES>(BLOCK)
+    // The guard pages and the guard pool: their megapages become level-0 tables of pages
+    // mapped as the megapage was, but for the stacks' guard pages themselves.
+    for (n, block) in guard_pool::split_blocks::<L0_TABLES>(BLOCK)
         .into_iter()
         .enumerate()
     {
@@ -136,6 +138,40 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
     // The walker reads the tables through the memory system: order the writes first.
     // SAFETY: a fence, no memory is touched.
     unsafe { core::arch::asm!("fence rw, rw", options(nostack)) };
+}
+
+/// Unmaps (`accessible` false) or maps again the guard pool's page at `page` (see
+/// `Isa::set_pool_page`), and fences this hart's translation of it (`sfence.vma`, which
+/// a hart needs either way: it may cache an invalid entry). Other harts are not fenced:
+/// a stale valid translation there only misses a report, and a stale invalid one faults
+/// once more, which the allocator answers as stale (`FaultOutcome::Stale`), mapping the
+/// page again on that hart.
+pub fn set_pool_page(page: u64, accessible: bool) {
+    let block = page & !(BLOCK - 1);
+    let Some(n) = guard_pool::split_blocks::<L0_TABLES>(BLOCK)
+        .iter()
+        .position(|&b| b == Some(block))
+        .filter(|_| guard_pool::in_pool(page))
+    else {
+        return;
+    };
+    // SAFETY: only the address of the entry is taken.
+    let entry = unsafe { &raw mut (*TABLES.0.get()).l0[n].0[((page >> 12) & 511) as usize] };
+    // SAFETY: a naturally aligned word of a static, which after `build` only this
+    // function writes (atomically) and the walkers read.
+    let entry = unsafe { AtomicU64::from_ptr(entry) };
+    entry.store(
+        if accessible {
+            leaf(page, Mapping::Normal)
+        } else {
+            0
+        },
+        Relaxed,
+    );
+    // SAFETY: a fence ordering the store before the walker's next look (fence rw, rw
+    // first, as the specification asks for a changed entry).
+    unsafe { core::arch::asm!("fence rw, rw", options(nostack)) };
+    riscv::asm::sfence_vma(0, page as usize);
 }
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).

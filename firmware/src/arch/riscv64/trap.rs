@@ -9,7 +9,9 @@
 //! the CPU and its hart — and ends the machine with a failing status, through a panic so
 //! that the firmware's panic path prints it, on the hart's exception stack (trap.s). A
 //! page fault in a hart's stack guard page is reported as what it is: that hart's stack
-//! overflow.
+//! overflow. A load or store page fault is first offered to the fault detectors
+//! ([`crate::fault::handle`]: kmem's guard pool), and when one handled it the faulting
+//! instruction runs again.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -17,7 +19,10 @@ use riscv::register::{sie, sip};
 
 use super::{RiscV64, boot, exit};
 use crate::arch::cpu::{Isa, MAX_CPUS};
-use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET};
+use crate::arch::percpu::{
+    self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET, SCRATCH_OFFSET,
+};
+use crate::fault::{self, Access, Fault, FaultKind};
 use kmem::Arch;
 
 core::arch::global_asm!(
@@ -27,6 +32,9 @@ core::arch::global_asm!(
     exception_stacks = sym EXCEPTION_STACKS,
     exception_stack_size = const EXCEPTION_STACK_SIZE,
     handler = sym unexpected_trap,
+    page_fault = sym page_fault,
+    scratch = const SCRATCH_OFFSET,
+    scratch_sp = const SCRATCH_OFFSET + 8,
     interrupt = sym interrupt,
     exit_device = sym exit::DEVICE,
     exit_failure = const exit::FAILURE,
@@ -127,6 +135,27 @@ extern "C" fn interrupt(scause: usize) {
             boot::hart_id(RiscV64::cpu_id()).unwrap_or(usize::MAX)
         ),
     }
+}
+
+/// `scause` of a store/AMO page fault (a load page fault is 13).
+const STORE_PAGE_FAULT: usize = 15;
+
+/// Called by the page-fault entry in trap.s, on the hart's exception stack with every
+/// caller-saved register saved: whether a fault detector handled the fault, so that the
+/// access may be retried.
+extern "C" fn page_fault(scause: usize, stval: usize, sepc: usize) -> bool {
+    let f = Fault {
+        addr: stval,
+        access: if scause == STORE_PAGE_FAULT {
+            Access::Write
+        } else {
+            Access::Read
+        },
+        pc: sepc,
+        // Sv39 gives no cause beyond "page fault": the pool's pages are unmapped (V clear).
+        kind: FaultKind::NotMapped,
+    };
+    fault::handle(&f)
 }
 
 /// Called by the exception entry in trap.s, on the hart's exception stack, with the trap

@@ -2,7 +2,10 @@
 // supervisor timer interrupt and the supervisor software interrupt (the wake-up IPI),
 // taken only while sstatus.SIE is on, on a stack in use. Their entry saves every register
 // Rust may clobber, calls the dispatcher in trap.rs, and returns to the interrupted code.
-// Every exception (the firmware takes none on purpose) reports and ends the machine
+// A load or store page fault is first offered to the fault detectors (kmem's guard pool)
+// through trap.rs, with every caller-saved register saved on this hart's exception stack,
+// and when one handled it the faulting instruction runs again. Every other exception (the
+// firmware takes none on purpose) reports and ends the machine
 // through trap.rs, on this hart's exception stack: the stack it was on may be what failed
 // (an overflow into its guard page), so nothing is stored on it first. A fault while
 // doing so (a fault in the report) must not loop, so the entry counts nesting per hart in
@@ -12,53 +15,11 @@
 .option push
 .option arch, +m, +d
 
-.section .text
-.balign 4
-.global __trap_entry
-__trap_entry:
-    csrw    sscratch, t0
-    csrr    t0, scause
-    bgez    t0, __exception         // the top bit is clear: an exception
-    csrr    t0, sscratch
-    j       __interrupt
-
-__exception:
-    lw      t0, {depth}(tp)
-    addi    t0, t0, 1
-    sw      t0, {depth}(tp)
-    li      t1, 1
-    bne     t0, t1, __exception_nested
-    // sp = the top of exception_stacks[id]; the handler gets the old one in a3.
-    mv      a3, sp
-    ld      t1, {id}(tp)
-    addi    t1, t1, 1
-    li      t2, {exception_stack_size}
-    mul     t1, t1, t2
-    la      t2, {exception_stacks}
-    add     sp, t2, t1
-    csrr    a0, scause
-    csrr    a1, stval
-    csrr    a2, sepc
-    call    {handler}
-
-// Depth 2 and deeper: the failing status through the exit device the board registered,
-// then nothing is left.
-__exception_nested:
-    la      t1, {exit_device}
-    ld      t1, 0(t1)
-    beqz    t1, 2f
-    li      t2, {exit_failure}
-    sw      t2, 0(t1)
-2:  csrw    sie, zero
-3:  wfi
-    j       3b
-
-// An interrupt in S-mode. The handler runs with SIE off (the trap cleared it), so entries
-// never nest. Saved: ra, t0-t6, a0-a7, sepc and sstatus (18 words), the caller-saved FP
-// registers ft0-ft11 and fa0-fa7 and fcsr (21 words): 320 bytes with one word spare.
 .set FRAME, 40 * 8
-__interrupt:
-    addi    sp, sp, -FRAME
+
+// Saved: ra, t0-t6, a0-a7, sepc and sstatus (18 words), the caller-saved FP registers
+// ft0-ft11 and fa0-fa7 and fcsr (21 words): 320 bytes with one word spare.
+.macro SAVE_CALLER_SAVED
     sd      ra, 0(sp)
     sd      t0, 8(sp)
     sd      t1, 16(sp)
@@ -101,8 +62,9 @@ __interrupt:
     fsd     fa7, 296(sp)
     frcsr   t0
     sd      t0, 304(sp)
-    csrr    a0, scause
-    call    {interrupt}
+.endm
+
+.macro RESTORE_CALLER_SAVED
     ld      t0, 304(sp)
     fscsr   t0
     fld     ft0, 144(sp)
@@ -145,6 +107,104 @@ __interrupt:
     ld      a5, 104(sp)
     ld      a6, 112(sp)
     ld      a7, 120(sp)
+.endm
+
+.section .text
+.balign 4
+.global __trap_entry
+__trap_entry:
+    csrw    sscratch, t0
+    csrr    t0, scause
+    bgez    t0, __exception         // the top bit is clear: an exception
+    csrr    t0, sscratch
+    j       __interrupt
+
+__exception:
+    // t0 holds scause (the interrupted t0 is in sscratch); t1 goes to the scratch word.
+    sd      t1, {scratch}(tp)
+    li      t1, 13                  // load page fault
+    beq     t0, t1, __page_fault
+    li      t1, 15                  // store/AMO page fault
+    beq     t0, t1, __page_fault
+__fatal:
+    lw      t0, {depth}(tp)
+    addi    t0, t0, 1
+    sw      t0, {depth}(tp)
+    li      t1, 1
+    bne     t0, t1, __exception_nested
+    // sp = the top of exception_stacks[id]; the handler gets the old one in a3.
+    mv      a3, sp
+    ld      t1, {id}(tp)
+    addi    t1, t1, 1
+    li      t2, {exception_stack_size}
+    mul     t1, t1, t2
+    la      t2, {exception_stacks}
+    add     sp, t2, t1
+    csrr    a0, scause
+    csrr    a1, stval
+    csrr    a2, sepc
+    call    {handler}
+
+// Depth 2 and deeper: the failing status through the exit device the board registered,
+// then nothing is left.
+__exception_nested:
+    la      t1, {exit_device}
+    ld      t1, 0(t1)
+    beqz    t1, 2f
+    li      t2, {exit_failure}
+    sw      t2, 0(t1)
+2:  csrw    sie, zero
+3:  wfi
+    j       3b
+
+// A page fault: counted like any exception (a nested one ends the machine), then on the
+// exception stack (the old sp in the second scratch word) with every caller-saved
+// register saved, trap.rs's page_fault says whether a detector handled it. Handled: the
+// registers and sp come back, the depth goes back, and sret retries the access. Not: the
+// fatal report, as for any other exception.
+__page_fault:
+    lw      t0, {depth}(tp)
+    addi    t0, t0, 1
+    sw      t0, {depth}(tp)
+    li      t1, 1
+    bne     t0, t1, __exception_nested
+    sd      sp, {scratch_sp}(tp)
+    ld      t1, {id}(tp)
+    addi    t1, t1, 1
+    li      t0, {exception_stack_size}
+    mul     t1, t1, t0
+    la      t0, {exception_stacks}
+    add     sp, t0, t1
+    ld      t1, {scratch}(tp)
+    csrr    t0, sscratch
+    addi    sp, sp, -FRAME
+    SAVE_CALLER_SAVED
+    csrr    a0, scause
+    csrr    a1, stval
+    csrr    a2, sepc
+    call    {page_fault}
+    beqz    a0, 1f
+    lw      t0, {depth}(tp)
+    addi    t0, t0, -1
+    sw      t0, {depth}(tp)
+    RESTORE_CALLER_SAVED
+    ld      sp, {scratch_sp}(tp)
+    sret
+1:  // Not handled: the fatal path, from the depth count on (the depth goes back first).
+    lw      t0, {depth}(tp)
+    addi    t0, t0, -1
+    sw      t0, {depth}(tp)
+    ld      sp, {scratch_sp}(tp)
+    j       __fatal
+
+// An interrupt in S-mode. The handler runs with SIE off (the trap cleared it), so entries
+// never nest.
+__interrupt:
+    addi    sp, sp, -FRAME
+    SAVE_CALLER_SAVED
+    csrr    a0, scause
+    call    {interrupt}
+    RESTORE_CALLER_SAVED
     addi    sp, sp, FRAME
     sret
 

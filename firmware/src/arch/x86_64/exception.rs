@@ -4,7 +4,9 @@
 //! that the firmware's panic path prints it. They run on the core's exception stack (the
 //! first entry of the interrupt stack table in its TSS): the stack the core was on may be
 //! what failed, and a page fault in a core's stack guard page is reported as that core's
-//! stack overflow. Two interrupts are expected: [`WAKE_VECTOR`],
+//! stack overflow. A page fault is first offered to the fault detectors
+//! ([`crate::fault::handle`]: kmem's guard pool), and when one handled it the faulting
+//! instruction runs again. Two interrupts are expected: [`WAKE_VECTOR`],
 //! the IPI that wakes an idle core, and [`TIMER_VECTOR`], the local timer, which runs the
 //! handler installed with [`set_timer_handler`]. Any other vector has no gate and so
 //! faults (#GP).
@@ -22,12 +24,14 @@ use x86_64::{PrivilegeLevel, VirtAddr};
 use super::{X86_64, apic};
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, DEPTH_OFFSET};
+use crate::fault::{self, Access, Fault, FaultKind};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
     depth = const DEPTH_OFFSET,
     handler = sym unexpected_exception,
+    page_fault = sym page_fault,
     eoi = sym apic::EOI_REGISTER,
     timer = sym timer_interrupt,
     options(att_syntax),
@@ -201,6 +205,27 @@ pub(super) fn load_idt() {
     };
     // SAFETY: the table is a static, filled by build_idt before any core loads it.
     unsafe { lidt(&ptr) };
+}
+
+/// Called by the page-fault entry with the error code and the faulting RIP: whether a
+/// fault detector handled the fault, so that the access may be retried.
+extern "C" fn page_fault(error: u64, rip: u64) -> bool {
+    // Error code bit 0: a protection violation (else not present); bit 1: a write.
+    let f = Fault {
+        addr: Cr2::read_raw() as usize,
+        access: if error & 2 != 0 {
+            Access::Write
+        } else {
+            Access::Read
+        },
+        pc: rip as usize,
+        kind: if error & 1 != 0 {
+            FaultKind::Permission
+        } else {
+            FaultKind::NotMapped
+        },
+    };
+    fault::handle(&f)
 }
 
 /// Called by the stubs, on the core's exception stack, with the vector, the error code,

@@ -1,13 +1,15 @@
 //! The page tables: an identity map of physical memory in 2 MiB pages (PML4 → PDPT →
 //! PD), replacing the boot tables' first 4 GiB, with 4 KiB pages (a page table) in the
-//! 2 MiB pages that hold the stacks' guard pages, which stay unmapped.
+//! 2 MiB pages that hold the stacks' guard pages, which stay unmapped, and in the 2 MiB
+//! page of kmem's guard pool (`arch::guard_pool`), whose pages the allocator unmaps and
+//! maps at run time.
 //!
 //! RAM — every 2 MiB page that overlaps a listed range, below or above the 4 GiB hole —
 //! is write-back cacheable; everything else below 4 GiB (the LAPIC at 0xFEE0_0000, the
 //! IOAPIC at 0xFEC0_0000, PCI windows, firmware) is uncached (PCD|PWT); nothing else is
 //! mapped, and neither is any core's guard page (`percpu::guard_pages`), so that a stack
-//! overflow faults. The tables are built once, by the boot core, and never change
-//! afterwards.
+//! overflow faults. The tables are built once, by the boot core, and only the guard
+//! pool's page entries change afterwards ([`set_pool_page`]).
 
 use core::cell::UnsafeCell;
 
@@ -15,9 +17,14 @@ use x86_64::PhysAddr;
 use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
-use crate::arch::Mapping;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use x86_64::VirtAddr;
+use x86_64::instructions::tlb;
+
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
 /// Page directories, one per GiB: the map reaches physical addresses below this many GiB.
@@ -27,8 +34,8 @@ pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
 /// Size of one page mapping.
 const PAGE_2M: u64 = 2 << 20;
 /// Page tables, for the 2 MiB pages that hold guard pages: the stacks' slots, together
-/// no bigger than 2 MiB, lie across at most two.
-const PTS: usize = 2;
+/// no bigger than 2 MiB, lie across at most two, and the guard pool in one more.
+const PTS: usize = 3;
 const _: () = assert!(SLOT_SIZE * MAX_CPUS <= PAGE_2M as usize && GUARD_SIZE == 4096);
 
 const PRESENT: u64 = 1 << 0;
@@ -50,7 +57,8 @@ struct Tables {
 struct TableCell(UnsafeCell<Tables>);
 
 // SAFETY: written only by `build`, on the boot core before any other core runs; after
-// that only the MMU reads it.
+// that only the MMU reads it, but for the guard pool's page entries, which
+// `set_pool_page` writes with single atomic stores.
 unsafe impl Sync for TableCell {}
 
 static TABLES: TableCell = TableCell(UnsafeCell::new(Tables {
@@ -87,9 +95,12 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         }
     }
     t.pml4.0[0] = t.pdpt.0.as_ptr() as u64 | PRESENT | WRITABLE;
-    // The guard pages: their 2 MiB pages become page tables of 4 KiB pages mapped as the
-    // 2 MiB page was, but for the guard pages themselves.
-    for (n, page) in percpu::guard_blocks::<PTS>(PAGE_2M).into_iter().enumerate() {
+    // The guard pages and the guard pool: their 2 MiB pages become page tables of 4 KiB
+    // pages mapped as the 2 MiB page was, but for the stacks' guard pages themselves.
+    for (n, page) in guard_pool::split_blocks::<PTS>(PAGE_2M)
+        .into_iter()
+        .enumerate()
+    {
         let Some(page) = page else { break };
         let Some(m) = Mapping::of_block(ram, page, PAGE_2M) else {
             continue;
@@ -104,6 +115,38 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
         }
         t.pd[(page >> 30) as usize].0[((page >> 21) & 511) as usize] =
             t.pt[n].0.as_ptr() as u64 | PRESENT | WRITABLE;
+    }
+}
+
+/// Unmaps (`accessible` false) or maps again the guard pool's page at `page` (see
+/// `Isa::set_pool_page`). Unmapping drops this core's translation (`invlpg`); other
+/// cores are not shot down — KFENCE's choice on x86 too: a stale translation there only
+/// misses a report, and the pool is never anything but the pool. Mapping needs no flush:
+/// x86 caches no translation of a not-present page.
+pub fn set_pool_page(page: u64, accessible: bool) {
+    let block = page & !(PAGE_2M - 1);
+    let Some(n) = guard_pool::split_blocks::<PTS>(PAGE_2M)
+        .iter()
+        .position(|&b| b == Some(block))
+        .filter(|_| guard_pool::in_pool(page))
+    else {
+        return;
+    };
+    // SAFETY: only the address of the entry is taken.
+    let entry = unsafe { &raw mut (*TABLES.0.get()).pt[n].0[((page >> 12) & 511) as usize] };
+    // SAFETY: a naturally aligned word of a static, which after `build` only this
+    // function writes (atomically) and the walkers read.
+    let entry = unsafe { AtomicU64::from_ptr(entry) };
+    entry.store(
+        if accessible {
+            page | flags(Mapping::Normal)
+        } else {
+            0
+        },
+        Relaxed,
+    );
+    if !accessible {
+        tlb::flush(VirtAddr::new(page));
     }
 }
 

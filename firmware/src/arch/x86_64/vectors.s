@@ -1,7 +1,9 @@
 # The exception entry stubs: one per vector 0-31, 16 bytes apart, each pushing a dummy
 # error code where the CPU pushes none, then its vector. No exception is expected (the
 # firmware runs with interrupts off and takes no traps), so the common entry reports and
-# ends the machine through exception.rs. The interrupts taken on purpose have stubs of
+# ends the machine through exception.rs — but for a page fault a fault detector handled
+# (kmem's guard pool): its entry offers it to exception.rs first and, when handled,
+# returns to the faulting instruction. The interrupts taken on purpose have stubs of
 # their own at the end: the wake-up IPI that ends an idle core's `hlt`, and the local
 # timer. A fault while reporting must not loop: the entry
 # counts nesting per core in its CpuArea and the second nested exception ends QEMU here,
@@ -14,7 +16,11 @@
     push    $0
     .endif
     push    $\n
+    .if \n == 14
+    jmp     .Lpage_fault
+    .else
     jmp     .Lexception_entry
+    .endif
 .endm
 
 .section .text
@@ -30,12 +36,49 @@ __exception_stubs:
     lock incl %gs:{depth}
     cmpl    $1, %gs:{depth}
     jne     .Lnested
+.Lreport:
     mov     (%rsp), %rdi            # vector
     mov     8(%rsp), %rsi           # error code
     mov     16(%rsp), %rdx          # RIP
     mov     40(%rsp), %rcx          # RSP at the fault
     and     $-16, %rsp
     call    {handler}
+# A page fault: the registers a Rust function may clobber saved (9 words: with the
+# 7-word frame the stack is 16-byte aligned again), {page_fault} gets the error code and
+# RIP and says whether a detector handled it. Handled: the depth goes back, the vector
+# and error code come off, and iretq retries the access. Not: reported as any other.
+.Lpage_fault:
+    lock incl %gs:{depth}
+    cmpl    $1, %gs:{depth}
+    jne     .Lnested
+    push    %rax
+    push    %rcx
+    push    %rdx
+    push    %rsi
+    push    %rdi
+    push    %r8
+    push    %r9
+    push    %r10
+    push    %r11
+    mov     80(%rsp), %rdi          # error code
+    mov     88(%rsp), %rsi          # RIP
+    cld
+    call    {page_fault}
+    test    %al, %al
+    pop     %r11
+    pop     %r10
+    pop     %r9
+    pop     %r8
+    pop     %rdi
+    pop     %rsi
+    pop     %rdx
+    pop     %rcx
+    pop     %rax
+    jz      .Lreport
+    lock decl %gs:{depth}
+    add     $16, %rsp
+    iretq
+
 .Lnested:
     mov     $1, %eax
     out     %eax, $0xf4             # isa-debug-exit: status 3
