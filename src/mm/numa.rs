@@ -14,6 +14,7 @@
 use core::fmt;
 
 use super::PhysAddr;
+use super::frame::PAGE_SHIFT;
 use super::memmap::PhysRange;
 
 /// The most nodes a [`Topology`] holds.
@@ -673,6 +674,25 @@ impl Topology {
         self.ranges()
             .filter(move |&&(_, n)| n as NodeId == node)
             .map(|&(r, _)| r)
+    }
+
+    /// The frames from `pfn` up to `end` (frame numbers) that share frame `pfn`'s node
+    /// — a frame's node is that of its first byte, node 0 outside every range — as
+    /// (the end of that run, the node). The run is never empty.
+    pub(crate) fn run_at(&self, pfn: u64, end: u64) -> (u64, NodeId) {
+        let pa = pfn << PAGE_SHIFT;
+        let frames_to = |addr: u64| addr.div_ceil(1 << PAGE_SHIFT).min(end);
+        match self.ranges().find(|(r, _)| r.start <= pa && pa < r.end) {
+            Some(&(r, node)) => (frames_to(r.end), node as NodeId),
+            None => {
+                let next = self
+                    .ranges()
+                    .map(|(r, _)| r.start)
+                    .filter(|&s| s > pa)
+                    .min();
+                (next.map_or(end, frames_to), 0)
+            }
+        }
     }
 
     fn ranges(&self) -> core::slice::Iter<'_, (PhysRange, u8)> {
