@@ -1042,3 +1042,4 @@ fn global_dealloc_over_several_banks() {
 
 mod bulk;
 mod cpus;
+mod numa;
