@@ -25,6 +25,7 @@ mod hotplug;
 mod hotplug_tests;
 mod irq_tests;
 pub mod monitor;
+mod numa_tests;
 mod page_tests;
 mod report;
 pub mod selftest;
