@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use kmem::hosted::{HostArch, Region};
 use kmem::mm::zone::ZoneLimits;
-use kmem::{Gfp, Kmem, PageAllocator, PhysRange, Topology};
+use kmem::{Gfp, Kmem, PageAllocator};
 
 /// Arena every peer gets for the speed workloads.
 const ARENA: usize = 64 << 20;
@@ -108,19 +108,7 @@ impl KmemHeap {
     /// CPUs of each node (`kmem::hosted::node_cpus`).
     fn with_nodes(bytes: usize, nodes: usize) -> Self {
         let region = Region::new(bytes).expect("region");
-        let mut t = Topology::new();
-        let per_node = region.size() / nodes as u64;
-        for node in 0..nodes {
-            let start = region.start() + node as u64 * per_node;
-            let range = PhysRange {
-                start,
-                end: start + per_node,
-            };
-            t.add_memory(node, range).expect("node memory");
-            for cpu in kmem::hosted::node_cpus(node) {
-                t.add_cpu(cpu, node).expect("node cpu");
-            }
-        }
+        let t = kmem::hosted::split_into_nodes(&region, nodes).expect("topology");
         // SAFETY: the region outlives the allocator (field order).
         let pages = unsafe {
             PageAllocator::with_topology(&region.normalized().unwrap(), ZoneLimits::FLAT, &t, None)

@@ -23,7 +23,7 @@ use crate::mm::zone::ZoneLimits;
 mod grow;
 mod numa;
 pub use grow::{DEFAULT_CHUNK, HeapStats};
-pub use numa::{NODE_CPUS, node_cpus, set_node};
+pub use numa::{NODE_CPUS, node_cpus, set_node, split_into_nodes};
 
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
 ///

@@ -70,7 +70,29 @@ pub(super) fn topology(region: &Region, nodes: usize, cpus: usize) -> Option<Top
     if nodes <= 1 {
         return Some(Topology::flat(cpus.clamp(1, MAX_CPUS)));
     }
-    if nodes > MAX_NODES || nodes * NODE_CPUS > MAX_IDS {
+    split_into_nodes(region, nodes)
+}
+
+/// `region` cut into `nodes` equal node ranges (the last takes what is left), node `k`
+/// holding the CPUs [`node_cpus`]`(k)`: the topology of [`Heap::with_nodes`], for an
+/// allocator built by hand. `None` for no nodes or more than kmem or the thread ids
+/// support.
+///
+/// # Examples
+/// ```
+/// use kmem::hosted::{HostArch, Region, split_into_nodes};
+/// use kmem::{PageAllocator, ZoneLimits};
+/// let ram = Region::new(16 << 20).unwrap();
+/// let topology = split_into_nodes(&ram, 2).unwrap();
+/// assert_eq!(topology.node_of(ram.start() + (9 << 20)), Some(1));
+/// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+/// let pages = unsafe {
+///     PageAllocator::<HostArch>::with_topology(&ram.normalized().unwrap(), ZoneLimits::FLAT, &topology, None)
+/// };
+/// assert_eq!(pages.unwrap().nr_nodes(), 2);
+/// ```
+pub fn split_into_nodes(region: &Region, nodes: usize) -> Option<Topology> {
+    if nodes == 0 || nodes > MAX_NODES || nodes * NODE_CPUS > MAX_IDS {
         return None;
     }
     let mut t = Topology::new();
