@@ -574,9 +574,11 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
 }
 
 impl<A: Arch> PageAllocator<A> {
-    /// Builds the allocator over `map` for `nr_cpus` CPUs. The metadata goes at the first
-    /// 2 MiB boundary at or above `place_after` that fits (the seed's layout after the
-    /// kernel image), or else at the start of the largest usable range.
+    /// Builds the allocator over `map` for `nr_cpus` CPUs (1 to [`numa::MAX_CPUS`]), all
+    /// on one node: [`PageAllocator::with_topology`] with [`Topology::flat`]. The
+    /// metadata goes at the first 2 MiB boundary at or above `place_after` that fits (the
+    /// seed's layout after the kernel image), or else at the start of the largest usable
+    /// range.
     ///
     /// # Safety
     /// Every usable range of `map` must be RAM that nothing else uses for the lifetime of
