@@ -13,8 +13,8 @@
 //!
 //! Lock order: a CPU's page lists, then a zone's free area (zones of different nodes are
 //! never held together but by the fork handlers, node by node). Both are taken with
-//! interrupts off. Bad frees are checked against the descriptor before anything changes, so an error
-//! leaves the allocator exactly as it was.
+//! interrupts off. Bad frees are checked against the descriptor before anything changes,
+//! so an error leaves the allocator exactly as it was.
 
 pub(crate) mod buddy;
 pub(crate) mod frame;
