@@ -85,9 +85,10 @@ pub(super) fn topology(region: &Region, nodes: usize, cpus: usize) -> Option<Top
 /// let ram = Region::new(16 << 20).unwrap();
 /// let topology = split_into_nodes(&ram, 2).unwrap();
 /// assert_eq!(topology.node_of(ram.start() + (9 << 20)), Some(1));
+/// let map = ram.normalized().unwrap();
 /// // SAFETY: the region is RAM nothing else uses while the allocator lives.
 /// let pages = unsafe {
-///     PageAllocator::<HostArch>::with_topology(&ram.normalized().unwrap(), ZoneLimits::FLAT, &topology, None)
+///     PageAllocator::<HostArch>::with_topology(&map, ZoneLimits::FLAT, &topology, None)
 /// };
 /// assert_eq!(pages.unwrap().nr_nodes(), 2);
 /// ```

@@ -632,15 +632,17 @@ impl<A: Arch> PageAllocator<A> {
     ///     topology.add_cpu(2 * node, node)?;
     ///     topology.add_cpu(2 * node + 1, node)?;
     /// }
+    /// type Pages = PageAllocator<HostArch>;
     /// // SAFETY: the region is RAM nothing else uses while the allocator lives.
-    /// let pages = unsafe { PageAllocator::<HostArch>::with_topology(&map, ZoneLimits::FLAT, &topology, None) }
+    /// let pages = unsafe { Pages::with_topology(&map, ZoneLimits::FLAT, &topology, None) }
     ///     .expect("a good topology");
     /// assert_eq!(pages.nr_cpus(), 4);
     ///
     /// topology.add_cpu(4, 2)?; // node 2 has no memory
     /// // SAFETY: as above; the allocator is not built.
-    /// let bad = unsafe { PageAllocator::<HostArch>::with_topology(&map, ZoneLimits::FLAT, &topology, None) };
-    /// assert_eq!(bad.err(), Some(InitError::Topology(TopologyError::CpuWithoutMemory { cpu: 4, node: 2 })));
+    /// let bad = unsafe { Pages::with_topology(&map, ZoneLimits::FLAT, &topology, None) };
+    /// let why = TopologyError::CpuWithoutMemory { cpu: 4, node: 2 };
+    /// assert_eq!(bad.err(), Some(InitError::Topology(why)));
     /// # Ok::<(), TopologyError>(())
     /// ```
     pub unsafe fn with_topology(

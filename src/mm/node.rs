@@ -208,7 +208,8 @@ impl<A: Arch> PageAllocator<A> {
     /// let pa = pages.alloc_pages_node(1, 0, Gfp::KERNEL | Gfp::THIS_NODE)?;
     /// assert_eq!(pages.node_of(pa), Some(1));
     /// unsafe { pages.free_pages(pa, 0) }?; // SAFETY: pa is not used again.
-    /// assert_eq!(pages.alloc_pages_node(5, 0, Gfp::KERNEL), Err(PageError::NoSuchNode { node: 5 }));
+    /// let past = pages.alloc_pages_node(5, 0, Gfp::KERNEL);
+    /// assert_eq!(past, Err(PageError::NoSuchNode { node: 5 }));
     /// # Ok::<(), PageError>(())
     /// ```
     pub fn alloc_pages_node(

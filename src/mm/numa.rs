@@ -663,7 +663,8 @@ impl Topology {
     /// use kmem::mm::memmap::PhysRange;
     /// use kmem::Topology;
     /// let mut t = Topology::new();
-    /// let (a, b) = (PhysRange { start: 0, end: 0x1000 }, PhysRange { start: 0x4000, end: 0x5000 });
+    /// let a = PhysRange { start: 0, end: 0x1000 };
+    /// let b = PhysRange { start: 0x4000, end: 0x5000 };
     /// t.add_memory(0, a)?;
     /// t.add_memory(1, PhysRange { start: 0x2000, end: 0x3000 })?;
     /// t.add_memory(0, b)?;
