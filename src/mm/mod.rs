@@ -1,9 +1,9 @@
 //! The page allocator: memory map → zones → page descriptors → buddy + per-CPU lists.
 //!
 //! [`PageAllocator::new`] takes a normalised memory map, carves its own metadata (the
-//! descriptor array and the per-CPU lists) out of usable memory — as the DragonOS seed puts
-//! its structures after `memory_management_struct` — and hands every other usable frame to
-//! its zone's buddy allocator as maximal aligned blocks.
+//! descriptor array, the per-CPU lists and the zones' NUMA state) out of usable memory — as
+//! the DragonOS seed puts its structures after `memory_management_struct` — and hands
+//! every other usable frame to its zone's buddy allocator as maximal aligned blocks.
 //!
 //! On a NUMA machine ([`PageAllocator::with_topology`], [`numa::Topology`]) every node has
 //! its own zones; a request prefers the running CPU's node and falls back to the others
@@ -39,7 +39,7 @@ use crate::sync::IrqMutex;
 use buddy::{FreeArea, NR_ORDERS};
 use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
-use node::{Node, fallback_orders};
+use node::{NumaRef, NumaState};
 use numa::{MAX_NODES, NodeId, Topology, TopologyError};
 
 pub use node::{NodeInfo, NumaStat};
@@ -316,7 +316,7 @@ pub struct PageInfo {
     pub frames: u32,
     /// Bytes of one descriptor.
     pub frame_bytes: usize,
-    /// The carved metadata area (descriptors and per-CPU lists).
+    /// The carved metadata area (descriptors, per-CPU lists and the NUMA state).
     pub meta: PhysRange,
     /// Regions added at run time and online now.
     pub hot_regions: u32,
@@ -502,12 +502,9 @@ impl fmt::Display for BuddyInfo<'_> {
 /// ```
 pub struct PageAllocator<A: Arch> {
     table: FrameTable,
-    /// Each node's zones; the first `topology.nodes()` are in use.
-    nodes: [Node<A>; MAX_NODES],
     pcp: PerCpu<A, PcpZones>,
-    topology: Topology,
-    /// For each node, the nodes to take memory from, nearest first.
-    fallback: [[u8; MAX_NODES]; MAX_NODES],
+    /// Topology and every node's zones, in the metadata area.
+    numa: NumaRef<A>,
     meta: PhysRange,
     limits: ZoneLimits,
     /// Serialises adding and removing regions (taken before the page lists and zone
@@ -662,16 +659,18 @@ impl<A: Arch> PageAllocator<A> {
             nframes as u64 * size_of::<PageFrame>() as u64,
             PerCpu::<A, PcpZones>::align() as u64,
         );
-        let bytes = align_up(
+        let numa_off = align_up(
             pcp_off + PerCpu::<A, PcpZones>::bytes_needed(nr_cpus) as u64,
-            PAGE_SIZE,
+            align_of::<NumaState<A>>() as u64,
         );
+        let bytes = align_up(numa_off + size_of::<NumaState<A>>() as u64, PAGE_SIZE);
         let meta = place_metadata(usable, bytes, place_after)
             .ok_or(InitError::NoRoomForMetadata { bytes })?;
         let base = A::phys_to_virt(meta.start) as *mut u8;
         let node_of = |pa| topology.node_of(pa).unwrap_or(0);
         // SAFETY: `meta` lies inside usable RAM that the caller gave us exclusively; it
-        // is page-aligned and `bytes` long, room for nframes descriptors then the lists.
+        // is page-aligned and `bytes` long, room for nframes descriptors, then the lists,
+        // then the NUMA state.
         let table = unsafe {
             FrameTable::init(usable, base.cast(), |pa| (limits.zone_of(pa), node_of(pa)))
         };
@@ -681,7 +680,10 @@ impl<A: Arch> PageAllocator<A> {
                 PcpZones::new(topology.node_of_cpu(cpu))
             })
         };
-        let nodes: [Node<A>; MAX_NODES] = core::array::from_fn(|_| Node::new());
+        // SAFETY: as above; numa_off is aligned for the state, which nothing else uses.
+        let numa = unsafe {
+            NumaRef::init_at(base.add(numa_off as usize).cast(), NumaState::new(topology))
+        };
         let meta_pfns = (meta.start >> PAGE_SHIFT, meta.end >> PAGE_SHIFT);
         for (s, e, first) in table.bank_spans() {
             for (ps, pe) in subtract((s, e), meta_pfns) {
@@ -692,7 +694,7 @@ impl<A: Arch> PageAllocator<A> {
                     // One node's run at a time: a buddy block never spans two nodes.
                     while is < ie {
                         let (re, node) = topology.run_at(is, ie);
-                        let zone = &nodes[node].zones[z.index()];
+                        let zone = &numa.nodes[node].zones[z.index()];
                         zone.area.lock().add_range(
                             &table,
                             first + (is - s) as u32,
@@ -706,10 +708,8 @@ impl<A: Arch> PageAllocator<A> {
         }
         Ok(PageAllocator {
             table,
-            nodes,
             pcp,
-            topology: topology.clone(),
-            fallback: fallback_orders(topology),
+            numa,
             meta,
             limits,
             hotplug: spin::Mutex::new(()),
@@ -742,7 +742,7 @@ impl<A: Arch> PageAllocator<A> {
             && !gfp.contains(Gfp::ZERO)
             && let Some(Some(idx)) = self.pcp.try_owned(|lists| {
                 // The CPU's lists hold its own node's frames: the preferred node.
-                let zones = &self.nodes[lists.node].zones;
+                let zones = &self.numa.nodes[lists.node].zones;
                 let z = (0..=gfp.zone().index())
                     .rev()
                     .find(|&z| zones[z].managed.load(Relaxed) != 0)?;
@@ -809,12 +809,12 @@ impl<A: Arch> PageAllocator<A> {
         } else {
             self.nr_nodes()
         };
-        for &n in &self.fallback[node][..tried] {
+        for &n in &self.numa.fallback[node][..tried] {
             let n = n as NodeId;
             // The zones of `gfp.zone().fallbacks()`, as a plain loop: this is the page
             // fast path.
             for z in (0..=gfp.zone().index()).rev() {
-                let zone = &self.nodes[n].zones[z];
+                let zone = &self.numa.nodes[n].zones[z];
                 if zone.managed.load(Relaxed) == 0 {
                     continue;
                 }
@@ -826,7 +826,7 @@ impl<A: Arch> PageAllocator<A> {
                         .alloc(&self.table, order, FrameState::Allocated),
                 };
                 if got.is_some() {
-                    self.nodes[n].count_alloc(n, node);
+                    self.numa.nodes[n].count_alloc(n, node);
                     return got;
                 }
             }
@@ -842,7 +842,7 @@ impl<A: Arch> PageAllocator<A> {
             let mut lists = self.pcp.local();
             if lists.node != node {
                 drop(lists);
-                return self.nodes[node].zones[z].area.lock().alloc(
+                return self.numa.nodes[node].zones[z].area.lock().alloc(
                     &self.table,
                     order,
                     FrameState::Allocated,
@@ -850,7 +850,7 @@ impl<A: Arch> PageAllocator<A> {
             }
             let list = &mut lists[z];
             if list.is_empty(l) {
-                let mut area = self.nodes[node].zones[z].area.lock();
+                let mut area = self.numa.nodes[node].zones[z].area.lock();
                 for _ in 0..PcpLists::batch(l) {
                     match area.alloc(&self.table, order, FrameState::PcpCached) {
                         Some(idx) => list.push(l, idx),
@@ -919,7 +919,7 @@ impl<A: Arch> PageAllocator<A> {
         let mut lists = self.pcp.local();
         if lists.node != node {
             drop(lists);
-            let home = &self.nodes[node];
+            let home = &self.numa.nodes[node];
             home.count_remote_free();
             home.zones[zone]
                 .area
@@ -929,7 +929,7 @@ impl<A: Arch> PageAllocator<A> {
         }
         let list = &mut lists[zone];
         if list.is_full(l) {
-            let mut area = self.nodes[node].zones[zone].area.lock();
+            let mut area = self.numa.nodes[node].zones[zone].area.lock();
             let order = PCP_ORDERS[l];
             list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
         }
@@ -961,7 +961,7 @@ impl<A: Arch> PageAllocator<A> {
                 .map_err(|_| free_error(f, pa, order))?;
             self.pcp_push(node, zone, l, idx);
         } else {
-            let mut area = self.nodes[node].zones[zone].area.lock();
+            let mut area = self.numa.nodes[node].zones[zone].area.lock();
             if f.state() != FrameState::Allocated || f.order() != order {
                 return Err(free_error(f, pa, order));
             }
@@ -991,7 +991,7 @@ impl<A: Arch> PageAllocator<A> {
     /// ```
     pub fn drain_pcp(&self, cpu: usize) {
         let mut lists = self.pcp.cpu(cpu);
-        let zones = &self.nodes[lists.node].zones;
+        let zones = &self.numa.nodes[lists.node].zones;
         for (z, zone_lists) in lists.iter_mut().enumerate() {
             for (l, &order) in PCP_ORDERS.iter().enumerate() {
                 if zone_lists.is_empty(l) {
@@ -1124,7 +1124,9 @@ impl<A: Arch> PageAllocator<A> {
     /// Every zone of every node, node by node: the zone locks' order.
     #[cfg(any(test, feature = "hosted"))]
     fn zones(&self) -> impl DoubleEndedIterator<Item = &Zone<A>> {
-        self.nodes[..self.nr_nodes()].iter().flat_map(|n| &n.zones)
+        self.numa.nodes[..self.nr_nodes()]
+            .iter()
+            .flat_map(|n| &n.zones)
     }
 
     /// The descriptor table: descriptors by index and by address (the slab layer links

@@ -7,6 +7,7 @@
 //! never moves memory between nodes.
 
 use core::fmt;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::buddy::NR_ORDERS;
@@ -15,6 +16,61 @@ use super::zone::{NR_ZONES, ZoneKind};
 use super::{PageAllocator, PageError, PageInfo, PhysAddr, Zone, ZoneInfo};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
+
+/// The allocator's NUMA state: its topology, each node's fallback order and every node's
+/// zones. It lives in the carved metadata area, after the per-CPU lists, so that the
+/// allocator itself stays small: kernels build it on a boot stack and move it.
+pub(crate) struct NumaState<A: Arch> {
+    pub(crate) topology: Topology,
+    /// For each node, the nodes to take memory from, nearest first.
+    pub(crate) fallback: [[u8; MAX_NODES]; MAX_NODES],
+    /// Each node's zones; the first `topology.nodes()` are in use.
+    pub(crate) nodes: [Node<A>; MAX_NODES],
+}
+
+impl<A: Arch> NumaState<A> {
+    /// The state for `topology`, every zone empty.
+    pub(crate) fn new(topology: &Topology) -> NumaState<A> {
+        NumaState {
+            topology: topology.clone(),
+            fallback: fallback_orders(topology),
+            nodes: core::array::from_fn(|_| Node::new()),
+        }
+    }
+}
+
+/// The allocator's [`NumaState`], in memory the allocator owns for its lifetime.
+pub(crate) struct NumaRef<A: Arch>(NonNull<NumaState<A>>);
+
+// SAFETY: the state is reached only through shared references; what changes in it is
+// atomics and locks (`Node`), and the memory lives as long as the allocator.
+unsafe impl<A: Arch> Send for NumaRef<A> {}
+// SAFETY: as for Send.
+unsafe impl<A: Arch> Sync for NumaRef<A> {}
+
+impl<A: Arch> NumaRef<A> {
+    /// Writes `state` at `at` and refers to it.
+    ///
+    /// # Safety
+    /// `at` is aligned for `NumaState`, writable for its size, and used by nothing else
+    /// for as long as the returned reference lives.
+    pub(crate) unsafe fn init_at(at: *mut NumaState<A>, state: NumaState<A>) -> NumaRef<A> {
+        // SAFETY: the caller's contract.
+        unsafe { at.write(state) };
+        // SAFETY: as above: `at` is a valid, hence non-null, pointer.
+        NumaRef(unsafe { NonNull::new_unchecked(at) })
+    }
+}
+
+impl<A: Arch> core::ops::Deref for NumaRef<A> {
+    type Target = NumaState<A>;
+    #[inline(always)]
+    fn deref(&self) -> &NumaState<A> {
+        // SAFETY: `init_at` wrote the state, which lives as long as `self` (its contract)
+        // and is only shared.
+        unsafe { self.0.as_ref() }
+    }
+}
 
 /// One node's zones and its counters.
 pub(crate) struct Node<A: Arch> {
@@ -54,7 +110,7 @@ impl<A: Arch> Node<A> {
 
 /// For each node, every node ordered by distance from it — itself first, ties by number
 /// (Linux's node-ordered zonelist).
-pub(crate) fn fallback_orders(t: &Topology) -> [[u8; MAX_NODES]; MAX_NODES] {
+fn fallback_orders(t: &Topology) -> [[u8; MAX_NODES]; MAX_NODES] {
     core::array::from_fn(|from| {
         let mut order: [u8; MAX_NODES] = core::array::from_fn(|n| n as u8);
         let n = t.nodes().max(1);
@@ -250,7 +306,7 @@ impl<A: Arch> PageAllocator<A> {
     /// assert_eq!(heap.get().unwrap().pages().nr_nodes(), 2);
     /// ```
     pub fn nr_nodes(&self) -> usize {
-        self.topology.nodes()
+        self.numa.topology.nodes()
     }
 
     /// The topology the allocator was built with.
@@ -262,7 +318,7 @@ impl<A: Arch> PageAllocator<A> {
     /// assert_eq!(t.distance(0, 1), kmem::mm::numa::REMOTE_DISTANCE);
     /// ```
     pub fn topology(&self) -> &Topology {
-        &self.topology
+        &self.numa.topology
     }
 
     /// The running CPU's node.
@@ -281,12 +337,12 @@ impl<A: Arch> PageAllocator<A> {
     /// });
     /// ```
     pub fn local_node(&self) -> NodeId {
-        self.topology.node_of_cpu(A::cpu_id())
+        self.numa.topology.node_of_cpu(A::cpu_id())
     }
 
     /// Node `node`'s figures, per-CPU pages `pcp` (by zone) given.
     pub(crate) fn node_info(&self, node: NodeId, pcp: &[u64; NR_ZONES]) -> NodeInfo {
-        let n = &self.nodes[node];
+        let n = &self.numa.nodes[node];
         NodeInfo {
             zones: core::array::from_fn(|z| {
                 let area = n.zones[z].area.lock();
