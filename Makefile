@@ -332,13 +332,15 @@ lint: lint-firmware
 FUZZ_SECONDS ?= 60
 # The core's tests that Miri runs: the unsafe code of every layer, at sizes an
 # interpreter finishes in minutes (the models shrink themselves under cfg(miri)); about
-# 20 minutes in all on a 2-core machine.
+# 23 minutes in all on a 2-core machine.
 MIRI_TESTS ?= mm::memmap mm::pcp slab::magazine slab::layout percpu buddy_model \
 	bad_frees_are_refused kmalloc_and_cache_model bad_kfrees write_past_the_end \
 	write_after_free double_free_while corrupted_free_list object_tags_catch \
 	debug_flags_change kmalloc::tests::bulk::a_ kmalloc::tests::bulk::reservations \
 	mm::hotplug::tests::bad_ranges mm::hotplug::tests::a_region_joins \
-	mm::hotplug::tests::the_hook_is_asked mm::hotplug::tests::boot_memory_serves_first
+	mm::hotplug::tests::the_hook_is_asked mm::hotplug::tests::boot_memory_serves_first \
+	mm::numa mm::node::tests::this_node mm::node::tests::fallback \
+	mm::node::tests::frames_know mm::node::tests::bad_top mm::node::tests::frees_from
 
 ## check: Miri on the core's tests, AddressSanitizer on the host tests, and the fuzzer.
 check: miri asan fuzz

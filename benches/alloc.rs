@@ -119,6 +119,22 @@ impl KmemHeap {
             _region: region,
         }
     }
+
+    /// Over `nodes` fake NUMA nodes of `bytes / nodes` each, with the hosted platform's
+    /// CPUs of each node (`kmem::hosted::node_cpus`).
+    fn with_nodes(bytes: usize, nodes: usize) -> Self {
+        let region = Region::new(bytes).expect("region");
+        let t = kmem::hosted::split_into_nodes(&region, nodes).expect("topology");
+        // SAFETY: the region outlives the allocator (field order).
+        let pages = unsafe {
+            PageAllocator::with_topology(&region.normalized().unwrap(), ZoneLimits::FLAT, &t, None)
+                .expect("page allocator")
+        };
+        KmemHeap {
+            kmem: Box::new(Kmem::new(pages).expect("kmem")),
+            _region: region,
+        }
+    }
 }
 
 impl Heap for KmemHeap {
@@ -748,13 +764,45 @@ fn independent_timed<H: Heap>(h: &H, threads: usize, rounds: usize) -> f64 {
 /// One thread allocates 64-byte objects and hands them to another through a ring; the
 /// other frees them (remote frees). ns per object.
 fn producer_consumer<H: Heap>(h: &H, n: usize) -> f64 {
-    const CAP: usize = 1024;
-    let ring: Vec<AtomicUsize> = (0..CAP).map(|_| AtomicUsize::new(0)).collect();
-    let (head, tail) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let l = layout(64);
+    let t = Instant::now();
+    std::thread::scope(|s| pair(s, h, n, layout(64), None));
+    ns_per(t, n)
+}
+
+/// Producers on fake node 0 allocate objects of 64 B and 1 KiB that consumers on node 1
+/// free (kmem's remote-node frees; the other peers have no nodes): `pairs` producer and
+/// consumer pairs, `n` objects each. ns per object over all pairs.
+fn numa_remote_free<H: Heap>(h: &H, pairs: usize, n: usize) -> f64 {
     let t = Instant::now();
     std::thread::scope(|s| {
-        s.spawn(|| {
+        for p in 0..pairs {
+            pair(s, h, n, layout([64, 1024][p % 2]), Some((0, 1)));
+        }
+    });
+    ns_per(t, pairs * n)
+}
+
+/// Spawns a producer of `n` blocks of `l` and a consumer that frees them, through a
+/// ring; with `nodes`, the producer runs on the first fake node, the consumer on the
+/// second.
+fn pair<'s, H: Heap>(
+    s: &'s std::thread::Scope<'s, '_>,
+    h: &'s H,
+    n: usize,
+    l: Layout,
+    nodes: Option<(usize, usize)>,
+) {
+    const CAP: usize = 1024;
+    let ring: std::sync::Arc<Vec<AtomicUsize>> =
+        std::sync::Arc::new((0..CAP).map(|_| AtomicUsize::new(0)).collect());
+    let ends = std::sync::Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    {
+        let (ring, ends) = (ring.clone(), ends.clone());
+        s.spawn(move || {
+            let (head, tail) = (&ends.0, &ends.1);
+            if let Some((node, _)) = nodes {
+                kmem::hosted::set_node(node);
+            }
             for i in 0..n {
                 // SAFETY: valid layout.
                 let p = unsafe { h.alloc(l) } as usize;
@@ -765,19 +813,22 @@ fn producer_consumer<H: Heap>(h: &H, n: usize) -> f64 {
                 head.store(i + 1, Ordering::Release);
             }
         });
-        s.spawn(|| {
-            for i in 0..n {
-                while head.load(Ordering::Acquire) <= i {
-                    std::thread::yield_now();
-                }
-                let p = ring[i % CAP].load(Ordering::Relaxed);
-                tail.store(i + 1, Ordering::Release);
-                // SAFETY: allocated by the producer with l, handed over once.
-                unsafe { h.dealloc(p as *mut u8, l) };
+    }
+    s.spawn(move || {
+        let (head, tail) = (&ends.0, &ends.1);
+        if let Some((_, node)) = nodes {
+            kmem::hosted::set_node(node);
+        }
+        for i in 0..n {
+            while head.load(Ordering::Acquire) <= i {
+                std::thread::yield_now();
             }
-        });
+            let p = ring[i % CAP].load(Ordering::Relaxed);
+            tail.store(i + 1, Ordering::Release);
+            // SAFETY: allocated by the producer with l, handed over once.
+            unsafe { h.dealloc(p as *mut u8, l) };
+        }
     });
-    ns_per(t, n)
 }
 
 // ------------------------------------------------------------------------------------
@@ -816,6 +867,7 @@ trait HeapDyn: Sync {
     fn efficiency(&self, arena: usize, max: usize) -> f64;
     fn independent(&self, threads: usize, rounds: usize) -> f64;
     fn producer_consumer(&self, n: usize) -> f64;
+    fn numa_remote_free(&self, pairs: usize, n: usize) -> f64;
     fn bulk(&self, size: usize, batch: usize, rounds: usize) -> f64;
 }
 
@@ -840,6 +892,9 @@ impl<H: Heap> HeapDyn for H {
     }
     fn producer_consumer(&self, n: usize) -> f64 {
         producer_consumer(self, n)
+    }
+    fn numa_remote_free(&self, pairs: usize, n: usize) -> f64 {
+        numa_remote_free(self, pairs, n)
     }
     fn bulk(&self, size: usize, batch: usize, rounds: usize) -> f64 {
         bulk(self, size, batch, rounds)
@@ -1028,6 +1083,16 @@ fn targets(rows: &[Row]) -> Vec<Target> {
             met: *x >= 3.0,
         });
     }
+    if let Some((_, x)) = per_row("numa", TALC, false).first() {
+        out.push(Target {
+            target: "numa remote free (2 fake nodes) >= 3x talc, as producer/consumer",
+            measured: format!("talc / kmem time: {x:.2}x"),
+            reference: mi_over_talc("numa")
+                .first()
+                .map(|(_, m)| format!("talc / mimalloc: {m:.2}x")),
+            met: *x >= 3.0,
+        });
+    }
     if let Some(r) = group("over").next() {
         let sys = r.ratio(SYSTEM).map(|x| 1.0 / x);
         let mi = r.ratio(MIMALLOC).map(|x| 1.0 / x);
@@ -1188,7 +1253,7 @@ fn main() {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1).cloned());
-    // `--only hot,batch,bulk,random,eff,threads,over,page` runs those groups.
+    // `--only hot,batch,bulk,random,eff,threads,numa,over,page` runs those groups.
     let only: Option<String> = args
         .iter()
         .position(|a| a == "--only")
@@ -1349,6 +1414,33 @@ fn main() {
             Row {
                 group: "threads",
                 name: "producer/consumer".into(),
+                unit: "ns",
+                vals,
+            },
+            &mut rows,
+        );
+    }
+    if want("numa") {
+        // kmem over two fake nodes; every other peer as in the other rows.
+        let n = cfg.n(200_000);
+        let heaps: Vec<Option<Box<dyn HeapDyn>>> = (0..PEERS.len())
+            .map(|i| {
+                on(i).then(|| -> Box<dyn HeapDyn> {
+                    if i == 0 {
+                        Box::new(KmemHeap::with_nodes(ARENA, 2))
+                    } else {
+                        make_peer(i, ARENA)
+                    }
+                })
+            })
+            .collect();
+        let vals = measure_rounds(&cfg, &on_all, |i| {
+            heaps[i].as_ref().unwrap().numa_remote_free(2, n)
+        });
+        emit(
+            Row {
+                group: "numa",
+                name: "numa remote free 2 pairs".into(),
                 unit: "ns",
                 vals,
             },

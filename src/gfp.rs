@@ -111,6 +111,32 @@ impl Gfp {
     /// # Ok::<(), SlabError>(())
     /// ```
     pub const NOFAIL: Gfp = Gfp(1 << 4);
+    /// Memory of the preferred node only (Linux's `__GFP_THISNODE`): the running CPU's
+    /// node for [`PageAllocator::alloc_pages`](crate::PageAllocator::alloc_pages), the
+    /// named one for [`PageAllocator::alloc_pages_node`](crate::PageAllocator::alloc_pages_node).
+    /// Without it, a node that is out of memory falls back to the others, nearest first.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_nodes(2, 16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::{Gfp, PageError};
+    /// let pages = kmem.pages();
+    /// let mut held = Vec::new();
+    /// let err = loop {
+    ///     match pages.alloc_pages_node(1, 0, Gfp::KERNEL | Gfp::THIS_NODE) {
+    ///         Ok(pa) => held.push(pa),
+    ///         Err(e) => break e,
+    ///     }
+    /// };
+    /// assert!(matches!(err, PageError::OutOfMemory { .. }), "node 1 is full, node 0 is not");
+    /// assert!(held.iter().all(|&pa| pages.node_of(pa) == Some(1)));
+    /// for pa in held {
+    ///     unsafe { pages.free_pages(pa, 0) }?; // SAFETY: not used again.
+    /// }
+    /// # Ok::<(), PageError>(())
+    /// ```
+    pub const THIS_NODE: Gfp = Gfp(1 << 6);
     /// A request through a Rust allocator interface (`GlobalAlloc`, `Allocator`), whose
     /// collections abort on a null: fault injection spares it unless its filter names
     /// the cache that serves it (see `Kmem::set_failslab`).

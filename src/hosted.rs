@@ -22,8 +22,10 @@ use crate::mm::zone::ZoneLimits;
 
 mod grow;
 mod guard_pool;
+mod numa;
 pub use grow::{DEFAULT_CHUNK, HeapStats};
 pub use guard_pool::GuardedPages;
+pub use numa::{NODE_CPUS, node_cpus, set_node, split_into_nodes};
 
 /// [`Arch`] for a process: threads are CPUs, interrupts do not exist.
 ///
@@ -60,6 +62,8 @@ std::thread_local! {
     static CPU: Cell<usize> = const { Cell::new(UNCLAIMED) };
     // Gives the exclusive id back when the thread exits.
     static RELEASE: IdRelease = const { IdRelease };
+    // The fake node `set_node` put the thread on (`UNCLAIMED`: none), whose ids it claims.
+    static NODE: Cell<usize> = const { Cell::new(UNCLAIMED) };
 }
 
 struct IdRelease;
@@ -72,22 +76,36 @@ impl Drop for IdRelease {
             // thread-local destructors) take the locked path under a shared id.
             c.set(NEXT_SHARED.fetch_add(1, Ordering::Relaxed).max(MAX_IDS));
             if id < MAX_IDS {
-                // Release: a thread that takes the id next sees everything this one
-                // did in the slots it owned.
-                IDS[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
+                release_id(id);
             }
         });
     }
 }
 
+/// Gives exclusive id `id` back. Release: a thread that takes the id next sees
+/// everything this one did in the slots it owned.
+fn release_id(id: usize) {
+    IDS[id / 64].fetch_and(!(1 << (id % 64)), Ordering::Release);
+}
+
 #[cold]
 fn claim_id() -> usize {
     let mut id = None;
-    if barrier_available() {
+    let ids = match NODE.try_with(Cell::get) {
+        Ok(node) if node != UNCLAIMED => node_cpus(node),
+        _ => 0..MAX_IDS,
+    };
+    if barrier_available() && !ids.is_empty() {
         'words: for (w, word) in IDS.iter().enumerate() {
+            // The bits of this word inside `ids`.
+            let (lo, hi) = (ids.start.max(w * 64), ids.end.min(w * 64 + 64));
+            if lo >= hi {
+                continue;
+            }
+            let mask = (u64::MAX >> (64 - (hi - lo))) << (lo - w * 64);
             let mut v = word.load(Ordering::Relaxed);
-            while v != u64::MAX {
-                let bit = v.trailing_ones() as usize;
+            while v & mask != mask {
+                let bit = (!v & mask).trailing_zeros() as usize;
                 match word.compare_exchange_weak(
                     v,
                     v | 1 << bit,
@@ -555,6 +573,8 @@ pub struct Heap {
     limit: usize,
     /// `None`: [`default_cpus`] of the limit, decided on first use.
     cpus: Option<usize>,
+    /// Fake NUMA nodes the first chunk is split into ([`Heap::with_nodes`]); 1 for none.
+    nodes: usize,
     state: spin::Once<Option<StatePtr>>,
 }
 
@@ -654,6 +674,7 @@ impl Heap {
                 None => usize::MAX,
             },
             cpus: Some(cpus),
+            nodes: 1,
             state: spin::Once::new(),
         }
     }
@@ -676,10 +697,12 @@ impl Heap {
                 let region = Region::new(self.initial.min(self.limit))?;
                 let map = region.normalized().ok()?;
                 let cpus = self.cpus.unwrap_or_else(|| default_cpus(self.limit));
+                let topology = numa::topology(&region, self.nodes, cpus)?;
                 // SAFETY: the region is the allocator's for as long as both live (they
                 // are stored side by side and dropped together, the allocator first).
-                let pages =
-                    unsafe { PageAllocator::new(&map, ZoneLimits::FLAT, cpus.max(1), None).ok()? };
+                let pages = unsafe {
+                    PageAllocator::with_topology(&map, ZoneLimits::FLAT, &topology, None).ok()?
+                };
                 // Magazines sized for the memory the heap may grow to, not its first chunk.
                 let options = crate::Options {
                     sized_for: Some(self.limit),

@@ -32,7 +32,8 @@
 //! The layers, bottom up: [`mm::memmap`] (physical memory as firmware reports it,
 //! normalised), [`mm::zone`] (DMA / DMA32 / Normal), the page descriptors (one 24-byte
 //! descriptor per usable 4 KiB frame), the per-zone buddy allocator and per-CPU page lists
-//! tied together by [`mm::PageAllocator`], [`slab`] (caches with per-CPU object arrays;
+//! tied together by [`mm::PageAllocator`] (per NUMA node when built with a
+//! [`Topology`], [`mm::numa`]), [`slab`] (caches with per-CPU object arrays;
 //! its module doc states the lock order), and [`kmalloc`] ([`Kmem`], the general caches
 //! from 8 B to 1 MiB, the cache registry and handles). The library never looks at
 //! `cfg(target_arch)`. With the `hosted` feature, the module `hosted` runs all of it inside
@@ -61,6 +62,7 @@ pub use arch::Arch;
 pub use gfp::Gfp;
 pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options, Reservation};
 pub use mm::memmap::{MapError, MemoryMap, NormalizedMap, PhysRange, RegionKind};
+pub use mm::numa::{NodeId, Topology, TopologyError};
 pub use mm::zone::ZoneLimits;
 pub use mm::{HotplugError, InitError, PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};

@@ -30,6 +30,7 @@ mod kfence_tests;
 pub mod monitor;
 #[cfg(target_arch = "aarch64")]
 mod mte_tests;
+mod numa_tests;
 mod page_tests;
 mod report;
 pub mod selftest;

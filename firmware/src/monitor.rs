@@ -13,7 +13,8 @@ use crate::bsp::console;
 use crate::unchecked::{KmemAny, PagesAny};
 use crate::{print, println};
 use kmem::Gfp;
-use kmem::mm::{BuddyInfo, MAX_ORDER};
+use kmem::mm::numa::MAX_NODES;
+use kmem::mm::{BuddyInfo, MAX_ORDER, NumaStat};
 use kmem::slab::{CacheName, DebugFlags, NAME_MAX};
 
 use super::{kmem, pages, workload};
@@ -23,7 +24,9 @@ commands:
   help                     this list
   meminfo                  zones, free and used pages, slab pages, descriptor overhead,
                            the sampled guard pages (kfence)
-  buddyinfo                free blocks per order and zone
+  buddyinfo                free blocks per order and zone (per node on several)
+  numastat                 per node: managed and free pages, local and remote
+                           allocations, remote frees, slab objects
   slabinfo [all]           caches in use (or all) in /proc/slabinfo form, and kfence's
                            line
   kmalloc <size> [flags]   allocate, print the address; flags: zero dma dma32 atomic
@@ -258,6 +261,7 @@ fn usage(cmd: &str) -> &'static str {
         "help" => "help",
         "meminfo" => "meminfo",
         "buddyinfo" => "buddyinfo",
+        "numastat" => "numastat",
         "bench" => "bench",
         "options" => "options",
         "reap" => "reap",
@@ -290,6 +294,10 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
         "buddyinfo" => {
             a.end()?;
             print!("{}", BuddyInfo(&pages().info()));
+        }
+        "numastat" => {
+            a.end()?;
+            print_numastat();
         }
         "slabinfo" => {
             let all = match a.optional() {
@@ -444,4 +452,22 @@ fn execute(line: &str) -> Result<(), Refused<'_>> {
         _ => return Err(Refused::UnknownCommand(cmd)),
     }
     Ok(())
+}
+
+/// `numastat`: the page allocator's per-node table, then the slab objects on each node
+/// (objects of the slabs whose pages lie there, free or in use).
+fn print_numastat() {
+    let info = pages().info();
+    print!("{}", NumaStat(&info));
+    let mut objects = [0usize; MAX_NODES];
+    kmem().slabinfo(|i| {
+        for (o, slabs) in objects.iter_mut().zip(i.node_slabs) {
+            *o += slabs * i.objperslab;
+        }
+    });
+    print!("slab objects:");
+    for o in &objects[..info.nr_nodes] {
+        print!(" {o}");
+    }
+    println!();
 }

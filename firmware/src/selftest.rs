@@ -12,7 +12,8 @@ use crate::println;
 #[cfg(target_arch = "aarch64")]
 use super::mte_tests;
 use super::{
-    boot_tests, driver_tests, hotplug_tests, irq_tests, kfence_tests, page_tests, slab_tests,
+    boot_tests, driver_tests, hotplug_tests, irq_tests, kfence_tests, numa_tests, page_tests,
+    slab_tests,
 };
 
 /// Every self-test, in the order they run.
@@ -33,6 +34,14 @@ pub const TESTS: &[Test] = &[
     ),
     ("pages_free_on_another_cpu", page_tests::free_on_another_cpu),
     ("pages_out_of_memory", page_tests::out_of_memory),
+    (
+        "numa_allocations_land_on_the_cores_node",
+        numa_tests::allocations_land_on_the_cores_node,
+    ),
+    (
+        "numa_cross_node_frees_go_home",
+        numa_tests::cross_node_frees_go_home,
+    ),
     ("kmalloc_every_class", slab_tests::every_class),
     (
         "kmalloc_per_cpu_caches_on_every_core",

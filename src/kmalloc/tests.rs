@@ -1041,3 +1041,5 @@ fn global_dealloc_over_several_banks() {
 }
 
 mod bulk;
+mod cpus;
+mod numa;

@@ -2,7 +2,8 @@
 //!
 //! Invariants (checked by `FreeArea::check` in tests):
 //! - a block of order `o` starts at a frame number that is a multiple of 2^o, so it is
-//!   aligned to its size in physical memory, and lies inside one bank and one zone;
+//!   aligned to its size in physical memory, and lies inside one bank, one zone and one
+//!   node;
 //! - every block on list `o` has its head in state `Free` with order `o`; its other frames
 //!   are `Tail`;
 //! - no two free buddies of the same order exist: freeing merges them at once.
@@ -142,7 +143,7 @@ impl FreeArea {
     /// Returns the block headed by `idx` to the free lists, merging it with free buddies.
     /// The caller has checked that `idx` heads a block of `order` it may free.
     pub fn free(&mut self, t: &FrameTable, mut idx: u32, mut order: u32) {
-        let zone = t.frame(idx).zone();
+        let place = t.frame(idx).place();
         // Buddies merge only inside the run of descriptors that holds the block: a
         // region added at run time may lie next to another, whose descriptors are
         // elsewhere (and which may be removed on its own).
@@ -155,7 +156,7 @@ impl FreeArea {
             }
             let b = first + (buddy_pfn - start) as u32;
             let bf = t.frame(b);
-            if bf.state() != FrameState::Free || bf.order() != order || bf.zone() != zone {
+            if bf.state() != FrameState::Free || bf.order() != order || bf.place() != place {
                 break;
             }
             self.unlink(t, b, order);

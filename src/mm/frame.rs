@@ -11,7 +11,7 @@
 //!
 //! | field     | bytes | meaning |
 //! |-----------|-------|---------|
-//! | `flags`   | 4 | bits 0–3 state, 4–5 zone, 8–12 order of the block this frame heads; bits 13–31 the owner's while the block is allocated |
+//! | `flags`   | 4 | bits 0–3 state, 4–5 zone, 6–8 NUMA node, 9–12 order of the block this frame heads; bits 13–31 the owner's while the block is allocated |
 //! | `next`    | 4 | free-list link while the frame heads a free block, [`NIL`] at the end; the owner's while allocated |
 //! | `private` | 8 | while free: the `prev` link; while allocated: the owner's data |
 //! | `owner`   | 8 | back-pointer of the block's owner (slab cache, kmalloc) for O(1) free |
@@ -33,6 +33,7 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering::Relaxed};
 
 use super::hot::{HOT_BASE, HotTable};
 use super::memmap::{PAGE_SIZE, PhysRange};
+use super::numa::NodeId;
 use super::zone::ZoneKind;
 
 /// Page shift: frame number = physical address >> `PAGE_SHIFT`.
@@ -89,23 +90,25 @@ pub struct PageFrame {
 const _: () = assert!(core::mem::size_of::<PageFrame>() == 24);
 
 const ZONE_SHIFT: u32 = 4;
-const ORDER_SHIFT: u32 = 8;
+const NODE_SHIFT: u32 = 6;
+const ORDER_SHIFT: u32 = 9;
+const _: () = assert!(super::buddy::MAX_ORDER < 16 && super::numa::MAX_NODES <= 8);
 /// The owner's bits of `flags`: 13–31.
 const OWNER_SHIFT: u32 = 13;
 
-const fn pack(state: FrameState, zone: ZoneKind, order: u32) -> u32 {
-    state as u32 | (zone as u32) << ZONE_SHIFT | order << ORDER_SHIFT
+const fn pack(state: FrameState, zone: ZoneKind, node: NodeId, order: u32) -> u32 {
+    state as u32 | (zone as u32) << ZONE_SHIFT | (node as u32) << NODE_SHIFT | order << ORDER_SHIFT
 }
 
-/// The zone's bits of a packed word, in place (the zone never changes after init, so the
-/// hot paths carry these over rather than decode and re-encode them).
-const ZONE_BITS: u32 = 3 << ZONE_SHIFT;
+/// The zone's and node's bits of a packed word, in place (neither changes after init, so
+/// the hot paths carry these over rather than decode and re-encode them).
+const ZONE_BITS: u32 = 3 << ZONE_SHIFT | 7 << NODE_SHIFT;
 
 impl PageFrame {
-    /// A fresh descriptor for a frame in `zone`.
-    pub(crate) const fn new(state: FrameState, zone: ZoneKind) -> PageFrame {
+    /// A fresh descriptor for a frame in `zone` of `node`.
+    pub(crate) const fn new(state: FrameState, zone: ZoneKind, node: NodeId) -> PageFrame {
         PageFrame {
-            flags: AtomicU32::new(pack(state, zone, 0)),
+            flags: AtomicU32::new(pack(state, zone, node, 0)),
             next: AtomicU32::new(NIL),
             private: AtomicUsize::new(NIL as usize),
             owner: AtomicUsize::new(0),
@@ -122,10 +125,26 @@ impl PageFrame {
         ZoneKind::from_index(((self.flags.load(Relaxed) >> ZONE_SHIFT) & 3) as usize)
     }
 
+    /// The NUMA node whose memory holds the frame.
+    #[inline]
+    pub fn node(&self) -> NodeId {
+        ((self.flags.load(Relaxed) >> NODE_SHIFT) & 7) as NodeId
+    }
+
+    /// Node and zone index from one load: which free area the frame goes back to.
+    #[inline(always)]
+    pub(crate) fn place(&self) -> (NodeId, usize) {
+        let f = self.flags.load(Relaxed);
+        (
+            ((f >> NODE_SHIFT) & 7) as NodeId,
+            ((f >> ZONE_SHIFT) & 3) as usize,
+        )
+    }
+
     /// Order of the block this frame heads (meaningful for heads only).
     #[inline]
     pub fn order(&self) -> u32 {
-        (self.flags.load(Relaxed) >> ORDER_SHIFT) & 0x1F
+        (self.flags.load(Relaxed) >> ORDER_SHIFT) & 0xF
     }
 
     #[inline]
@@ -252,7 +271,8 @@ impl FrameTable {
     }
 
     /// Builds the table over `usable` (sorted, disjoint, page-aligned, at most
-    /// [`MAX_BANKS`] ranges) and initialises every descriptor as `Reserved` in its zone.
+    /// [`MAX_BANKS`] ranges) and initialises every descriptor as `Reserved` in its zone
+    /// and node (`place_of`).
     ///
     /// # Safety
     /// `frames` must point to writable memory for [`FrameTable::frames_needed`] descriptors,
@@ -260,7 +280,7 @@ impl FrameTable {
     pub unsafe fn init(
         usable: &[PhysRange],
         frames: *mut PageFrame,
-        zone_of: impl Fn(u64) -> ZoneKind,
+        place_of: impl Fn(u64) -> (ZoneKind, NodeId),
     ) -> FrameTable {
         let mut t = FrameTable {
             banks: [Bank::default(); MAX_BANKS],
@@ -279,12 +299,12 @@ impl FrameTable {
                 first: idx,
             };
             for pfn in s..e {
+                let (zone, node) = place_of(pfn << PAGE_SHIFT);
                 // SAFETY: idx < frames_needed(usable), which the caller sized `frames` for.
                 unsafe {
-                    frames.add(idx as usize).write(PageFrame::new(
-                        FrameState::Reserved,
-                        zone_of(pfn << PAGE_SHIFT),
-                    ))
+                    frames
+                        .add(idx as usize)
+                        .write(PageFrame::new(FrameState::Reserved, zone, node))
                 };
                 idx += 1;
             }

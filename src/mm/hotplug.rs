@@ -51,6 +51,7 @@ use super::hot::{MAX_HOT, MAX_HOT_FRAMES, slot_first};
 /// ```
 pub const MAX_REGIONS: usize = MAX_HOT;
 use super::memmap::{PAGE_SIZE, PhysRange};
+use super::numa::NodeId;
 use super::zone::{NR_ZONES, ZoneKind};
 use super::{PageAllocator, PageError};
 use crate::arch::Arch;
@@ -337,6 +338,9 @@ impl<A: Arch> PageAllocator<A> {
             .free_slot()
             .ok_or(HotplugError::NoFreeSlot { max: MAX_HOT })?;
         let base = A::phys_to_virt(range.start) as *mut PageFrame;
+        // The whole region joins the node whose memory holds its start: firmware
+        // describes hot-pluggable memory per node.
+        let node = self.numa.topology.node_of(range.start).unwrap_or(0);
         for i in 0..frames {
             let pa = range.start + i * PAGE_SIZE;
             // SAFETY: the caller gives us the range; its first `meta` frames hold
@@ -345,6 +349,7 @@ impl<A: Arch> PageAllocator<A> {
                 base.add(i as usize).write(PageFrame::new(
                     FrameState::Reserved,
                     self.limits.zone_of(pa),
+                    node,
                 ))
             };
         }
@@ -356,7 +361,7 @@ impl<A: Arch> PageAllocator<A> {
             let (zs, ze) = self.limits.span(z);
             let (is, ie) = ((s + meta).max(zs >> PAGE_SHIFT), e.min(ze >> PAGE_SHIFT));
             if is < ie {
-                let zone = &self.zones[z.index()];
+                let zone = &self.numa.nodes[node].zones[z.index()];
                 let mut area = zone.area.lock();
                 area.add_range(&self.table, first + (is - s) as u32, (ie - is) as u32);
                 zone.managed.fetch_add(ie - is, Relaxed);
@@ -432,8 +437,9 @@ impl<A: Arch> PageAllocator<A> {
             })
             .ok_or(HotplugError::NotARegion { range })?;
         self.drain_all_pcp();
-        let mut areas: [_; NR_ZONES] = core::array::from_fn(|z| self.zones[z].area.lock());
         let t = &self.table;
+        let zones = &self.numa.nodes[t.frame(span.first).node()].zones;
+        let mut areas: [_; NR_ZONES] = core::array::from_fn(|z| zones[z].area.lock());
         let meta = meta_frames(span.len()) as u32;
         let end = span.first + span.len() as u32;
         let blocks = || {
@@ -461,7 +467,7 @@ impl<A: Arch> PageAllocator<A> {
             f.set(FrameState::Reserved, order);
             managed[z] += 1 << order;
         }
-        for (zone, n) in self.zones.iter().zip(managed) {
+        for (zone, n) in zones.iter().zip(managed) {
             zone.managed.fetch_sub(n, Relaxed);
         }
         // Nobody reads the descriptors past this (hot.rs): the memory goes back.
@@ -513,7 +519,12 @@ impl<A: Arch> PageAllocator<A> {
     /// The out-of-memory path: asks the hook for memory and tries again (module doc).
     #[cold]
     #[inline(never)]
-    pub(super) fn alloc_from_hook(&self, order: u32, gfp: Gfp) -> Result<u32, PageError> {
+    pub(super) fn alloc_from_hook(
+        &self,
+        order: u32,
+        gfp: Gfp,
+        node: NodeId,
+    ) -> Result<u32, PageError> {
         let oom = PageError::OutOfMemory {
             order,
             zone: gfp.zone(),
@@ -528,7 +539,7 @@ impl<A: Arch> PageAllocator<A> {
                     let more = (hook.f)(self, OomRequest { order, gfp }, hook.ctx);
                     self.oom_busy.store(0, Release);
                     if !more {
-                        return self.try_alloc(order, gfp.zone()).ok_or(oom);
+                        return self.try_alloc(order, gfp, node).ok_or(oom);
                     }
                 }
                 // Called again from inside the hook, or from an interrupt of it.
@@ -539,7 +550,7 @@ impl<A: Arch> PageAllocator<A> {
                     }
                 }
             }
-            if let Some(idx) = self.try_alloc(order, gfp.zone()) {
+            if let Some(idx) = self.try_alloc(order, gfp, node) {
                 return Ok(idx);
             }
         }

@@ -1,19 +1,28 @@
 //! The page allocator: memory map → zones → page descriptors → buddy + per-CPU lists.
 //!
 //! [`PageAllocator::new`] takes a normalised memory map, carves its own metadata (the
-//! descriptor array and the per-CPU lists) out of usable memory — as the DragonOS seed puts
-//! its structures after `memory_management_struct` — and hands every other usable frame to
-//! its zone's buddy allocator as maximal aligned blocks.
+//! descriptor array, the per-CPU lists and the zones' NUMA state) out of usable memory — as
+//! the DragonOS seed puts its structures after `memory_management_struct` — and hands
+//! every other usable frame to its zone's buddy allocator as maximal aligned blocks.
 //!
-//! Lock order: a CPU's page lists, then a zone's free area. Both are taken with interrupts
-//! off. Bad frees are checked against the descriptor before anything changes, so an error
-//! leaves the allocator exactly as it was.
+//! On a NUMA machine ([`PageAllocator::with_topology`], [`numa::Topology`]) every node has
+//! its own zones; a request prefers the running CPU's node and falls back to the others
+//! nearest first ([`Gfp::THIS_NODE`] forbids that), and a CPU's page lists hold only its
+//! own node's frames, so a block freed on another node goes straight home (`node`). The
+//! metadata stays in one place (placed as on one node): `PageInfo::meta` says where.
+//!
+//! Lock order: a CPU's page lists, then a zone's free area (zones of different nodes are
+//! never held together but by the fork handlers, node by node). Both are taken with
+//! interrupts off. Bad frees are checked against the descriptor before anything changes,
+//! so an error leaves the allocator exactly as it was.
 
 pub(crate) mod buddy;
 pub(crate) mod frame;
 pub(crate) mod hot;
 pub mod hotplug;
 pub mod memmap;
+mod node;
+pub mod numa;
 pub(crate) mod pcp;
 pub mod zone;
 
@@ -30,6 +39,10 @@ use crate::sync::IrqMutex;
 use buddy::{FreeArea, NR_ORDERS};
 use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
+use node::{NumaRef, NumaState};
+use numa::{MAX_NODES, NodeId, Topology, TopologyError};
+
+pub use node::{NodeInfo, NumaStat};
 use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
 
@@ -111,6 +124,11 @@ pub enum PageError {
         /// The address freed.
         addr: PhysAddr,
     },
+    /// [`PageAllocator::alloc_pages_node`] named a node the allocator does not have.
+    NoSuchNode {
+        /// The node asked for.
+        node: NodeId,
+    },
     /// The block was allocated with a different order.
     OrderMismatch {
         /// The address freed.
@@ -131,6 +149,7 @@ impl fmt::Display for PageError {
                     "out of memory: no free order-{order} block in zone {zone} or below"
                 )
             }
+            PageError::NoSuchNode { node } => write!(f, "node {node} does not exist"),
             PageError::OrderTooLarge { order } => {
                 write!(f, "order {order} is above the maximum order {MAX_ORDER}")
             }
@@ -187,6 +206,9 @@ pub enum InitError {
     },
     /// Zero CPUs.
     NoCpus,
+    /// The topology given to [`PageAllocator::with_topology`] failed
+    /// [`Topology::check`].
+    Topology(TopologyError),
 }
 
 impl fmt::Display for InitError {
@@ -198,6 +220,7 @@ impl fmt::Display for InitError {
                 "page allocator: no usable range holds the {bytes} bytes of page descriptors"
             ),
             InitError::NoCpus => f.write_str("page allocator: zero CPUs"),
+            InitError::Topology(e) => write!(f, "page allocator: {e}"),
         }
     }
 }
@@ -207,6 +230,15 @@ struct Zone<A: Arch> {
     /// (changed under the hotplug lock; read without it).
     managed: AtomicU64,
     area: IrqMutex<A, FreeArea>,
+}
+
+impl<A: Arch> Zone<A> {
+    fn new() -> Zone<A> {
+        Zone {
+            managed: AtomicU64::new(0),
+            area: IrqMutex::new(FreeArea::new()),
+        }
+    }
 }
 
 /// Figures for one zone.
@@ -274,13 +306,17 @@ impl ZoneInfo {
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct PageInfo {
-    /// Each zone's figures, by [`ZoneKind::index`]; empty zones included.
+    /// Each zone's figures over all nodes, by [`ZoneKind::index`]; empty zones included.
     pub zones: [ZoneInfo; NR_ZONES],
+    /// Each node's figures; the first [`PageInfo::nr_nodes`] are the allocator's.
+    pub nodes: [NodeInfo; MAX_NODES],
+    /// Number of nodes.
+    pub nr_nodes: usize,
     /// Number of page descriptors, those of regions added at run time included.
     pub frames: u32,
     /// Bytes of one descriptor.
     pub frame_bytes: usize,
-    /// The carved metadata area (descriptors and per-CPU lists).
+    /// The carved metadata area (descriptors, per-CPU lists and the NUMA state).
     pub meta: PhysRange,
     /// Regions added at run time and online now.
     pub hot_regions: u32,
@@ -291,6 +327,20 @@ pub struct PageInfo {
 }
 
 impl PageInfo {
+    /// The figures of the allocator's nodes.
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_capacity(16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// let info = kmem.pages().info();
+    /// assert_eq!(info.node_infos().len(), 1);
+    /// assert_eq!(info.node_infos()[0].managed_pages(), info.managed_pages());
+    /// ```
+    pub fn node_infos(&self) -> &[NodeInfo] {
+        &self.nodes[..self.nr_nodes]
+    }
+
     /// Free frames, including those in per-CPU lists.
     ///
     /// # Examples
@@ -376,6 +426,9 @@ impl fmt::Display for PageInfo {
             ppm / 10_000,
             ppm % 10_000
         )?;
+        if self.nr_nodes > 1 {
+            write!(f, "{}", NumaStat(self))?;
+        }
         if self.hot_regions > 0 {
             writeln!(
                 f,
@@ -389,7 +442,8 @@ impl fmt::Display for PageInfo {
     }
 }
 
-/// `/proc/buddyinfo`-style view: free blocks per order and zone.
+/// `/proc/buddyinfo`-style view: free blocks per order and zone; on several nodes, per
+/// node and zone (rows named `node:zone`).
 ///
 /// # Examples
 /// ```
@@ -408,17 +462,24 @@ pub struct BuddyInfo<'a>(
 
 impl fmt::Display for BuddyInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<7}", "order")?;
+        let one = self.0.nr_nodes == 1;
+        // Rows are named `zone`, or `node:zone` on several nodes.
+        write!(f, "{:<w$}", "order", w = if one { 7 } else { 9 })?;
         for o in 0..NR_ORDERS {
             write!(f, " {o:>5}")?;
         }
         writeln!(f)?;
-        for z in &self.0.zones {
-            write!(f, "{:<7}", z.kind.name())?;
-            for n in z.free_blocks {
-                write!(f, " {n:>5}")?;
+        for (node, n) in self.0.node_infos().iter().enumerate() {
+            for z in &n.zones {
+                if !one {
+                    write!(f, "{node}:")?;
+                }
+                write!(f, "{:<7}", z.kind.name())?;
+                for n in z.free_blocks {
+                    write!(f, " {n:>5}")?;
+                }
+                writeln!(f)?;
             }
-            writeln!(f)?;
         }
         Ok(())
     }
@@ -441,8 +502,9 @@ impl fmt::Display for BuddyInfo<'_> {
 /// ```
 pub struct PageAllocator<A: Arch> {
     table: FrameTable,
-    zones: [Zone<A>; NR_ZONES],
     pcp: PerCpu<A, PcpZones>,
+    /// Topology and every node's zones, in the metadata area.
+    numa: NumaRef<A>,
     meta: PhysRange,
     limits: ZoneLimits,
     /// Serialises adding and removing regions (taken before the page lists and zone
@@ -464,7 +526,7 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
     /// (module doc): until [`PageAllocator::fork_release`], no thread is inside.
     pub(crate) fn fork_hold(&self) {
         self.pcp.hold_all();
-        for z in &self.zones {
+        for z in self.zones() {
             z.area.hold();
         }
     }
@@ -500,7 +562,7 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
     pub(crate) unsafe fn fork_release(&self) {
         // SAFETY: the caller's contract: fork_hold took all of them.
         unsafe {
-            for z in self.zones.iter().rev() {
+            for z in self.zones().rev() {
                 z.area.release();
             }
             self.pcp.release_all();
@@ -509,9 +571,11 @@ impl<A: Arch<IrqState = ()>> PageAllocator<A> {
 }
 
 impl<A: Arch> PageAllocator<A> {
-    /// Builds the allocator over `map` for `nr_cpus` CPUs. The metadata goes at the first
-    /// 2 MiB boundary at or above `place_after` that fits (the seed's layout after the
-    /// kernel image), or else at the start of the largest usable range.
+    /// Builds the allocator over `map` for `nr_cpus` CPUs (1 to [`numa::MAX_CPUS`]), all
+    /// on one node: [`PageAllocator::with_topology`] with [`Topology::flat`]. The
+    /// metadata goes at the first 2 MiB boundary at or above `place_after` that fits (the
+    /// seed's layout after the kernel image), or else at the start of the largest usable
+    /// range.
     ///
     /// # Safety
     /// Every usable range of `map` must be RAM that nothing else uses for the lifetime of
@@ -540,58 +604,112 @@ impl<A: Arch> PageAllocator<A> {
         nr_cpus: usize,
         place_after: Option<PhysAddr>,
     ) -> Result<Self, InitError> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { Self::with_topology(map, limits, &Topology::flat(nr_cpus), place_after) }
+    }
+
+    /// Builds the allocator over `map` for the CPUs and nodes of `topology`, which must
+    /// pass [`Topology::check`]; metadata is placed as by [`PageAllocator::new`].
+    ///
+    /// # Safety
+    /// As [`PageAllocator::new`].
+    ///
+    /// # Examples
+    /// Two nodes of 8 MiB with two CPUs each:
+    /// ```
+    /// use kmem::hosted::{HostArch, Region};
+    /// use kmem::mm::InitError;
+    /// use kmem::{PageAllocator, PhysRange, Topology, TopologyError, ZoneLimits};
+    /// let ram = Region::new(16 << 20).unwrap();
+    /// let map = ram.normalized().unwrap();
+    /// let mut topology = Topology::new();
+    /// for node in 0..2 {
+    ///     let start = ram.start() + node as u64 * (8 << 20);
+    ///     topology.add_memory(node, PhysRange { start, end: start + (8 << 20) })?;
+    ///     topology.add_cpu(2 * node, node)?;
+    ///     topology.add_cpu(2 * node + 1, node)?;
+    /// }
+    /// type Pages = PageAllocator<HostArch>;
+    /// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// let pages = unsafe { Pages::with_topology(&map, ZoneLimits::FLAT, &topology, None) }
+    ///     .expect("a good topology");
+    /// assert_eq!(pages.nr_cpus(), 4);
+    ///
+    /// topology.add_cpu(4, 2)?; // node 2 has no memory
+    /// // SAFETY: as above; the allocator is not built.
+    /// let bad = unsafe { Pages::with_topology(&map, ZoneLimits::FLAT, &topology, None) };
+    /// let why = TopologyError::CpuWithoutMemory { cpu: 4, node: 2 };
+    /// assert_eq!(bad.err(), Some(InitError::Topology(why)));
+    /// # Ok::<(), TopologyError>(())
+    /// ```
+    pub unsafe fn with_topology(
+        map: &NormalizedMap,
+        limits: ZoneLimits,
+        topology: &Topology,
+        place_after: Option<PhysAddr>,
+    ) -> Result<Self, InitError> {
+        let nr_cpus = topology.cpus();
         if nr_cpus == 0 {
             return Err(InitError::NoCpus);
         }
+        topology.check().map_err(InitError::Topology)?;
         let usable = map.usable();
         let nframes = FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
         let pcp_off = align_up(
             nframes as u64 * size_of::<PageFrame>() as u64,
             PerCpu::<A, PcpZones>::align() as u64,
         );
-        let bytes = align_up(
+        let numa_off = align_up(
             pcp_off + PerCpu::<A, PcpZones>::bytes_needed(nr_cpus) as u64,
-            PAGE_SIZE,
+            align_of::<NumaState<A>>() as u64,
         );
+        let bytes = align_up(numa_off + size_of::<NumaState<A>>() as u64, PAGE_SIZE);
         let meta = place_metadata(usable, bytes, place_after)
             .ok_or(InitError::NoRoomForMetadata { bytes })?;
         let base = A::phys_to_virt(meta.start) as *mut u8;
+        let node_of = |pa| topology.node_of(pa).unwrap_or(0);
         // SAFETY: `meta` lies inside usable RAM that the caller gave us exclusively; it
-        // is page-aligned and `bytes` long, room for nframes descriptors then the lists.
-        let table = unsafe { FrameTable::init(usable, base.cast(), |pa| limits.zone_of(pa)) };
+        // is page-aligned and `bytes` long, room for nframes descriptors, then the lists,
+        // then the NUMA state.
+        let table = unsafe {
+            FrameTable::init(usable, base.cast(), |pa| (limits.zone_of(pa), node_of(pa)))
+        };
         // SAFETY: as above; pcp_off is aligned for the per-CPU slots.
         let pcp = unsafe {
-            PerCpu::init_at(base.add(pcp_off as usize), nr_cpus, |_| {
-                core::array::from_fn(|_| PcpLists::new())
+            PerCpu::init_at(base.add(pcp_off as usize), nr_cpus, |cpu| {
+                PcpZones::new(topology.node_of_cpu(cpu))
             })
         };
-        let zones: [Zone<A>; NR_ZONES] = core::array::from_fn(|_| Zone {
-            managed: AtomicU64::new(0),
-            area: IrqMutex::new(FreeArea::new()),
-        });
+        // SAFETY: as above; numa_off is aligned for the state, which nothing else uses.
+        let numa = unsafe {
+            NumaRef::init_at(base.add(numa_off as usize).cast(), NumaState::new(topology))
+        };
         let meta_pfns = (meta.start >> PAGE_SHIFT, meta.end >> PAGE_SHIFT);
         for (s, e, first) in table.bank_spans() {
             for (ps, pe) in subtract((s, e), meta_pfns) {
                 for z in ZoneKind::ALL {
                     let (zs, ze) = limits.span(z);
                     let (zs, ze) = (zs >> PAGE_SHIFT, ze >> PAGE_SHIFT);
-                    let (is, ie) = (ps.max(zs), pe.min(ze));
-                    if is < ie {
-                        let zone = &zones[z.index()];
+                    let (mut is, ie) = (ps.max(zs), pe.min(ze));
+                    // One node's run at a time: a buddy block never spans two nodes.
+                    while is < ie {
+                        let (re, node) = topology.run_at(is, ie);
+                        let zone = &numa.nodes[node].zones[z.index()];
                         zone.area.lock().add_range(
                             &table,
                             first + (is - s) as u32,
-                            (ie - is) as u32,
+                            (re - is) as u32,
                         );
-                        zone.managed.fetch_add(ie - is, Relaxed);
+                        zone.managed.fetch_add(re - is, Relaxed);
+                        is = re;
                     }
                 }
             }
         }
         Ok(PageAllocator {
             table,
-            zones,
             pcp,
+            numa,
             meta,
             limits,
             hotplug: spin::Mutex::new(()),
@@ -622,10 +740,14 @@ impl<A: Arch> PageAllocator<A> {
         // list, goes the whole way (which also falls back to lower zones).
         if let Some(l) = pcp_list(order)
             && !gfp.contains(Gfp::ZERO)
-            && let Some(z) = (0..=gfp.zone().index())
-                .rev()
-                .find(|&z| self.zones[z].managed.load(Relaxed) != 0)
-            && let Some(Some(idx)) = self.pcp.try_owned(|lists| lists[z].pop(l))
+            && let Some(Some(idx)) = self.pcp.try_owned(|lists| {
+                // The CPU's lists hold its own node's frames: the preferred node.
+                let zones = &self.numa.nodes[lists.node].zones;
+                let z = (0..=gfp.zone().index())
+                    .rev()
+                    .find(|&z| zones[z].managed.load(Relaxed) != 0)?;
+                lists[z].pop(l)
+            })
         {
             return Ok(self.hand_out(idx, order));
         }
@@ -642,19 +764,24 @@ impl<A: Arch> PageAllocator<A> {
     /// [`PageAllocator::alloc_pages`] past its fast path.
     #[inline(never)]
     fn alloc_pages_slow(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.alloc_pages_on(order, gfp, self.local_node())
+    }
+
+    /// A block preferring `node` (only `node` with [`Gfp::THIS_NODE`]), the whole way.
+    fn alloc_pages_on(&self, order: u32, gfp: Gfp, node: NodeId) -> Result<PhysAddr, PageError> {
         if order > MAX_ORDER {
             return Err(PageError::OrderTooLarge { order });
         }
-        let idx = match self.try_alloc(order, gfp.zone()) {
+        let idx = match self.try_alloc(order, gfp, node) {
             Some(idx) => idx,
             None => {
                 // Free frames may sit in other CPUs' lists, and split pieces there keep
                 // their buddies from merging: give them all back and try once more;
                 // then ask the out-of-memory hook for more memory.
                 self.drain_all_pcp();
-                match self.try_alloc(order, gfp.zone()) {
+                match self.try_alloc(order, gfp, node) {
                     Some(idx) => idx,
-                    None => self.alloc_from_hook(order, gfp)?,
+                    None => self.alloc_from_hook(order, gfp, node)?,
                 }
             }
         };
@@ -673,35 +800,57 @@ impl<A: Arch> PageAllocator<A> {
         Ok(pa)
     }
 
-    fn try_alloc(&self, order: u32, highest: ZoneKind) -> Option<u32> {
+    /// A block from `node` (the nearest nodes after it, unless [`Gfp::THIS_NODE`]),
+    /// from the highest zone `gfp` allows down: node by node, each node's zones in turn.
+    fn try_alloc(&self, order: u32, gfp: Gfp, node: NodeId) -> Option<u32> {
         let list = pcp_list(order);
-        // The zones of `highest.fallbacks()`, as a plain loop: this is the page fast path.
-        for z in (0..=highest.index()).rev() {
-            if self.zones[z].managed.load(Relaxed) == 0 {
-                continue;
-            }
-            let got = match list {
-                Some(l) => self.pcp_alloc(z, l),
-                None => self.zones[z]
-                    .area
-                    .lock()
-                    .alloc(&self.table, order, FrameState::Allocated),
-            };
-            if got.is_some() {
-                return got;
+        let tried = if gfp.contains(Gfp::THIS_NODE) {
+            1
+        } else {
+            self.nr_nodes()
+        };
+        for &n in &self.numa.fallback[node][..tried] {
+            let n = n as NodeId;
+            // The zones of `gfp.zone().fallbacks()`, as a plain loop: this is the page
+            // fast path.
+            for z in (0..=gfp.zone().index()).rev() {
+                let zone = &self.numa.nodes[n].zones[z];
+                if zone.managed.load(Relaxed) == 0 {
+                    continue;
+                }
+                let got = match list {
+                    Some(l) => self.pcp_alloc(n, z, l),
+                    None => zone
+                        .area
+                        .lock()
+                        .alloc(&self.table, order, FrameState::Allocated),
+                };
+                if got.is_some() {
+                    self.numa.nodes[n].count_alloc(n, node);
+                    return got;
+                }
             }
         }
         None
     }
 
-    /// A block from this CPU's list `l` of zone `z`, refilling the list when empty.
-    fn pcp_alloc(&self, z: usize, l: usize) -> Option<u32> {
+    /// A block of zone `z` of `node`: from this CPU's list `l`, refilling it when empty,
+    /// if the CPU is on `node`; else from the zone itself.
+    fn pcp_alloc(&self, node: NodeId, z: usize, l: usize) -> Option<u32> {
         let order = PCP_ORDERS[l];
         let idx = {
             let mut lists = self.pcp.local();
+            if lists.node != node {
+                drop(lists);
+                return self.numa.nodes[node].zones[z].area.lock().alloc(
+                    &self.table,
+                    order,
+                    FrameState::Allocated,
+                );
+            }
             let list = &mut lists[z];
             if list.is_empty(l) {
-                let mut area = self.zones[z].area.lock();
+                let mut area = self.numa.nodes[node].zones[z].area.lock();
                 for _ in 0..PcpLists::batch(l) {
                     match area.alloc(&self.table, order, FrameState::PcpCached) {
                         Some(idx) => list.push(l, idx),
@@ -749,23 +898,38 @@ impl<A: Arch> PageAllocator<A> {
                 .is_ok()
         {
             // The state change claimed the block (see `free_pages_slow`).
-            let zone = f.zone().index();
-            if self.pcp.try_owned(|lists| lists[zone].try_push(l, idx)) != Some(true) {
-                self.pcp_push(zone, l, idx);
+            let (node, zone) = f.place();
+            if self
+                .pcp
+                .try_owned(|lists| lists.node == node && lists[zone].try_push(l, idx))
+                != Some(true)
+            {
+                self.pcp_push(node, zone, l, idx);
             }
             return Ok(());
         }
         self.free_pages_slow(pa, order)
     }
 
-    /// Pushes block `idx` (already `PcpCached`) onto this CPU's list `l` of `zone`,
-    /// giving the list's coldest batch back to the zone first when it is full.
+    /// Pushes block `idx` (already `PcpCached`) of `zone` of `node` onto this CPU's
+    /// list `l`, giving the list's coldest batch back to the zone first when it is full;
+    /// a block of another node than the CPU's goes straight back to its home zone.
     #[inline(never)]
-    fn pcp_push(&self, zone: usize, l: usize, idx: u32) {
+    fn pcp_push(&self, node: NodeId, zone: usize, l: usize, idx: u32) {
         let mut lists = self.pcp.local();
+        if lists.node != node {
+            drop(lists);
+            let home = &self.numa.nodes[node];
+            home.count_remote_free();
+            home.zones[zone]
+                .area
+                .lock()
+                .free(&self.table, idx, PCP_ORDERS[l]);
+            return;
+        }
         let list = &mut lists[zone];
         if list.is_full(l) {
-            let mut area = self.zones[zone].area.lock();
+            let mut area = self.numa.nodes[node].zones[zone].area.lock();
             let order = PCP_ORDERS[l];
             list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
         }
@@ -788,16 +952,16 @@ impl<A: Arch> PageAllocator<A> {
         if f.owner() != 0 {
             return Err(PageError::Owned { addr: pa });
         }
-        let zone = f.zone().index();
+        let (node, zone) = f.place();
         if let Some(l) = pcp_list(order) {
             // The state change claims the block: of two CPUs freeing it at once, one wins
             // and the other sees PcpCached and reports a double free. It also checks the
             // order, which is part of the state word.
             f.transition(FrameState::Allocated, order, FrameState::PcpCached)
                 .map_err(|_| free_error(f, pa, order))?;
-            self.pcp_push(zone, l, idx);
+            self.pcp_push(node, zone, l, idx);
         } else {
-            let mut area = self.zones[zone].area.lock();
+            let mut area = self.numa.nodes[node].zones[zone].area.lock();
             if f.state() != FrameState::Allocated || f.order() != order {
                 return Err(free_error(f, pa, order));
             }
@@ -827,12 +991,13 @@ impl<A: Arch> PageAllocator<A> {
     /// ```
     pub fn drain_pcp(&self, cpu: usize) {
         let mut lists = self.pcp.cpu(cpu);
+        let zones = &self.numa.nodes[lists.node].zones;
         for (z, zone_lists) in lists.iter_mut().enumerate() {
             for (l, &order) in PCP_ORDERS.iter().enumerate() {
                 if zone_lists.is_empty(l) {
                     continue;
                 }
-                let mut area = self.zones[z].area.lock();
+                let mut area = zones[z].area.lock();
                 zone_lists.take_cold(l, usize::MAX, |i| area.free(&self.table, i, order));
             }
         }
@@ -914,24 +1079,31 @@ impl<A: Arch> PageAllocator<A> {
             hot_frames += s.len();
             hot_meta += hotplug::meta_frames(s.len());
         }
-        let mut pcp_pages = [0u64; NR_ZONES];
+        let mut pcp_pages = [[0u64; NR_ZONES]; MAX_NODES];
         for cpu in 0..self.pcp.len() {
             let lists = self.pcp.cpu(cpu);
             for (z, l) in lists.iter().enumerate() {
-                pcp_pages[z] += l.frames_held();
+                pcp_pages[lists.node][z] += l.frames_held();
             }
         }
+        let nr_nodes = self.nr_nodes();
+        let nodes: [NodeInfo; MAX_NODES] = core::array::from_fn(|n| {
+            if n < nr_nodes {
+                self.node_info(n, &pcp_pages[n])
+            } else {
+                NodeInfo::EMPTY
+            }
+        });
         PageInfo {
             zones: core::array::from_fn(|z| {
-                let area = self.zones[z].area.lock();
-                ZoneInfo {
-                    kind: ZoneKind::from_index(z),
-                    managed_pages: self.zones[z].managed.load(Relaxed),
-                    free_pages: area.free_pages(),
-                    pcp_pages: pcp_pages[z],
-                    free_blocks: area.blocks(),
+                let mut all = nodes[0].zones[z];
+                for n in &nodes[1..nr_nodes] {
+                    all = all.plus(&n.zones[z]);
                 }
+                all
             }),
+            nodes,
+            nr_nodes,
             frames: self.table.len() + hot_frames as u32,
             frame_bytes: size_of::<PageFrame>(),
             meta: self.meta,
@@ -944,9 +1116,17 @@ impl<A: Arch> PageAllocator<A> {
     /// Checks every zone's free lists against the descriptors.
     #[cfg(test)]
     pub(crate) fn check(&self) {
-        for z in &self.zones {
+        for z in self.zones() {
             z.area.lock().check(&self.table);
         }
+    }
+
+    /// Every zone of every node, node by node: the zone locks' order.
+    #[cfg(any(test, feature = "hosted"))]
+    fn zones(&self) -> impl DoubleEndedIterator<Item = &Zone<A>> {
+        self.numa.nodes[..self.nr_nodes()]
+            .iter()
+            .flat_map(|n| &n.zones)
     }
 
     /// The descriptor table: descriptors by index and by address (the slab layer links

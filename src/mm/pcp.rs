@@ -10,6 +10,7 @@
 //! free for users, invisible to buddy merging.
 
 use super::buddy::MAX_ORDER;
+use super::numa::NodeId;
 use super::zone::NR_ZONES;
 
 /// Number of cached orders (lists per zone).
@@ -137,8 +138,35 @@ impl Default for PcpLists {
     }
 }
 
-/// A CPU's lists, one set per zone, under one per-CPU lock.
-pub type PcpZones = [PcpLists; NR_ZONES];
+/// A CPU's lists, one set per zone of its node, under one per-CPU lock. Only frames of
+/// `node` enter them, so a drain gives every block back to that node's zones.
+pub struct PcpZones {
+    /// The node whose frames the lists hold: the CPU's, from the topology.
+    pub node: NodeId,
+    lists: [PcpLists; NR_ZONES],
+}
+
+impl PcpZones {
+    pub fn new(node: NodeId) -> PcpZones {
+        PcpZones {
+            node,
+            lists: core::array::from_fn(|_| PcpLists::new()),
+        }
+    }
+}
+
+impl core::ops::Deref for PcpZones {
+    type Target = [PcpLists; NR_ZONES];
+    fn deref(&self) -> &Self::Target {
+        &self.lists
+    }
+}
+
+impl core::ops::DerefMut for PcpZones {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.lists
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -588,6 +588,7 @@ impl<A: Arch> SlabCache<A> {
             f.set_owner(self as *const Self as usize);
         }
         node.free_objects += l.num;
+        node.node_slabs[head.node()] += 1;
         node.free.push(t, slab, ListKind::Free);
         Ok(slab)
     }
@@ -640,7 +641,7 @@ impl<A: Arch> SlabCache<A> {
             if node.free_objects > node.free_limit {
                 node.list(slab.list()).remove(t, slab);
                 node.free_objects -= slab.num();
-                self.destroy_slab(k, slab);
+                self.destroy_slab(k, node, slab);
             } else {
                 node.move_to(t, slab, ListKind::Free);
             }
@@ -650,7 +651,7 @@ impl<A: Arch> SlabCache<A> {
     }
 
     /// Runs destructors and gives a slab, which is on no list, back to the pages.
-    fn destroy_slab(&self, k: &impl Backing<A>, slab: Slab<'_>) {
+    fn destroy_slab(&self, k: &impl Backing<A>, node: &mut Node, slab: Slab<'_>) {
         let l = &self.geo().layout;
         if let Some(dtor) = self.dtor {
             for i in 0..l.num {
@@ -660,6 +661,9 @@ impl<A: Arch> SlabCache<A> {
         let pa = A::virt_to_phys(slab.base);
         for p in 0..1u64 << l.order {
             let f = k.pages().frame(pa + p * PAGE_SIZE).expect("slab frame");
+            if p == 0 {
+                node.node_slabs[f.node()] -= 1;
+            }
             f.set_owner(0);
             f.set_owner_bits(0);
             if p > 0 {
@@ -720,7 +724,7 @@ impl<A: Arch> SlabCache<A> {
             let s = self.slab_at(k, i);
             node.free.remove(t, s);
             node.free_objects -= s.num();
-            self.destroy_slab(k, s);
+            self.destroy_slab(k, node, s);
             pages += 1 << self.geo().layout.order;
         }
         pages

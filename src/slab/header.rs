@@ -509,7 +509,7 @@ mod tests {
     fn word_lines_meet_every_state_words_line_once() {
         let mem = vec![0u64; 4096];
         let base = (mem.as_ptr() as usize).next_multiple_of(CACHE_LINE * 8);
-        let head = PageFrame::new(FrameState::Allocated, ZoneKind::Normal);
+        let head = PageFrame::new(FrameState::Allocated, ZoneKind::Normal, 0);
         for (num, stride, fp) in [
             (170, 24, 0),
             (100, 40, 32),

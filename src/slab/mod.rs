@@ -83,6 +83,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::mm::memmap::PAGE_SIZE;
+use crate::mm::numa::MAX_NODES;
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
@@ -611,7 +612,8 @@ impl From<PageError> for SlabError {
     }
 }
 
-/// A node: the slab lists (one node; kmem has no NUMA).
+/// The slab lists: one set for the cache, whose slabs may lie on any NUMA node (each
+/// slab's pages come from the growing CPU's node, as the page allocator prefers).
 struct Node {
     full: SlabList,
     partial: SlabList,
@@ -621,6 +623,8 @@ struct Node {
     /// Above this many free objects, a slab that becomes empty goes back to the pages.
     free_limit: usize,
     colour_next: usize,
+    /// Slabs whose pages lie on each NUMA node.
+    node_slabs: [usize; MAX_NODES],
 }
 
 /// A slab cache. Lives at a fixed address once used: page descriptors of its slabs
@@ -999,6 +1003,7 @@ impl<A: Arch> SlabCache<A> {
                 free_objects: 0,
                 free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
                 colour_next: 0,
+                node_slabs: [0; MAX_NODES],
             }),
             depot: IrqMutex::new(depot),
             arrays: own,
@@ -1194,6 +1199,7 @@ impl<A: Arch> SlabCache<A> {
             depot_empty,
             active_slabs: node.full.len() + node.partial.len(),
             num_slabs: slabs,
+            node_slabs: node.node_slabs,
             waste_permille: self.geo().layout.waste_permille(),
         }
     }
@@ -1241,6 +1247,8 @@ pub struct SlabInfo {
     pub active_slabs: usize,
     /// All slabs: full, partial and empty ones kept.
     pub num_slabs: usize,
+    /// Slabs whose pages lie on each NUMA node (all on node 0 on one node).
+    pub node_slabs: [usize; MAX_NODES],
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,
 }
@@ -1280,7 +1288,20 @@ impl fmt::Display for SlabInfo {
             self.num_slabs,
             self.waste_permille / 10,
             self.waste_permille % 10,
-        )
+        )?;
+        // Per-node slab counts, once a slab lies past node 0.
+        if let Some(last) = self
+            .node_slabs
+            .iter()
+            .rposition(|&n| n > 0)
+            .filter(|&l| l > 0)
+        {
+            f.write_str(" : nodes")?;
+            for n in &self.node_slabs[..=last] {
+                write!(f, " {n}")?;
+            }
+        }
+        Ok(())
     }
 }
 

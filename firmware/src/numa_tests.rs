@@ -1,0 +1,122 @@
+//! Self-tests of NUMA placement on the real machine: on every core, pages land on the
+//! core's node; pages of another node freed on a core go back to their home node, and
+//! every node's free-page count comes back to where it started. On a one-node machine
+//! the same tests check the flat case: everything is node 0 and no free is remote.
+
+use kmem::mm::numa::MAX_NODES;
+use kmem::mm::{PageAllocator, PageError, PhysAddr};
+use kmem::{Gfp, NodeId};
+
+use crate::arch::cpu::Cpu;
+use crate::unchecked::PagesAny;
+
+use super::{pages, smp};
+
+type R = Result<(), &'static str>;
+
+fn ensure(ok: bool, reason: &'static str) -> R {
+    if ok { Ok(()) } else { Err(reason) }
+}
+
+/// Each node's free pages, with nothing parked in per-CPU lists.
+fn free_by_node(p: &PageAllocator<Cpu>) -> [u64; MAX_NODES] {
+    p.drain_all_pcp();
+    p.info().nodes.map(|n| n.free_pages())
+}
+
+/// Frees of each node's pages made by cores of other nodes, so far.
+fn remote_frees(p: &PageAllocator<Cpu>) -> u64 {
+    p.info().node_infos().iter().map(|n| n.remote_frees).sum()
+}
+
+/// Allocates a block of `order` (from `node` only, when given), checks where it landed,
+/// and frees it.
+fn lands_on(p: &PageAllocator<Cpu>, order: u32, node: NodeId, only: bool) -> R {
+    let pa = if only {
+        p.alloc_pages_node(node, order, Gfp::KERNEL | Gfp::THIS_NODE)
+    } else {
+        p.alloc_pages(order, Gfp::KERNEL)
+    }
+    .map_err(|_| "a page allocation failed")?;
+    let home = p.node_of(pa);
+    p.free_pages_any(pa, order).map_err(|_| "a free failed")?;
+    ensure(
+        home == Some(node),
+        "a page did not land on the node asked for",
+    )
+}
+
+fn local_on_this_core(_cpu: usize) -> R {
+    let p = pages();
+    let node = p.local_node();
+    for order in [0, 1, 3, 9] {
+        lands_on(p, order, node, false)?;
+        lands_on(p, order, node, true)?;
+    }
+    Ok(())
+}
+
+/// On every core at once, plain and `THIS_NODE` allocations land on the core's node.
+pub fn allocations_land_on_the_cores_node() -> R {
+    let p = pages();
+    ensure(
+        p.topology().check().is_ok(),
+        "the allocator's topology fails its check",
+    )?;
+    let before = free_by_node(p);
+    smp::run_on_all(local_on_this_core)?;
+    ensure(
+        free_by_node(p) == before,
+        "a node's free page count differs after the test",
+    )?;
+    let past = p.nr_nodes();
+    ensure(
+        p.alloc_pages_node(past, 0, Gfp::KERNEL) == Err(PageError::NoSuchNode { node: past }),
+        "a node past the last one was not refused",
+    )
+}
+
+/// Pages each core takes from another node and frees itself.
+const HANDOFF: usize = 32;
+
+fn free_the_next_nodes_pages(_cpu: usize) -> R {
+    let p = pages();
+    let node = (p.local_node() + 1) % p.nr_nodes();
+    let mut held: [PhysAddr; HANDOFF] = [0; HANDOFF];
+    for slot in &mut held {
+        *slot = p
+            .alloc_pages_node(node, 0, Gfp::KERNEL | Gfp::THIS_NODE)
+            .map_err(|_| "a page of the next node could not be allocated")?;
+        ensure(
+            p.node_of(*slot) == Some(node),
+            "a THIS_NODE page came from another node",
+        )?;
+    }
+    for pa in held {
+        p.free_pages_any(pa, 0)
+            .map_err(|_| "a free of another node's page failed")?;
+    }
+    Ok(())
+}
+
+/// On every core at once, pages of the next node (the own one on a one-node machine)
+/// are freed on this core: each goes home, and every node gets back what it gave.
+pub fn cross_node_frees_go_home() -> R {
+    let p = pages();
+    let before = free_by_node(p);
+    let remote_before = remote_frees(p);
+    smp::run_on_all(free_the_next_nodes_pages)?;
+    ensure(
+        free_by_node(p) == before,
+        "a node's free page count differs after cross-node frees",
+    )?;
+    let remote = remote_frees(p) - remote_before;
+    if p.nr_nodes() == 1 {
+        ensure(remote == 0, "a one-node machine counted remote frees")
+    } else {
+        ensure(
+            remote >= (smp::online() * HANDOFF) as u64,
+            "frees of another node's pages were not all sent home",
+        )
+    }
+}
