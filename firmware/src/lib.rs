@@ -96,17 +96,28 @@ pub fn boot(x0: usize) -> ! {
             Cpu::exit(1);
         }
     };
-    // SAFETY: boot core, nothing else running; the image, the boot data and the stack
-    // are in RAM (the image and the boot data are listed; the stack is in the image).
+    // SAFETY: boot core, before the map is built and before other cores start; the map's
+    // usable RAM is unused, and the range returned is kept from the allocator below.
+    let slots = unsafe { smp::place_slots(&info.map, info.cpus.len) };
+    // SAFETY: boot core, nothing else running; the image, the boot data and the stacks
+    // are in RAM (the image, the boot data and the slots are listed; the boot core's
+    // stack is in the image).
     unsafe {
-        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data]]);
+        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data, slots]]);
         Cpu::mmu_enable();
     }
     console::enable_locking();
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
-    // The allocator starts without the memory held back for adding at run time.
-    let map = match hotplug::hold_back(&info.map) {
+    println!(
+        "stacks: {} KiB each, the secondaries' at {slots}",
+        arch::SLOT_SIZE >> 10
+    );
+    // The allocator starts without the cores' slots, and without the memory held back
+    // for adding at run time.
+    let map = match hotplug::without(&info.map, (slots.size() > 0).then_some(slots))
+        .and_then(|m| hotplug::hold_back(&m))
+    {
         Ok(map) => map,
         Err(e) => fail(format_args!("holding memory back: {e}")),
     };

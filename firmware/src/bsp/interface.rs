@@ -43,6 +43,10 @@ pub trait Board {
     /// `kernel_secondary(logical)`.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError>;
 
+    /// Whether [`Board::start_cpu`] may start a core before the one started last is
+    /// online; when false, the firmware waits for each in turn.
+    const START_IN_PARALLEL: bool = true;
+
     /// The board's own self-tests, run after the common ones.
     const TESTS: &'static [Test] = &[];
 

@@ -11,15 +11,13 @@
 use aarch64_cpu::registers::{ESR_EL1, Readable};
 
 use super::{AArch64, psci, semihosting};
-use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET};
+use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_TOP_OFFSET};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
     depth = const DEPTH_OFFSET,
-    id = const ID_OFFSET,
-    exception_stacks = sym EXCEPTION_STACKS,
-    exception_stack_size = const EXCEPTION_STACK_SIZE,
+    exception_top = const EXCEPTION_TOP_OFFSET,
     handler = sym unexpected_exception,
     exit_block = sym semihosting::EXIT_FAILURE,
     conduit = sym psci::CONDUIT,

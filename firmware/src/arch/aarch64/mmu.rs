@@ -19,8 +19,7 @@ use tock_registers::LocalRegisterCopy;
 use tock_registers::register_bitfields;
 
 use crate::arch::Mapping;
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use kmem::mm::memmap::PhysRange;
 
 /// Level-2 tables, one per GiB: the map reaches physical addresses below this many GiB.
@@ -29,10 +28,9 @@ const L2_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 /// Size of one block mapping.
 const BLOCK: u64 = 2 << 20;
-/// Level-3 tables, for the blocks that hold guard pages: the stacks' slots, together no
-/// bigger than a block, lie across at most two.
-const L3_TABLES: usize = 2;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
+/// Level-3 tables, for the blocks that hold guard pages.
+const L3_TABLES: usize = percpu::guard_blocks_max(BLOCK as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 register_bitfields! {u64,
     /// A level-1 table descriptor or a level-2 block descriptor (the bits both use).

@@ -17,8 +17,7 @@ use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use riscv::register::satp;
 
 use crate::arch::Mapping;
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use kmem::mm::memmap::PhysRange;
 
 /// Level-1 tables, one per GiB: the map reaches physical addresses below this many GiB
@@ -28,10 +27,9 @@ const L1_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L1_TABLES as u64) << 30;
 /// Size of one megapage.
 const BLOCK: u64 = 2 << 20;
-/// Level-0 tables, for the megapages that hold guard pages: the stacks' slots, together
-/// no bigger than a megapage, lie across at most two.
-const L0_TABLES: usize = 2;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
+/// Level-0 tables, for the megapages that hold guard pages.
+const L0_TABLES: usize = percpu::guard_blocks_max(BLOCK as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 /// Page-table entry bits (the privileged specification, 4.3.1 and Svpbmt).
 const V: u64 = 1 << 0;

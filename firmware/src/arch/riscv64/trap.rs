@@ -17,15 +17,13 @@ use riscv::register::{sie, sip};
 
 use super::{RiscV64, boot, exit};
 use crate::arch::cpu::{Isa, MAX_CPUS};
-use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET};
+use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_TOP_OFFSET};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("trap.s"),
     depth = const DEPTH_OFFSET,
-    id = const ID_OFFSET,
-    exception_stacks = sym EXCEPTION_STACKS,
-    exception_stack_size = const EXCEPTION_STACK_SIZE,
+    exception_top = const EXCEPTION_TOP_OFFSET,
     handler = sym unexpected_trap,
     interrupt = sym interrupt,
     exit_device = sym exit::DEVICE,

@@ -28,14 +28,9 @@ __exception:
     sw      t0, {depth}(tp)
     li      t1, 1
     bne     t0, t1, __exception_nested
-    // sp = the top of exception_stacks[id]; the handler gets the old one in a3.
+    // sp = the top of this hart's exception stack; the handler gets the old one in a3.
     mv      a3, sp
-    ld      t1, {id}(tp)
-    addi    t1, t1, 1
-    li      t2, {exception_stack_size}
-    mul     t1, t1, t2
-    la      t2, {exception_stacks}
-    add     sp, t2, t1
+    ld      sp, {exception_top}(tp)
     csrr    a0, scause
     csrr    a1, stval
     csrr    a2, sepc

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use super::{apic, exception};
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, SLOT_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_TOP_OFFSET};
 
 unsafe extern "C" {
     fn kernel_init(start_info: usize) -> !;
@@ -31,9 +31,8 @@ core::arch::global_asm!(
     include_str!("trampoline.s"),
     rust_entry = sym rust_entry,
     ap_logical = sym AP_LOGICAL,
-    stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
-    slot_size = const SLOT_SIZE,
+    stack_top = const STACK_TOP_OFFSET,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
     base = const TRAMPOLINE,

@@ -101,16 +101,14 @@ _ap_start32:
     mov     %ax, %ds
     mov     %ax, %es
     mov     %ax, %ss
-    # rsp = top of stacks[id] (the top of its slot, whose bottom page is the guard)
-    mov     %esi, %eax
-    inc     %rax
-    imul    ${slot_size}, %rax
-    add     ${stacks}, %rax
-    mov     %rax, %rsp
-    # IA32_GS_BASE = &cpu_areas[id]
+    # IA32_GS_BASE = &cpu_areas[id]; rsp = the stack top it names (none: park)
     mov     %esi, %eax
     imul    ${area_size}, %rax
     add     ${cpu_areas}, %rax
+    mov     {stack_top}(%rax), %rdx
+    test    %rdx, %rdx
+    jz      1f
+    mov     %rdx, %rsp
     mov     %rax, %rdx
     shr     $32, %rdx
     mov     $0xc0000101, %ecx

@@ -16,8 +16,7 @@ use x86_64::registers::control::{Cr3, Cr3Flags};
 use x86_64::structures::paging::PhysFrame;
 
 use crate::arch::Mapping;
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use kmem::mm::memmap::PhysRange;
 
 /// Page directories, one per GiB: the map reaches physical addresses below this many GiB.
@@ -26,10 +25,9 @@ const PDS: usize = 64;
 pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
 /// Size of one page mapping.
 const PAGE_2M: u64 = 2 << 20;
-/// Page tables, for the 2 MiB pages that hold guard pages: the stacks' slots, together
-/// no bigger than 2 MiB, lie across at most two.
-const PTS: usize = 2;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= PAGE_2M as usize && GUARD_SIZE == 4096);
+/// Page tables, for the 2 MiB pages that hold guard pages.
+const PTS: usize = percpu::guard_blocks_max(PAGE_2M as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;

@@ -92,7 +92,7 @@ impl Arch for X86_64 {
 }
 
 impl Isa for X86_64 {
-    const MAX_CPUS: usize = 8;
+    const MAX_CPUS: usize = 256;
     const MAP_LIMIT: u64 = mmu::MAP_LIMIT;
 
     /// The TSC's, measured against the PIT on first use.

@@ -104,6 +104,9 @@ impl Board for Pc {
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
 
+    /// The trampoline hands out one logical id at a time (`apic::start_ap`).
+    const START_IN_PARALLEL: bool = false;
+
     /// The checks every address from the boot information passes, and the PVH start
     /// information's.
     const TESTS: &'static [Test] = &[
