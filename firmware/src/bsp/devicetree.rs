@@ -430,13 +430,14 @@ pub fn syscon_poweroff(fdt: Fdt<'static>) -> Result<Option<Poweroff>, DtError> {
     }))
 }
 
-/// The distributor and CPU interface of the root's GICv2 (`arm,cortex-a15-gic`,
-/// `arm,gic-400`): its first two `reg` entries.
-pub fn gicv2(fdt: Fdt<'static>) -> Option<(Reg, Reg)> {
+/// The first two `reg` entries of the root's child `compatible` with one of
+/// `compatibles`: a GICv2's distributor and CPU interface (`arm,cortex-a15-gic`,
+/// `arm,gic-400`), a GICv3's distributor and first redistributor region (`arm,gic-v3`).
+pub fn gic(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(Reg, Reg)> {
     let node = fdt
         .root()
         .children()
-        .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
+        .find(|n| compatibles.iter().any(|c| n.is_compatible(c)))?;
     let mut regs = node.reg().ok()??;
     let mut next = || {
         let r = regs.next()?;
