@@ -60,6 +60,7 @@ pub use arch::Arch;
 pub use gfp::Gfp;
 pub use kmalloc::{Cache, CacheBox, CacheRef, GlobalKmem, KBox, Kmem, Options, Reservation};
 pub use mm::memmap::{MapError, MemoryMap, NormalizedMap, PhysRange, RegionKind};
+pub use mm::numa::{NodeId, Topology, TopologyError};
 pub use mm::zone::ZoneLimits;
 pub use mm::{HotplugError, InitError, PageAllocator, PageError, PhysAddr};
 pub use slab::{SlabError, SlabFlags};

@@ -1041,3 +1041,4 @@ fn global_dealloc_over_several_banks() {
 }
 
 mod bulk;
+mod cpus;

@@ -14,6 +14,7 @@ pub(crate) mod frame;
 pub(crate) mod hot;
 pub mod hotplug;
 pub mod memmap;
+pub mod numa;
 pub(crate) mod pcp;
 pub mod zone;
 
@@ -30,6 +31,7 @@ use crate::sync::IrqMutex;
 use buddy::{FreeArea, NR_ORDERS};
 use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
+use numa::{Topology, TopologyError};
 use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
 
@@ -187,6 +189,9 @@ pub enum InitError {
     },
     /// Zero CPUs.
     NoCpus,
+    /// The topology given to [`PageAllocator::with_topology`] failed
+    /// [`Topology::check`].
+    Topology(TopologyError),
 }
 
 impl fmt::Display for InitError {
@@ -198,6 +203,7 @@ impl fmt::Display for InitError {
                 "page allocator: no usable range holds the {bytes} bytes of page descriptors"
             ),
             InitError::NoCpus => f.write_str("page allocator: zero CPUs"),
+            InitError::Topology(e) => write!(f, "page allocator: {e}"),
         }
     }
 }
@@ -540,9 +546,53 @@ impl<A: Arch> PageAllocator<A> {
         nr_cpus: usize,
         place_after: Option<PhysAddr>,
     ) -> Result<Self, InitError> {
+        // SAFETY: the caller's contract is ours.
+        unsafe { Self::with_topology(map, limits, &Topology::flat(nr_cpus), place_after) }
+    }
+
+    /// Builds the allocator over `map` for the CPUs and nodes of `topology`, which must
+    /// pass [`Topology::check`]; metadata is placed as by [`PageAllocator::new`].
+    ///
+    /// # Safety
+    /// As [`PageAllocator::new`].
+    ///
+    /// # Examples
+    /// Two nodes of 8 MiB with two CPUs each:
+    /// ```
+    /// use kmem::hosted::{HostArch, Region};
+    /// use kmem::mm::InitError;
+    /// use kmem::{PageAllocator, PhysRange, Topology, TopologyError, ZoneLimits};
+    /// let ram = Region::new(16 << 20).unwrap();
+    /// let map = ram.normalized().unwrap();
+    /// let mut topology = Topology::new();
+    /// for node in 0..2 {
+    ///     let start = ram.start() + node as u64 * (8 << 20);
+    ///     topology.add_memory(node, PhysRange { start, end: start + (8 << 20) })?;
+    ///     topology.add_cpu(2 * node, node)?;
+    ///     topology.add_cpu(2 * node + 1, node)?;
+    /// }
+    /// // SAFETY: the region is RAM nothing else uses while the allocator lives.
+    /// let pages = unsafe { PageAllocator::<HostArch>::with_topology(&map, ZoneLimits::FLAT, &topology, None) }
+    ///     .expect("a good topology");
+    /// assert_eq!(pages.nr_cpus(), 4);
+    ///
+    /// topology.add_cpu(4, 2)?; // node 2 has no memory
+    /// // SAFETY: as above; the allocator is not built.
+    /// let bad = unsafe { PageAllocator::<HostArch>::with_topology(&map, ZoneLimits::FLAT, &topology, None) };
+    /// assert_eq!(bad.err(), Some(InitError::Topology(TopologyError::CpuWithoutMemory { cpu: 4, node: 2 })));
+    /// # Ok::<(), TopologyError>(())
+    /// ```
+    pub unsafe fn with_topology(
+        map: &NormalizedMap,
+        limits: ZoneLimits,
+        topology: &Topology,
+        place_after: Option<PhysAddr>,
+    ) -> Result<Self, InitError> {
+        let nr_cpus = topology.cpus();
         if nr_cpus == 0 {
             return Err(InitError::NoCpus);
         }
+        topology.check().map_err(InitError::Topology)?;
         let usable = map.usable();
         let nframes = FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
         let pcp_off = align_up(
