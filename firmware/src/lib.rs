@@ -124,7 +124,12 @@ pub fn boot(x0: usize) -> ! {
     // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
     // as normal memory by the tables just built.
     let pages = unsafe {
-        PageAllocator::<Cpu>::new(&map, info.zone_limits, info.cpus.len, Some(info.image.end))
+        PageAllocator::<Cpu>::with_topology(
+            &map,
+            info.zone_limits,
+            &info.topology,
+            Some(info.image.end),
+        )
     };
     let kmem = match pages {
         Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed)) {
@@ -138,6 +143,7 @@ pub fn boot(x0: usize) -> ! {
     };
     heap::install_logger();
     smp::start_secondaries(&info);
+    bsp::numa::report(&info.topology);
     report::memory(&info, kmem.pages());
     if let Some(test) = boot_test::requested(info.bootargs) {
         boot_test::run(test);

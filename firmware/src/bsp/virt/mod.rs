@@ -201,6 +201,9 @@ pub fn describe(
     vet_devices(fdt, &layout, devices, &mut notes)?;
     devices.psci = dt::psci(fdt, &psci::METHODS)?;
     let dma_limit = dt::dma_limit(fdt)?;
+    let cpus = dt::cpus(fdt, boot_hwid)?;
+    let topology =
+        super::numa::or_flat(super::devicetree_numa::topology(fdt, &cpus), &cpus, &mut notes);
     Ok(BootInfo {
         model: dt::model(fdt),
         source: BootSource::BootData(dtb),
@@ -208,7 +211,8 @@ pub fn describe(
         unmapped_ram: mem.above_limit,
         zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
         dma_limit,
-        cpus: dt::cpus(fdt, boot_hwid)?,
+        cpus,
+        topology,
         cpu_start: devices.psci.map(|_| "PSCI"),
         uart: devices.console.unwrap_or(Virt::FALLBACK_UART),
         uart_from_dt: devices.console.is_some(),
