@@ -143,7 +143,7 @@ pub fn boot(x0: usize) -> ! {
     };
     heap::install_logger();
     smp::start_secondaries(&info);
-    bsp::numa::report(&info.topology);
+    bsp::numa::report(&info.topology, &info.map);
     report::memory(&info, kmem.pages());
     if let Some(test) = boot_test::requested(info.bootargs) {
         boot_test::run(test);

@@ -11,6 +11,7 @@
 use core::fmt;
 
 use super::{Cpus, Notes};
+use kmem::mm::memmap::NormalizedMap;
 use kmem::mm::numa::{Topology, TopologyError};
 
 /// Why the tables' NUMA description was not used.
@@ -71,46 +72,54 @@ pub fn logical_of(cpus: &Cpus, hwid: u64) -> Option<usize> {
     cpus.hwids[..cpus.len].iter().position(|&h| h == hwid)
 }
 
-/// Prints one line per node of `t`: its CPUs (as runs of ids) and its memory ranges,
+/// Prints one line per node of `t`: its CPUs (as runs of ids) and its memory ranges
+/// within the span of `map`'s usable RAM (a flat topology's one range is all addresses),
 /// `node 0: cpus 0-7, memory 0x40000000-0x5fffffff (512 MiB)`.
-pub fn report(t: &Topology) {
+pub fn report(t: &Topology, map: &NormalizedMap) {
+    let usable = map.usable();
+    let lo = usable.first().map_or(0, |r| r.start);
+    let hi = usable.last().map_or(0, |r| r.end);
     for node in 0..t.nodes() {
         crate::print!("node {node}: cpus");
-        let mine = |c: &usize| t.node_of_cpu(*c) == node;
-        let mut run: Option<(usize, usize)> = None;
         let mut first = true;
-        let flush = |run: (usize, usize), first: &mut bool| {
-            let sep = if *first { " " } else { "," };
-            *first = false;
-            if run.0 == run.1 {
-                crate::print!("{sep}{}", run.0);
+        let mut flush = |(a, b): (usize, usize)| {
+            let sep = if first { " " } else { "," };
+            first = false;
+            if a == b {
+                crate::print!("{sep}{a}");
             } else {
-                crate::print!("{sep}{}-{}", run.0, run.1);
+                crate::print!("{sep}{a}-{b}");
             }
         };
-        for c in (0..t.cpus()).filter(mine) {
+        let mut run: Option<(usize, usize)> = None;
+        for c in (0..t.cpus()).filter(|&c| t.node_of_cpu(c) == node) {
             run = match run {
                 Some((a, b)) if b + 1 == c => Some((a, c)),
                 Some(r) => {
-                    flush(r, &mut first);
+                    flush(r);
                     Some((c, c))
                 }
                 None => Some((c, c)),
             };
         }
         match run {
-            Some(r) => flush(r, &mut first),
+            Some(r) => flush(r),
             None => crate::print!(" none"),
         }
         crate::print!(", memory");
-        for (i, r) in t.memory(node).enumerate() {
+        let ranges = t.memory(node).filter_map(|r| {
+            let (start, end) = (r.start.max(lo), r.end.min(hi));
+            (start < end).then_some((start, end))
+        });
+        for (i, (start, end)) in ranges.enumerate() {
             let sep = if i == 0 { " " } else { ", " };
-            crate::print!(
-                "{sep}{:#x}-{:#x} ({} MiB)",
-                r.start,
-                r.end - 1,
-                (r.end - r.start) >> 20
-            );
+            let size = end - start;
+            crate::print!("{sep}{start:#x}-{:#x} ", end - 1);
+            if size >= 1 << 20 {
+                crate::print!("({} MiB)", size >> 20);
+            } else {
+                crate::print!("({} KiB)", size >> 10);
+            }
         }
         if t.nodes() > 1 {
             crate::print!(", distances");
