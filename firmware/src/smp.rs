@@ -71,46 +71,38 @@ impl fmt::Display for NotStarted {
     }
 }
 
-/// Starts every CPU the board listed and waits until each is online (or gives up on it).
-/// Where the board allows it (`Board::START_IN_PARALLEL`) every core is started before
-/// any is waited for, so that bring-up takes about one core's time, not one per core.
-/// Each one that is not online is reported with the reason and left out of every job
-/// (its logical id stays unused: a core that comes up late must not find its id taken);
-/// then the count, and the ids of those online when some are missing.
+/// Starts every CPU the board listed, then waits until each is online (or gives up on
+/// it): all are started before any is waited for, so that bring-up takes about one
+/// core's time, not one per core. Each one that is not online is reported with the
+/// reason and left out of every job (its logical id stays unused: a core that comes up
+/// late must not find its id taken); then the count, and the ids of those online when
+/// some are missing.
 pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
     let cpus = &info.cpus;
     let mut not_started = NOT_STARTED.lock();
     not_started.1 = cpus.len;
-    let wait = |logical: usize, how: &'static str, deadline: Deadline| {
-        deadline
-            .wait(|| ONLINE[logical].load(Acquire))
-            .err()
-            .map(|_| NotStarted::Silent(ONLINE_TIMEOUT_MS, how))
-    };
     let mut started = [false; MAX_CPUS];
     for (logical, &hwid) in cpus.hwids[..cpus.len].iter().enumerate().skip(1) {
-        let why = if let Some(of) = cpus.hwids[..logical].iter().position(|&h| h == hwid) {
-            Some(NotStarted::Duplicate(of))
-        } else if logical >= SLOTS.load(Acquire) {
-            Some(NotStarted::NoRoom)
-        } else if let Some(how) = info.cpu_start {
-            match board::start_cpu(cpus, logical) {
-                Err(e) => Some(NotStarted::Refused(e)),
-                Ok(()) if board::START_IN_PARALLEL => {
-                    started[logical] = true;
-                    None
-                }
-                Ok(()) => wait(logical, how, Deadline::after_us(ONLINE_TIMEOUT_MS * 1000)),
-            }
-        } else {
-            Some(NotStarted::NoWay)
-        };
-        not_started.0[logical] = why;
+        not_started.0[logical] =
+            if let Some(of) = cpus.hwids[..logical].iter().position(|&h| h == hwid) {
+                Some(NotStarted::Duplicate(of))
+            } else if logical >= SLOTS.load(Acquire) {
+                Some(NotStarted::NoRoom)
+            } else if info.cpu_start.is_none() {
+                Some(NotStarted::NoWay)
+            } else {
+                let r = board::start_cpu(cpus, logical);
+                started[logical] = r.is_ok();
+                r.err().map(NotStarted::Refused)
+            };
     }
     let deadline = Deadline::after_us(ONLINE_TIMEOUT_MS * 1000);
     for logical in (1..cpus.len).filter(|&c| started[c]) {
-        not_started.0[logical] = info.cpu_start.and_then(|how| wait(logical, how, deadline));
+        if deadline.wait(|| ONLINE[logical].load(Acquire)).is_err() {
+            let how = info.cpu_start.unwrap_or("");
+            not_started.0[logical] = Some(NotStarted::Silent(ONLINE_TIMEOUT_MS, how));
+        }
     }
     for (logical, why) in not_started.0[..cpus.len].iter().enumerate() {
         if let Some(why) = why {

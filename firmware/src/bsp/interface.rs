@@ -41,12 +41,9 @@ pub trait Board {
     fn probe(boot_arg: usize, boot_hwid: u64) -> Result<BootInfo, Self::ProbeError>;
 
     /// Starts logical core `logical` of `cpus` at the ISA's secondary entry, which calls
-    /// `kernel_secondary(logical)`.
+    /// `kernel_secondary(logical)`, and returns without waiting for it to come online:
+    /// the firmware starts every core before it waits for any.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError>;
-
-    /// Whether [`Board::start_cpu`] may start a core before the one started last is
-    /// online; when false, the firmware waits for each in turn.
-    const START_IN_PARALLEL: bool = true;
 
     /// The board's own self-tests, run after the common ones.
     const TESTS: &'static [Test] = &[];

@@ -102,14 +102,10 @@ impl Board for Pc {
 
     /// With INIT-SIPI-SIPI.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
-        // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
-        // mapped uncached), one core at a time, waiting for each; the trampoline's page is
-        // in LOW_MEMORY, reserved.
+        // SAFETY: the firmware calls this on the boot core after turning on the page tables
+        // (the LAPIC is mapped uncached); the trampoline's page is in LOW_MEMORY, reserved.
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
-
-    /// The trampoline hands out one logical id at a time (`apic::start_ap`).
-    const START_IN_PARALLEL: bool = false;
 
     /// The checks every address from the boot information passes, and the PVH start
     /// information's.
