@@ -37,7 +37,8 @@ static MAILBOX: [spin::Mutex<Slot>; MAX_CPUS] = [const { spin::Mutex::new(Slot::
 static NOT_STARTED: spin::Mutex<([Option<NotStarted>; MAX_CPUS], usize)> =
     spin::Mutex::new(([None; MAX_CPUS], 0));
 
-/// How long a core may take to come online, or to finish a job, before it is given up.
+/// How long a core may take to come online (per 8 started at once), or to finish a job,
+/// before it is given up.
 const ONLINE_TIMEOUT_MS: u64 = 2_000;
 const JOB_TIMEOUT_MS: u64 = 100_000;
 
@@ -97,11 +98,15 @@ pub fn start_secondaries(info: &BootInfo) {
                 r.err().map(NotStarted::Refused)
             };
     }
-    let deadline = Deadline::after_us(ONLINE_TIMEOUT_MS * 1000);
+    // The time a core had when each was waited for in turn, for every 8 started: many
+    // vCPUs on few host cores come up slowly under emulation.
+    let groups = started.iter().filter(|&&s| s).count().div_ceil(8).max(1) as u64;
+    let limit_ms = ONLINE_TIMEOUT_MS * groups;
+    let deadline = Deadline::after_us(limit_ms * 1000);
     for logical in (1..cpus.len).filter(|&c| started[c]) {
         if deadline.wait(|| ONLINE[logical].load(Acquire)).is_err() {
             let how = info.cpu_start.unwrap_or("");
-            not_started.0[logical] = Some(NotStarted::Silent(ONLINE_TIMEOUT_MS, how));
+            not_started.0[logical] = Some(NotStarted::Silent(limit_ms, how));
         }
     }
     for (logical, why) in not_started.0[..cpus.len].iter().enumerate() {
