@@ -207,8 +207,8 @@ numa-test: deps
 	$(MAKE) image BOARD=x86_64
 	$(EXPECT_BOOT) -n x86_64-16-numa -s $(OK_STATUS_x86_64) -t $(NUMA_TIMEOUT) \
 		-e '^smp: 16 cpus online$$' \
-		-e '^node 0: cpus 0-7, memory 0x100000-0x7ffffff \(127 MiB\), distances 10 20$$' \
-		-e '^node 1: cpus 8-15, memory 0x8000000-0x[0-9a-f]+ \(127 MiB\), distances 20 10$$' \
+		-e '^node 0: cpus 0-7, memory 0x0-0x9ffff \(640 KiB\), 0x100000-0x7ffffff \(127 MiB\), distances 10 20$$' \
+		-e '^node 1: cpus 8-15, memory 0x8000000-0xfffffff \(128 MiB\), distances 20 10$$' \
 		-e '^selftest: [0-9]+ passed, 0 failed$$' \
 		-- $(X86_QEMU) -smp 16 -m 256M $(call NUMA_2,128M,0-7,8-15) -append selftest
 

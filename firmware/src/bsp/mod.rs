@@ -17,6 +17,8 @@ pub mod devicetree;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_numa;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+mod devicetree_numa_tests;
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_tests;
 #[cfg(target_arch = "aarch64")]
 pub mod gic_ticks;

@@ -72,13 +72,14 @@ pub fn logical_of(cpus: &Cpus, hwid: u64) -> Option<usize> {
     cpus.hwids[..cpus.len].iter().position(|&h| h == hwid)
 }
 
-/// Prints one line per node of `t`: its CPUs (as runs of ids) and its memory ranges
-/// within the span of `map`'s usable RAM (a flat topology's one range is all addresses),
-/// `node 0: cpus 0-7, memory 0x40000000-0x5fffffff (512 MiB)`.
+/// Prints one line per node of `t`: its CPUs (as runs of ids) and its memory ranges as
+/// the tables give them — for one node, the span of the RAM `map` lists (a flat
+/// topology's range is every address) — `node 0: cpus 0-7, memory
+/// 0x40000000-0x5fffffff (512 MiB)`.
 pub fn report(t: &Topology, map: &NormalizedMap) {
-    let usable = map.usable();
-    let lo = usable.first().map_or(0, |r| r.start);
-    let hi = usable.last().map_or(0, |r| r.end);
+    let ram = map.usable().iter().chain(map.reserved());
+    let lo = ram.clone().map(|r| r.start).min().unwrap_or(0);
+    let hi = ram.map(|r| r.end).max().unwrap_or(0);
     for node in 0..t.nodes() {
         crate::print!("node {node}: cpus");
         let mut first = true;
@@ -108,7 +109,11 @@ pub fn report(t: &Topology, map: &NormalizedMap) {
         }
         crate::print!(", memory");
         let ranges = t.memory(node).filter_map(|r| {
-            let (start, end) = (r.start.max(lo), r.end.min(hi));
+            let (start, end) = if t.nodes() == 1 {
+                (r.start.max(lo), r.end.min(hi))
+            } else {
+                (r.start, r.end)
+            };
             (start < end).then_some((start, end))
         });
         for (i, (start, end)) in ranges.enumerate() {

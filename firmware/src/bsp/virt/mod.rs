@@ -163,6 +163,10 @@ impl Board for Virt {
             "device_tree_nesting",
             super::devicetree_tests::device_tree_nesting,
         ),
+        (
+            "device_tree_numa",
+            super::devicetree_numa_tests::device_tree_numa,
+        ),
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("device_tree_addresses", tests::device_tree_addresses),
     ];
