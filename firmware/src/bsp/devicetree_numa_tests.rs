@@ -58,12 +58,19 @@ fn tree(memory: [Option<u32>; 2], cpus: &[Option<u32>], distances: Option<&[u32]
     b.end().finish()
 }
 
-/// What the board would make of the tree in `words`: its CPUs, the tables' topology, and
-/// the topology `or_flat` keeps with the note it wrote.
+/// What the board would make of a tree.
+struct Read {
+    cpus: Cpus,
+    /// The tables' topology.
+    found: Result<Option<Topology>, NumaError>,
+    /// What `or_flat` keeps, and the note it wrote.
+    kept: Topology,
+    note: String,
+}
+
+/// What the board would make of the tree in `words`.
 #[inline(never)]
-fn read(
-    words: &[u64],
-) -> Result<(Cpus, Result<Option<Topology>, NumaError>, Topology, String), DtError> {
+fn read(words: &[u64]) -> Result<Read, DtError> {
     // SAFETY: the blob lives in `words` for as long as anything parsed from it is used:
     // nothing returned borrows from it.
     let fdt = unsafe { dt::open(words.as_ptr() as usize)? };
@@ -72,7 +79,12 @@ fn read(
     let mut notes = Notes::new();
     let kept = or_flat(found.clone(), &cpus, &mut notes);
     let note = notes.lines().collect::<Vec<_>>().join("\n");
-    Ok((cpus, found, kept, note))
+    Ok(Read {
+        cpus,
+        found,
+        kept,
+        note,
+    })
 }
 
 const SYMMETRIC: [u32; 12] = [0, 0, 10, 0, 1, 20, 1, 0, 20, 1, 1, 10];
@@ -84,7 +96,12 @@ fn ensure(ok: bool, why: &'static str) -> R {
 /// A bad tree: the tables' error must match `wanted`, and the kept topology be one node
 /// with every CPU and a note `<error>; using one node`.
 fn falls_back(words: &[u64], wanted: impl Fn(&NumaError) -> bool, why: &'static str) -> R {
-    let (cpus, found, kept, note) = read(words).map_err(|_| "a NUMA test tree did not parse")?;
+    let Read {
+        cpus,
+        found,
+        kept,
+        note,
+    } = read(words).map_err(|_| "a NUMA test tree did not parse")?;
     let err = match found {
         Err(e) => e,
         Ok(Some(t)) => match t.check() {
@@ -110,7 +127,9 @@ pub fn device_tree_numa() -> R {
         &[Some(0), Some(0), Some(1), Some(1)],
         Some(&SYMMETRIC),
     );
-    let (_, found, kept, note) = read(&good).map_err(|_| "the two-node tree did not parse")?;
+    let Read {
+        found, kept, note, ..
+    } = read(&good).map_err(|_| "the two-node tree did not parse")?;
     ensure(
         matches!(found, Ok(Some(_))),
         "the two-node tree gave no topology",
@@ -138,7 +157,9 @@ pub fn device_tree_numa() -> R {
     )?;
 
     let plain = tree([None, None], &[None, None], None);
-    let (_, found, kept, note) = read(&plain).map_err(|_| "the plain tree did not parse")?;
+    let Read {
+        found, kept, note, ..
+    } = read(&plain).map_err(|_| "the plain tree did not parse")?;
     ensure(
         matches!(found, Ok(None)) && kept.nodes() == 1 && kept.cpus() == 2 && note.is_empty(),
         "a tree without NUMA properties is not one node without a note",
