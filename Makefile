@@ -163,8 +163,9 @@ firmware-bench: image
 ## qemu-test: the self-tests with 4 cores: on virt, on x86_64 (q35) and on riscv64 with
 ## little and with much memory (5G puts RAM above the 4 GiB hole on x86_64; 2G fills
 ## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, on virt
-## with MTE (mte-test), and on each Pi with our device tree and with ATAGs;
-## then hostile-test and boot-test: boots with hostile input that must end one known way.
+## with MTE (mte-test), and on each Pi with our device tree and with ATAGs; then numa-test
+## (16 cores on two NUMA nodes), hostile-test and boot-test: boots with hostile input that
+## must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M BOOTARGS="init_on_alloc=1 init_on_free=1"
@@ -175,6 +176,7 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=x86_64 SMP=4 MEM=512M
 	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=2G
+	$(MAKE) numa-test
 	@# virt at 2G, rpi3 with ATAGs and x86_64 at 5G: in hostile-test, with hostile
 	@# boot arguments.
 	$(MAKE) hostile-test
@@ -189,6 +191,48 @@ mte-test: deps
 		-e '^selftest: [0-9]+ passed, 0 failed$$' -x 'skipped' \
 		-- qemu-system-aarch64 -M virt,mte=on -cpu max -smp 2 -m 256M -nographic -semihosting \
 		-kernel build/virt/kmem.elf -append selftest
+
+# Two NUMA nodes of $(1) each, with cores $(2) and $(3), 20 apart: QEMU puts numa-node-id
+# and a distance map in virt's device tree, an SRAT and a SLIT in x86_64's ACPI tables.
+NUMA_2 = -object memory-backend-ram,id=m0,size=$(1) -object memory-backend-ram,id=m1,size=$(1) \
+	-numa node,nodeid=0,cpus=$(2),memdev=m0 -numa node,nodeid=1,cpus=$(3),memdev=m1 \
+	-numa dist,src=0,dst=1,val=20
+VIRT_GICV3 = qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -nographic -semihosting \
+	-kernel build/virt/kmem.elf
+# How long a many-core self-test run may take: under TCG on a 2-core host, 16 cores take
+# about a minute, 64 cores several.
+NUMA_TIMEOUT ?= 300
+NUMA_64_TIMEOUT ?= 1800
+
+.PHONY: numa-test numa-64
+
+## numa-test: the self-tests with 16 cores on two NUMA nodes of 128 MiB (cores 0-7 and
+## 8-15): on virt with a GICv3 (redistributors, the ICC_* interface) and on x86_64 (SRAT,
+## SLIT, x2APIC where offered); each must bring all 16 up and report both nodes.
+numa-test: deps
+	$(MAKE) image BOARD=virt
+	$(EXPECT_BOOT) -n virt-gicv3-16-numa -t $(NUMA_TIMEOUT) -e '^smp: 16 cpus online$$' \
+		-e '^node 0: cpus 0-7, memory 0x40000000-0x47ffffff \(128 MiB\), distances 10 20$$' \
+		-e '^node 1: cpus 8-15, memory 0x48000000-0x4fffffff \(128 MiB\), distances 20 10$$' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(VIRT_GICV3) -smp 16 -m 256M $(call NUMA_2,128M,0-7,8-15) -append selftest
+	$(MAKE) image BOARD=x86_64
+	$(EXPECT_BOOT) -n x86_64-16-numa -s $(OK_STATUS_x86_64) -t $(NUMA_TIMEOUT) \
+		-e '^smp: 16 cpus online$$' \
+		-e '^node 0: cpus 0-7, memory 0x0-0x9ffff \(640 KiB\), 0x100000-0x7ffffff \(127 MiB\), distances 10 20$$' \
+		-e '^node 1: cpus 8-15, memory 0x8000000-0xfffffff \(128 MiB\), distances 20 10$$' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(X86_QEMU) -smp 16 -m 256M $(call NUMA_2,128M,0-7,8-15) -append selftest
+
+## numa-64: the self-tests with 64 cores on virt (GICv3), two NUMA nodes of 256 MiB.
+## Not in `make test`: it takes minutes under TCG.
+numa-64: deps
+	$(MAKE) image BOARD=virt
+	$(EXPECT_BOOT) -n virt-gicv3-64-numa -t $(NUMA_64_TIMEOUT) -e '^smp: 64 cpus online$$' \
+		-e '^node 0: cpus 0-31, memory 0x40000000-0x4fffffff \(256 MiB\), distances 10 20$$' \
+		-e '^node 1: cpus 32-63, memory 0x50000000-0x5fffffff \(256 MiB\), distances 20 10$$' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(VIRT_GICV3) -smp 64 -m 512M $(call NUMA_2,256M,0-31,32-63) -append selftest
 
 ## hostile-test: boots with hostile input — trees in boards/selftest/, boot arguments,
 ## monitor lines — and checks that each boot ends as it must (passing, or stopping with a
@@ -249,7 +293,10 @@ hostile-test: deps monitor-test
 ## for its exit status and the lines it must print (logs in build/hostile/): hostile device trees
 ## (boards/selftest/boot-*.dts) through QEMU raspi3b, which passes a -dtb tree through but
 ## for /memory and /chosen/bootargs (both serial ports on the output), and through virt,
-## which keeps stdout-path and the GIC; booted with kmem.test=boot (allocate on every
+## which keeps stdout-path and the GIC (and with -numa replaces /memory by one node per
+## NUMA node): bad NUMA descriptions (a CPU on a node without memory, an asymmetric or
+## holed distance map) that must boot as one node saying why, and 260 CPUs, of which 256
+## are taken; booted with kmem.test=boot (allocate on every
 ## core, validate, exit 0) where they must boot. Then a stack overflow on the boot core
 ## and on a secondary (kmem.test=stack-overflow[-secondary]) on virt and x86_64, which
 ## the guard page below each stack must turn into a report and a failing status (1 on
@@ -293,6 +340,31 @@ boot-test: deps
 	@$(EXPECT_BOOT) -n virt-gic-in-ram -s 1 -t 30 \
 		-f "GIC distributor at 0x44000000 (intc@8000000): inside RAM kmem manages" \
 		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-gic-in-ram.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-numa-no-memory -s 0 -t 30 \
+		-f "numa: cpu 1 is on node 1, which has no memory; using one node" \
+		-f "node 0: cpus 0-1, memory 0x" \
+		-f "boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) -object memory-backend-ram,id=m0,size=128M \
+		-numa node,nodeid=0,cpus=0-1,memdev=m0 -dtb $(BOOT_TEST)/virt-numa-no-memory.dtb \
+		-append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-numa-asymmetric -s 0 -t 30 \
+		-f "numa: distance 0 -> 1 is 20 but 1 -> 0 is 30; using one node" \
+		-f "node 0: cpus 0-1, memory 0x" \
+		-f "boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) $(call NUMA_2,64M,0,1) -dtb $(BOOT_TEST)/virt-numa-asymmetric.dtb \
+		-append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-numa-missing-distance -s 0 -t 30 \
+		-f "numa: no distance 1 -> 0 in the distance map; using one node" \
+		-f "node 0: cpus 0-1, memory 0x" \
+		-f "boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) $(call NUMA_2,64M,0,1) \
+		-dtb $(BOOT_TEST)/virt-numa-missing-distance.dtb -append kmem.test=boot
+	@$(EXPECT_BOOT) -n virt-many-cpus -s 0 -t 60 \
+		-f "cpus: the tree lists 260, kmem brings up at most 256" \
+		-f "smp: cpu 255 (hwid 0xff) not started: refused to start: PSCI error -2" \
+		-f "smp: 2 of 256 cpus online: 0 1" \
+		-f "boot test: 2 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(VIRT_SMALL) -dtb $(BOOT_TEST)/virt-many-cpus.dtb -append kmem.test=boot
 	@$(EXPECT_BOOT) -n virt-stack-overflow -s 1 -t 30 \
 		-f "stack overflow on cpu 0: an access at" \
 		-- $(VIRT_SMALL) -append kmem.test=stack-overflow

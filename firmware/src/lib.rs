@@ -102,25 +102,41 @@ pub fn boot(x0: usize) -> ! {
             Cpu::exit(1);
         }
     };
-    // SAFETY: boot core, nothing else running; the image, the boot data and the stack
-    // are in RAM (the image and the boot data are listed; the stack is in the image).
+    // SAFETY: boot core, before the map is built and before other cores start; the map's
+    // usable RAM is unused, and the range returned is kept from the allocator below.
+    let slots = unsafe { smp::place_slots(&info.map, info.cpus.len) };
+    // SAFETY: boot core, nothing else running; the image, the boot data and the stacks
+    // are in RAM (the image, the boot data and the slots are listed; the boot core's
+    // stack is in the image).
     unsafe {
-        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data]]);
+        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data, slots]]);
         Cpu::mmu_enable();
     }
     console::enable_locking();
     Cpu::configure_memory_tagging(info.bootargs);
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
-    // The allocator starts without the memory held back for adding at run time.
-    let map = match hotplug::hold_back(&info.map) {
+    println!(
+        "stacks: {} KiB each, the secondaries' at {slots}",
+        arch::SLOT_SIZE >> 10
+    );
+    // The allocator starts without the cores' slots, and without the memory held back
+    // for adding at run time.
+    let map = match hotplug::without(&info.map, (slots.size() > 0).then_some(slots))
+        .and_then(|m| hotplug::hold_back(&m))
+    {
         Ok(map) => map,
         Err(e) => fail(format_args!("holding memory back: {e}")),
     };
     // SAFETY: every usable range of the map is RAM that nothing else uses, identity-mapped
     // as normal memory by the tables just built.
     let pages = unsafe {
-        PageAllocator::<Cpu>::new(&map, info.zone_limits, info.cpus.len, Some(info.image.end))
+        PageAllocator::<Cpu>::with_topology(
+            &map,
+            info.zone_limits,
+            &info.topology,
+            Some(info.image.end),
+        )
     };
     let kmem = match pages {
         Ok(p) => match Kmem::with_options(p, options(info.bootargs, info.rng_seed))
@@ -136,6 +152,7 @@ pub fn boot(x0: usize) -> ! {
     };
     heap::install_logger();
     smp::start_secondaries(&info);
+    bsp::numa::report(&info.topology, &info.map);
     report::memory(&info, kmem.pages());
     kfence::print_state();
     if let Some(test) = boot_test::requested(info.bootargs) {

@@ -9,12 +9,16 @@
 //! wakes them.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
+use core::sync::atomic::{
+    AtomicBool, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
+use crate::arch;
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use crate::bsp::device_driver::common::Deadline;
 use crate::bsp::{Board, BootInfo, StartError, board};
 use crate::{print, println};
+use kmem::mm::memmap::{NormalizedMap, PhysRange};
 
 /// Work for one core.
 pub type Job = fn(cpu: usize) -> Result<(), &'static str>;
@@ -33,7 +37,8 @@ static MAILBOX: [spin::Mutex<Slot>; MAX_CPUS] = [const { spin::Mutex::new(Slot::
 static NOT_STARTED: spin::Mutex<([Option<NotStarted>; MAX_CPUS], usize)> =
     spin::Mutex::new(([None; MAX_CPUS], 0));
 
-/// How long a core may take to come online, or to finish a job, before it is given up.
+/// How long a core may take to come online (per 8 started at once), or to finish a job,
+/// before it is given up.
 const ONLINE_TIMEOUT_MS: u64 = 2_000;
 const JOB_TIMEOUT_MS: u64 = 100_000;
 
@@ -51,6 +56,8 @@ pub enum NotStarted {
     /// Started, but it did not come online within the time limit (this many ms), by this
     /// means.
     Silent(u64, &'static str),
+    /// RAM below 4 GiB had no room left for its stacks.
+    NoRoom,
 }
 
 impl fmt::Display for NotStarted {
@@ -60,37 +67,53 @@ impl fmt::Display for NotStarted {
             NotStarted::Duplicate(of) => write!(f, "same hardware id as cpu {of}"),
             NotStarted::Refused(e) => write!(f, "refused to start: {e}"),
             NotStarted::Silent(ms, how) => write!(f, "did not come online in {ms} ms ({how})"),
+            NotStarted::NoRoom => f.write_str("no room in RAM below 4 GiB for its stacks"),
         }
     }
 }
 
-/// Starts every CPU the board listed and waits until each is online (or gives up on it).
-/// Each one that is not online is reported with the reason and left out of every job
-/// (its logical id stays unused: a core that comes up late must not find its id taken);
-/// then the count, and the ids of those online when some are missing.
+/// Starts every CPU the board listed, then waits until each is online (or gives up on
+/// it): all are started before any is waited for, so that bring-up takes about one
+/// core's time, not one per core. Each one that is not online is reported with the
+/// reason and left out of every job (its logical id stays unused: a core that comes up
+/// late must not find its id taken); then the count, and the ids of those online when
+/// some are missing.
 pub fn start_secondaries(info: &BootInfo) {
     ONLINE[0].store(true, Release);
     let cpus = &info.cpus;
     let mut not_started = NOT_STARTED.lock();
     not_started.1 = cpus.len;
+    let mut started = [false; MAX_CPUS];
     for (logical, &hwid) in cpus.hwids[..cpus.len].iter().enumerate().skip(1) {
-        let why = if let Some(of) = cpus.hwids[..logical].iter().position(|&h| h == hwid) {
-            Some(NotStarted::Duplicate(of))
-        } else if let Some(how) = info.cpu_start {
-            match board::start_cpu(cpus, logical) {
-                Err(e) => Some(NotStarted::Refused(e)),
-                Ok(()) => Deadline::after_us(ONLINE_TIMEOUT_MS * 1000)
-                    .wait(|| ONLINE[logical].load(Acquire))
-                    .err()
-                    .map(|_| NotStarted::Silent(ONLINE_TIMEOUT_MS, how)),
-            }
-        } else {
-            Some(NotStarted::NoWay)
-        };
+        not_started.0[logical] =
+            if let Some(of) = cpus.hwids[..logical].iter().position(|&h| h == hwid) {
+                Some(NotStarted::Duplicate(of))
+            } else if logical >= SLOTS.load(Acquire) {
+                Some(NotStarted::NoRoom)
+            } else if info.cpu_start.is_none() {
+                Some(NotStarted::NoWay)
+            } else {
+                let r = board::start_cpu(cpus, logical);
+                started[logical] = r.is_ok();
+                r.err().map(NotStarted::Refused)
+            };
+    }
+    // The time a core had when each was waited for in turn, for every 8 started: many
+    // vCPUs on few host cores come up slowly under emulation.
+    let groups = started.iter().filter(|&&s| s).count().div_ceil(8).max(1) as u64;
+    let limit_ms = ONLINE_TIMEOUT_MS * groups;
+    let deadline = Deadline::after_us(limit_ms * 1000);
+    for logical in (1..cpus.len).filter(|&c| started[c]) {
+        if deadline.wait(|| ONLINE[logical].load(Acquire)).is_err() {
+            let how = info.cpu_start.unwrap_or("");
+            not_started.0[logical] = Some(NotStarted::Silent(limit_ms, how));
+        }
+    }
+    for (logical, why) in not_started.0[..cpus.len].iter().enumerate() {
         if let Some(why) = why {
+            let hwid = cpus.hwids[logical];
             println!("smp: cpu {logical} (hwid {hwid:#x}) not started: {why}");
         }
-        not_started.0[logical] = why;
     }
     drop(not_started);
     let n = online();
@@ -101,6 +124,57 @@ pub fn start_secondaries(info: &BootInfo) {
         online_ids().for_each(|c| print!(" {c}"));
         println!();
     }
+}
+
+/// How many cores have a slot (stacks and guard page), the boot core included: set by
+/// [`place_slots`], which may find room for fewer than the boot information lists.
+static SLOTS: AtomicUsize = AtomicUsize::new(1);
+
+/// Room for the slots is taken from RAM below this: x86_64's cores start on the boot
+/// page tables, which map only the low 4 GiB.
+const SLOTS_BELOW: u64 = 4 << 30;
+/// Slots start on a block of the identity map, so that they take as few of the MMU's
+/// page tables as can be.
+const SLOTS_ALIGN: u64 = 2 << 20;
+
+/// Carves the secondary cores' slots (their stacks, exception stacks and guard pages:
+/// `arch::secondary_slots_size`) out of the largest usable range of `map` below 4 GiB,
+/// for the `cpus` cores listed, or for as many as fit, and gives the cores their slots.
+/// Returns the range taken (empty with one core), which the caller maps and keeps from
+/// the allocator.
+///
+/// # Safety
+/// Boot core, before the identity map is built and before any other core starts; the
+/// usable ranges of `map` are RAM that nothing else uses.
+pub unsafe fn place_slots(map: &NormalizedMap, cpus: usize) -> PhysRange {
+    let room = map
+        .usable()
+        .iter()
+        .filter(|r| r.start < SLOTS_BELOW)
+        .map(|r| {
+            let start = r.start.next_multiple_of(SLOTS_ALIGN);
+            let start = if start < r.end { start } else { r.start };
+            PhysRange {
+                start,
+                end: r.end.min(SLOTS_BELOW),
+            }
+        })
+        .max_by_key(|r| r.size());
+    let room = room.unwrap_or(PhysRange { start: 0, end: 0 });
+    let fit = (1..=cpus)
+        .rev()
+        .find(|&n| arch::secondary_slots_size(n) <= room.size())
+        .unwrap_or(1);
+    // Plain stores: the MMU may be off.
+    SLOTS.store(fit, Relaxed);
+    let slots = PhysRange {
+        start: room.start,
+        end: room.start + arch::secondary_slots_size(fit),
+    };
+    // SAFETY: `slots` is usable RAM of the map, which the caller hands to nothing else
+    // (the caller's contract); boot core, before the map is built and other cores start.
+    unsafe { arch::place_secondary_slots(slots.start, fit) };
+    slots
 }
 
 /// Why listed CPU `cpu` is not online, if it was listed and is not.

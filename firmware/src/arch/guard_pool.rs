@@ -38,6 +38,12 @@ pub fn pool_range() -> PhysRange {
     }
 }
 
+/// How many tables of 4 KiB pages an MMU needs for [`split_blocks`] with `block`-sized
+/// large mappings: the stacks' guard blocks at most, and the pool's.
+pub(super) const fn tables_needed(block: usize) -> usize {
+    percpu::guard_blocks_max(block) + 1
+}
+
 /// The distinct `block`-aligned blocks the MMU maps with 4 KiB pages: those of the
 /// stacks' guard pages and the pool's, for a builder with `N` page tables.
 pub(super) fn split_blocks<const N: usize>(block: u64) -> [Option<u64>; N] {

@@ -18,7 +18,10 @@ pub mod riscv64;
 pub mod x86_64;
 
 pub use interface::{Isa, Mapping};
-pub use percpu::{STACK_SIZE, boot_stack_used, paint_boot_stack};
+pub use percpu::{
+    SLOT_SIZE, STACK_SIZE, boot_stack_used, paint_boot_stack, place_secondary_slots,
+    secondary_slots_size,
+};
 
 /// The ISA this firmware is built for, as the rest of the firmware sees it.
 pub mod cpu {

@@ -1,21 +1,26 @@
-//! The per-CPU areas and the boot stacks, one of each per logical core, for every ISA.
+//! The per-CPU areas and the stacks, one of each per logical core, for every ISA.
 //!
-//! Each ISA's entry code (its `boot.s`) starts core `i` on the top of its stack in
-//! [`STACKS`] and points its per-CPU register — `TPIDR_EL1` on aarch64, the GS base on
-//! x86_64, `tp` on riscv64 — at `CPU_AREAS[i]` before any Rust runs; its `Arch::cpu_id` reads the id back
-//! through that register. That register is all that differs between ISAs: the layout,
-//! sizes and storage here are shared, and the entry code takes them as `global_asm!`
-//! operands.
+//! Each ISA's entry code (its `boot.s`) points its per-CPU register — `TPIDR_EL1` on
+//! aarch64, the GS base on x86_64, `tp` on riscv64 — at `CPU_AREAS[i]` before any Rust
+//! runs, and starts core `i` on the stack top that area names; its `Arch::cpu_id` reads
+//! the id back through that register. That register is all that differs between ISAs:
+//! the layout, sizes and storage here are shared, and the entry code takes them as
+//! `global_asm!` operands.
 //!
-//! Each stack has a guard page below it, which every ISA's MMU leaves unmapped
+//! Each core has a slot: a guard page, its stack above it, its exception stack above
+//! that. The boot core's slot is a static ([`BOOT_SLOT`]), as it runs before anything
+//! about the machine is known; the other cores' slots are carved from RAM at boot, sized
+//! for the CPUs the boot information lists ([`place_secondary_slots`]), so that the image
+//! does not grow with [`MAX_CPUS`]. Every ISA's MMU leaves the guard pages unmapped
 //! ([`guard_pages`]): a core that runs its stack out faults there instead of writing over
-//! what lies below. The fault cannot be reported on the stack that overflowed, so each
-//! core also has an exception stack ([`EXCEPTION_STACKS`]) that the ISA's exception entry
-//! switches to, and the report names the overflow ([`guard_owner`]).
+//! what lies below. The fault cannot be reported on the stack that overflowed, so the
+//! ISA's exception entry switches to the core's exception stack, and the report names
+//! the overflow ([`guard_owner`]).
 
 use core::cell::UnsafeCell;
 use core::mem::{offset_of, size_of};
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::cpu::MAX_CPUS;
 use kmem::mm::memmap::PhysRange;
@@ -27,10 +32,10 @@ use kmem::mm::memmap::PhysRange;
 pub const STACK_SIZE: usize = 128 << 10;
 /// The unmapped page below each stack.
 pub(super) const GUARD_SIZE: usize = 4 << 10;
-/// Bytes between two cores' stack tops: a guard page, then the stack.
-pub(super) const SLOT_SIZE: usize = GUARD_SIZE + STACK_SIZE;
 /// Bytes of each core's exception stack: enough to format and print a report.
-pub(super) const EXCEPTION_STACK_SIZE: usize = 16 << 10;
+const EXCEPTION_STACK_SIZE: usize = 16 << 10;
+/// Bytes of one core's slot: a guard page, the stack, the exception stack.
+pub const SLOT_SIZE: usize = GUARD_SIZE + STACK_SIZE + EXCEPTION_STACK_SIZE;
 
 /// What one core keeps about itself, on a cache line of its own.
 #[repr(C, align(64))]
@@ -43,15 +48,21 @@ pub(super) struct CpuArea {
     /// Two words riscv64's trap entry keeps registers in while it has no stack to put
     /// them on (at [`SCRATCH_OFFSET`]).
     trap_scratch: [AtomicU64; 2],
+    /// The top of this core's stack, which its entry code starts on (at
+    /// [`STACK_TOP_OFFSET`]); null while it has no slot: the entry code then parks it.
+    stack_top: AtomicPtr<u8>,
+    /// The top of its exception stack, which the ISA's exception entry switches to (at
+    /// [`EXCEPTION_TOP_OFFSET`]).
+    exception_top: AtomicPtr<u8>,
 }
 
 /// Byte offset of the exception nesting depth in a [`CpuArea`], for the vector code.
 pub(super) const DEPTH_OFFSET: usize = offset_of!(CpuArea, exception_depth);
 
-/// Byte offset of the logical id in a [`CpuArea`], for the vector code (aarch64's and
-/// riscv64's, which find the core's exception stack by it).
+/// Byte offsets of the stack tops in a [`CpuArea`], for the entry and vector code.
+pub(super) const STACK_TOP_OFFSET: usize = offset_of!(CpuArea, stack_top);
 #[cfg_attr(target_arch = "x86_64", expect(dead_code))]
-pub(super) const ID_OFFSET: usize = offset_of!(CpuArea, id);
+pub(super) const EXCEPTION_TOP_OFFSET: usize = offset_of!(CpuArea, exception_top);
 
 /// Byte offset of the trap scratch words in a [`CpuArea`], for riscv64's trap entry.
 #[cfg_attr(not(target_arch = "riscv64"), expect(dead_code))]
@@ -60,13 +71,28 @@ pub(super) const SCRATCH_OFFSET: usize = offset_of!(CpuArea, trap_scratch);
 /// Bytes between two cores' areas, for the entry code's indexing.
 pub(super) const AREA_SIZE: usize = size_of::<CpuArea>();
 
-/// One area per possible core, indexed by logical id.
+/// One core's slot: the guard page at the bottom, the stack, the exception stack on top.
+#[repr(C, align(4096))]
+pub(super) struct Slot(UnsafeCell<[u8; SLOT_SIZE]>);
+
+// SAFETY: Rust never touches a slot as data (but `paint_boot_stack` and
+// `boot_stack_used`, on the boot core's own, below its running frame): each core's stack
+// pointer owns its stacks.
+unsafe impl Sync for Slot {}
+
+/// The boot core's slot, in the image: it runs on it before the boot information is read.
+pub(super) static BOOT_SLOT: Slot = Slot(UnsafeCell::new([0; SLOT_SIZE]));
+
+/// One area per possible core, indexed by logical id; the boot core's names its slot in
+/// [`BOOT_SLOT`] from the start.
 pub(super) static CPU_AREAS: [CpuArea; MAX_CPUS] = {
     let mut areas = [const {
         CpuArea {
             id: 0,
             exception_depth: AtomicU32::new(0),
             trap_scratch: [const { AtomicU64::new(0) }; 2],
+            stack_top: AtomicPtr::new(null_mut()),
+            exception_top: AtomicPtr::new(null_mut()),
         }
     }; MAX_CPUS];
     let mut i = 0;
@@ -74,53 +100,63 @@ pub(super) static CPU_AREAS: [CpuArea; MAX_CPUS] = {
         areas[i].id = i;
         i += 1;
     }
+    let slot = BOOT_SLOT.0.get().cast::<u8>();
+    areas[0].stack_top = AtomicPtr::new(slot.wrapping_add(GUARD_SIZE + STACK_SIZE));
+    areas[0].exception_top = AtomicPtr::new(slot.wrapping_add(SLOT_SIZE));
     areas
 };
 
-/// The stacks, one slot of [`SLOT_SIZE`] per logical core: the guard page at the bottom
-/// of the slot, the stack above it. Core `i` starts at the top of slot `i`, so a stack
-/// that overflows runs into its own guard page, never into another core's stack.
-#[repr(C, align(4096))]
-pub(super) struct Stacks(UnsafeCell<[[u8; SLOT_SIZE]; MAX_CPUS]>);
-
-// SAFETY: Rust never touches the stacks as data: each core's stack pointer owns its slice.
-unsafe impl Sync for Stacks {}
-
-pub(super) static STACKS: Stacks = Stacks(UnsafeCell::new([[0; SLOT_SIZE]; MAX_CPUS]));
-
-/// The exception stacks, one per logical core: the ISA's exception entry moves a core
-/// here before it reports (the stack it was on may be the one that overflowed) or asks
-/// the fault detectors about a recoverable fault. The entry's nesting count ends the
-/// machine on a nested exception, so one core's uses never overlap.
-#[repr(C, align(16))]
-pub(super) struct ExceptionStacks(UnsafeCell<[[u8; EXCEPTION_STACK_SIZE]; MAX_CPUS]>);
-
-// SAFETY: as for `Stacks`: only the stack pointer of the core that owns one uses it.
-unsafe impl Sync for ExceptionStacks {}
-
-pub(super) static EXCEPTION_STACKS: ExceptionStacks =
-    ExceptionStacks(UnsafeCell::new([[0; EXCEPTION_STACK_SIZE]; MAX_CPUS]));
-
-/// The top of core `cpu`'s exception stack (the x86_64 TSS takes it; the vector code of
-/// aarch64 and riscv64 computes it).
-#[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
-pub(super) fn exception_stack_top(cpu: usize) -> u64 {
-    EXCEPTION_STACKS.0.get() as u64 + ((cpu + 1) * EXCEPTION_STACK_SIZE) as u64
+/// Bytes of RAM the slots of `cpus` cores take beyond the boot core's.
+pub fn secondary_slots_size(cpus: usize) -> u64 {
+    (cpus.clamp(1, MAX_CPUS) as u64 - 1) * SLOT_SIZE as u64
 }
 
-/// Core `cpu`'s guard page: the bottom page of its slot in [`STACKS`].
-fn guard_page(cpu: usize) -> PhysRange {
-    let start = STACKS.0.get() as u64 + (cpu * SLOT_SIZE) as u64;
-    PhysRange {
-        start,
-        end: start + GUARD_SIZE as u64,
+/// Gives cores `1..cpus` their slots, one after another from `base`, which must start
+/// [`secondary_slots_size`]`(cpus)` bytes of RAM.
+///
+/// # Safety
+/// Boot core, before the identity map is built (it leaves out the guard pages placed
+/// here) and before any other core starts. Those bytes are RAM that nothing else uses,
+/// ever: the stacks live as long as the machine.
+pub unsafe fn place_secondary_slots(base: u64, cpus: usize) {
+    for (i, area) in CPU_AREAS.iter().enumerate().take(cpus).skip(1) {
+        let slot = (base + ((i - 1) * SLOT_SIZE) as u64) as *mut u8;
+        // Plain stores (the MMU may be off); each core reads its own only once started.
+        area.stack_top
+            .store(slot.wrapping_add(GUARD_SIZE + STACK_SIZE), Relaxed);
+        area.exception_top
+            .store(slot.wrapping_add(SLOT_SIZE), Relaxed);
     }
 }
 
-/// Every core's guard page, for the MMU to leave unmapped (the image is identity-mapped,
-/// so these are physical addresses too).
+/// The top of core `cpu`'s exception stack (the x86_64 TSS takes it; the vector code of
+/// aarch64 and riscv64 reads it from the area).
+#[cfg_attr(not(target_arch = "x86_64"), expect(dead_code))]
+pub(super) fn exception_stack_top(cpu: usize) -> u64 {
+    CPU_AREAS[cpu].exception_top.load(Relaxed) as u64
+}
+
+/// Core `cpu`'s guard page, the bottom page of its slot; `None` when it has no slot.
+fn guard_page(cpu: usize) -> Option<PhysRange> {
+    let top = CPU_AREAS.get(cpu)?.stack_top.load(Relaxed) as u64;
+    let start = top.checked_sub((STACK_SIZE + GUARD_SIZE) as u64)?;
+    Some(PhysRange {
+        start,
+        end: start + GUARD_SIZE as u64,
+    })
+}
+
+/// Every core's guard page, for the MMU to leave unmapped (slots are identity-mapped,
+/// so these are physical addresses too). Slots are given to cores `0..n` together.
 pub(super) fn guard_pages() -> impl Iterator<Item = PhysRange> {
-    (0..MAX_CPUS).map(guard_page)
+    (0..MAX_CPUS).map_while(guard_page)
+}
+
+/// How many distinct `block`-aligned blocks the guard pages may lie across at most: the
+/// boot core's slot and the others', each a run of slots that may start anywhere in a
+/// block. An MMU builder has this many tables of 4 KiB pages for them.
+pub(super) const fn guard_blocks_max(block: usize) -> usize {
+    1 + (SLOT_SIZE * (MAX_CPUS - 1)).div_ceil(block) + 1
 }
 
 /// The distinct `block`-aligned blocks (the MMU's large mapping) that hold guard pages,
@@ -142,7 +178,7 @@ pub(super) fn guard_blocks<const N: usize>(block: u64) -> [Option<u64>; N] {
 
 /// Whether the 4 KiB page at `page` is a core's guard page.
 pub(super) fn is_guard(page: u64) -> bool {
-    guard_pages().any(|g| g.start <= page && page < g.end)
+    guard_owner(page).is_some()
 }
 
 /// What [`paint_boot_stack`] fills the boot core's stack with.
@@ -160,11 +196,11 @@ const PAINT_MARGIN: usize = 1024;
 pub unsafe fn paint_boot_stack() {
     let marker = 0u8;
     let here = core::hint::black_box(&raw const marker) as usize;
-    let bottom = STACKS.0.get() as usize;
+    let bottom = BOOT_SLOT.0.get() as usize;
     let len = here.saturating_sub(PAINT_MARGIN).saturating_sub(bottom);
     // SAFETY: `[bottom, bottom + len)` is core 0's slot below the running frame (with the
     // margin for this frame and `write_bytes`): no live data, nothing else uses it.
-    unsafe { core::ptr::write_bytes(bottom as *mut u8, PAINT, len.min(SLOT_SIZE)) };
+    unsafe { core::ptr::write_bytes(bottom as *mut u8, PAINT, len.min(GUARD_SIZE + STACK_SIZE)) };
 }
 
 /// How many bytes of the boot core's stack were used since [`paint_boot_stack`], from the
@@ -174,10 +210,11 @@ pub unsafe fn paint_boot_stack() {
 /// # Safety
 /// [`paint_boot_stack`] has run, and the guard page is not unmapped yet.
 pub unsafe fn boot_stack_used() -> Option<usize> {
-    let bottom = STACKS.0.get() as *const u8;
-    // SAFETY: core 0's slot is SLOT_SIZE bytes of the static, all mapped (the caller's
-    // contract); reading bytes the stack holds is fine, as they are plain integers.
-    let slot = unsafe { core::slice::from_raw_parts(bottom, SLOT_SIZE) };
+    let bottom = BOOT_SLOT.0.get() as *const u8;
+    // SAFETY: the guard page and the stack are the bottom of core 0's slot, a static, all
+    // mapped (the caller's contract); reading bytes the stack holds is fine, as they are
+    // plain integers.
+    let slot = unsafe { core::slice::from_raw_parts(bottom, GUARD_SIZE + STACK_SIZE) };
     let (guard, stack) = slot.split_at(GUARD_SIZE);
     if guard.iter().any(|&b| b != PAINT) {
         return None;
@@ -189,5 +226,7 @@ pub unsafe fn boot_stack_used() -> Option<usize> {
 /// The core whose guard page holds `addr`, if one does: a fault there is that core's
 /// stack overflow.
 pub(super) fn guard_owner(addr: u64) -> Option<usize> {
-    (0..MAX_CPUS).find(|&cpu| guard_page(cpu).contains(addr))
+    (0..MAX_CPUS)
+        .map_while(guard_page)
+        .position(|g| g.contains(addr))
 }

@@ -185,7 +185,7 @@ fn nesting(blob: &[u8]) -> usize {
 }
 
 /// `(address, size)` of each `reg` entry of `node`.
-fn regs(
+pub(super) fn regs(
     node: FdtNode<'static>,
     name: &'static str,
 ) -> Result<impl Iterator<Item = Result<(u64, u64), DtError>>, DtError> {
@@ -206,6 +206,13 @@ fn regs(
         }))
 }
 
+/// Whether `n` is a `/memory` node (by name, or by `device_type`).
+pub(super) fn is_memory(n: &FdtNode<'static>) -> bool {
+    n.name_without_address() == "memory"
+        || n.property("device_type")
+            .is_some_and(|p| p.value_as::<&str>() == Ok("memory"))
+}
+
 /// What [`add_memory`] found.
 pub struct MemoryStats {
     /// Bytes of RAM the `/memory` nodes list.
@@ -224,11 +231,6 @@ pub fn add_memory(
     let mut stats = MemoryStats {
         ram: 0,
         above_limit: 0,
-    };
-    let is_memory = |n: &FdtNode<'static>| {
-        n.name_without_address() == "memory"
-            || n.property("device_type")
-                .is_some_and(|p| p.value_as::<&str>() == Ok("memory"))
     };
     for node in fdt.root().children().filter(is_memory) {
         for reg in regs(node, "/memory")? {
@@ -430,13 +432,14 @@ pub fn syscon_poweroff(fdt: Fdt<'static>) -> Result<Option<Poweroff>, DtError> {
     }))
 }
 
-/// The distributor and CPU interface of the root's GICv2 (`arm,cortex-a15-gic`,
-/// `arm,gic-400`): its first two `reg` entries.
-pub fn gicv2(fdt: Fdt<'static>) -> Option<(Reg, Reg)> {
+/// The first two `reg` entries of the root's child `compatible` with one of
+/// `compatibles`: a GICv2's distributor and CPU interface (`arm,cortex-a15-gic`,
+/// `arm,gic-400`), a GICv3's distributor and first redistributor region (`arm,gic-v3`).
+pub fn gic(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(Reg, Reg)> {
     let node = fdt
         .root()
         .children()
-        .find(|n| n.is_compatible("arm,cortex-a15-gic") || n.is_compatible("arm,gic-400"))?;
+        .find(|n| compatibles.iter().any(|c| n.is_compatible(c)))?;
     let mut regs = node.reg().ok()??;
     let mut next = || {
         let r = regs.next()?;
@@ -509,7 +512,7 @@ fn find_reg(root: FdtNode<'static>, wanted: impl Fn(&FdtNode<'static>) -> bool) 
 }
 
 /// The first `reg` entry of `node`, in its parent's address space.
-fn first_reg(node: FdtNode<'static>) -> Option<Reg> {
+pub(super) fn first_reg(node: FdtNode<'static>) -> Option<Reg> {
     let r = node.reg().ok()??.next()?;
     Some(Reg {
         node: node.name(),

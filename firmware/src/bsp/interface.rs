@@ -7,6 +7,7 @@ use core::fmt;
 use super::board;
 use crate::arch::cpu::MAX_CPUS;
 use kmem::mm::memmap::{NormalizedMap, PhysRange};
+use kmem::mm::numa::Topology;
 use kmem::mm::zone::ZoneLimits;
 
 /// What differs between boards that share an ISA, as the firmware uses it. A board that
@@ -40,7 +41,8 @@ pub trait Board {
     fn probe(boot_arg: usize, boot_hwid: u64) -> Result<BootInfo, Self::ProbeError>;
 
     /// Starts logical core `logical` of `cpus` at the ISA's secondary entry, which calls
-    /// `kernel_secondary(logical)`.
+    /// `kernel_secondary(logical)`, and returns without waiting for it to come online:
+    /// the firmware starts every core before it waits for any.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError>;
 
     /// The board's own self-tests, run after the common ones.
@@ -131,6 +133,9 @@ pub struct BootInfo {
     /// Highest address devices reach by DMA, when a `dma-ranges` restricts it.
     pub dma_limit: Option<u64>,
     pub cpus: Cpus,
+    /// Which node each CPU and each memory range is on (`bsp::numa`): one node when the
+    /// boot information says nothing of nodes, or says something that does not hold.
+    pub topology: Topology,
     /// How secondary cores are started (`"PSCI"`, `"spin table"`, `"INIT-SIPI"`), when
     /// the machine has a way.
     pub cpu_start: Option<&'static str>,

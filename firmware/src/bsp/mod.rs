@@ -6,7 +6,8 @@
 //! that several boards share live in [`device_driver`], device-tree reading in
 //! [`devicetree`], the checks every address the boot information gives passes before it
 //! is used in [`vet`], the console front end in [`console`], timer interrupts in
-//! [`ticks`] (through a GICv2 in `gic_ticks`).
+//! [`ticks`] (through a GICv2 or GICv3 in `gic_ticks`), the NUMA topology in [`numa`]
+//! (from the device tree in `devicetree_numa`).
 
 pub mod bootargs;
 pub mod console;
@@ -14,10 +15,16 @@ pub mod device_driver;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+pub mod devicetree_numa;
+// The boards that read NUMA from their tree (a Pi is one node).
+#[cfg(any(feature = "virt", feature = "riscv64"))]
+mod devicetree_numa_tests;
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_tests;
 #[cfg(target_arch = "aarch64")]
 pub mod gic_ticks;
 mod interface;
+pub mod numa;
 pub mod ticks;
 pub mod vet;
 mod vet_tests;

@@ -2,11 +2,11 @@
 //!
 //! The boot core calls `kernel_init(dtb: usize) -> !`, which the firmware binary defines
 //! (`src/main.rs`); a core started through PSCI calls `kernel_secondary(id: usize) -> !`.
-//! Both run at EL1 with the MMU off, their own stack, `TPIDR_EL1` at their per-CPU area
+//! Both run at EL1 with the MMU off, their own stack (the one their `CpuArea` names), `TPIDR_EL1` at their per-CPU area
 //! and the exception vectors installed.
 
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, SLOT_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_TOP_OFFSET};
 
 unsafe extern "C" {
     fn kernel_init(dtb: usize) -> !;
@@ -18,9 +18,8 @@ core::arch::global_asm!(
     include_str!("boot.s"),
     boot_main = sym kernel_init,
     secondary_main = sym kernel_secondary,
-    stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
-    slot_size = const SLOT_SIZE,
+    stack_top = const STACK_TOP_OFFSET,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
 );

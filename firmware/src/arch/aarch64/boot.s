@@ -79,19 +79,16 @@ __el1_setup:
     isb
     ret
 
-// x0 = logical id: sp at the top of this core's stack (the top of its slot, whose bottom
-// page is the guard), TPIDR_EL1 at its CpuArea, VBAR_EL1 at the vectors. Clobbers x1-x3.
+// x0 = logical id: TPIDR_EL1 at its CpuArea, sp at the stack top the area names (a
+// core without a slot parks), VBAR_EL1 at the vectors. Clobbers x1-x3.
 __cpu_setup:
-    adrp    x1, {stacks}
-    add     x1, x1, :lo12:{stacks}
-    add     x2, x0, #1
-    ldr     x3, ={slot_size}
-    madd    x1, x2, x3, x1
-    mov     sp, x1
     adrp    x1, {cpu_areas}
     add     x1, x1, :lo12:{cpu_areas}
     mov     x3, #{area_size}
     madd    x1, x0, x3, x1
+    ldr     x2, [x1, #{stack_top}]
+    cbz     x2, .Lpark
+    mov     sp, x2
     msr     TPIDR_EL1, x1
     adrp    x1, __exception_vectors
     add     x1, x1, :lo12:__exception_vectors

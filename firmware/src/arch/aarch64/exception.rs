@@ -11,16 +11,14 @@
 //! without `-semihosting`, and then exiting falls back to PSCI SYSTEM_OFF.
 
 use super::{AArch64, psci, semihosting};
-use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET};
+use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_TOP_OFFSET};
 use crate::fault::{self, Access, Fault, FaultKind};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("vectors.s"),
     depth = const DEPTH_OFFSET,
-    id = const ID_OFFSET,
-    exception_stacks = sym EXCEPTION_STACKS,
-    exception_stack_size = const EXCEPTION_STACK_SIZE,
+    exception_top = const EXCEPTION_TOP_OFFSET,
     handler = sym unexpected_exception,
     exit_block = sym semihosting::EXIT_FAILURE,
     conduit = sym psci::CONDUIT,

@@ -23,8 +23,7 @@ use tock_registers::register_bitfields;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::mte;
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
@@ -34,10 +33,9 @@ const L2_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 /// Size of one block mapping.
 const BLOCK: u64 = 2 << 20;
-/// Level-3 tables, for the blocks that hold guard pages: the stacks' slots, together no
-/// bigger than a block, lie across at most two, and the guard pool in one more.
-const L3_TABLES: usize = 3;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
+/// Level-3 tables, for the blocks that hold the stacks' guard pages and the guard pool.
+const L3_TABLES: usize = guard_pool::tables_needed(BLOCK as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 register_bitfields! {u64,
     /// A level-1 table descriptor or a level-2 block descriptor (the bits both use).

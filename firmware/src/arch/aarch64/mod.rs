@@ -105,7 +105,7 @@ impl Arch for AArch64 {
 }
 
 impl Isa for AArch64 {
-    const MAX_CPUS: usize = 8;
+    const MAX_CPUS: usize = 256;
     const MAP_LIMIT: u64 = mmu::MAP_LIMIT;
 
     fn cycles_per_second() -> u64 {

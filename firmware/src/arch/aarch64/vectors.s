@@ -92,14 +92,9 @@ __exception_entry:
     str     w10, [x9, #{depth}]
     cmp     w10, #1
     b.ne    __exception_nested
-    // sp = the top of exception_stacks[id]; the handler gets the old one in x4.
+    // sp = the top of this core's exception stack; the handler gets the old one in x4.
     mov     x4, sp
-    ldr     x11, [x9, #{id}]
-    add     x11, x11, #1
-    ldr     x12, ={exception_stack_size}
-    adrp    x13, {exception_stacks}
-    add     x13, x13, :lo12:{exception_stacks}
-    madd    x13, x11, x12, x13
+    ldr     x13, [x9, #{exception_top}]
     mov     sp, x13
     mrs     x1, ESR_EL1
     mrs     x2, FAR_EL1
@@ -124,13 +119,7 @@ __sync_entry:
     str     w10, [x9, #{depth}]
     cmp     w10, #1
     b.ne    __exception_nested
-    ldr     x10, [x9, #{id}]
-    add     x10, x10, #1
-    ldr     x9, ={exception_stack_size}
-    mul     x10, x10, x9
-    adrp    x9, {exception_stacks}
-    add     x9, x9, :lo12:{exception_stacks}
-    add     x10, x10, x9
+    ldr     x10, [x9, #{exception_top}]
     sub     x10, x10, #SYNC_FRAME
     mov     x9, sp
     mov     sp, x10

@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, CpuArea, SLOT_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, CpuArea, STACK_TOP_OFFSET};
 
 unsafe extern "C" {
     fn kernel_init(dtb: usize) -> !;
@@ -31,10 +31,9 @@ core::arch::global_asm!(
     include_str!("boot.s"),
     boot_main = sym kernel_init,
     secondary_main = sym kernel_secondary,
-    stacks = sym STACKS,
     cpu_areas = sym CPU_AREAS,
+    stack_top = const STACK_TOP_OFFSET,
     harts = sym HARTS,
-    slot_size = const SLOT_SIZE,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
 );

@@ -55,19 +55,18 @@ _secondary_start:
 1:  wfi
     j       1b
 
-// a0 = logical id, a1 = hart id: sp at the top of this hart's stack (the top of its
-// slot, whose bottom page is the guard), tp at its CpuArea, HARTS[id] = hart id, stvec
-// at the trap entry, sie.SSIE, sstatus.FS = Initial. Clobbers t0-t2.
+// a0 = logical id, a1 = hart id: tp at its CpuArea, sp at the stack top the area names
+// (a hart without a slot parks), HARTS[id] = hart id, stvec at the trap entry,
+// sie.SSIE, sstatus.FS = Initial. Clobbers t0-t2.
 __cpu_setup:
-    la      t0, {stacks}
-    addi    t1, a0, 1
-    li      t2, {slot_size}
-    mul     t1, t1, t2
-    add     sp, t0, t1
     la      t0, {cpu_areas}
     li      t2, {area_size}
     mul     t1, a0, t2
-    add     tp, t0, t1
+    add     t0, t0, t1
+    ld      t1, {stack_top}(t0)
+    beqz    t1, .Lpark
+    mv      sp, t1
+    mv      tp, t0
     la      t0, {harts}
     slli    t1, a0, 3
     add     t0, t0, t1

@@ -17,8 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use riscv::register::satp;
 
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
@@ -29,10 +28,9 @@ const L1_TABLES: usize = 64;
 pub const MAP_LIMIT: u64 = (L1_TABLES as u64) << 30;
 /// Size of one megapage.
 const BLOCK: u64 = 2 << 20;
-/// Level-0 tables, for the megapages that hold guard pages: the stacks' slots, together
-/// no bigger than a megapage, lie across at most two, and the guard pool in one more.
-const L0_TABLES: usize = 3;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= BLOCK as usize && GUARD_SIZE == 4096);
+/// Level-0 tables, for the megapages that hold the stacks' guard pages and the guard pool.
+const L0_TABLES: usize = guard_pool::tables_needed(BLOCK as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 /// Page-table entry bits (the privileged specification, 4.3.1 and Svpbmt).
 const V: u64 = 1 << 0;

@@ -19,18 +19,14 @@ use riscv::register::{sie, sip};
 
 use super::{RiscV64, boot, exit};
 use crate::arch::cpu::{Isa, MAX_CPUS};
-use crate::arch::percpu::{
-    self, DEPTH_OFFSET, EXCEPTION_STACK_SIZE, EXCEPTION_STACKS, ID_OFFSET, SCRATCH_OFFSET,
-};
+use crate::arch::percpu::{self, DEPTH_OFFSET, EXCEPTION_TOP_OFFSET, SCRATCH_OFFSET};
 use crate::fault::{self, Access, Fault, FaultKind};
 use kmem::Arch;
 
 core::arch::global_asm!(
     include_str!("trap.s"),
     depth = const DEPTH_OFFSET,
-    id = const ID_OFFSET,
-    exception_stacks = sym EXCEPTION_STACKS,
-    exception_stack_size = const EXCEPTION_STACK_SIZE,
+    exception_top = const EXCEPTION_TOP_OFFSET,
     handler = sym unexpected_trap,
     page_fault = sym page_fault,
     scratch = const SCRATCH_OFFSET,

@@ -132,14 +132,9 @@ __fatal:
     sw      t0, {depth}(tp)
     li      t1, 1
     bne     t0, t1, __exception_nested
-    // sp = the top of exception_stacks[id]; the handler gets the old one in a3.
+    // sp = the top of this hart's exception stack; the handler gets the old one in a3.
     mv      a3, sp
-    ld      t1, {id}(tp)
-    addi    t1, t1, 1
-    li      t2, {exception_stack_size}
-    mul     t1, t1, t2
-    la      t2, {exception_stacks}
-    add     sp, t2, t1
+    ld      sp, {exception_top}(tp)
     csrr    a0, scause
     csrr    a1, stval
     csrr    a2, sepc
@@ -169,12 +164,7 @@ __page_fault:
     li      t1, 1
     bne     t0, t1, __exception_nested
     sd      sp, {scratch_sp}(tp)
-    ld      t1, {id}(tp)
-    addi    t1, t1, 1
-    li      t0, {exception_stack_size}
-    mul     t1, t1, t0
-    la      t0, {exception_stacks}
-    add     sp, t0, t1
+    ld      sp, {exception_top}(tp)
     ld      t1, {scratch}(tp)
     csrr    t0, sscratch
     addi    sp, sp, -FRAME

@@ -1,7 +1,11 @@
-//! The local APIC (xAPIC, at the address in `IA32_APIC_BASE`, mapped uncached by
-//! [`super::mmu`]): starting application processors with INIT-SIPI-SIPI, the wake-up
-//! IPI that idle cores sleep in `hlt` for, and the periodic local timer; and the legacy
-//! 8259 PICs switched off, so that the local APIC is the only source of interrupts.
+//! The local APIC: starting application processors with INIT-SIPI-SIPI, the wake-up IPI
+//! that idle cores sleep in `hlt` for, and the periodic local timer; and the legacy 8259
+//! PICs switched off, so that the local APIC is the only source of interrupts.
+//!
+//! In x2APIC mode wherever the CPU offers it (CPUID.1:ECX.x2APIC), its registers being
+//! MSRs from 0x800 and the interrupt command one 64-bit MSR with a 32-bit destination,
+//! which is what reaches APIC ids past 255; else in xAPIC mode, its registers at the
+//! address in `IA32_APIC_BASE`, mapped uncached by [`super::mmu`].
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
@@ -12,6 +16,11 @@ use super::exception::WAKE_VECTOR;
 use super::{boot, tsc};
 
 const IA32_APIC_BASE: u32 = 0x1b;
+/// IA32_APIC_BASE: the APIC is enabled; it is in x2APIC mode.
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2APIC: u64 = 1 << 10;
+/// The x2APIC's registers: MSR `X2APIC_MSRS + (xAPIC offset >> 4)`.
+const X2APIC_MSRS: u32 = 0x800;
 /// Spurious-interrupt vector register: bit 8 enables the APIC.
 const SVR: usize = 0xf0;
 const ICR_LOW: usize = 0x300;
@@ -40,12 +49,20 @@ const DIVIDE_BY_16: u32 = 0b0011;
 /// the first time a timer starts; 0 until then.
 static TIMER_PER_MS: AtomicU32 = AtomicU32::new(0);
 
-/// Address of the EOI register, for the wake-up stub in vectors.s (set before any core
-/// can be woken).
+/// Address of the xAPIC's EOI register, for the wake-up stub in vectors.s, or 0 in
+/// x2APIC mode (set before any core can be woken).
 pub(super) static EOI_REGISTER: AtomicU64 = AtomicU64::new(0);
 
 /// Why a core could not be started: the IPI stayed pending (the APIC did not send it).
 pub const ERR_IPI_PENDING: i64 = -1;
+/// Why a core could not be started: its APIC id is past 255 and the CPU offers no x2APIC.
+pub const ERR_ID_NEEDS_X2APIC: i64 = -2;
+
+/// Whether the CPU offers x2APIC mode (CPUID.1:ECX bit 21); every core then uses it.
+fn x2apic() -> bool {
+    // Leaf 1 exists on every x86_64 CPU.
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0
+}
 
 fn base() -> usize {
     // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; reading it has no effect.
@@ -53,13 +70,25 @@ fn base() -> usize {
 }
 
 fn write(reg: usize, value: u32) {
-    // SAFETY: `base` is this core's LAPIC, mapped uncached; `reg` is one of its registers.
-    unsafe { ((base() + reg) as *mut u32).write_volatile(value) }
+    if x2apic() {
+        // SAFETY: this core's APIC is in x2APIC mode (`enable`, before any other access),
+        // and `reg` is one of its registers, as an MSR.
+        unsafe { Msr::new(X2APIC_MSRS + (reg >> 4) as u32).write(u64::from(value)) }
+    } else {
+        // SAFETY: `base` is this core's LAPIC, mapped uncached; `reg` is one of its
+        // registers.
+        unsafe { ((base() + reg) as *mut u32).write_volatile(value) }
+    }
 }
 
 fn read(reg: usize) -> u32 {
-    // SAFETY: as for write.
-    unsafe { ((base() + reg) as *const u32).read_volatile() }
+    if x2apic() {
+        // SAFETY: as for write; reading a register has no effect.
+        unsafe { Msr::new(X2APIC_MSRS + (reg >> 4) as u32).read() as u32 }
+    } else {
+        // SAFETY: as for write.
+        unsafe { ((base() + reg) as *const u32).read_volatile() }
+    }
 }
 
 /// Vectors the legacy PICs are moved to: past the exceptions, and without gates, so a
@@ -78,8 +107,21 @@ pub(super) fn disable_legacy_pic() {
     }
 }
 
-/// Software-enables this core's APIC, which it must be to take the wake-up IPI.
+/// Puts this core's APIC in x2APIC mode where the CPU offers it, and software-enables it,
+/// which it must be to take the wake-up IPI. Every core runs it before it touches its
+/// APIC otherwise.
 pub(super) fn enable() {
+    if x2apic() {
+        let mut msr = Msr::new(IA32_APIC_BASE);
+        // SAFETY: x2APIC mode is offered (CPUID); switching from xAPIC mode (enabled) to
+        // x2APIC mode is a legal transition, and setting it again changes nothing.
+        unsafe {
+            let v = msr.read();
+            if v & APIC_X2APIC == 0 {
+                msr.write(v | APIC_GLOBAL_ENABLE | APIC_X2APIC);
+            }
+        }
+    }
     write(SVR, read(SVR) | 0x100);
 }
 
@@ -90,8 +132,21 @@ pub(super) fn wake_others() {
     let _ = send(0, FIXED_ALL_BUT_SELF | u32::from(WAKE_VECTOR));
 }
 
-/// Sends an IPI to `apic_id` and waits (up to 10 ms) until the APIC has sent it.
+/// Sends an IPI to `apic_id` and waits (up to 10 ms) until the APIC has sent it (an
+/// x2APIC has no such wait: its interrupt command register is one MSR write).
 fn send(apic_id: u32, command: u32) -> Result<(), i64> {
+    if x2apic() {
+        // SAFETY: this core's APIC is in x2APIC mode; 0x830 is its interrupt command
+        // register, the destination in its high half.
+        unsafe {
+            Msr::new(X2APIC_MSRS + (ICR_LOW >> 4) as u32)
+                .write(u64::from(apic_id) << 32 | u64::from(command))
+        };
+        return Ok(());
+    }
+    if apic_id > 0xff {
+        return Err(ERR_ID_NEEDS_X2APIC);
+    }
     write(ICR_HIGH, apic_id << 24);
     write(ICR_LOW, command);
     for _ in 0..100 {
@@ -104,17 +159,21 @@ fn send(apic_id: u32, command: u32) -> Result<(), i64> {
 }
 
 /// Starts the core with local APIC id `apic_id` as logical core `logical`: it runs the
-/// trampoline, enters long mode and calls `kernel_secondary(logical)`. The error is
-/// [`ERR_IPI_PENDING`].
+/// trampoline, finds its logical id by its APIC id, enters long mode and calls
+/// `kernel_secondary(logical)`. Returns once the IPIs are sent, not waiting for the core:
+/// several may come up at once. The error is [`ERR_IPI_PENDING`] or
+/// [`ERR_ID_NEEDS_X2APIC`].
 ///
 /// # Safety
-/// The page tables map the LAPIC uncached; the trampoline page is reserved; the previous
-/// core started has taken its logical id (it is online, or was given up on).
+/// The page tables map the LAPIC uncached; the trampoline page is reserved; boot core.
 pub unsafe fn start_ap(apic_id: u32, logical: usize) -> Result<(), i64> {
     // SAFETY: the caller's guarantees are prepare_ap's.
-    let vector = unsafe { boot::prepare_ap(logical) };
-    EOI_REGISTER.store((base() + EOI) as u64, Relaxed);
+    let vector = unsafe { boot::prepare_ap(logical, apic_id) };
     enable();
+    // The wake-up stub ends the IPI at the xAPIC's EOI register, or (0 here) through the
+    // x2APIC's MSR.
+    let eoi = if x2apic() { 0 } else { (base() + EOI) as u64 };
+    EOI_REGISTER.store(eoi, Relaxed);
     // The MP specification's sequence: INIT, 10 ms, then SIPI twice 200 µs apart (a core
     // already running ignores the second).
     send(apic_id, INIT)?;

@@ -6,11 +6,11 @@
 //! `kernel_secondary(id: usize) -> !`. Both run in long mode on the boot page tables with
 //! their own stack, GS at their per-CPU area, interrupts off and the IDT loaded.
 
-use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 
 use super::{apic, exception};
 use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, SLOT_SIZE, STACKS};
+use crate::arch::percpu::{AREA_SIZE, CPU_AREAS, STACK_TOP_OFFSET};
 
 unsafe extern "C" {
     fn kernel_init(start_info: usize) -> !;
@@ -23,17 +23,21 @@ unsafe extern "C" {
 /// page). The board keeps the first MiB out of the memory map.
 pub const TRAMPOLINE: usize = 0x8000;
 
-/// The logical id the next application processor takes (boot.s swaps in `u32::MAX`).
-static AP_LOGICAL: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The local APIC id of each logical core the boot core has started, `u32::MAX` where
+/// none: an application processor takes the index of its own id (boot.s), so that cores
+/// started together each find theirs.
+static AP_HWIDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(u32::MAX) }; MAX_CPUS];
+
+/// Whether the trampoline is in place at [`TRAMPOLINE`].
+static TRAMPOLINE_COPIED: AtomicBool = AtomicBool::new(false);
 
 core::arch::global_asm!(
     include_str!("boot.s"),
     include_str!("trampoline.s"),
     rust_entry = sym rust_entry,
-    ap_logical = sym AP_LOGICAL,
-    stacks = sym STACKS,
+    ap_hwids = sym AP_HWIDS,
     cpu_areas = sym CPU_AREAS,
-    slot_size = const SLOT_SIZE,
+    stack_top = const STACK_TOP_OFFSET,
     area_size = const AREA_SIZE,
     max_cpus = const MAX_CPUS,
     base = const TRAMPOLINE,
@@ -59,17 +63,19 @@ extern "C" fn rust_entry(id: usize, start_info: usize) -> ! {
     }
 }
 
-/// Puts the trampoline at [`TRAMPOLINE`] and posts `logical` for the next application
-/// processor to take. Returns the SIPI vector that starts a core there.
+/// Puts the trampoline at [`TRAMPOLINE`] (once) and posts `apic_id` as logical core
+/// `logical`'s. Returns the SIPI vector that starts a core there.
 ///
 /// # Safety
-/// [`TRAMPOLINE`]'s page is RAM that nothing else uses, and no other core is between
-/// its SIPI and taking its id.
-pub unsafe fn prepare_ap(logical: usize) -> u8 {
-    let start = &raw const __ap_trampoline_start;
-    let len = &raw const __ap_trampoline_end as usize - start as usize;
-    // SAFETY: the caller guarantees the page is ours; the trampoline is a few dozen bytes.
-    unsafe { core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len) };
-    AP_LOGICAL.store(logical as u32, SeqCst);
+/// [`TRAMPOLINE`]'s page is RAM that nothing else uses; boot core only.
+pub unsafe fn prepare_ap(logical: usize, apic_id: u32) -> u8 {
+    if !TRAMPOLINE_COPIED.swap(true, SeqCst) {
+        let start = &raw const __ap_trampoline_start;
+        let len = &raw const __ap_trampoline_end as usize - start as usize;
+        // SAFETY: the caller guarantees the page is ours; the trampoline is a few dozen
+        // bytes, and no core runs it before the first SIPI, which follows this copy.
+        unsafe { core::ptr::copy_nonoverlapping(start, TRAMPOLINE as *mut u8, len) };
+    }
+    AP_HWIDS[logical].store(apic_id, SeqCst);
     (TRAMPOLINE >> 12) as u8
 }

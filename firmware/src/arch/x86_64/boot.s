@@ -68,12 +68,32 @@ _ap_start32:
     mov     %ax, %ds
     mov     %ax, %es
     mov     %ax, %ss
-    # Take the logical id the boot core posted, leaving an invalid one behind, so that a
-    # late core cannot take the same id twice.
-    mov     $-1, %esi
-    xchg    %esi, {ap_logical}
-    cmp     ${max_cpus}, %esi
+    # This core's APIC id: CPUID leaf 0xB's x2APIC id where the CPU has the leaf, else
+    # leaf 1's initial APIC id (the ids the MADT lists).
+    xor     %eax, %eax
+    cpuid
+    cmp     $0xb, %eax
+    jb      1f
+    mov     $0xb, %eax
+    xor     %ecx, %ecx
+    cpuid
+    test    %ebx, %ebx
+    jz      1f
+    mov     %edx, %edi
+    jmp     2f
+1:  mov     $1, %eax
+    cpuid
+    shr     $24, %ebx
+    mov     %ebx, %edi
+    # The logical id is its index in the ids the boot core posted (every core started
+    # at once finds its own); a core not posted parks.
+2:  mov     $1, %esi
+3:  cmp     ${max_cpus}, %esi
     jae     .Lpark32
+    cmp     %edi, {ap_hwids}(,%esi,4)
+    je      .Llong_mode
+    inc     %esi
+    jmp     3b
 
 .Llong_mode:
     mov     %cr4, %eax
@@ -101,16 +121,14 @@ _ap_start32:
     mov     %ax, %ds
     mov     %ax, %es
     mov     %ax, %ss
-    # rsp = top of stacks[id] (the top of its slot, whose bottom page is the guard)
-    mov     %esi, %eax
-    inc     %rax
-    imul    ${slot_size}, %rax
-    add     ${stacks}, %rax
-    mov     %rax, %rsp
-    # IA32_GS_BASE = &cpu_areas[id]
+    # IA32_GS_BASE = &cpu_areas[id]; rsp = the stack top it names (none: park)
     mov     %esi, %eax
     imul    ${area_size}, %rax
     add     ${cpu_areas}, %rax
+    mov     {stack_top}(%rax), %rdx
+    test    %rdx, %rdx
+    jz      1f
+    mov     %rdx, %rsp
     mov     %rax, %rdx
     shr     $32, %rdx
     mov     $0xc0000101, %ecx

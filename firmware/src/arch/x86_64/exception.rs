@@ -111,8 +111,8 @@ static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; VECTORS]));
 /// Each core's task-state segment: only its interrupt stack table is used.
 struct Tss(UnsafeCell<[TaskStateSegment; MAX_CPUS]>);
 
-// SAFETY: written once by `build_idt` on the boot core before any core loads a TSS; after
-// that only the CPUs read it.
+// SAFETY: each core writes its own TSS, once, in `load_task_state` before loading it;
+// `build_idt` only takes their addresses. After that only the CPUs read them.
 unsafe impl Sync for Tss {}
 
 static TSS: Tss = Tss(UnsafeCell::new(
@@ -142,30 +142,37 @@ fn tss_descriptor(base: u64) -> [u64; 2] {
 }
 
 /// Fills the IDT with the stubs, every exception on the exception stack, and each core's
-/// TSS and its GDT descriptor. Boot core, before any other core starts.
+/// GDT descriptor of its TSS. Boot core, before any other core starts.
 pub(super) fn build_idt() {
     let stubs = &raw const __exception_stubs as u64;
     let cs = CS::get_reg().0;
     let gdt = &raw mut __boot_gdt_tss;
     // SAFETY: only the boot core runs, and no core has loaded the IDT or a TSS yet.
-    let (idt, tss, gdt) = unsafe { (&mut *IDT.0.get(), &mut *TSS.0.get(), &mut *gdt) };
+    let (idt, tss, gdt) = unsafe { (&mut *IDT.0.get(), &*TSS.0.get(), &mut *gdt) };
     for (v, g) in idt.iter_mut().take(EXCEPTIONS).enumerate() {
         *g = gate(stubs + (v * STUB_SIZE) as u64, cs, EXCEPTION_IST);
     }
     idt[usize::from(WAKE_VECTOR)] = gate(&raw const __wake_stub as u64, cs, 0);
     idt[usize::from(TIMER_VECTOR)] = gate(&raw const __timer_stub as u64, cs, 0);
-    for (cpu, (t, d)) in tss.iter_mut().zip(gdt.iter_mut()).enumerate() {
-        t.interrupt_stack_table[EXCEPTION_IST as usize - 1] =
-            VirtAddr::new(percpu::exception_stack_top(cpu));
+    for (t, d) in tss.iter().zip(gdt.iter_mut()) {
         *d = tss_descriptor(core::ptr::from_ref(t) as u64);
     }
 }
 
-/// Loads core `id`'s TSS, so that exceptions on it switch to its exception stack.
+/// Points core `id`'s TSS at its exception stack (its slot is placed only once the boot
+/// information is read, after `build_idt`) and loads it, so that exceptions on it switch
+/// to that stack.
 pub(super) fn load_task_state(id: usize) {
+    let tss = TSS.0.get().cast::<TaskStateSegment>();
+    // SAFETY: element `id` of the static; only core `id` touches it after build_idt, and
+    // only here, before loading it.
+    unsafe {
+        (*tss.add(id)).interrupt_stack_table[EXCEPTION_IST as usize - 1] =
+            VirtAddr::new(percpu::exception_stack_top(id));
+    }
     let selector = SegmentSelector::new((FIRST_TSS + 16 * id as u16) >> 3, PrivilegeLevel::Ring0);
-    // SAFETY: build_idt filled this core's TSS and its descriptor before any core started;
-    // each core loads only its own (loading marks it busy).
+    // SAFETY: build_idt filled this core's descriptor before any core started, and its TSS
+    // is filled above; each core loads only its own (loading marks it busy).
     unsafe { load_tss(selector) };
 }
 

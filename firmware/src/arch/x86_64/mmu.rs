@@ -22,8 +22,7 @@ use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use x86_64::VirtAddr;
 use x86_64::instructions::tlb;
 
-use crate::arch::cpu::MAX_CPUS;
-use crate::arch::percpu::{self, GUARD_SIZE, SLOT_SIZE};
+use crate::arch::percpu::{self, GUARD_SIZE};
 use crate::arch::{Mapping, guard_pool};
 use kmem::mm::memmap::PhysRange;
 
@@ -33,10 +32,9 @@ const PDS: usize = 64;
 pub const MAP_LIMIT: u64 = (PDS as u64) << 30;
 /// Size of one page mapping.
 const PAGE_2M: u64 = 2 << 20;
-/// Page tables, for the 2 MiB pages that hold guard pages: the stacks' slots, together
-/// no bigger than 2 MiB, lie across at most two, and the guard pool in one more.
-const PTS: usize = 3;
-const _: () = assert!(SLOT_SIZE * MAX_CPUS <= PAGE_2M as usize && GUARD_SIZE == 4096);
+/// Page tables, for the 2 MiB pages that hold the stacks' guard pages and the guard pool.
+const PTS: usize = guard_pool::tables_needed(PAGE_2M as usize);
+const _: () = assert!(GUARD_SIZE == 4096);
 
 const PRESENT: u64 = 1 << 0;
 const WRITABLE: u64 = 1 << 1;

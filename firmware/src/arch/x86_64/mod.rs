@@ -92,7 +92,7 @@ impl Arch for X86_64 {
 }
 
 impl Isa for X86_64 {
-    const MAX_CPUS: usize = 8;
+    const MAX_CPUS: usize = 256;
     const MAP_LIMIT: u64 = mmu::MAP_LIMIT;
 
     /// The TSC's, measured against the PIT on first use.
@@ -100,10 +100,18 @@ impl Isa for X86_64 {
         tsc::cycles_per_second()
     }
 
-    /// The initial local APIC id (CPUID leaf 1), the id the MADT lists.
+    /// The local APIC id the MADT lists: the x2APIC id (CPUID leaf 0xB) where the CPU
+    /// has that leaf, else the initial APIC id (leaf 1), as boot.s finds an AP's.
     fn boot_hwid() -> u64 {
-        // Leaf 1 exists on every x86_64 CPU.
-        u64::from(core::arch::x86_64::__cpuid(1).ebx >> 24)
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        // Leaves 0 and 1 exist on every x86_64 CPU; 0xB where leaf 0 says so.
+        if __cpuid(0).eax >= 0xb {
+            let topology = __cpuid_count(0xb, 0);
+            if topology.ebx != 0 {
+                return u64::from(topology.edx);
+            }
+        }
+        u64::from(__cpuid(1).ebx >> 24)
     }
 
     unsafe fn mmu_build(ram: &[&[PhysRange]]) {

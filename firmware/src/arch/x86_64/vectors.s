@@ -86,13 +86,25 @@ __exception_stubs:
     hlt
     jmp     1b
 
-# The wake-up IPI: acknowledge it at the local APIC ({eoi} holds the EOI register's
-# address) and return to the `hlt` it interrupted.
+# The wake-up IPI: acknowledge it at the local APIC ({eoi} holds the xAPIC's EOI
+# register's address, or 0 in x2APIC mode: then its MSR 0x80b) and return to the `hlt`
+# it interrupted.
 .global __wake_stub
 __wake_stub:
     push    %rax
     mov     {eoi}, %rax
+    test    %rax, %rax
+    jz      1f
     movl    $0, (%rax)
+    pop     %rax
+    iretq
+1:  push    %rcx
+    push    %rdx
+    mov     $0x80b, %ecx
+    xor     %edx, %edx
+    wrmsr
+    pop     %rdx
+    pop     %rcx
     pop     %rax
     iretq
 

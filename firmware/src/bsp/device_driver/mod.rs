@@ -14,6 +14,8 @@ pub mod generic_timer;
 #[cfg(target_arch = "aarch64")]
 pub mod gicv2;
 #[cfg(target_arch = "aarch64")]
+pub mod gicv3;
+#[cfg(target_arch = "aarch64")]
 pub mod mini_uart;
 #[cfg(target_arch = "aarch64")]
 pub mod pl011;

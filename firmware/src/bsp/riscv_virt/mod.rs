@@ -115,6 +115,10 @@ impl Board for RiscvVirt {
             "device_tree_nesting",
             super::devicetree_tests::device_tree_nesting,
         ),
+        (
+            "device_tree_numa",
+            super::devicetree_numa_tests::device_tree_numa,
+        ),
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("device_tree_addresses", tests::device_tree_addresses),
     ];
@@ -161,6 +165,9 @@ pub fn describe(
         [] if isa::has_extension(fdt, boot_hwid, "zkr") => isa::zkr_seed(),
         seed => seed,
     };
+    let cpus = dt::cpus(fdt, boot_hwid)?;
+    let topology =
+        super::numa::or_flat(super::devicetree_numa::topology(fdt, &cpus), &cpus, &mut notes);
     Ok(BootInfo {
         model: dt::model(fdt),
         source: BootSource::BootData(dtb),
@@ -168,7 +175,8 @@ pub fn describe(
         unmapped_ram: mem.above_limit,
         zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
         dma_limit,
-        cpus: dt::cpus(fdt, boot_hwid)?,
+        cpus,
+        topology,
         cpu_start: isa::hsm().then_some("SBI HSM"),
         uart: devices.console.unwrap_or(RiscvVirt::FALLBACK_UART),
         uart_from_dt: devices.console.is_some(),

@@ -29,6 +29,7 @@ use super::{Board, BootInfo, BootSource, Cpus, Indicator, Notes, StartError, Tes
 use crate::arch::aarch64::{psci, spin_table};
 use crate::arch::cpu::{Cpu, Isa, MAX_CPUS};
 use kmem::mm::memmap::{MapError, MemoryMap, PhysRange, RegionKind};
+use kmem::mm::numa::Topology;
 use kmem::mm::zone::ZoneLimits;
 
 use uart::UartKind;
@@ -381,6 +382,8 @@ fn from_device_tree(fdt: Fdt<'static>, boot_hwid: u64) -> Result<BootInfo, Probe
         zone_limits: super::zone_limits(ZoneLimits::RPI, dma_limit),
         dma_limit,
         cpu_start: spin_table_start(&cpus),
+        // A Pi is one node.
+        topology: Topology::flat(cpus.len),
         cpus,
         uart,
         uart_from_dt: devices.console_from_dt,
@@ -481,6 +484,8 @@ fn without_device_tree(x0: usize) -> Result<BootInfo, ProbeError> {
         // What every Pi's DMA masters reach, as the device tree would say.
         dma_limit: Some(ZoneLimits::RPI.dma_end),
         cpu_start: spin_table_start(&cpus),
+        // A Pi is one node.
+        topology: Topology::flat(cpus.len),
         cpus,
         uart,
         uart_from_dt: false,

@@ -15,7 +15,7 @@ pub fn start(period_us: u64) -> Result<(), &'static str> {
     // low mode (the firmware's default; QEMU's `raspi4b` has them there), below 4 GiB, so
     // device memory.
     let gic = unsafe { Gicv2::new(0xff84_1000, 0xff84_2000) };
-    crate::bsp::gic_ticks::start(Some(gic), period_us)
+    crate::bsp::gic_ticks::start(Some(crate::bsp::gic_ticks::Gic::V2(gic)), period_us)
 }
 
 #[cfg(feature = "rpi3")]

@@ -1,6 +1,6 @@
 //! QEMU `virt` (aarch64): the device tree at `x0` or 0x4000_0000, a PL011 console, RAM
 //! from 0x4000_0000, PSCI for starting cores, no DMA restrictions below 4 GiB, and ticks
-//! from each core's virtual timer through the GICv2 the device tree names.
+//! from each core's virtual timer through the GICv2 or GICv3 the device tree names.
 //!
 //! What the tree says is read by [`describe`], which changes nothing, and then applied by
 //! `probe` (the console switched, the GIC and the PSCI conduit kept): the self-test
@@ -15,6 +15,8 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use dtoolkit::fdt::Fdt;
 
 use super::device_driver::gicv2::Gicv2;
+use super::device_driver::gicv3::Gicv3;
+use super::gic_ticks::Gic;
 use super::device_driver::pl011::Pl011;
 use super::devicetree::{self as dt, DtError};
 use super::vet::{Layout, Refused};
@@ -28,20 +30,33 @@ use kmem::mm::zone::ZoneLimits;
 /// QEMU's `virt` machine with an aarch64 CPU.
 pub struct Virt;
 
-/// The GIC's distributor and CPU interface from the device tree; 0 when it names none.
-/// Plain stores at probe (MMU off), read-only afterwards.
+/// The GIC's distributor and its second block from the device tree (a GICv2's CPU
+/// interface, a GICv3's redistributor region, and that region's size; 0 for a GICv2);
+/// 0 when it names none. Plain stores at probe (MMU off), read-only afterwards.
 static GIC_DISTRIBUTOR: AtomicUsize = AtomicUsize::new(0);
-static GIC_CPU_INTERFACE: AtomicUsize = AtomicUsize::new(0);
+static GIC_SECOND: AtomicUsize = AtomicUsize::new(0);
+static GIC_REDISTRIBUTORS_SIZE: AtomicUsize = AtomicUsize::new(0);
 
-/// The GICv2 the device tree named, if any.
-fn gic() -> Option<Gicv2> {
-    let (d, c) = (
+/// The GIC the device tree named, if any.
+fn gic() -> Option<Gic> {
+    let (d, second, size) = (
         GIC_DISTRIBUTOR.load(Relaxed),
-        GIC_CPU_INTERFACE.load(Relaxed),
+        GIC_SECOND.load(Relaxed),
+        GIC_REDISTRIBUTORS_SIZE.load(Relaxed),
     );
-    // SAFETY: non-zero values are the device tree's GICv2 register blocks, which
-    // `describe` vetted: device memory in the identity map, away from RAM.
-    (d != 0 && c != 0).then(|| unsafe { Gicv2::new(d, c) })
+    if d == 0 || second == 0 {
+        return None;
+    }
+    // SAFETY: non-zero values are the device tree's GIC register blocks, which `describe`
+    // vetted (the whole redistributor region, for a GICv3): device memory in the identity
+    // map, away from RAM.
+    Some(unsafe {
+        if size == 0 {
+            Gic::V2(Gicv2::new(d, second))
+        } else {
+            Gic::V3(Gicv3::new(d, second, size))
+        }
+    })
 }
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
@@ -51,14 +66,33 @@ const PL011_SPAN: u64 = 0x1000;
 /// A GICv2's distributor and CPU-interface blocks (the driver uses 0x420 and 0x14 bytes).
 const GICD_SPAN: u64 = 0x1000;
 const GICC_SPAN: u64 = 0x2000;
+/// A GICv3's distributor, and the least of a redistributor region: one core's frames.
+const GICV3_GICD_SPAN: u64 = 0x1_0000;
+const GICR_SPAN: u64 = 0x2_0000;
+/// The compatibles of the GICs this board drives.
+const GICV2: [&str; 2] = ["arm,cortex-a15-gic", "arm,gic-400"];
+const GICV3: [&str; 1] = ["arm,gic-v3"];
+
+/// A GIC the tree names, as [`describe`] vetted it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GicRegs {
+    /// A GICv2: its distributor and CPU interface.
+    V2 { distributor: usize, cpu_interface: usize },
+    /// A GICv3: its distributor and its (first) redistributor region.
+    V3 {
+        distributor: usize,
+        redistributors: usize,
+        size: usize,
+    },
+}
 
 /// The devices [`describe`] found in the tree and vetted, which `probe` then uses.
 #[derive(Default)]
 pub struct Devices {
     /// The console UART `/chosen/stdout-path` names, when it passed.
     pub console: Option<usize>,
-    /// The GICv2's distributor and CPU interface, when the tree names one.
-    pub gic: Option<(usize, usize)>,
+    /// The GIC, when the tree names one.
+    pub gic: Option<GicRegs>,
     pub psci: Option<Conduit>,
 }
 
@@ -89,10 +123,21 @@ impl Board for Virt {
             if let Some(base) = devices.console {
                 super::console::set_uart(base);
             }
-            if let Some((d, c)) = devices.gic {
-                GIC_DISTRIBUTOR.store(d, Relaxed);
-                GIC_CPU_INTERFACE.store(c, Relaxed);
-            }
+            let (d, second, size) = match devices.gic {
+                Some(GicRegs::V2 {
+                    distributor,
+                    cpu_interface,
+                }) => (distributor, cpu_interface, 0),
+                Some(GicRegs::V3 {
+                    distributor,
+                    redistributors,
+                    size,
+                }) => (distributor, redistributors, size),
+                None => (0, 0, 0),
+            };
+            GIC_DISTRIBUTOR.store(d, Relaxed);
+            GIC_SECOND.store(second, Relaxed);
+            GIC_REDISTRIBUTORS_SIZE.store(size, Relaxed);
             if let Some(c) = devices.psci {
                 // A plain store: fine with the MMU off.
                 psci::set_conduit(c);
@@ -117,6 +162,10 @@ impl Board for Virt {
         (
             "device_tree_nesting",
             super::devicetree_tests::device_tree_nesting,
+        ),
+        (
+            "device_tree_numa",
+            super::devicetree_numa_tests::device_tree_numa,
         ),
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("device_tree_addresses", tests::device_tree_addresses),
@@ -156,6 +205,9 @@ pub fn describe(
     vet_devices(fdt, &layout, devices, &mut notes)?;
     devices.psci = dt::psci(fdt, &psci::METHODS)?;
     let dma_limit = dt::dma_limit(fdt)?;
+    let cpus = dt::cpus(fdt, boot_hwid)?;
+    let topology =
+        super::numa::or_flat(super::devicetree_numa::topology(fdt, &cpus), &cpus, &mut notes);
     Ok(BootInfo {
         model: dt::model(fdt),
         source: BootSource::BootData(dtb),
@@ -163,7 +215,8 @@ pub fn describe(
         unmapped_ram: mem.above_limit,
         zone_limits: super::zone_limits(ZoneLimits::DMA32_ONLY, dma_limit),
         dma_limit,
-        cpus: dt::cpus(fdt, boot_hwid)?,
+        cpus,
+        topology,
         cpu_start: devices.psci.map(|_| "PSCI"),
         uart: devices.console.unwrap_or(Virt::FALLBACK_UART),
         uart_from_dt: devices.console.is_some(),
@@ -211,11 +264,21 @@ fn vet_devices(
             }
         }
     });
-    if let Some((d, c)) = dt::gicv2(fdt) {
-        for (reg, what, span) in [
-            (d, "GIC distributor", GICD_SPAN),
-            (c, "GIC CPU interface", GICC_SPAN),
-        ] {
+    let v3 = dt::gic(fdt, &GICV3);
+    let found = v3.or_else(|| dt::gic(fdt, &GICV2));
+    if let Some((d, second)) = found {
+        let (spans, whats) = if v3.is_some() {
+            (
+                [GICV3_GICD_SPAN, GICR_SPAN],
+                ["GIC distributor", "GIC redistributors"],
+            )
+        } else {
+            (
+                [GICD_SPAN, GICC_SPAN],
+                ["GIC distributor", "GIC CPU interface"],
+            )
+        };
+        for ((reg, what), span) in [d, second].into_iter().zip(whats).zip(spans) {
             layout.device(reg.base, reg.size.max(span)).map_err(|why| {
                 DtError::Refused(Refused {
                     what,
@@ -225,7 +288,18 @@ fn vet_devices(
                 })
             })?;
         }
-        devices.gic = Some((d.base as usize, c.base as usize));
+        devices.gic = Some(if v3.is_some() {
+            GicRegs::V3 {
+                distributor: d.base as usize,
+                redistributors: second.base as usize,
+                size: second.size.max(GICR_SPAN) as usize,
+            }
+        } else {
+            GicRegs::V2 {
+                distributor: d.base as usize,
+                cpu_interface: second.base as usize,
+            }
+        });
     }
     Ok(())
 }

@@ -126,7 +126,11 @@ fn sane_tree() -> R {
     if !info.uart_from_dt
         || info.uart != 0x0900_0000
         || devices.console != Some(0x0900_0000)
-        || devices.gic != Some((0x0800_0000, 0x0801_0000))
+        || devices.gic
+            != Some(super::GicRegs::V2 {
+                distributor: 0x0800_0000,
+                cpu_interface: 0x0801_0000,
+            })
         || info.notes.lines().count() != 0
     {
         return Err("a sane tree: console, GIC or notes not as given");

@@ -1,5 +1,5 @@
 //! The ACPI tables the firmware reads: the MADT's processor entries (which local APICs
-//! exist, the boot core's first) and the OEM id for the banner. The `acpi` crate finds and
+//! exist, the boot core's first), the SRAT and SLIT (`srat`) and the OEM id for the banner. The `acpi` crate finds and
 //! checksums the tables; they are read in place through the identity map.
 
 use core::ptr::NonNull;
@@ -9,6 +9,8 @@ use acpi::{AcpiError, AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 
 use crate::arch::cpu::MAX_CPUS;
 use crate::bsp::Cpus;
+use crate::bsp::numa::NumaError;
+use kmem::mm::numa::Topology;
 
 /// Physical memory is identity-mapped: a mapping is the address itself.
 #[derive(Clone, Copy)]
@@ -33,6 +35,8 @@ impl AcpiHandler for Identity {
 /// What the ACPI tables say about the machine.
 pub struct Machine {
     pub cpus: Cpus,
+    /// The SRAT's and SLIT's topology (`Ok(None)` without an SRAT).
+    pub numa: Result<Option<Topology>, NumaError>,
     /// The MADT's OEM id (QEMU: "BOCHS").
     pub oem: &'static str,
 }
@@ -72,7 +76,9 @@ pub unsafe fn read(rsdp: u64, boot_hwid: u64) -> Result<Machine, AcpiError> {
     cpus.in_tree = cpus.in_tree.max(1);
     // SAFETY: the header lives in firmware memory that stays mapped and unchanged.
     let header = unsafe { &*(madt.get().header() as *const acpi::sdt::SdtHeader) };
+    let numa = super::srat::topology(&tables, &cpus);
     Ok(Machine {
+        numa,
         cpus,
         oem: header.oem_id().trim_end(),
     })

@@ -1,10 +1,12 @@
 //! x86_64 under QEMU (`q35` or `pc`), booted through PVH: `hvm_start_info` at `%ebx` with
-//! the e820 map and the command line, the CPUs from the ACPI MADT, the console on COM1,
+//! the e820 map and the command line, the CPUs from the ACPI MADT, the NUMA nodes from
+//! the SRAT and SLIT, the console on COM1,
 //! zones DMA / DMA32 / Normal as on every PC, INIT-SIPI-SIPI for starting cores, and
 //! each core's local APIC timer for ticks.
 
 mod acpi;
 mod pvh;
+mod srat;
 
 use core::fmt;
 
@@ -76,6 +78,7 @@ impl Board for Pc {
         // SAFETY: the loader found the RSDP, in the boot map (checked above); the tables
         // sit in reserved firmware memory, and the handler refuses any beyond the map.
         let machine = unsafe { acpi::read(si.rsdp_paddr, boot_hwid) }.map_err(BootError::Acpi)?;
+        let topology = super::numa::or_flat(machine.numa, &machine.cpus, &mut notes);
         Ok(BootInfo {
             model: machine.oem,
             source: BootSource::BootData(boot_data),
@@ -84,6 +87,7 @@ impl Board for Pc {
             zone_limits: ZoneLimits::X86,
             dma_limit: None,
             cpus: machine.cpus,
+            topology,
             cpu_start: Some("INIT-SIPI"),
             uart: Self::FALLBACK_UART,
             // COM1 is where PCs put the console: nothing to fall back from.
@@ -98,9 +102,8 @@ impl Board for Pc {
 
     /// With INIT-SIPI-SIPI.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
-        // SAFETY: the firmware calls this after turning on the page tables (the LAPIC is
-        // mapped uncached), one core at a time, waiting for each; the trampoline's page is
-        // in LOW_MEMORY, reserved.
+        // SAFETY: the firmware calls this on the boot core after turning on the page tables
+        // (the LAPIC is mapped uncached); the trampoline's page is in LOW_MEMORY, reserved.
         unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
     }
 
