@@ -58,11 +58,18 @@ pub(super) fn split_blocks<const N: usize>(block: u64) -> [Option<u64>; N] {
     blocks
 }
 
-/// Whether the 4 KiB page at `page` is a page of the pool, which the ISA's
-/// [`Isa::set_pool_page`] may map and unmap.
-pub(super) fn in_pool(page: u64) -> bool {
+/// Where pool page `page`'s entry lies in an MMU's `N` tables of 4 KiB pages for
+/// `block`-sized large mappings: the table [`split_blocks`] gave its block, and the
+/// entry's index in it. `None` for a page outside the pool.
+pub(super) fn pool_entry<const N: usize>(page: u64, block: u64) -> Option<(usize, usize)> {
     let r = pool_range();
-    r.start <= page && page < r.end
+    if !(r.start <= page && page < r.end) {
+        return None;
+    }
+    let table = split_blocks::<N>(block)
+        .iter()
+        .position(|&b| b == Some(page & !(block - 1)))?;
+    Some((table, ((page >> 12) & 511) as usize))
 }
 
 /// The pool pages' protection, through the ISA's page tables.

@@ -163,16 +163,11 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 /// `Isa::set_pool_page`). Unmapping invalidates the page's translation on every core
 /// (`tlbi vaae1is`); a mapping needs none, as no core caches a translation fault.
 pub fn set_pool_page(page: u64, accessible: bool) {
-    let block = page & !(BLOCK - 1);
-    let Some(n) = guard_pool::split_blocks::<L3_TABLES>(BLOCK)
-        .iter()
-        .position(|&b| b == Some(block))
-        .filter(|_| guard_pool::in_pool(page))
-    else {
+    let Some((n, i)) = guard_pool::pool_entry::<L3_TABLES>(page, BLOCK) else {
         return;
     };
     // SAFETY: only the address of the entry is taken.
-    let entry = unsafe { &raw mut (*TABLES.0.get()).l3[n].0[((page >> 12) & 511) as usize] };
+    let entry = unsafe { &raw mut (*TABLES.0.get()).l3[n].0[i] };
     // SAFETY: a naturally aligned word of a static, which after `build` only this
     // function writes (atomically) and the walkers read.
     let entry = unsafe { AtomicU64::from_ptr(entry) };

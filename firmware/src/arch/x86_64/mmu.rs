@@ -122,16 +122,11 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
 /// misses a report, and the pool is never anything but the pool. Mapping needs no flush:
 /// x86 caches no translation of a not-present page.
 pub fn set_pool_page(page: u64, accessible: bool) {
-    let block = page & !(PAGE_2M - 1);
-    let Some(n) = guard_pool::split_blocks::<PTS>(PAGE_2M)
-        .iter()
-        .position(|&b| b == Some(block))
-        .filter(|_| guard_pool::in_pool(page))
-    else {
+    let Some((n, i)) = guard_pool::pool_entry::<PTS>(page, PAGE_2M) else {
         return;
     };
     // SAFETY: only the address of the entry is taken.
-    let entry = unsafe { &raw mut (*TABLES.0.get()).pt[n].0[((page >> 12) & 511) as usize] };
+    let entry = unsafe { &raw mut (*TABLES.0.get()).pt[n].0[i] };
     // SAFETY: a naturally aligned word of a static, which after `build` only this
     // function writes (atomically) and the walkers read.
     let entry = unsafe { AtomicU64::from_ptr(entry) };
