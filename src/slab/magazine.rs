@@ -35,6 +35,8 @@ pub struct CpuMagazines {
     prev_avail: u32,
     /// Set by allocation; cleared by a reap pass, which drains CPUs it finds clear.
     touched: bool,
+    /// The CPU's NUMA node: the magazines hold only objects of that node's slabs.
+    node: u8,
     /// The loaded magazine's `cap` entries.
     loaded: *mut usize,
     /// The previous magazine's `cap` entries.
@@ -46,19 +48,25 @@ pub struct CpuMagazines {
 unsafe impl Send for CpuMagazines {}
 
 impl CpuMagazines {
-    /// Two empty magazines of up to `cap` objects.
+    /// Two empty magazines of up to `cap` objects, for a CPU of NUMA node `node`.
     ///
     /// # Safety
     /// `loaded` and `previous` must each be writable for `cap` words, 8-aligned, for the
     /// life of every `CpuMagazines` and [`Depot`] that will hold them, and used by
     /// nothing else.
-    pub const unsafe fn new(cap: usize, loaded: *mut usize, previous: *mut usize) -> Self {
+    pub const unsafe fn new(
+        cap: usize,
+        loaded: *mut usize,
+        previous: *mut usize,
+        node: usize,
+    ) -> Self {
         assert!(cap > 0 && cap <= MAG_MAX, "a magazine holds 1 to MAG_MAX");
         CpuMagazines {
             avail: 0,
             cap: cap as u32,
             prev_avail: 0,
             touched: false,
+            node: node as u8,
             loaded,
             previous,
         }
@@ -73,6 +81,12 @@ impl CpuMagazines {
     #[inline]
     pub fn cached(&self) -> usize {
         (self.avail + self.prev_avail) as usize
+    }
+
+    /// The CPU's NUMA node, whose objects alone the magazines hold.
+    #[inline]
+    pub fn node(&self) -> usize {
+        self.node as usize
     }
 
     /// Objects a magazine holds.
@@ -339,7 +353,7 @@ mod tests {
         let mut a = [0usize; 2];
         let mut b = [0usize; 2];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe { CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
         assert!(m.try_push(1) && m.try_push(2) && !m.try_push(3));
         assert!(m.swap_for_free());
         assert!(m.try_push(3));
@@ -360,7 +374,7 @@ mod tests {
         // SAFETY: every buffer outlives its users and nothing else uses them.
         let (mut m, mut d) = unsafe {
             (
-                CpuMagazines::new(2, p0, p1),
+                CpuMagazines::new(2, p0, p1, 0),
                 Depot::new(ptrs.as_mut_ptr(), 2, 2),
             )
         };
@@ -406,7 +420,7 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
         for o in 1..=3 {
             assert!(m.try_push(o));
         }
@@ -423,7 +437,7 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
         for o in 1..=4 {
             assert!(m.try_push(o));
         }

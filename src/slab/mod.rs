@@ -83,7 +83,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::mm::memmap::PAGE_SIZE;
-use crate::mm::numa::MAX_NODES;
+use crate::mm::numa::{MAX_NODES, NodeId};
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
@@ -105,6 +105,12 @@ pub(crate) trait Backing<A: Arch> {
     /// implementation may take other locks only by trying them.
     fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.pages().alloc_pages(order, gfp)
+    }
+
+    /// [`Backing::slab_pages`] from NUMA node `node` (with `Gfp::THIS_NODE`, from it
+    /// alone), for a slab of that node's lists.
+    fn slab_pages_on(&self, node: NodeId, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.pages().alloc_pages_node(node, order, gfp)
     }
 
     /// Whether allocations must leave the fast path — fault injection is armed, or the
@@ -612,8 +618,8 @@ impl From<PageError> for SlabError {
     }
 }
 
-/// The slab lists: one set for the cache, whose slabs may lie on any NUMA node (each
-/// slab's pages come from the growing CPU's node, as the page allocator prefers).
+/// One NUMA node's slab lists: every slab on them has its pages on that node (a slab
+/// grows on its node's pages with `Gfp::THIS_NODE`; see `cache`).
 struct Node {
     full: SlabList,
     partial: SlabList,
@@ -623,8 +629,17 @@ struct Node {
     /// Above this many free objects, a slab that becomes empty goes back to the pages.
     free_limit: usize,
     colour_next: usize,
-    /// Slabs whose pages lie on each NUMA node.
-    node_slabs: [usize; MAX_NODES],
+    /// Slabs on the lists.
+    slabs: usize,
+    /// Objects freed on CPUs of other nodes and returned here.
+    remote_frees: usize,
+}
+
+/// The per-node part of a cache past node 0 (whose part sits in the cache itself): its
+/// slab lists and its depot, each behind its own lock.
+struct NodeSlabs<A: Arch> {
+    node: IrqMutex<A, Node>,
+    depot: IrqMutex<A, Depot>,
 }
 
 /// A slab cache. Lives at a fixed address once used: page descriptors of its slabs
@@ -656,6 +671,10 @@ pub struct SlabCache<A: Arch> {
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
     /// paths. Atomic as `tag`.
     slow: AtomicBool,
+    /// NUMA nodes the cache keeps lists and depots for. Read by frees only when the
+    /// object is not in the CPU's loaded magazine's reach: a one-node cache pays one
+    /// load of this line, which the fast paths already touch.
+    nodes: u8,
     /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
     /// cache lines.
     gfp: Gfp,
@@ -671,12 +690,16 @@ pub struct SlabCache<A: Arch> {
     align: usize,
     ctor: Option<ObjectFn>,
     dtor: Option<ObjectFn>,
-    node: IrqMutex<A, Node>,
-    /// The magazines no CPU holds.
-    depot: IrqMutex<A, Depot>,
-    /// The page block holding the per-CPU slots, the magazines and the depot's array (the
-    /// cache's arrays), when the cache has one of its own (else they are in memory its
-    /// creator holds).
+    /// Node 0's slab lists.
+    node0: IrqMutex<A, Node>,
+    /// The magazines of node 0's CPUs that no CPU holds.
+    depot0: IrqMutex<A, Depot>,
+    /// The lists and depots of nodes 1.. (`nodes - 1` of them), carved with the arrays;
+    /// dangling on one node.
+    other_nodes: *const NodeSlabs<A>,
+    /// The page block holding the per-CPU slots, the magazines, the depots' arrays and
+    /// the other nodes' lists (the cache's arrays), when the cache has one of its own
+    /// (else they are in memory its creator holds).
     arrays: Option<(PhysAddr, u32)>,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
@@ -799,20 +822,30 @@ impl ArrayScale {
 
 /// A cache's arrays: the magazine size, the depot's magazines, and the bytes of the
 /// per-CPU slots, every magazine and the depot's array of magazine pointers.
+/// On several nodes, every node has a depot of `depot` magazines, and nodes 1.. their
+/// lists and depots (`NodeSlabs`) after the depots' arrays.
 struct ArrayPlan {
     cap: usize,
     depot: usize,
+    nodes: usize,
     bytes: usize,
 }
 
 impl ArrayPlan {
-    fn new<A: Arch>(stride: usize, nr_cpus: usize, scale: ArrayScale) -> ArrayPlan {
+    fn new<A: Arch>(stride: usize, nr_cpus: usize, nodes: usize, scale: ArrayScale) -> ArrayPlan {
         let cap = scale.of(magazine_cap(stride));
         let depot = depot_magazines(stride, nr_cpus);
+        let nodes = nodes.max(1);
         let bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus)
-            + (2 * nr_cpus + depot) * CpuMagazines::magazine_bytes(cap)
-            + (depot * size_of::<usize>()).next_multiple_of(64);
-        ArrayPlan { cap, depot, bytes }
+            + (2 * nr_cpus + nodes * depot) * CpuMagazines::magazine_bytes(cap)
+            + (nodes * depot * size_of::<usize>()).next_multiple_of(64)
+            + ((nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64);
+        ArrayPlan {
+            cap,
+            depot,
+            nodes,
+            bytes,
+        }
     }
 }
 
@@ -908,17 +941,19 @@ impl<A: Arch> SlabCache<A> {
         Ok((geo, align))
     }
 
-    /// Bytes of array memory (per-CPU slots, magazines, the depot's array) a cache as
-    /// `spec` describes needs on `nr_cpus` CPUs: what [`SlabCache::new`] carves from the
+    /// Bytes of array memory (per-CPU slots, magazines, the depots' arrays, the lists of
+    /// nodes past 0) a cache as `spec` describes needs on `nr_cpus` CPUs and `nodes`
+    /// nodes: what [`SlabCache::new`] carves from the
     /// memory it is given, at `scale`. A multiple of 64.
     pub(crate) fn array_bytes(
         spec: &CacheSpec,
         hard: &Hardening,
         nr_cpus: usize,
+        nodes: usize,
         scale: ArrayScale,
     ) -> Result<usize, SlabError> {
         let (geo, _) = Self::geometry(spec, hard)?;
-        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, scale).bytes)
+        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, nodes, scale).bytes)
     }
 
     /// A cache as `spec` describes, with arrays at `scale` for the page allocator's CPUs
@@ -953,7 +988,7 @@ impl<A: Arch> SlabCache<A> {
         let gfp = spec.flags.gfp();
         let pages = k.pages();
         let nr_cpus = pages.nr_cpus();
-        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, scale);
+        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, pages.nr_nodes(), scale);
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
@@ -966,24 +1001,53 @@ impl<A: Arch> SlabCache<A> {
         };
         let cpu_bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus);
         let mag_bytes = CpuMagazines::magazine_bytes(plan.cap);
-        let nr_mags = 2 * nr_cpus + plan.depot;
+        let nr_mags = 2 * nr_cpus + plan.nodes * plan.depot;
+        let ptr_bytes = (plan.nodes * plan.depot * size_of::<usize>()).next_multiple_of(64);
+        let topology = pages.topology();
+        let new_node = || Node {
+            full: SlabList::new(),
+            partial: SlabList::new(),
+            free: SlabList::new(),
+            free_objects: 0,
+            free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
+            colour_next: 0,
+            slabs: 0,
+            remote_frees: 0,
+        };
         // SAFETY: `mem` is 64-aligned (≥ the slot alignment) and holds plan.bytes: the
-        // per-CPU slots, then the magazines, two per CPU and the depot's, then the depot's
-        // array of pointers, used by this cache alone (the caller's promise, or a fresh
-        // block). Each magazine is `cap` words of its own.
-        let (cpu, depot) = unsafe {
+        // per-CPU slots, then the magazines, two per CPU and every node's depot's, then
+        // the depots' arrays of pointers, then the lists and depots of nodes 1.. (a
+        // multiple of 64 bytes in, aligned for them), used by this cache alone (the
+        // caller's promise, or a fresh block). Each magazine is `cap` words of its own.
+        let (cpu, depots, other_nodes) = unsafe {
             let mag = |i: usize| mem.add(cpu_bytes + i * mag_bytes).cast::<usize>();
             let ptrs = mem
                 .add(cpu_bytes + nr_mags * mag_bytes)
                 .cast::<*mut usize>();
-            for d in 0..plan.depot {
+            for d in 0..plan.nodes * plan.depot {
                 ptrs.add(d).write(mag(2 * nr_cpus + d));
+            }
+            let depot = |n: usize| Depot::new(ptrs.add(n * plan.depot), plan.depot, plan.cap);
+            let others = mem
+                .add(cpu_bytes + nr_mags * mag_bytes + ptr_bytes)
+                .cast::<NodeSlabs<A>>();
+            for n in 1..plan.nodes {
+                others.add(n - 1).write(NodeSlabs {
+                    node: IrqMutex::new(new_node()),
+                    depot: IrqMutex::new(depot(n)),
+                });
             }
             (
                 PerCpu::init_at(mem, nr_cpus, |i| {
-                    CpuMagazines::new(plan.cap, mag(2 * i), mag(2 * i + 1))
+                    CpuMagazines::new(
+                        plan.cap,
+                        mag(2 * i),
+                        mag(2 * i + 1),
+                        topology.node_of_cpu(i),
+                    )
                 }),
-                Depot::new(ptrs, plan.depot, plan.cap),
+                depot(0),
+                others.cast_const(),
             )
         };
         let key = ChainKey::new(hard.seed ^ mem as u64, hard.random_freelist);
@@ -992,20 +1056,14 @@ impl<A: Arch> SlabCache<A> {
             object_size: spec.size,
             align,
             geo: UnsafeCell::new(geo),
+            nodes: plan.nodes as u8,
             gfp,
             ctor: spec.ctor,
             dtor: spec.dtor,
             cpu,
-            node: IrqMutex::new(Node {
-                full: SlabList::new(),
-                partial: SlabList::new(),
-                free: SlabList::new(),
-                free_objects: 0,
-                free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
-                colour_next: 0,
-                node_slabs: [0; MAX_NODES],
-            }),
-            depot: IrqMutex::new(depot),
+            node0: IrqMutex::new(new_node()),
+            depot0: IrqMutex::new(depots),
+            other_nodes,
             arrays: own,
             key,
             slow: AtomicBool::new(geo.slow()),
@@ -1173,34 +1231,84 @@ impl<A: Arch> SlabCache<A> {
     pub fn info(&self) -> SlabInfo {
         let mut cpu_cached = 0;
         let mut cap = 0;
+        let mut node_cached = [0; MAX_NODES];
         for c in 0..self.cpu.len() {
             let m = self.cpu.cpu(c);
             cpu_cached += m.cached();
+            node_cached[m.node()] += m.cached();
             cap = m.cap();
         }
-        let (depot_full, depot_empty) = {
-            let d = self.depot.lock();
-            (d.full(), d.empty())
-        };
-        let node = self.node.lock();
-        let slabs = node.full.len() + node.partial.len() + node.free.len();
-        let total = slabs * self.geo().layout.num;
+        let (mut depot_full, mut depot_empty) = (0, 0);
+        for n in 0..self.nodes() {
+            let d = self.depot(n).lock();
+            (depot_full, depot_empty) = (depot_full + d.full(), depot_empty + d.empty());
+            node_cached[n] += d.full() * cap;
+        }
+        let num = self.geo().layout.num;
+        let (mut slabs, mut active_slabs, mut free_objects, mut remote_frees) = (0, 0, 0, 0);
+        let (mut node_slabs, mut node_active) = ([0; MAX_NODES], [0; MAX_NODES]);
+        for n in 0..self.nodes() {
+            let node = self.node(n).lock();
+            slabs += node.slabs;
+            active_slabs += node.full.len() + node.partial.len();
+            free_objects += node.free_objects;
+            remote_frees += node.remote_frees;
+            node_slabs[n] = node.slabs;
+            node_active[n] = node.slabs * num - node.free_objects - node_cached[n];
+        }
+        let total = slabs * num;
         SlabInfo {
             name: self.name,
-            active_objs: total - node.free_objects - cpu_cached - depot_full * cap,
+            active_objs: total - free_objects - cpu_cached - depot_full * cap,
             num_objs: total,
             objsize: self.geo().layout.stride,
-            objperslab: self.geo().layout.num,
+            objperslab: num,
             pagesperslab: 1 << self.geo().layout.order,
             limit: 2 * cap,
             magazine: cap,
             cpu_cached,
             depot_full,
             depot_empty,
-            active_slabs: node.full.len() + node.partial.len(),
+            active_slabs,
             num_slabs: slabs,
-            node_slabs: node.node_slabs,
+            node_slabs,
+            node_active,
+            remote_frees,
             waste_permille: self.geo().layout.waste_permille(),
+        }
+    }
+
+    /// NUMA nodes the cache keeps slab lists and depots for.
+    #[inline(always)]
+    pub(crate) fn nodes(&self) -> usize {
+        self.nodes as usize
+    }
+
+    /// The lists and depot of node `n` (< [`SlabCache::nodes`]) past node 0.
+    fn other_node(&self, n: usize) -> &NodeSlabs<A> {
+        assert!(n > 0 && n < self.nodes(), "node {n} out of range");
+        // SAFETY: `new` wrote nodes - 1 of them in the arrays, which live as long as the
+        // cache.
+        unsafe { &*self.other_nodes.add(n - 1) }
+    }
+
+    /// Node `n`'s slab lists.
+    #[inline]
+    fn node(&self, n: usize) -> &IrqMutex<A, Node> {
+        if n == 0 {
+            &self.node0
+        } else {
+            &self.other_node(n).node
+        }
+    }
+
+    /// Node `n`'s depot: the magazines of its CPUs that no CPU holds.
+    #[inline]
+    fn depot(&self, n: usize) -> &IrqMutex<A, Depot> {
+        if n == 0 {
+            &self.depot0
+        } else {
+            &self.other_node(n).depot
         }
     }
 }
@@ -1247,8 +1355,16 @@ pub struct SlabInfo {
     pub active_slabs: usize,
     /// All slabs: full, partial and empty ones kept.
     pub num_slabs: usize,
-    /// Slabs whose pages lie on each NUMA node (all on node 0 on one node).
+    /// Slabs on each NUMA node's lists, whose pages lie on that node (all on node 0 on
+    /// one node).
     pub node_slabs: [usize; MAX_NODES],
+    /// Objects of each node's slabs handed out to users (the node's share of
+    /// `active_objs`: a CPU's magazines and its node's depot hold only that node's
+    /// objects).
+    pub node_active: [usize; MAX_NODES],
+    /// Objects freed on a CPU of another node than their slab's, which went straight
+    /// back to their home node's slabs.
+    pub remote_frees: usize,
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,
 }
@@ -1297,8 +1413,8 @@ impl fmt::Display for SlabInfo {
             .filter(|&l| l > 0)
         {
             f.write_str(" : nodes")?;
-            for n in &self.node_slabs[..=last] {
-                write!(f, " {n}")?;
+            for (slabs, active) in self.node_slabs[..=last].iter().zip(&self.node_active) {
+                write!(f, " {slabs}/{active}")?;
             }
         }
         Ok(())
