@@ -33,6 +33,10 @@ pub struct CpuMagazines {
     cap: u32,
     /// Objects in the previous magazine.
     prev_avail: u32,
+    /// The free fast path's limit ([`CpuMagazines::try_push_fast`]): `cap` on one
+    /// node; 0 on several, which sends every free to the slow path, where the object's
+    /// node is checked — one node pays no check.
+    fast_cap: u32,
     /// Set by allocation; cleared by a reap pass, which drains CPUs it finds clear.
     touched: bool,
     /// The CPU's NUMA node: the magazines hold only objects of that node's slabs.
@@ -48,7 +52,8 @@ pub struct CpuMagazines {
 unsafe impl Send for CpuMagazines {}
 
 impl CpuMagazines {
-    /// Two empty magazines of up to `cap` objects, for a CPU of NUMA node `node`.
+    /// Two empty magazines of up to `cap` objects, for a CPU of NUMA node `node` of
+    /// `nodes`.
     ///
     /// # Safety
     /// `loaded` and `previous` must each be writable for `cap` words, 8-aligned, for the
@@ -59,12 +64,14 @@ impl CpuMagazines {
         loaded: *mut usize,
         previous: *mut usize,
         node: usize,
+        nodes: usize,
     ) -> Self {
         assert!(cap > 0 && cap <= MAG_MAX, "a magazine holds 1 to MAG_MAX");
         CpuMagazines {
             avail: 0,
             cap: cap as u32,
             prev_avail: 0,
+            fast_cap: if nodes > 1 { 0 } else { cap as u32 },
             touched: false,
             node: node as u8,
             loaded,
@@ -129,6 +136,19 @@ impl CpuMagazines {
             return false;
         }
         // SAFETY: avail < cap, within the loaded magazine.
+        unsafe { self.loaded.add(self.avail as usize).write(obj) };
+        self.avail += 1;
+        true
+    }
+
+    /// [`CpuMagazines::try_push`] for the free fast path: refuses every push on several
+    /// nodes, where a free must first learn whether the object is the CPU's node's.
+    #[inline]
+    pub fn try_push_fast(&mut self, obj: usize) -> bool {
+        if self.avail >= self.fast_cap {
+            return false;
+        }
+        // SAFETY: avail < fast_cap ≤ cap, within the loaded magazine.
         unsafe { self.loaded.add(self.avail as usize).write(obj) };
         self.avail += 1;
         true
@@ -353,7 +373,7 @@ mod tests {
         let mut a = [0usize; 2];
         let mut b = [0usize; 2];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
+        let mut m = unsafe { CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr(), 0, 1) };
         assert!(m.try_push(1) && m.try_push(2) && !m.try_push(3));
         assert!(m.swap_for_free());
         assert!(m.try_push(3));
@@ -374,7 +394,7 @@ mod tests {
         // SAFETY: every buffer outlives its users and nothing else uses them.
         let (mut m, mut d) = unsafe {
             (
-                CpuMagazines::new(2, p0, p1, 0),
+                CpuMagazines::new(2, p0, p1, 0, 1),
                 Depot::new(ptrs.as_mut_ptr(), 2, 2),
             )
         };
@@ -420,7 +440,7 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0, 1) };
         for o in 1..=3 {
             assert!(m.try_push(o));
         }
@@ -437,7 +457,7 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0) };
+        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr(), 0, 1) };
         for o in 1..=4 {
             assert!(m.try_push(o));
         }

@@ -671,9 +671,8 @@ pub struct SlabCache<A: Arch> {
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
     /// paths. Atomic as `tag`.
     slow: AtomicBool,
-    /// NUMA nodes the cache keeps lists and depots for. Read by frees only when the
-    /// object is not in the CPU's loaded magazine's reach: a one-node cache pays one
-    /// load of this line, which the fast paths already touch.
+    /// NUMA nodes the cache keeps lists and depots for. Not read by the fast paths: on
+    /// several nodes the CPUs' magazines refuse fast pushes (`CpuMagazines::fast_cap`).
     nodes: u8,
     /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
     /// cache lines.
@@ -1044,6 +1043,7 @@ impl<A: Arch> SlabCache<A> {
                         mag(2 * i),
                         mag(2 * i + 1),
                         topology.node_of_cpu(i),
+                        plan.nodes,
                     )
                 }),
                 depot(0),
