@@ -1,8 +1,13 @@
 //! Slab caches: objects of one size carved from page blocks, with per-CPU magazines
 //! in front — Linux's SLAB (seeds 001–003) without the seed's O(n) scans.
 //!
-//! This file owns the cache itself: its creation parameters, geometry, per-CPU and node
-//! state, error type and introspection. The allocation and free paths are in
+//! This file owns the cache itself: its creation parameters, geometry, per-CPU and
+//! per-node state, error type and introspection.
+//!
+//! NUMA: a cache keeps its slab lists and its depot per node (node 0's in the cache,
+//! the others' carved with its arrays). A CPU's magazines and its node's depot hold only
+//! that node's objects; a free of another node's object goes straight back to its slab
+//! on its home node's lists (`cache`). The allocation and free paths are in
 //! `cache`; a slab's bookkeeping, kept in its page descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
@@ -27,12 +32,16 @@
 //! 2. A CPU's slot of a cache's `PerCpu` magazines — the CPU's `CpuMagazines`: its owner
 //!    enters it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain
 //!    (`shrink`, `reap`, reclaim) takes it by the handshake in `crate::percpu`.
-//! 3. `SlabCache::depot` — the magazines no CPU holds, full and empty. Held for O(1)
-//!    exchanges, and by drains while they empty full magazines into the slabs (then
-//!    with the node lock inside it).
-//! 4. `SlabCache::node` — the node: the full, partial and free slab lists, the counters,
-//!    and every slab's chain and in-use count (in its page descriptors). The geometry is
-//!    written under it while the cache has no slab.
+//! 3. A node's depot (`SlabCache::depot(n)`) — the magazines of the node's CPUs that no
+//!    CPU holds, full and empty. Held for O(1) exchanges, and by drains while they empty
+//!    full magazines into the slabs (then with the same node's lock inside it). Paths
+//!    that visit every node's depot hold one at a time, or all in index order (`fork`).
+//! 4. A node's lists (`SlabCache::node(n)`): the full, partial and free slab lists, the
+//!    counters, and every slab's chain and in-use count (in its page descriptors). A
+//!    remote free takes its object's home node's lock, with at most the freeing CPU's
+//!    slot held. Two node locks are held together only in index order (`set_debug`,
+//!    which writes the geometry under all of them while the cache has no slab, and
+//!    `fork`).
 //! 5. The page allocator's locks (see `crate::mm`): a CPU's page lists, then a zone's free
 //!    area. Taken while growing or shrinking under the node lock.
 //!
@@ -58,7 +67,7 @@
 //!
 //! On the hosted platform, `fork()` takes them all: `hosted::Heap`'s `pthread_atfork`
 //! handler holds, in this order, the fault-injection state, the registry, then cache by
-//! cache every CPU's slot, the depot and the node, then the page allocator's per-CPU lists and
+//! cache every CPU's slot, every node's depot and every node's lists, then the page allocator's per-CPU lists and
 //! zones (`Kmem::fork_hold`), and gives them back after the fork in the parent and the
 //! child. Every other path takes locks in the order above or only tries them, so each
 //! thread it waits for can finish; a constructor or destructor that allocated from
@@ -1239,10 +1248,10 @@ impl<A: Arch> SlabCache<A> {
             cap = m.cap();
         }
         let (mut depot_full, mut depot_empty) = (0, 0);
-        for n in 0..self.nodes() {
+        for (n, cached) in node_cached.iter_mut().enumerate().take(self.nodes()) {
             let d = self.depot(n).lock();
             (depot_full, depot_empty) = (depot_full + d.full(), depot_empty + d.empty());
-            node_cached[n] += d.full() * cap;
+            *cached += d.full() * cap;
         }
         let num = self.geo().layout.num;
         let (mut slabs, mut active_slabs, mut free_objects, mut remote_frees) = (0, 0, 0, 0);
