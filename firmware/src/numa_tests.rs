@@ -183,7 +183,8 @@ fn kfree_the_partners_objects(cpu: usize) -> R {
 
 /// Each core frees another core's kmalloc objects (another node's, where the nodes
 /// hold as many cores), allocated on every core at once: they land on their core's node,
-/// go back to their home node's slabs, and every node hands out as many as before.
+/// go back to their home node's slabs (through alien batches, sent home by a reap pass),
+/// and every node hands out as many as before.
 fn cross_node_kfrees_go_home() -> R {
     let t = pages().topology();
     let before = kmalloc_64();
@@ -194,6 +195,8 @@ fn cross_node_kfrees_go_home() -> R {
         "the objects allocated are not counted as handed out",
     )?;
     smp::run_on_all(kfree_the_partners_objects)?;
+    // Remote frees wait in alien batches until those fill or a reap pass sends them home.
+    kmem().reap();
     let after = kmalloc_64();
     ensure(
         after.node_active == before.node_active,

@@ -138,10 +138,11 @@ impl<A: Arch> SlabCache<A> {
             live.claim();
             self.retag_freed(obj);
             if self.nodes() > 1 {
-                // Objects of another node go home, never into this CPU's magazines.
+                // Objects of another node go to their alien batch, never into this CPU's
+                // magazines.
                 let home = self.home_of(k, obj);
                 if home != m.node() {
-                    self.free_home(k, home, obj);
+                    self.free_alien(k, &mut m, home, obj);
                     continue;
                 }
             }

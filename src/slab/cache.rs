@@ -30,6 +30,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use super::alien::AlienBatch;
 use super::debug::{Damage, DebugFlags};
 use super::header::{ChainKey, ListKind, Slab};
 use super::magazine::CpuMagazines;
@@ -266,7 +267,10 @@ impl<A: Arch> SlabCache<A> {
             });
         }
         let m = self.cpu.cpu(cpu);
-        m.loaded().contains(&obj) || m.previous().contains(&obj) || self.in_arrays(obj, cpu + 1)
+        m.loaded().contains(&obj)
+            || m.previous().contains(&obj)
+            || m.aliens().any(|(_, b)| b.objects().contains(&obj))
+            || self.in_arrays(obj, cpu + 1)
     }
 
     /// Allocates one object.
@@ -399,19 +403,55 @@ impl<A: Arch> SlabCache<A> {
         }
     }
 
-    /// Returns `obj` (its word the array word), an object of node `home`'s slabs freed
-    /// on a CPU of another node, to its slab under its node's lock.
-    pub(super) fn free_home(&self, k: &impl Backing<A>, home: usize, obj: usize) {
-        let mut node = self.node(home).lock();
-        node.remote_frees += 1;
-        self.free_block(k, &mut node, &[obj]);
+    /// Puts `obj` (its word the array word), an object of node `home`'s slabs freed on
+    /// the CPU whose magazines `m` are (of another node), in the CPU's alien batch for
+    /// `home`; a full batch goes home first.
+    pub(super) fn free_alien(
+        &self,
+        k: &impl Backing<A>,
+        m: &mut CpuMagazines,
+        home: usize,
+        obj: usize,
+    ) {
+        if !m.alien(home).try_push(obj) {
+            self.flush_alien(k, m, home);
+            assert!(m.alien(home).try_push(obj), "a flushed batch is empty");
+        }
+    }
+
+    /// Sends the CPU's alien batch for node `n` home, under that node's lock (the
+    /// caller holds no node lock). Returns how many objects it held.
+    fn flush_alien(&self, k: &impl Backing<A>, m: &mut CpuMagazines, n: usize) -> usize {
+        let batch = m.alien(n);
+        let held = batch.objects().len();
+        if held > 0 {
+            let mut node = self.node(n).lock();
+            self.free_alien_batch(k, &mut node, batch);
+        }
+        held
+    }
+
+    /// Empties `batch`, of the node whose lists `node` are (locked), into its slabs.
+    fn free_alien_batch(&self, k: &impl Backing<A>, node: &mut Node, batch: &mut AlienBatch) {
+        node.remote_frees += batch.objects().len();
+        self.free_block(k, node, batch.objects());
+        batch.clear();
+    }
+
+    /// Sends every alien batch of the CPU whose magazines `m` are home, one node's lock
+    /// at a time (the caller holds none). Returns how many objects they held.
+    fn flush_aliens(&self, k: &impl Backing<A>, m: &mut CpuMagazines) -> usize {
+        let (nodes, own) = (if self.nodes() > 1 { self.nodes() } else { 0 }, m.node());
+        (0..nodes)
+            .filter(|&n| n != own)
+            .map(|n| self.flush_alien(k, m, n))
+            .sum()
     }
 
     /// [`SlabCache::push_freed`] when the loaded magazine was full or not entered
     /// lock-free, and every free on several nodes: there an object of the CPU's node
-    /// goes in its magazine, and one of another node straight back to its slab on its
-    /// home node's lists (SLUB's remote free), never into this CPU's magazines, so this
-    /// node never hands it out.
+    /// goes in its magazine, and one of another node in the CPU's alien batch for that
+    /// node (`alien`), never into its magazines, so this node never hands it out.
     #[cold]
     #[inline(never)]
     fn push_making_room(&self, k: &impl Backing<A>, obj: usize) {
@@ -419,8 +459,7 @@ impl<A: Arch> SlabCache<A> {
         if self.nodes() > 1 {
             let home = self.home_of(k, obj);
             if home != m.node() {
-                drop(m);
-                return self.free_home(k, home, obj);
+                return self.free_alien(k, &mut m, home, obj);
             }
         }
         if !m.try_push(obj) {
@@ -787,14 +826,15 @@ impl<A: Arch> SlabCache<A> {
         unsafe { k.pages().free_pages(pa, l.order) }.expect("a slab is a live page block");
     }
 
-    /// Empties CPU `cpu`'s magazines into the slabs.
+    /// Empties CPU `cpu`'s alien batches and magazines into the slabs.
     fn drain_cpu(&self, k: &impl Backing<A>, cpu: usize) -> usize {
         let mut m = self.cpu.cpu(cpu);
+        let aliens = self.flush_aliens(k, &mut m);
         if m.cached() == 0 {
-            return 0;
+            return aliens;
         }
         let mut node = self.node(m.node()).lock();
-        self.drain_magazines(k, &mut node, &mut m)
+        aliens + self.drain_magazines(k, &mut node, &mut m)
     }
 
     /// Empties `m`, a CPU's magazines its caller holds, into the slabs; returns how many
@@ -857,10 +897,14 @@ impl<A: Arch> SlabCache<A> {
                 continue;
             };
             // The node before the slots and the depot, against the lock order: those
-            // are only tried. A node's CPUs' magazines hold only its objects.
+            // are only tried. A node's CPUs' magazines hold only its objects; the other
+            // CPUs hold its objects in their alien batches for it.
             self.cpu.try_each(|_, m| {
                 if m.node() == n {
                     drained += self.drain_magazines(k, &mut node, m);
+                } else {
+                    drained += m.alien(n).objects().len();
+                    self.free_alien_batch(k, &mut node, m.alien(n));
                 }
             });
             if let Some(mut depot) = self.depot(n).try_lock() {
@@ -948,14 +992,16 @@ impl<A: Arch> SlabCache<A> {
         Ok(())
     }
 
-    /// One reap pass: drains the magazines of CPUs that did not allocate since the last
-    /// pass and clears the marks of the others, drains the depot's full magazines that
+    /// One reap pass: sends every CPU's alien batches home, drains the magazines of CPUs
+    /// that did not allocate since the last pass and clears the marks of the others, drains the depot's full magazines that
     /// no CPU took since the last pass (Bonwick's working set), and releases empty
     /// slabs. Returns (objects drained, pages released).
     pub(crate) fn reap(&self, k: &impl Backing<A>) -> (usize, usize) {
         let mut drained = 0;
         for cpu in 0..self.cpu.len() {
             let mut m = self.cpu.cpu(cpu);
+            // Alien batches go home on every pass, as Linux's `reap_alien`.
+            drained += self.flush_aliens(k, &mut m);
             if !m.take_touched() && m.cached() > 0 {
                 let mut node = self.node(m.node()).lock();
                 drained += self.drain_magazines(k, &mut node, &mut m);
@@ -1011,6 +1057,11 @@ impl<A: Arch> SlabCache<A> {
             let m = self.cpu.cpu(cpu);
             for &obj in m.loaded().iter().chain(m.previous()) {
                 problems += self.validate_cached(k, obj, m.node(), "a CPU's magazine");
+            }
+            for (n, b) in m.aliens() {
+                for &obj in b.objects() {
+                    problems += self.validate_cached(k, obj, n, "an alien batch");
+                }
             }
         }
         for n in 0..self.nodes() {

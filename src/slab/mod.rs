@@ -74,6 +74,7 @@
 //! another cache would break the order (it runs under its cache's node lock) and must
 //! not.
 
+pub(crate) mod alien;
 mod bulk;
 mod cache;
 pub(crate) mod debug;
@@ -96,6 +97,7 @@ use crate::mm::numa::{MAX_NODES, NodeId};
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
+use alien::AlienBatch;
 use debug::DebugLayout;
 use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
@@ -640,7 +642,7 @@ struct Node {
     colour_next: usize,
     /// Slabs on the lists.
     slabs: usize,
-    /// Objects freed on CPUs of other nodes and returned here.
+    /// Objects freed on CPUs of other nodes and returned here from alien batches.
     remote_frees: usize,
 }
 
@@ -830,8 +832,9 @@ impl ArrayScale {
 
 /// A cache's arrays: the magazine size, the depot's magazines, and the bytes of the
 /// per-CPU slots, every magazine and the depot's array of magazine pointers.
-/// On several nodes, every node has a depot of `depot` magazines, and nodes 1.. their
-/// lists and depots (`NodeSlabs`) after the depots' arrays.
+/// On several nodes, every node has a depot of `depot` magazines, nodes 1.. their
+/// lists and depots (`NodeSlabs`) after the depots' arrays, and every CPU an alien
+/// batch per node after those.
 struct ArrayPlan {
     cap: usize,
     depot: usize,
@@ -847,12 +850,22 @@ impl ArrayPlan {
         let bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus)
             + (2 * nr_cpus + nodes * depot) * CpuMagazines::magazine_bytes(cap)
             + (nodes * depot * size_of::<usize>()).next_multiple_of(64)
-            + ((nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64);
+            + ((nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64)
+            + Self::alien_bytes(nr_cpus, nodes);
         ArrayPlan {
             cap,
             depot,
             nodes,
             bytes,
+        }
+    }
+
+    /// Bytes of the alien batches: none on one node.
+    fn alien_bytes(nr_cpus: usize, nodes: usize) -> usize {
+        if nodes > 1 {
+            (nr_cpus * nodes * size_of::<AlienBatch>()).next_multiple_of(64)
+        } else {
+            0
         }
     }
 }
@@ -1024,9 +1037,11 @@ impl<A: Arch> SlabCache<A> {
         };
         // SAFETY: `mem` is 64-aligned (≥ the slot alignment) and holds plan.bytes: the
         // per-CPU slots, then the magazines, two per CPU and every node's depot's, then
-        // the depots' arrays of pointers, then the lists and depots of nodes 1.. (a
-        // multiple of 64 bytes in, aligned for them), used by this cache alone (the
-        // caller's promise, or a fresh block). Each magazine is `cap` words of its own.
+        // the depots' arrays of pointers, then the lists and depots of nodes 1.., then
+        // on several nodes every CPU's alien batches (each part a multiple of 64 bytes
+        // in, aligned for its type), used by this cache alone (the caller's promise, or
+        // a fresh block). Each magazine is `cap` words of its own, each CPU's batches its
+        // own `nodes`.
         let (cpu, depots, other_nodes) = unsafe {
             let mag = |i: usize| mem.add(cpu_bytes + i * mag_bytes).cast::<usize>();
             let ptrs = mem
@@ -1045,6 +1060,18 @@ impl<A: Arch> SlabCache<A> {
                     depot: IrqMutex::new(depot(n)),
                 });
             }
+            let aliens = others
+                .cast::<u8>()
+                .add(((plan.nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64))
+                .cast::<AlienBatch>();
+            let nr_aliens = if plan.nodes > 1 {
+                nr_cpus * plan.nodes
+            } else {
+                0
+            };
+            for b in 0..nr_aliens {
+                aliens.add(b).write(AlienBatch::EMPTY);
+            }
             (
                 PerCpu::init_at(mem, nr_cpus, |i| {
                     CpuMagazines::new(
@@ -1053,6 +1080,7 @@ impl<A: Arch> SlabCache<A> {
                         mag(2 * i + 1),
                         topology.node_of_cpu(i),
                         plan.nodes,
+                        aliens.add(if plan.nodes > 1 { i * plan.nodes } else { 0 }),
                     )
                 }),
                 depot(0),
@@ -1241,10 +1269,15 @@ impl<A: Arch> SlabCache<A> {
         let mut cpu_cached = 0;
         let mut cap = 0;
         let mut node_cached = [0; MAX_NODES];
+        let mut alien_cached = 0;
         for c in 0..self.cpu.len() {
             let m = self.cpu.cpu(c);
             cpu_cached += m.cached();
             node_cached[m.node()] += m.cached();
+            for (n, b) in m.aliens() {
+                node_cached[n] += b.objects().len();
+                alien_cached += b.objects().len();
+            }
             cap = m.cap();
         }
         let (mut depot_full, mut depot_empty) = (0, 0);
@@ -1268,7 +1301,7 @@ impl<A: Arch> SlabCache<A> {
         let total = slabs * num;
         SlabInfo {
             name: self.name,
-            active_objs: total - free_objects - cpu_cached - depot_full * cap,
+            active_objs: total - free_objects - cpu_cached - alien_cached - depot_full * cap,
             num_objs: total,
             objsize: self.geo().layout.stride,
             objperslab: num,
@@ -1276,6 +1309,7 @@ impl<A: Arch> SlabCache<A> {
             limit: 2 * cap,
             magazine: cap,
             cpu_cached,
+            alien_cached,
             depot_full,
             depot_empty,
             active_slabs,
@@ -1356,6 +1390,8 @@ pub struct SlabInfo {
     pub magazine: usize,
     /// Free objects held in CPUs' magazines, all CPUs.
     pub cpu_cached: usize,
+    /// Free objects of other nodes held in CPUs' alien batches, on their way home.
+    pub alien_cached: usize,
     /// Full magazines in the depot.
     pub depot_full: usize,
     /// Empty magazines in the depot.
@@ -1371,8 +1407,8 @@ pub struct SlabInfo {
     /// `active_objs`: a CPU's magazines and its node's depot hold only that node's
     /// objects).
     pub node_active: [usize; MAX_NODES],
-    /// Objects freed on a CPU of another node than their slab's, which went straight
-    /// back to their home node's slabs.
+    /// Objects freed on a CPU of another node than their slab's that have gone back to
+    /// their home node's slabs (through alien batches).
     pub remote_frees: usize,
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,

@@ -1,7 +1,8 @@
 //! kmalloc on fake NUMA nodes: slabs are counted on the node their pages lie on,
 //! allocations land on the caller's node, and objects freed on another node than the
-//! one that allocated them go back to their home node's slabs (never to the freeing
-//! CPU's magazines) and leave every node's page count as it was once the caches shrink.
+//! one that allocated them go back to their home node's slabs through alien batches
+//! (never to the freeing CPU's magazines) and leave every node's page count as it was
+//! once the caches shrink.
 
 use super::*;
 use crate::hosted::{Heap as NumaHeap, owned_slots, set_node};
@@ -132,7 +133,15 @@ fn remote_frees_go_home_and_the_freeing_node_never_hands_them_out() {
         alloc_keep(k, 800)
     });
     let after = slabs_64(k);
-    assert_eq!(after.remote_frees - before.remote_frees, 400);
+    assert_eq!(
+        after.remote_frees - before.remote_frees + after.alien_cached,
+        400,
+        "every remote free went home or waits in an alien batch"
+    );
+    assert!(
+        after.alien_cached < crate::slab::alien::ALIEN_MAX,
+        "full batches went home"
+    );
     assert!(
         again.iter().all(|p| !remote.contains(p)),
         "node 0 handed out a remote object"
@@ -143,12 +152,24 @@ fn remote_frees_go_home_and_the_freeing_node_never_hands_them_out() {
         assert_eq!(after.node_active[0], 800);
     }
     assert_eq!(after.node_active.iter().sum::<usize>(), after.active_objs);
+    assert_eq!(
+        k.validate(Some("kmalloc-64")),
+        Some(0),
+        "alien batches check out"
+    );
     on_node(0, || {
         for &p in &again {
             k.kfree_any(p as *mut u8).unwrap();
         }
     });
-    assert_eq!(k.validate(Some("kmalloc-64")), Some(0));
+    k.reap();
+    let drained = slabs_64(k);
+    assert_eq!(
+        drained.alien_cached, 0,
+        "a reap pass sends alien batches home"
+    );
+    assert_eq!(drained.remote_frees - before.remote_frees, 400);
+    assert_eq!(drained.active_objs, 0);
 }
 
 /// `n` objects of 64 bytes allocated on the running thread.
@@ -167,6 +188,9 @@ fn a_double_free_of_an_object_freed_remotely_is_refused() {
         // SAFETY: objs[0] is live, and freed once: the second call must be refused.
         unsafe {
             k.kfree(objs[0] as *mut u8).unwrap();
+            if owned_slots() {
+                assert_eq!(slabs_64(k).alien_cached, 1, "in node 0's alien batch");
+            }
             assert!(matches!(
                 k.kfree(objs[0] as *mut u8),
                 Err(SlabError::DoubleFree { .. })
