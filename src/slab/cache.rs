@@ -4,9 +4,9 @@
 //! shrinking to the page allocator, draining and reaping.
 //!
 //! Per-object state. Every object is in one of three states: free on its slab's chain,
-//! free in a magazine (a CPU's or the depot's), or handed out; a free is refused unless the
-//! object is handed out, so double frees are caught even while a magazine holds the
-//! object. The state is in the object's *state word* (see `header`): a chain link while
+//! free in a magazine (a CPU's or a depot's) or an alien batch (`alien`), or handed
+//! out; a free is refused unless the object is handed out, so double frees are caught
+//! even while a magazine or a batch holds the object. The state is in the object's *state word* (see `header`): a chain link while
 //! on the chain, `address ^ secret` (the *array word*) while in a magazine, and while
 //! handed out:
 //!
