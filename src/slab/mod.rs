@@ -1296,7 +1296,8 @@ impl<A: Arch> SlabCache<A> {
             free_objects += node.free_objects;
             remote_frees += node.remote_frees;
             node_slabs[n] = node.slabs;
-            node_active[n] = node.slabs * num - node.free_objects - node_cached[n];
+            // Saturating: objects may move between a CPU's count and this node's meanwhile.
+            node_active[n] = (node.slabs * num).saturating_sub(node.free_objects + node_cached[n]);
         }
         let total = slabs * num;
         SlabInfo {
