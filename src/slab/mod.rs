@@ -1003,6 +1003,10 @@ impl<A: Arch> SlabCache<A> {
                 num + offset_of!(SlabLayout, num) + 8 <= 128,
                 "a free reads two"
             );
+            assert!(
+                PerCpu::<A, CpuMagazines>::bytes_needed(1) <= 64,
+                "a CPU's magazines and alien batches' pointer share its slot's line"
+            );
         }
         let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
