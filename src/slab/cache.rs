@@ -882,11 +882,12 @@ impl<A: Arch> SlabCache<A> {
 
     /// What this cache gives back when pages run short, taking only what it can have
     /// without waiting (the caller may hold another cache's node lock, or the registry,
-    /// and any lock's holder may be waiting for those): unless the node lock is busy —
-    /// its holder may be the caller, growing this cache — every CPU's magazines whose
-    /// slot can be held at once, this CPU's and remote ones ([`PerCpu::try_each`]), the
-    /// depot's full magazines unless its lock is busy, and then every empty slab.
-    /// Returns the objects drained plus the pages released: non-zero when anything came
+    /// and any lock's holder may be waiting for those): node by node, unless the node's
+    /// lock is busy — its holder may be the caller, growing this cache — the magazines
+    /// of the node's CPUs and every other CPU's alien batch for the node, of each CPU
+    /// whose slot can be held at once, this CPU's and remote ones
+    /// ([`PerCpu::try_each`]), the node's depot's full magazines unless its lock is
+    /// busy, and then the node's empty slabs. Returns the objects drained plus the pages released: non-zero when anything came
     /// back.
     ///
     /// [`PerCpu::try_each`]: crate::percpu::PerCpu::try_each
