@@ -1455,7 +1455,8 @@ impl fmt::Display for SlabInfo {
             self.waste_permille / 10,
             self.waste_permille % 10,
         )?;
-        // Per-node slab counts, once a slab lies past node 0.
+        // Per-node slab and handed-out counts and the objects on their way home, once a
+        // slab lies past node 0.
         if let Some(last) = self
             .node_slabs
             .iter()
@@ -1466,6 +1467,7 @@ impl fmt::Display for SlabInfo {
             for (slabs, active) in self.node_slabs[..=last].iter().zip(&self.node_active) {
                 write!(f, " {slabs}/{active}")?;
             }
+            write!(f, " : alien {}", self.alien_cached)?;
         }
         Ok(())
     }

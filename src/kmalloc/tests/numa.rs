@@ -150,6 +150,12 @@ fn remote_frees_go_home_and_the_freeing_node_never_hands_them_out() {
         assert!(nodes_of(k, &again).iter().all(|&n| n == 0));
         assert_eq!(after.node_active[1], 0, "every node-1 object is back home");
         assert_eq!(after.node_active[0], 800);
+        let line = after.to_string();
+        let tail = format!(" : alien {}", after.alien_cached);
+        assert!(
+            line.contains(" : nodes ") && line.ends_with(&tail),
+            "{line}"
+        );
     }
     assert_eq!(after.node_active.iter().sum::<usize>(), after.active_objs);
     assert_eq!(
