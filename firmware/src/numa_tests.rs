@@ -1,16 +1,20 @@
-//! Self-tests of NUMA placement on the real machine: on every core, pages land on the
-//! core's node; pages of another node freed on a core go back to their home node, and
-//! every node's free-page count comes back to where it started. On a one-node machine
-//! the same tests check the flat case: everything is node 0 and no free is remote.
+//! Self-tests of NUMA placement on the real machine: on every core, pages and kmalloc
+//! objects land on the core's node; pages and objects of another node freed on a core
+//! go back to their home node, and every node's free-page count and handed-out object
+//! count comes back to where it started. On a one-node machine the same tests check the
+//! flat case: everything is node 0 and no free is remote.
+
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use kmem::mm::numa::MAX_NODES;
 use kmem::mm::{PageAllocator, PageError, PhysAddr};
-use kmem::{Gfp, NodeId};
+use kmem::slab::SlabInfo;
+use kmem::{Arch, Gfp, NodeId};
 
-use crate::arch::cpu::Cpu;
+use crate::arch::cpu::{Cpu, MAX_CPUS};
 use crate::unchecked::PagesAny;
 
-use super::{pages, smp};
+use super::{kmem, pages, smp};
 
 type R = Result<(), &'static str>;
 
@@ -100,8 +104,10 @@ fn free_the_next_nodes_pages(_cpu: usize) -> R {
 }
 
 /// On every core at once, pages of the next node (the own one on a one-node machine)
-/// are freed on this core: each goes home, and every node gets back what it gave.
+/// are freed on this core: each goes home, and every node gets back what it gave. Then
+/// the same for kmalloc objects (`cross_node_kfrees_go_home`).
 pub fn cross_node_frees_go_home() -> R {
+    cross_node_kfrees_go_home()?;
     let p = pages();
     let before = free_by_node(p);
     let remote_before = remote_frees(p);
@@ -117,6 +123,95 @@ pub fn cross_node_frees_go_home() -> R {
         ensure(
             remote >= (smp::online() * HANDOFF) as u64,
             "frees of another node's pages were not all sent home",
+        )
+    }
+}
+
+/// kmalloc objects each core allocates, and another core frees.
+const OBJECTS: usize = 16;
+
+/// Each core's objects, between the allocating and the freeing pass.
+static HELD: [[AtomicUsize; OBJECTS]; MAX_CPUS] =
+    [const { [const { AtomicUsize::new(0) }; OBJECTS] }; MAX_CPUS];
+
+/// The figures of kmalloc-64, whose objects the slab tests move.
+fn kmalloc_64() -> SlabInfo {
+    kmem()
+        .kmalloc_cache_for(64, 8, Gfp::KERNEL)
+        .expect("kmalloc-64 exists")
+        .info()
+}
+
+fn kmalloc_on_this_core(cpu: usize) -> R {
+    let node = pages().local_node();
+    for slot in &HELD[cpu] {
+        let p = kmem()
+            .kmalloc(64, Gfp::KERNEL)
+            .map_err(|_| "a kmalloc failed")?;
+        slot.store(p.as_ptr() as usize, Relaxed);
+        ensure(
+            pages().node_of(Cpu::virt_to_phys(p.as_ptr() as usize)) == Some(node),
+            "a kmalloc object did not land on the core's node",
+        )?;
+    }
+    Ok(())
+}
+
+/// The online cores ordered by node, then id: core `i` of this order frees the objects
+/// of core `i + online / 2`, of another node whenever the nodes hold as many cores.
+fn partner(cpu: usize) -> usize {
+    let t = pages().topology();
+    let mut order = [0; MAX_CPUS];
+    let n = smp::online();
+    for (slot, c) in order.iter_mut().zip(smp::online_ids()) {
+        *slot = c;
+    }
+    order[..n].sort_unstable_by_key(|&c| (t.node_of_cpu(c), c));
+    let i = order[..n].iter().position(|&c| c == cpu).unwrap_or(0);
+    order[(i + n / 2) % n]
+}
+
+fn kfree_the_partners_objects(cpu: usize) -> R {
+    for slot in &HELD[partner(cpu)] {
+        let p = slot.swap(0, Relaxed) as *mut u8;
+        // SAFETY: the partner's pass stored live kmalloc objects here, and the swap
+        // leaves each to this core alone; none is used again.
+        unsafe { kmem().kfree(p) }.map_err(|_| "a kfree of another core's object failed")?;
+    }
+    Ok(())
+}
+
+/// Each core frees another core's kmalloc objects (another node's, where the nodes
+/// hold as many cores), allocated on every core at once: they land on their core's node,
+/// go back to their home node's slabs (through alien batches, sent home by a reap pass),
+/// and every node hands out as many as before.
+fn cross_node_kfrees_go_home() -> R {
+    let t = pages().topology();
+    let before = kmalloc_64();
+    smp::run_on_all(kmalloc_on_this_core)?;
+    let during = kmalloc_64();
+    ensure(
+        during.active_objs >= before.active_objs + smp::online() * OBJECTS,
+        "the objects allocated are not counted as handed out",
+    )?;
+    smp::run_on_all(kfree_the_partners_objects)?;
+    // Remote frees wait in alien batches until those fill or a reap pass sends them home.
+    kmem().reap();
+    let after = kmalloc_64();
+    ensure(
+        after.node_active == before.node_active,
+        "a node's handed-out object count differs after cross-node kfrees",
+    )?;
+    let crossing = smp::online_ids()
+        .filter(|&c| t.node_of_cpu(c) != t.node_of_cpu(partner(c)))
+        .count();
+    let remote = after.remote_frees - before.remote_frees;
+    if pages().nr_nodes() == 1 {
+        ensure(remote == 0, "a one-node machine counted remote kfrees")
+    } else {
+        ensure(
+            remote >= crossing * OBJECTS,
+            "kfrees of another node's objects were not all sent home",
         )
     }
 }

@@ -31,6 +31,7 @@ use crate::guard_pool::GuardPool;
 use crate::mm::buddy::{MAX_ORDER, order_for_bytes};
 use crate::mm::frame::PageFrame;
 use crate::mm::memmap::PAGE_SIZE;
+use crate::mm::numa::NodeId;
 use crate::mm::zone::{NR_ZONES, ZoneKind};
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::slab::debug::DebugFlags;
@@ -383,7 +384,7 @@ impl<A: Arch> Kmem<A> {
             ctor: None,
             dtor: None,
         };
-        let nr_cpus = pages.nr_cpus();
+        let (nr_cpus, nr_nodes) = (pages.nr_cpus(), pages.nr_nodes());
         let zone_bytes = pages.info().zones[z.index()].managed_pages as usize * PAGE_SIZE as usize;
         // At most 32x the zone: its arrays then take at most 1/8 of the memory they
         // come from (mostly untouched until CPUs use them).
@@ -395,7 +396,7 @@ impl<A: Arch> Kmem<A> {
                 .map(|c| {
                     let spec = spec(c);
                     let hard = hardening(options, &spec.name);
-                    SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, scale).unwrap_or(0)
+                    SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, nr_nodes, scale).unwrap_or(0)
                 })
                 .sum()
         });
@@ -407,7 +408,7 @@ impl<A: Arch> Kmem<A> {
             let hard = hardening(options, &spec.name);
             let mem = carver.take(
                 pages,
-                SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, scale)?,
+                SlabCache::<A>::array_bytes(&spec, &hard, nr_cpus, nr_nodes, scale)?,
             )?;
             // SAFETY: `mem` is fresh carved memory of array_bytes bytes at `scale`,
             // 64-aligned, that lives as long as the allocator, as the cache does.
@@ -468,20 +469,21 @@ impl<A: Arch> Kmem<A> {
     #[inline]
     pub fn alloc_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.pages.alloc_pages(order, gfp).or_else(|e| match e {
-            PageError::OutOfMemory { .. } => self.alloc_pages_reclaiming(order, gfp, e),
+            PageError::OutOfMemory { .. } => {
+                self.alloc_pages_reclaiming(e, || self.pages.alloc_pages(order, gfp))
+            }
             e => Err(e),
         })
     }
 
-    /// [`Kmem::alloc_pages`] once the page allocator is out of memory (`oom`, returned
-    /// again when reclaiming frees nothing).
+    /// An allocation `alloc` once the page allocator is out of memory (`oom`, returned
+    /// again when reclaiming frees nothing): reclaims, then tries `alloc` again.
     #[cold]
     #[inline(never)]
     fn alloc_pages_reclaiming(
         &self,
-        order: u32,
-        gfp: Gfp,
         oom: PageError,
+        alloc: impl FnOnce() -> Result<PhysAddr, PageError>,
     ) -> Result<PhysAddr, PageError> {
         // The caller may hold a cache's node lock and its own CPU's slot of that cache (a
         // slab growing) or the registry lock (`cache_create`), and `shrink_all` takes
@@ -498,7 +500,7 @@ impl<A: Arch> Kmem<A> {
         if reclaimed == 0 {
             return Err(oom);
         }
-        self.pages.alloc_pages(order, gfp)
+        alloc()
     }
 
     #[inline]
@@ -1310,6 +1312,14 @@ impl<A: Arch> Backing<A> for Kmem<A> {
     #[inline]
     fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.alloc_pages(order, gfp)
+    }
+
+    fn slab_pages_on(&self, node: NodeId, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        let alloc = || self.pages.alloc_pages_node(node, order, gfp);
+        alloc().or_else(|e| match e {
+            PageError::OutOfMemory { .. } => self.alloc_pages_reclaiming(e, alloc),
+            e => Err(e),
+        })
     }
 
     #[inline(always)]

@@ -37,17 +37,27 @@ impl<A: Arch> SlabCache<A> {
                 if got == out.len() {
                     break Ok(());
                 }
-                if m.swap_for_alloc() || m.trade_empty(&mut self.depot.lock()) {
+                let local = m.node();
+                if m.swap_for_alloc() || m.trade_empty(&mut self.depot(local).lock()) {
                     continue;
                 }
-                // What the magazines lack comes straight off the slabs, not through them.
-                let mut node = self.node.lock();
+                // What the magazines lack comes straight off the slabs, not through them:
+                // the CPU's node's, else the nearest other node's.
                 let want = out.len() - got;
-                let r = self.take_from_slabs(k, &mut node, want, gfp, |obj| {
+                let mut put = |obj: usize| {
                     self.mark_active(obj, tag);
                     out[got] = obj as *mut u8;
                     got += 1;
-                });
+                };
+                let mut node = self.node(local).lock();
+                let r = self.take_from_slabs(k, &mut node, local, want, gfp, &mut put);
+                drop(node);
+                let r = match r {
+                    Err(e) if self.nodes() > 1 => {
+                        self.take_elsewhere(k, local, want, gfp, put).map_err(|_| e)
+                    }
+                    r => r,
+                };
                 if let Err(e) = r {
                     break Err(e);
                 }
@@ -127,6 +137,15 @@ impl<A: Arch> SlabCache<A> {
             let Some(live) = live else { return n };
             live.claim();
             self.retag_freed(obj);
+            if self.nodes() > 1 {
+                // Objects of another node go to their alien batch, never into this CPU's
+                // magazines.
+                let home = self.home_of(k, obj);
+                if home != m.node() {
+                    self.free_alien(k, &mut m, home, obj);
+                    continue;
+                }
+            }
             if !m.try_push(obj) {
                 self.make_room(k, &mut m);
                 m.try_push(obj);

@@ -15,6 +15,8 @@
 //! the rest. A full magazine in the depot is always completely full, so an exchange knows
 //! its count without reading it.
 
+use super::alien::AlienBatch;
+
 /// Most objects a magazine holds: about half of Linux SLAB's per-CPU limit for small
 /// objects (a CPU holds two), and exactly seven cache lines, so that a small cache's
 /// arrays — slots, two magazines per CPU and the depot's — fit the two pages its arrays
@@ -33,12 +35,22 @@ pub struct CpuMagazines {
     cap: u32,
     /// Objects in the previous magazine.
     prev_avail: u32,
+    /// The free fast path's limit ([`CpuMagazines::try_push_fast`]): `cap` on one
+    /// node; 0 on several, which sends every free to the slow path, where the object's
+    /// node is checked — one node pays no check.
+    fast_cap: u32,
     /// Set by allocation; cleared by a reap pass, which drains CPUs it finds clear.
     touched: bool,
+    /// The CPU's NUMA node: the magazines hold only objects of that node's slabs.
+    node: u8,
+    /// The cache's NUMA nodes: `aliens` holds one batch per node (the own one unused).
+    nodes: u8,
     /// The loaded magazine's `cap` entries.
     loaded: *mut usize,
     /// The previous magazine's `cap` entries.
     previous: *mut usize,
+    /// On several nodes, `nodes` alien batches, by node (dangling on one node).
+    aliens: *mut AlienBatch,
 }
 
 // SAFETY: the magazines point into memory the owning cache holds for its whole life; they
@@ -46,19 +58,32 @@ pub struct CpuMagazines {
 unsafe impl Send for CpuMagazines {}
 
 impl CpuMagazines {
-    /// Two empty magazines of up to `cap` objects.
+    /// Two empty magazines of up to `cap` objects, for a CPU of NUMA node `node` of
+    /// `nodes`.
     ///
     /// # Safety
     /// `loaded` and `previous` must each be writable for `cap` words, 8-aligned, for the
     /// life of every `CpuMagazines` and [`Depot`] that will hold them, and used by
-    /// nothing else.
-    pub const unsafe fn new(cap: usize, loaded: *mut usize, previous: *mut usize) -> Self {
+    /// nothing else; on several `nodes`, `aliens` must point to `nodes` initialised
+    /// batches, used only through this value, for its life.
+    pub const unsafe fn new(
+        cap: usize,
+        loaded: *mut usize,
+        previous: *mut usize,
+        node: usize,
+        nodes: usize,
+        aliens: *mut AlienBatch,
+    ) -> Self {
         assert!(cap > 0 && cap <= MAG_MAX, "a magazine holds 1 to MAG_MAX");
         CpuMagazines {
             avail: 0,
             cap: cap as u32,
             prev_avail: 0,
+            fast_cap: if nodes > 1 { 0 } else { cap as u32 },
             touched: false,
+            node: node as u8,
+            nodes: nodes as u8,
+            aliens,
             loaded,
             previous,
         }
@@ -73,6 +98,35 @@ impl CpuMagazines {
     #[inline]
     pub fn cached(&self) -> usize {
         (self.avail + self.prev_avail) as usize
+    }
+
+    /// The CPU's NUMA node, whose objects alone the magazines hold.
+    #[inline]
+    pub fn node(&self) -> usize {
+        self.node as usize
+    }
+
+    /// The alien batch of node `n` (another node than the CPU's).
+    pub fn alien(&mut self, n: usize) -> &mut AlienBatch {
+        assert!(
+            n < self.nodes as usize && n != self.node(),
+            "no alien batch for node {n}"
+        );
+        // SAFETY: `new`'s contract: `nodes` batches, ours alone while `self` is borrowed.
+        unsafe { &mut *self.aliens.add(n) }
+    }
+
+    /// Every other node's alien batch, with its node.
+    pub fn aliens(&self) -> impl Iterator<Item = (usize, &AlienBatch)> {
+        let nodes = if self.nodes > 1 {
+            self.nodes as usize
+        } else {
+            0
+        };
+        (0..nodes).filter(|&n| n != self.node()).map(|n| {
+            // SAFETY: as in `alien`; shared while `self` is.
+            (n, unsafe { &*self.aliens.add(n) })
+        })
     }
 
     /// Objects a magazine holds.
@@ -115,6 +169,19 @@ impl CpuMagazines {
             return false;
         }
         // SAFETY: avail < cap, within the loaded magazine.
+        unsafe { self.loaded.add(self.avail as usize).write(obj) };
+        self.avail += 1;
+        true
+    }
+
+    /// [`CpuMagazines::try_push`] for the free fast path: refuses every push on several
+    /// nodes, where a free must first learn whether the object is the CPU's node's.
+    #[inline]
+    pub fn try_push_fast(&mut self, obj: usize) -> bool {
+        if self.avail >= self.fast_cap {
+            return false;
+        }
+        // SAFETY: avail < fast_cap ≤ cap, within the loaded magazine.
         unsafe { self.loaded.add(self.avail as usize).write(obj) };
         self.avail += 1;
         true
@@ -339,7 +406,16 @@ mod tests {
         let mut a = [0usize; 2];
         let mut b = [0usize; 2];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe {
+            CpuMagazines::new(
+                2,
+                a.as_mut_ptr(),
+                b.as_mut_ptr(),
+                0,
+                1,
+                core::ptr::null_mut(),
+            )
+        };
         assert!(m.try_push(1) && m.try_push(2) && !m.try_push(3));
         assert!(m.swap_for_free());
         assert!(m.try_push(3));
@@ -360,7 +436,7 @@ mod tests {
         // SAFETY: every buffer outlives its users and nothing else uses them.
         let (mut m, mut d) = unsafe {
             (
-                CpuMagazines::new(2, p0, p1),
+                CpuMagazines::new(2, p0, p1, 0, 1, core::ptr::null_mut()),
                 Depot::new(ptrs.as_mut_ptr(), 2, 2),
             )
         };
@@ -406,7 +482,16 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe {
+            CpuMagazines::new(
+                4,
+                a.as_mut_ptr(),
+                b.as_mut_ptr(),
+                0,
+                1,
+                core::ptr::null_mut(),
+            )
+        };
         for o in 1..=3 {
             assert!(m.try_push(o));
         }
@@ -423,7 +508,16 @@ mod tests {
         let mut a = [0usize; 4];
         let mut b = [0usize; 4];
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe { CpuMagazines::new(4, a.as_mut_ptr(), b.as_mut_ptr()) };
+        let mut m = unsafe {
+            CpuMagazines::new(
+                4,
+                a.as_mut_ptr(),
+                b.as_mut_ptr(),
+                0,
+                1,
+                core::ptr::null_mut(),
+            )
+        };
         for o in 1..=4 {
             assert!(m.try_push(o));
         }

@@ -1,8 +1,13 @@
 //! Slab caches: objects of one size carved from page blocks, with per-CPU magazines
 //! in front — Linux's SLAB (seeds 001–003) without the seed's O(n) scans.
 //!
-//! This file owns the cache itself: its creation parameters, geometry, per-CPU and node
-//! state, error type and introspection. The allocation and free paths are in
+//! This file owns the cache itself: its creation parameters, geometry, per-CPU and
+//! per-node state, error type and introspection.
+//!
+//! NUMA: a cache keeps its slab lists and its depot per node (node 0's in the cache,
+//! the others' carved with its arrays). A CPU's magazines and its node's depot hold only
+//! that node's objects; a free of another node's object goes straight back to its slab
+//! on its home node's lists (`cache`). The allocation and free paths are in
 //! `cache`; a slab's bookkeeping, kept in its page descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
@@ -27,12 +32,16 @@
 //! 2. A CPU's slot of a cache's `PerCpu` magazines — the CPU's `CpuMagazines`: its owner
 //!    enters it without the lock on bare metal (`Arch::OWNED_IDS`); a remote drain
 //!    (`shrink`, `reap`, reclaim) takes it by the handshake in `crate::percpu`.
-//! 3. `SlabCache::depot` — the magazines no CPU holds, full and empty. Held for O(1)
-//!    exchanges, and by drains while they empty full magazines into the slabs (then
-//!    with the node lock inside it).
-//! 4. `SlabCache::node` — the node: the full, partial and free slab lists, the counters,
-//!    and every slab's chain and in-use count (in its page descriptors). The geometry is
-//!    written under it while the cache has no slab.
+//! 3. A node's depot (`SlabCache::depot(n)`) — the magazines of the node's CPUs that no
+//!    CPU holds, full and empty. Held for O(1) exchanges, and by drains while they empty
+//!    full magazines into the slabs (then with the same node's lock inside it). Paths
+//!    that visit every node's depot hold one at a time, or all in index order (`fork`).
+//! 4. A node's lists (`SlabCache::node(n)`): the full, partial and free slab lists, the
+//!    counters, and every slab's chain and in-use count (in its page descriptors). A
+//!    remote free takes its object's home node's lock, with at most the freeing CPU's
+//!    slot held. Two node locks are held together only in index order (`set_debug`,
+//!    which writes the geometry under all of them while the cache has no slab, and
+//!    `fork`).
 //! 5. The page allocator's locks (see `crate::mm`): a CPU's page lists, then a zone's free
 //!    area. Taken while growing or shrinking under the node lock.
 //!
@@ -58,13 +67,14 @@
 //!
 //! On the hosted platform, `fork()` takes them all: `hosted::Heap`'s `pthread_atfork`
 //! handler holds, in this order, the fault-injection state, the registry, then cache by
-//! cache every CPU's slot, the depot and the node, then the page allocator's per-CPU lists and
+//! cache every CPU's slot, every node's depot and every node's lists, then the page allocator's per-CPU lists and
 //! zones (`Kmem::fork_hold`), and gives them back after the fork in the parent and the
 //! child. Every other path takes locks in the order above or only tries them, so each
 //! thread it waits for can finish; a constructor or destructor that allocated from
 //! another cache would break the order (it runs under its cache's node lock) and must
 //! not.
 
+pub(crate) mod alien;
 mod bulk;
 mod cache;
 pub(crate) mod debug;
@@ -83,10 +93,11 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 use crate::mm::memmap::PAGE_SIZE;
-use crate::mm::numa::MAX_NODES;
+use crate::mm::numa::{MAX_NODES, NodeId};
 use crate::mm::{PageAllocator, PageError, PhysAddr};
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
+use alien::AlienBatch;
 use debug::DebugLayout;
 use header::{ChainKey, Shape, SlabList};
 use layout::SlabLayout;
@@ -105,6 +116,12 @@ pub(crate) trait Backing<A: Arch> {
     /// implementation may take other locks only by trying them.
     fn slab_pages(&self, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
         self.pages().alloc_pages(order, gfp)
+    }
+
+    /// [`Backing::slab_pages`] from NUMA node `node` (with `Gfp::THIS_NODE`, from it
+    /// alone), for a slab of that node's lists.
+    fn slab_pages_on(&self, node: NodeId, order: u32, gfp: Gfp) -> Result<PhysAddr, PageError> {
+        self.pages().alloc_pages_node(node, order, gfp)
     }
 
     /// Whether allocations must leave the fast path — fault injection is armed, or the
@@ -612,8 +629,8 @@ impl From<PageError> for SlabError {
     }
 }
 
-/// The slab lists: one set for the cache, whose slabs may lie on any NUMA node (each
-/// slab's pages come from the growing CPU's node, as the page allocator prefers).
+/// One NUMA node's slab lists: every slab on them has its pages on that node (a slab
+/// grows on its node's pages with `Gfp::THIS_NODE`; see `cache`).
 struct Node {
     full: SlabList,
     partial: SlabList,
@@ -623,8 +640,17 @@ struct Node {
     /// Above this many free objects, a slab that becomes empty goes back to the pages.
     free_limit: usize,
     colour_next: usize,
-    /// Slabs whose pages lie on each NUMA node.
-    node_slabs: [usize; MAX_NODES],
+    /// Slabs on the lists.
+    slabs: usize,
+    /// Objects freed on CPUs of other nodes and returned here from alien batches.
+    remote_frees: usize,
+}
+
+/// The per-node part of a cache past node 0 (whose part sits in the cache itself): its
+/// slab lists and its depot, each behind its own lock.
+struct NodeSlabs<A: Arch> {
+    node: IrqMutex<A, Node>,
+    depot: IrqMutex<A, Depot>,
 }
 
 /// A slab cache. Lives at a fixed address once used: page descriptors of its slabs
@@ -656,6 +682,9 @@ pub struct SlabCache<A: Arch> {
     /// Debugging or init-on-alloc/free is on: allocations and frees take the checked
     /// paths. Atomic as `tag`.
     slow: AtomicBool,
+    /// NUMA nodes the cache keeps lists and depots for. Not read by the fast paths: on
+    /// several nodes the CPUs' magazines refuse fast pushes (`CpuMagazines::fast_cap`).
+    nodes: u8,
     /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
     /// cache lines.
     gfp: Gfp,
@@ -671,12 +700,16 @@ pub struct SlabCache<A: Arch> {
     align: usize,
     ctor: Option<ObjectFn>,
     dtor: Option<ObjectFn>,
-    node: IrqMutex<A, Node>,
-    /// The magazines no CPU holds.
-    depot: IrqMutex<A, Depot>,
-    /// The page block holding the per-CPU slots, the magazines and the depot's array (the
-    /// cache's arrays), when the cache has one of its own (else they are in memory its
-    /// creator holds).
+    /// Node 0's slab lists.
+    node0: IrqMutex<A, Node>,
+    /// The magazines of node 0's CPUs that no CPU holds.
+    depot0: IrqMutex<A, Depot>,
+    /// The lists and depots of nodes 1.. (`nodes - 1` of them), carved with the arrays;
+    /// dangling on one node.
+    other_nodes: *const NodeSlabs<A>,
+    /// The page block holding the per-CPU slots, the magazines, the depots' arrays and
+    /// the other nodes' lists (the cache's arrays), when the cache has one of its own
+    /// (else they are in memory its creator holds).
     arrays: Option<(PhysAddr, u32)>,
     /// Problems found and reported (red zones, poison, free-list links).
     reports: AtomicUsize,
@@ -799,20 +832,41 @@ impl ArrayScale {
 
 /// A cache's arrays: the magazine size, the depot's magazines, and the bytes of the
 /// per-CPU slots, every magazine and the depot's array of magazine pointers.
+/// On several nodes, every node has a depot of `depot` magazines, nodes 1.. their
+/// lists and depots (`NodeSlabs`) after the depots' arrays, and every CPU an alien
+/// batch per node after those.
 struct ArrayPlan {
     cap: usize,
     depot: usize,
+    nodes: usize,
     bytes: usize,
 }
 
 impl ArrayPlan {
-    fn new<A: Arch>(stride: usize, nr_cpus: usize, scale: ArrayScale) -> ArrayPlan {
+    fn new<A: Arch>(stride: usize, nr_cpus: usize, nodes: usize, scale: ArrayScale) -> ArrayPlan {
         let cap = scale.of(magazine_cap(stride));
         let depot = depot_magazines(stride, nr_cpus);
+        let nodes = nodes.max(1);
         let bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus)
-            + (2 * nr_cpus + depot) * CpuMagazines::magazine_bytes(cap)
-            + (depot * size_of::<usize>()).next_multiple_of(64);
-        ArrayPlan { cap, depot, bytes }
+            + (2 * nr_cpus + nodes * depot) * CpuMagazines::magazine_bytes(cap)
+            + (nodes * depot * size_of::<usize>()).next_multiple_of(64)
+            + ((nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64)
+            + Self::alien_bytes(nr_cpus, nodes);
+        ArrayPlan {
+            cap,
+            depot,
+            nodes,
+            bytes,
+        }
+    }
+
+    /// Bytes of the alien batches: none on one node.
+    fn alien_bytes(nr_cpus: usize, nodes: usize) -> usize {
+        if nodes > 1 {
+            (nr_cpus * nodes * size_of::<AlienBatch>()).next_multiple_of(64)
+        } else {
+            0
+        }
     }
 }
 
@@ -908,17 +962,19 @@ impl<A: Arch> SlabCache<A> {
         Ok((geo, align))
     }
 
-    /// Bytes of array memory (per-CPU slots, magazines, the depot's array) a cache as
-    /// `spec` describes needs on `nr_cpus` CPUs: what [`SlabCache::new`] carves from the
+    /// Bytes of array memory (per-CPU slots, magazines, the depots' arrays, the lists of
+    /// nodes past 0) a cache as `spec` describes needs on `nr_cpus` CPUs and `nodes`
+    /// nodes: what [`SlabCache::new`] carves from the
     /// memory it is given, at `scale`. A multiple of 64.
     pub(crate) fn array_bytes(
         spec: &CacheSpec,
         hard: &Hardening,
         nr_cpus: usize,
+        nodes: usize,
         scale: ArrayScale,
     ) -> Result<usize, SlabError> {
         let (geo, _) = Self::geometry(spec, hard)?;
-        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, scale).bytes)
+        Ok(ArrayPlan::new::<A>(geo.layout.stride, nr_cpus, nodes, scale).bytes)
     }
 
     /// A cache as `spec` describes, with arrays at `scale` for the page allocator's CPUs
@@ -947,13 +1003,17 @@ impl<A: Arch> SlabCache<A> {
                 num + offset_of!(SlabLayout, num) + 8 <= 128,
                 "a free reads two"
             );
+            assert!(
+                PerCpu::<A, CpuMagazines>::bytes_needed(1) <= 64,
+                "a CPU's magazines and alien batches' pointer share its slot's line"
+            );
         }
         let (geo, align) = Self::geometry(spec, hard)?;
         let layout = geo.layout;
         let gfp = spec.flags.gfp();
         let pages = k.pages();
         let nr_cpus = pages.nr_cpus();
-        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, scale);
+        let plan = ArrayPlan::new::<A>(layout.stride, nr_cpus, pages.nr_nodes(), scale);
         let (mem, own) = match arrays {
             Some(mem) => (mem, None),
             None => {
@@ -966,24 +1026,69 @@ impl<A: Arch> SlabCache<A> {
         };
         let cpu_bytes = PerCpu::<A, CpuMagazines>::bytes_needed(nr_cpus);
         let mag_bytes = CpuMagazines::magazine_bytes(plan.cap);
-        let nr_mags = 2 * nr_cpus + plan.depot;
+        let nr_mags = 2 * nr_cpus + plan.nodes * plan.depot;
+        let ptr_bytes = (plan.nodes * plan.depot * size_of::<usize>()).next_multiple_of(64);
+        let topology = pages.topology();
+        let new_node = || Node {
+            full: SlabList::new(),
+            partial: SlabList::new(),
+            free: SlabList::new(),
+            free_objects: 0,
+            free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
+            colour_next: 0,
+            slabs: 0,
+            remote_frees: 0,
+        };
         // SAFETY: `mem` is 64-aligned (≥ the slot alignment) and holds plan.bytes: the
-        // per-CPU slots, then the magazines, two per CPU and the depot's, then the depot's
-        // array of pointers, used by this cache alone (the caller's promise, or a fresh
-        // block). Each magazine is `cap` words of its own.
-        let (cpu, depot) = unsafe {
+        // per-CPU slots, then the magazines, two per CPU and every node's depot's, then
+        // the depots' arrays of pointers, then the lists and depots of nodes 1.., then
+        // on several nodes every CPU's alien batches (each part a multiple of 64 bytes
+        // in, aligned for its type), used by this cache alone (the caller's promise, or
+        // a fresh block). Each magazine is `cap` words of its own, each CPU's batches its
+        // own `nodes`.
+        let (cpu, depots, other_nodes) = unsafe {
             let mag = |i: usize| mem.add(cpu_bytes + i * mag_bytes).cast::<usize>();
             let ptrs = mem
                 .add(cpu_bytes + nr_mags * mag_bytes)
                 .cast::<*mut usize>();
-            for d in 0..plan.depot {
+            for d in 0..plan.nodes * plan.depot {
                 ptrs.add(d).write(mag(2 * nr_cpus + d));
+            }
+            let depot = |n: usize| Depot::new(ptrs.add(n * plan.depot), plan.depot, plan.cap);
+            let others = mem
+                .add(cpu_bytes + nr_mags * mag_bytes + ptr_bytes)
+                .cast::<NodeSlabs<A>>();
+            for n in 1..plan.nodes {
+                others.add(n - 1).write(NodeSlabs {
+                    node: IrqMutex::new(new_node()),
+                    depot: IrqMutex::new(depot(n)),
+                });
+            }
+            let aliens = others
+                .cast::<u8>()
+                .add(((plan.nodes - 1) * size_of::<NodeSlabs<A>>()).next_multiple_of(64))
+                .cast::<AlienBatch>();
+            let nr_aliens = if plan.nodes > 1 {
+                nr_cpus * plan.nodes
+            } else {
+                0
+            };
+            for b in 0..nr_aliens {
+                aliens.add(b).write(AlienBatch::EMPTY);
             }
             (
                 PerCpu::init_at(mem, nr_cpus, |i| {
-                    CpuMagazines::new(plan.cap, mag(2 * i), mag(2 * i + 1))
+                    CpuMagazines::new(
+                        plan.cap,
+                        mag(2 * i),
+                        mag(2 * i + 1),
+                        topology.node_of_cpu(i),
+                        plan.nodes,
+                        aliens.add(if plan.nodes > 1 { i * plan.nodes } else { 0 }),
+                    )
                 }),
-                Depot::new(ptrs, plan.depot, plan.cap),
+                depot(0),
+                others.cast_const(),
             )
         };
         let key = ChainKey::new(hard.seed ^ mem as u64, hard.random_freelist);
@@ -992,20 +1097,14 @@ impl<A: Arch> SlabCache<A> {
             object_size: spec.size,
             align,
             geo: UnsafeCell::new(geo),
+            nodes: plan.nodes as u8,
             gfp,
             ctor: spec.ctor,
             dtor: spec.dtor,
             cpu,
-            node: IrqMutex::new(Node {
-                full: SlabList::new(),
-                partial: SlabList::new(),
-                free: SlabList::new(),
-                free_objects: 0,
-                free_limit: free_limit(pages, gfp, layout.num, layout.stride, nr_cpus, plan.cap),
-                colour_next: 0,
-                node_slabs: [0; MAX_NODES],
-            }),
-            depot: IrqMutex::new(depot),
+            node0: IrqMutex::new(new_node()),
+            depot0: IrqMutex::new(depots),
+            other_nodes,
             arrays: own,
             key,
             slow: AtomicBool::new(geo.slow()),
@@ -1173,34 +1272,91 @@ impl<A: Arch> SlabCache<A> {
     pub fn info(&self) -> SlabInfo {
         let mut cpu_cached = 0;
         let mut cap = 0;
+        let mut node_cached = [0; MAX_NODES];
+        let mut alien_cached = 0;
         for c in 0..self.cpu.len() {
             let m = self.cpu.cpu(c);
             cpu_cached += m.cached();
+            node_cached[m.node()] += m.cached();
+            for (n, b) in m.aliens() {
+                node_cached[n] += b.objects().len();
+                alien_cached += b.objects().len();
+            }
             cap = m.cap();
         }
-        let (depot_full, depot_empty) = {
-            let d = self.depot.lock();
-            (d.full(), d.empty())
-        };
-        let node = self.node.lock();
-        let slabs = node.full.len() + node.partial.len() + node.free.len();
-        let total = slabs * self.geo().layout.num;
+        let (mut depot_full, mut depot_empty) = (0, 0);
+        for (n, cached) in node_cached.iter_mut().enumerate().take(self.nodes()) {
+            let d = self.depot(n).lock();
+            (depot_full, depot_empty) = (depot_full + d.full(), depot_empty + d.empty());
+            *cached += d.full() * cap;
+        }
+        let num = self.geo().layout.num;
+        let (mut slabs, mut active_slabs, mut free_objects, mut remote_frees) = (0, 0, 0, 0);
+        let (mut node_slabs, mut node_active) = ([0; MAX_NODES], [0; MAX_NODES]);
+        for n in 0..self.nodes() {
+            let node = self.node(n).lock();
+            slabs += node.slabs;
+            active_slabs += node.full.len() + node.partial.len();
+            free_objects += node.free_objects;
+            remote_frees += node.remote_frees;
+            node_slabs[n] = node.slabs;
+            // Saturating: objects may move between a CPU's count and this node's meanwhile.
+            node_active[n] = (node.slabs * num).saturating_sub(node.free_objects + node_cached[n]);
+        }
+        let total = slabs * num;
         SlabInfo {
             name: self.name,
-            active_objs: total - node.free_objects - cpu_cached - depot_full * cap,
+            active_objs: total - free_objects - cpu_cached - alien_cached - depot_full * cap,
             num_objs: total,
             objsize: self.geo().layout.stride,
-            objperslab: self.geo().layout.num,
+            objperslab: num,
             pagesperslab: 1 << self.geo().layout.order,
             limit: 2 * cap,
             magazine: cap,
             cpu_cached,
+            alien_cached,
             depot_full,
             depot_empty,
-            active_slabs: node.full.len() + node.partial.len(),
+            active_slabs,
             num_slabs: slabs,
-            node_slabs: node.node_slabs,
+            node_slabs,
+            node_active,
+            remote_frees,
             waste_permille: self.geo().layout.waste_permille(),
+        }
+    }
+
+    /// NUMA nodes the cache keeps slab lists and depots for.
+    #[inline(always)]
+    pub(crate) fn nodes(&self) -> usize {
+        self.nodes as usize
+    }
+
+    /// The lists and depot of node `n` (< [`SlabCache::nodes`]) past node 0.
+    fn other_node(&self, n: usize) -> &NodeSlabs<A> {
+        assert!(n > 0 && n < self.nodes(), "node {n} out of range");
+        // SAFETY: `new` wrote nodes - 1 of them in the arrays, which live as long as the
+        // cache.
+        unsafe { &*self.other_nodes.add(n - 1) }
+    }
+
+    /// Node `n`'s slab lists.
+    #[inline]
+    fn node(&self, n: usize) -> &IrqMutex<A, Node> {
+        if n == 0 {
+            &self.node0
+        } else {
+            &self.other_node(n).node
+        }
+    }
+
+    /// Node `n`'s depot: the magazines of its CPUs that no CPU holds.
+    #[inline]
+    fn depot(&self, n: usize) -> &IrqMutex<A, Depot> {
+        if n == 0 {
+            &self.depot0
+        } else {
+            &self.other_node(n).depot
         }
     }
 }
@@ -1239,6 +1395,8 @@ pub struct SlabInfo {
     pub magazine: usize,
     /// Free objects held in CPUs' magazines, all CPUs.
     pub cpu_cached: usize,
+    /// Free objects of other nodes held in CPUs' alien batches, on their way home.
+    pub alien_cached: usize,
     /// Full magazines in the depot.
     pub depot_full: usize,
     /// Empty magazines in the depot.
@@ -1247,8 +1405,16 @@ pub struct SlabInfo {
     pub active_slabs: usize,
     /// All slabs: full, partial and empty ones kept.
     pub num_slabs: usize,
-    /// Slabs whose pages lie on each NUMA node (all on node 0 on one node).
+    /// Slabs on each NUMA node's lists, whose pages lie on that node (all on node 0 on
+    /// one node).
     pub node_slabs: [usize; MAX_NODES],
+    /// Objects of each node's slabs handed out to users (the node's share of
+    /// `active_objs`: a CPU's magazines and its node's depot hold only that node's
+    /// objects).
+    pub node_active: [usize; MAX_NODES],
+    /// Objects freed on a CPU of another node than their slab's that have gone back to
+    /// their home node's slabs (through alien batches).
+    pub remote_frees: usize,
     /// Tail waste per slab, ‰.
     pub waste_permille: usize,
 }
@@ -1289,7 +1455,8 @@ impl fmt::Display for SlabInfo {
             self.waste_permille / 10,
             self.waste_permille % 10,
         )?;
-        // Per-node slab counts, once a slab lies past node 0.
+        // Per-node slab and handed-out counts and the objects on their way home, once a
+        // slab lies past node 0.
         if let Some(last) = self
             .node_slabs
             .iter()
@@ -1297,9 +1464,10 @@ impl fmt::Display for SlabInfo {
             .filter(|&l| l > 0)
         {
             f.write_str(" : nodes")?;
-            for n in &self.node_slabs[..=last] {
-                write!(f, " {n}")?;
+            for (slabs, active) in self.node_slabs[..=last].iter().zip(&self.node_active) {
+                write!(f, " {slabs}/{active}")?;
             }
+            write!(f, " : alien {}", self.alien_cached)?;
         }
         Ok(())
     }
