@@ -401,21 +401,29 @@ impl Depot {
 mod tests {
     use super::*;
 
-    #[test]
-    fn swaps_keep_the_hot_magazine_loaded() {
-        let mut a = [0usize; 2];
-        let mut b = [0usize; 2];
-        // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe {
+    /// A CPU's magazines of `N` objects each on `a` and `b`, on node 0 of one node.
+    ///
+    /// # Safety
+    /// `a` and `b` outlive the magazines, and nothing else uses them meanwhile.
+    unsafe fn on_one_node<const N: usize>(a: &mut [usize; N], b: &mut [usize; N]) -> CpuMagazines {
+        // SAFETY: the caller's contract.
+        unsafe {
             CpuMagazines::new(
-                2,
+                N,
                 a.as_mut_ptr(),
                 b.as_mut_ptr(),
                 0,
                 1,
                 core::ptr::null_mut(),
             )
-        };
+        }
+    }
+
+    #[test]
+    fn swaps_keep_the_hot_magazine_loaded() {
+        let (mut a, mut b) = ([0usize; 2], [0usize; 2]);
+        // SAFETY: both outlive the magazines and nothing else uses them.
+        let mut m = unsafe { on_one_node(&mut a, &mut b) };
         assert!(m.try_push(1) && m.try_push(2) && !m.try_push(3));
         assert!(m.swap_for_free());
         assert!(m.try_push(3));
@@ -479,19 +487,9 @@ mod tests {
 
     #[test]
     fn a_run_pops_the_newest_objects_at_once() {
-        let mut a = [0usize; 4];
-        let mut b = [0usize; 4];
+        let (mut a, mut b) = ([0usize; 4], [0usize; 4]);
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe {
-            CpuMagazines::new(
-                4,
-                a.as_mut_ptr(),
-                b.as_mut_ptr(),
-                0,
-                1,
-                core::ptr::null_mut(),
-            )
-        };
+        let mut m = unsafe { on_one_node(&mut a, &mut b) };
         for o in 1..=3 {
             assert!(m.try_push(o));
         }
@@ -505,19 +503,9 @@ mod tests {
 
     #[test]
     fn the_previous_magazine_gives_up_its_oldest_objects() {
-        let mut a = [0usize; 4];
-        let mut b = [0usize; 4];
+        let (mut a, mut b) = ([0usize; 4], [0usize; 4]);
         // SAFETY: both outlive the magazines and nothing else uses them.
-        let mut m = unsafe {
-            CpuMagazines::new(
-                4,
-                a.as_mut_ptr(),
-                b.as_mut_ptr(),
-                0,
-                1,
-                core::ptr::null_mut(),
-            )
-        };
+        let mut m = unsafe { on_one_node(&mut a, &mut b) };
         for o in 1..=4 {
             assert!(m.try_push(o));
         }
