@@ -5,7 +5,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::cache::s_mem_of;
+use super::object::s_mem_of;
 use super::{Backing, SlabCache, SlabError};
 use crate::arch::Arch;
 use crate::gfp::Gfp;

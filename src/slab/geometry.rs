@@ -5,12 +5,15 @@
 //! Written when a cache is made and by `SlabCache::set_debug` alone, while the cache has no
 //! slab and holds every node lock; read by every path through `SlabCache::geo`.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use super::debug::{DebugFlags, DebugLayout};
 use super::header::Shape;
 use super::layout::{self, SlabLayout};
-use super::{CacheSpec, Hardening, SlabCache, SlabError, SlabFlags};
+use super::{Backing, CacheSpec, Hardening, SlabCache, SlabError, SlabFlags};
 use crate::arch::Arch;
 use crate::mm::memmap::PAGE_SIZE;
+use crate::mm::numa::MAX_NODES;
 
 /// What a cache's debug flags decide: where objects sit in a slab and which checks run.
 /// `repr(C)`, the fields the free fast path reads first (see [`SlabCache`]).
@@ -105,5 +108,66 @@ impl<A: Arch> SlabCache<A> {
         let geo = Geometry::new(spec.size, align, flags, hard, ctor)
             .ok_or(SlabError::TooLarge { size: spec.size })?;
         Ok((geo, align))
+    }
+
+    /// Replaces the cache's debug flags (F, Z, P, U; init-on-alloc/free stay as they
+    /// are), as if the cache had been created with them. Only an empty cache changes:
+    /// its arrays are drained and its free slabs released first, and a cache that still
+    /// holds objects is refused with `Busy` and keeps its flags (Linux allows the same
+    /// changes only on caches without objects).
+    ///
+    /// Sound while other CPUs run: the geometry is written under the node lock while no
+    /// slab exists. Objects come only from slabs and slabs are made only under that lock,
+    /// so no CPU holds an object laid out the old way, and the next CPU to allocate finds
+    /// its array empty, takes the lock and sees the new geometry. Before any lock the fast
+    /// paths read only `slow` and `tag`, which are atomics.
+    pub(crate) fn set_debug(
+        &self,
+        k: &impl Backing<A>,
+        flags: DebugFlags,
+    ) -> Result<(), SlabError> {
+        self.shrink(k);
+        let t = k.pages().table();
+        // Every node's lock, in index order: each reader of the geometry holds one.
+        let mut nodes: [Option<_>; MAX_NODES] =
+            core::array::from_fn(|n| (n < self.nodes()).then(|| self.node(n).lock()));
+        let mut live = 0;
+        let mut any_free = false;
+        for node in nodes.iter().flatten() {
+            for list in [&node.full, &node.partial] {
+                list.for_each(t, |i| live += self.slab_at(k, i).inuse());
+            }
+            any_free |= !node.free.is_empty();
+        }
+        if live > 0 || any_free {
+            return Err(SlabError::Busy {
+                cache: self.name,
+                live,
+            });
+        }
+        let old = *self.geo();
+        let hard = Hardening {
+            debug: flags,
+            init_on_alloc: old.init_on_alloc,
+            init_on_free: old.init_on_free,
+            random_freelist: false,
+            seed: 0,
+        };
+        let new = Geometry::new(self.object_size, self.align, flags, &hard, self.has_ctor())
+            .ok_or(SlabError::TooLarge {
+                size: self.object_size,
+            })?;
+        for node in nodes.iter_mut().flatten() {
+            node.free_limit = node.free_limit - old.layout.num + new.layout.num;
+            // The new layout may have fewer colours than the cycle has reached.
+            node.colour_next = 0;
+        }
+        // SAFETY: every node lock is held and the cache has no slab: no reader exists
+        // (see `geo`).
+        unsafe { *self.geo.get() = new };
+        self.slow.store(new.slow(), Relaxed);
+        let tag = if new.fp == 0 { self.key.secret() } else { 0 };
+        self.tag.store(tag, Relaxed);
+        Ok(())
     }
 }

@@ -15,11 +15,11 @@
 //! | tails | `next`, `private` | the head's descriptor index, the slab's base address |
 //!
 //! Each object has a *state word*: its first word in tagged caches, a word past its slot in
-//! the others (see `cache`). While the object is free on its slab, the word holds a chain
+//! the others (see `object`). While the object is free on its slab, the word holds a chain
 //! link: the index of the next free object, encoded with the cache's [`ChainKey`] and the
 //! object's own address, so that a stray write into a free object yields a word that is no
 //! link of that object (but for a chance of 2^-48), which is reported instead of followed.
-//! Chain links have their low three bits `001`; the other states' words (`cache`) have
+//! Chain links have their low three bits `001`; the other states' words (`object`) have
 //! them `000` or `010`. All three are `address ^ secret` with at most the low
 //! [`STATE_BITS`] changed, so one shift tells a word that may be a free state from one
 //! that cannot be (see [`ChainKey::may_be_free`]).
@@ -52,7 +52,7 @@ pub enum ListKind {
 const STATE_BITS: u32 = 19;
 
 /// A cache's secret, which every state word of its objects is encoded with (array word,
-/// chain links, ACTIVE word: `cache`), and whether new slabs chain their objects in a
+/// chain links, ACTIVE word: `object`), and whether new slabs chain their objects in a
 /// shuffled order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainKey {
@@ -167,7 +167,7 @@ impl<'a> Slab<'a> {
     /// in index order, or, when the key says so, in an order drawn from `seed`: a random
     /// start and a random step coprime with `num` (neither 1 nor `num - 1` where another
     /// exists), so that the next object is not predictable. Object 0 goes `offset` bytes past `base`. Tail frames are the
-    /// caller's (`cache::grow`).
+    /// caller's (`SlabCache::grow`).
     ///
     /// # Safety
     /// `head` must head the fresh block at `base`, large enough for `offset` plus `num`
@@ -300,7 +300,7 @@ impl<'a> Slab<'a> {
     }
 
     /// Calls `f` with one address in each cache line that holds a state word, in address
-    /// order: what a refill prefetches before it walks the chain (see `cache::refill`).
+    /// order: what a refill prefetches before it walks the chain (see `alloc`).
     pub fn word_lines(self, mut f: impl FnMut(usize)) {
         let first = self.word(0).as_ptr() as usize;
         let last = self.word(self.num() - 1).as_ptr() as usize;

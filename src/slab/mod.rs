@@ -10,8 +10,10 @@
 //! NUMA: a cache keeps its slab lists and its depot per node (node 0's in the cache,
 //! the others' carved with its arrays). A CPU's magazines and its node's depot hold only
 //! that node's objects; a free of another node's object goes straight back to its slab
-//! on its home node's lists (`cache`). The allocation and free paths are in
-//! `cache`; a slab's bookkeeping, kept in its page descriptors, in `header`.
+//! on its home node's lists (`free`, `alien`). The paths: allocation in `alloc`, free in
+//! `free`, bulk in `bulk`, growing and destroying slabs in `grow`, draining, reaping and
+//! reclaim in `drain`, checks in `validate` and `debug`; an object's state and where it
+//! lies in `object`; a slab's bookkeeping, kept in its page descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
@@ -78,19 +80,24 @@
 //! not.
 
 pub(crate) mod alien;
+mod alloc;
 mod bulk;
-mod cache;
 mod create;
 pub(crate) mod debug;
+mod drain;
 mod error;
+mod free;
 mod geometry;
+mod grow;
 pub(crate) mod header;
 mod info;
 pub(crate) mod layout;
 pub(crate) mod magazine;
 mod memtag;
 mod name;
+mod object;
 mod spec;
+mod validate;
 
 pub use debug::{DebugFlags, Track};
 pub use error::SlabError;
@@ -162,7 +169,7 @@ impl<A: Arch> Backing<A> for PageAllocator<A> {
 }
 
 /// One NUMA node's slab lists: every slab on them has its pages on that node (a slab
-/// grows on its node's pages with `Gfp::THIS_NODE`; see `cache`).
+/// grows on its node's pages with `Gfp::THIS_NODE`; see `grow`).
 struct Node {
     full: SlabList,
     partial: SlabList,
@@ -205,7 +212,7 @@ struct NodeSlabs<A: Arch> {
 #[repr(C, align(64))]
 pub struct SlabCache<A: Arch> {
     /// Non-zero: the cache keeps each object's state in the object's first word (see
-    /// [`cache`](self::cache)), and then equals the key's secret. Zero for caches with a
+    /// [`object`](self::object)), and then equals the key's secret. Zero for caches with a
     /// constructor or destructor (their objects' contents are the user's even while
     /// free) and for slow caches, so a non-zero tag also says "not slow": the fast paths
     /// of tagged caches read this field alone. An atomic (relaxed: a plain load) because
