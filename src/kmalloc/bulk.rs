@@ -71,7 +71,7 @@ impl<A: Arch> Kmem<A> {
                 i += 1;
                 continue;
             }
-            let cache = frame_of(addr).and_then(super::slab_owner::<A>);
+            let cache = frame_of(addr).and_then(super::free::slab_owner::<A>);
             if let Some(cache) = cache
                 && expected.is_none_or(|e| core::ptr::eq(e, cache))
             {

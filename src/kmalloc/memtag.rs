@@ -5,7 +5,8 @@
 
 use core::ptr::NonNull;
 
-use super::{Kmem, LARGE_OWNER, slab_owner};
+use super::free::slab_owner;
+use super::{Kmem, LARGE_OWNER};
 use crate::arch::Arch;
 use crate::mm::memmap::PAGE_SIZE;
 use crate::slab::{CacheName, ObjectSite};

@@ -1,9 +1,16 @@
 //! Tests of kmalloc and slab caches on the hosted platform: classes, flags, errors,
 //! cache life cycle, per-CPU behaviour, a proptest model and a multi-thread run.
 
+use core::ptr::NonNull;
+
+use super::zones::ARRAY_SHARE;
 use super::*;
+use crate::gfp::Gfp;
 use crate::hosted::{HostArch, Region};
+use crate::mm::PageError;
+use crate::mm::memmap::PAGE_SIZE;
 use crate::mm::zone::ZoneLimits;
+use crate::slab::SlabFlags;
 use crate::slab::magazine::MAG_MAX;
 use crate::test_frees::{CacheAny, KmemAny, PagesAny};
 use proptest::prelude::*;
