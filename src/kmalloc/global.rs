@@ -178,24 +178,25 @@ unsafe impl<A: Arch> allocator_api2::alloc::Allocator for &Kmem<A> {
 mod tests {
     use allocator_api2::vec::Vec;
 
-    use crate::hosted::Region;
+    use super::Kmem;
+    use crate::hosted::{HostArch, Region};
     use crate::mm::PageAllocator;
     use crate::mm::zone::ZoneLimits;
+
+    /// A one-CPU allocator over `ram`, which must outlive it.
+    fn one_cpu_kmem(ram: &Region) -> Kmem<HostArch> {
+        // SAFETY: the caller keeps the region alive as long as the allocator.
+        let pages = unsafe {
+            PageAllocator::<HostArch>::new(&ram.normalized().unwrap(), ZoneLimits::FLAT, 1, None)
+        }
+        .unwrap();
+        Kmem::new(pages).unwrap()
+    }
 
     #[test]
     fn allocator_api2_collections_on_one_instance() {
         let ram = Region::new(16 << 20).unwrap();
-        // SAFETY: the region outlives the allocator.
-        let pages = unsafe {
-            PageAllocator::<crate::hosted::HostArch>::new(
-                &ram.normalized().unwrap(),
-                ZoneLimits::FLAT,
-                1,
-                None,
-            )
-        }
-        .unwrap();
-        let k = super::Kmem::new(pages).unwrap();
+        let k = one_cpu_kmem(&ram);
         let mut v = Vec::new_in(&k);
         v.extend(0..10_000u32);
         assert_eq!(v.iter().sum::<u32>(), 49_995_000);
@@ -211,17 +212,7 @@ mod tests {
     fn global_realloc_stays_in_the_blocks_class() {
         use core::alloc::{GlobalAlloc, Layout};
         let ram = Region::new(16 << 20).unwrap();
-        // SAFETY: the region outlives the allocator.
-        let pages = unsafe {
-            PageAllocator::<crate::hosted::HostArch>::new(
-                &ram.normalized().unwrap(),
-                ZoneLimits::FLAT,
-                1,
-                None,
-            )
-        }
-        .unwrap();
-        let k = super::Kmem::new(pages).unwrap();
+        let k = one_cpu_kmem(&ram);
         let at = |n| Layout::from_size_align(n, 8).unwrap();
         // SAFETY: every pointer is live with the layout passed beside it.
         unsafe {
@@ -249,17 +240,7 @@ mod tests {
     fn global_realloc_keeps_the_old_layouts_bytes() {
         use core::alloc::{GlobalAlloc, Layout};
         let ram = Region::new(16 << 20).unwrap();
-        // SAFETY: the region outlives the allocator.
-        let pages = unsafe {
-            PageAllocator::<crate::hosted::HostArch>::new(
-                &ram.normalized().unwrap(),
-                ZoneLimits::FLAT,
-                1,
-                None,
-            )
-        }
-        .unwrap();
-        let k = super::Kmem::new(pages).unwrap();
+        let k = one_cpu_kmem(&ram);
         let l = Layout::from_size_align(100, 8).unwrap();
         // SAFETY: a valid layout; every block is used within its size and freed with it.
         unsafe {
