@@ -17,16 +17,16 @@ use core::sync::atomic::Ordering::Relaxed;
 
 impl<A: Arch> Kmem<A> {
     /// Makes every `every`-th slab allocation (of `cache` only, if named) fail with
-    /// [`SlabError::Injected`]; 0 stops.
+    /// [`SlabError::Injected`](crate::SlabError::Injected); 0 stops.
     ///
     /// Fault injection is for the error paths of callers that can take a failure, so it
     /// spares two kinds of allocation, which it neither fails nor counts:
     /// - those with [`Gfp::NOFAIL`], among them kmem's own (a cache's structure in
     ///   `cache_create`), so that injection never breaks the allocator itself;
     /// - those through the Rust allocator interfaces — `GlobalAlloc` (a kernel's
-    ///   [`GlobalKmem`], `hosted::Heap`) and `Allocator` — whose collections abort on a
-    ///   null, which would end a kernel's boot: unless `cache` names the cache serving
-    ///   them, a choice to make that cache's users fail whoever they are.
+    ///   [`GlobalKmem`](super::GlobalKmem), `hosted::Heap`) and `Allocator` — whose
+    ///   collections abort on a null, which would end a kernel's boot: unless `cache` names
+    ///   the cache serving them, a choice to make that cache's users fail whoever they are.
     ///
     /// # Examples
     /// Testing a driver's error path:
