@@ -164,7 +164,7 @@ firmware-bench: image
 ## little and with much memory (5G puts RAM above the 4 GiB hole on x86_64; 2G fills
 ## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, on virt
 ## with MTE (mte-test), and on each Pi with our device tree and with ATAGs; then numa-test
-## (16 cores on two NUMA nodes), x2apic-test (an x86_64 core with APIC id 0x100),
+## (16 cores on two NUMA nodes), x2apic-test (an x86_64 core with APIC id 0x100, and 260),
 ## hostile-test and boot-test: boots with hostile input that must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
@@ -229,6 +229,8 @@ numa-test: deps
 ## (0x100): two cores on socket 0 of two 256-core sockets and one added on socket 1, each
 ## socket a NUMA node. Only x2APIC reaches it; the MADT lists it in an x2APIC entry, the
 ## SRAT in an x2APIC affinity entry. It must come up, answer to that id, and be node 1's.
+## Then 260 cores (APIC ids 0-259, from 255 in x2APIC entries), booted with
+## kmem.test=boot: kmem must say it takes 256 of them, and bring those up.
 .PHONY: x2apic-test
 X2APIC_CPUS = -smp 2,sockets=2,cores=256,threads=1,maxcpus=512 \
 	-device max-x86_64-cpu,socket-id=1,core-id=0,thread-id=0
@@ -239,6 +241,10 @@ x2apic-test: deps
 		-e '^node 1: cpus 2, memory 0x8000000-0xfffffff \(128 MiB\), distances 20 10$$' \
 		-e '^selftest: [0-9]+ passed, 0 failed$$' \
 		-- $(X86_QEMU) $(X2APIC_CPUS) -m 256M $(call NUMA_2,128M,0-255,256-511) -append selftest
+	$(EXPECT_BOOT) -n x86_64-260-cpus -s $(OK_STATUS_x86_64) -t $(SELFTEST_TIMEOUT) \
+		-f "cpus: the tree lists 260, kmem brings up at most 256" -e '^smp: 256 cpus online$$' \
+		-f "boot test: 256 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(X86_QEMU) -smp 260 -m 1G -append kmem.test=boot
 
 ## numa-64: the self-tests with 64 cores on virt (GICv3), two NUMA nodes of 256 MiB.
 ## Not in `make test`: it takes minutes under TCG.
