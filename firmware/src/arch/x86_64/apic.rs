@@ -1,5 +1,5 @@
 //! The local APIC: starting application processors with INIT-SIPI-SIPI (INIT to all of
-//! them at once, one 10 ms wait for all), its id, the wake-up IPI that idle cores sleep
+//! them first, one 10 ms wait for all), its id, the wake-up IPI that idle cores sleep
 //! in `hlt` for, and the periodic local timer; and the legacy 8259 PICs switched off, so
 //! that the local APIC is the only source of interrupts.
 //!
@@ -216,9 +216,9 @@ static INIT_RESULT: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(0) }; MAX_CP
 
 /// The first half of the MP specification's INIT-SIPI-SIPI for every core of `apic_ids`
 /// but the boot core (the first, and any listed under its id again: INIT would reset
-/// it) at once: INIT to each, then the 10 ms a core needs before its SIPI, waited once
-/// for all rather than once per core (0.65 s at 64 cores). Each core then waits for its
-/// SIPI, as it does after reset, whether or not it is started.
+/// it), all together: INIT to each in turn, then the 10 ms a core needs before its SIPI,
+/// waited once for all rather than once per core (0.65 s at 64 cores). Each core then
+/// waits for its SIPI, as it does after reset, whether or not it is started.
 fn init_all(apic_ids: &[u64]) {
     let boot = apic_ids[0];
     for (logical, &id) in apic_ids.iter().enumerate().skip(1) {
