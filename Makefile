@@ -164,8 +164,8 @@ firmware-bench: image
 ## little and with much memory (5G puts RAM above the 4 GiB hole on x86_64; 2G fills
 ## riscv64's DMA32 zone), on virt once more with init_on_alloc and init_on_free, on virt
 ## with MTE (mte-test), and on each Pi with our device tree and with ATAGs; then numa-test
-## (16 cores on two NUMA nodes), hostile-test and boot-test: boots with hostile input that
-## must end one known way.
+## (16 cores on two NUMA nodes), x2apic-test (an x86_64 core with APIC id 0x100, and 260),
+## hostile-test and boot-test: boots with hostile input that must end one known way.
 qemu-test: deps
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=virt SMP=4 MEM=128M BOOTARGS="init_on_alloc=1 init_on_free=1"
@@ -177,6 +177,7 @@ qemu-test: deps
 	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=128M
 	$(MAKE) selftest BOARD=riscv64 SMP=4 MEM=2G
 	$(MAKE) numa-test
+	$(MAKE) x2apic-test
 	@# virt at 2G, rpi3 with ATAGs and x86_64 at 5G: in hostile-test, with hostile
 	@# boot arguments.
 	$(MAKE) hostile-test
@@ -223,6 +224,27 @@ numa-test: deps
 		-e '^node 1: cpus 8-15, memory 0x8000000-0xfffffff \(128 MiB\), distances 20 10$$' \
 		-e '^selftest: [0-9]+ passed, 0 failed$$' \
 		-- $(X86_QEMU) -smp 16 -m 256M $(call NUMA_2,128M,0-7,8-15) -append selftest
+
+## x2apic-test: the self-tests on x86_64 with a core whose local APIC id is past 255
+## (0x100): two cores on socket 0 of two 256-core sockets and one added on socket 1, each
+## socket a NUMA node. Only x2APIC reaches it; the MADT lists it in an x2APIC entry, the
+## SRAT in an x2APIC affinity entry. It must come up, answer to that id, and be node 1's.
+## Then 260 cores (APIC ids 0-259, from 255 in x2APIC entries), booted with
+## kmem.test=boot: kmem must say it takes 256 of them, and bring those up.
+.PHONY: x2apic-test
+X2APIC_CPUS = -smp 2,sockets=2,cores=256,threads=1,maxcpus=512 \
+	-device max-x86_64-cpu,socket-id=1,core-id=0,thread-id=0
+x2apic-test: deps
+	$(MAKE) image BOARD=x86_64
+	$(EXPECT_BOOT) -n x86_64-x2apic -s $(OK_STATUS_x86_64) -t $(SELFTEST_TIMEOUT) \
+		-e '^smp: 3 cpus online$$' -e '^  local APIC ids \(x2APIC\): 0: 0x0 1: 0x1 2: 0x100$$' \
+		-e '^node 1: cpus 2, memory 0x8000000-0xfffffff \(128 MiB\), distances 20 10$$' \
+		-e '^selftest: [0-9]+ passed, 0 failed$$' \
+		-- $(X86_QEMU) $(X2APIC_CPUS) -m 256M $(call NUMA_2,128M,0-255,256-511) -append selftest
+	$(EXPECT_BOOT) -n x86_64-260-cpus -s $(OK_STATUS_x86_64) -t $(SELFTEST_TIMEOUT) \
+		-f "cpus: the tree lists 260, kmem brings up at most 256" -e '^smp: 256 cpus online$$' \
+		-f "boot test: 256 cpus online; kmalloc and kfree on each: ok; validate: clean" \
+		-- $(X86_QEMU) -smp 260 -m 1G -append kmem.test=boot
 
 ## numa-64: the self-tests with 64 cores on virt (GICv3), two NUMA nodes of 256 MiB.
 ## Not in `make test`: it takes minutes under TCG.

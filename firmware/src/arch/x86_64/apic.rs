@@ -1,19 +1,21 @@
-//! The local APIC: starting application processors with INIT-SIPI-SIPI, the wake-up IPI
-//! that idle cores sleep in `hlt` for, and the periodic local timer; and the legacy 8259
-//! PICs switched off, so that the local APIC is the only source of interrupts.
+//! The local APIC: starting application processors with INIT-SIPI-SIPI (INIT to all of
+//! them first, one 10 ms wait for all), its id, the wake-up IPI that idle cores sleep
+//! in `hlt` for, and the periodic local timer; and the legacy 8259 PICs switched off, so
+//! that the local APIC is the only source of interrupts.
 //!
 //! In x2APIC mode wherever the CPU offers it (CPUID.1:ECX.x2APIC), its registers being
 //! MSRs from 0x800 and the interrupt command one 64-bit MSR with a 32-bit destination,
 //! which is what reaches APIC ids past 255; else in xAPIC mode, its registers at the
 //! address in `IA32_APIC_BASE`, mapped uncached by [`super::mmu`].
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use pic8259::ChainedPics;
 use x86_64::registers::model_specific::Msr;
 
 use super::exception::WAKE_VECTOR;
 use super::{boot, tsc};
+use crate::arch::cpu::MAX_CPUS;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 /// IA32_APIC_BASE: the APIC is enabled; it is in x2APIC mode.
@@ -21,6 +23,8 @@ const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const APIC_X2APIC: u64 = 1 << 10;
 /// The x2APIC's registers: MSR `X2APIC_MSRS + (xAPIC offset >> 4)`.
 const X2APIC_MSRS: u32 = 0x800;
+/// Local APIC id register: the id in bits 31:24 (xAPIC), or all 32 bits (x2APIC).
+const ID: usize = 0x20;
 /// Spurious-interrupt vector register: bit 8 enables the APIC.
 const SVR: usize = 0xf0;
 const ICR_LOW: usize = 0x300;
@@ -59,7 +63,7 @@ pub const ERR_IPI_PENDING: i64 = -1;
 pub const ERR_ID_NEEDS_X2APIC: i64 = -2;
 
 /// Whether the CPU offers x2APIC mode (CPUID.1:ECX bit 21); every core then uses it.
-fn x2apic() -> bool {
+pub fn x2apic() -> bool {
     // Leaf 1 exists on every x86_64 CPU.
     core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0
 }
@@ -125,6 +129,14 @@ pub(super) fn enable() {
     write(SVR, read(SVR) | 0x100);
 }
 
+/// This core's local APIC id as its APIC reports it: the one IPIs to it are addressed
+/// to.
+pub fn id() -> u32 {
+    enable();
+    let id = read(ID);
+    if x2apic() { id } else { id >> 24 }
+}
+
 /// Wakes every other core from `hlt`.
 pub(super) fn wake_others() {
     // A lost wake-up only delays a core that the boot core waits for with a timeout;
@@ -158,31 +170,64 @@ fn send(apic_id: u32, command: u32) -> Result<(), i64> {
     Err(ERR_IPI_PENDING)
 }
 
-/// Starts the core with local APIC id `apic_id` as logical core `logical`: it runs the
-/// trampoline, finds its logical id by its APIC id, enters long mode and calls
+/// Starts the core with local APIC id `apic_ids[logical]` as logical core `logical`: it
+/// runs the trampoline, finds its logical id by its APIC id, enters long mode and calls
 /// `kernel_secondary(logical)`. Returns once the IPIs are sent, not waiting for the core:
 /// several may come up at once. The error is [`ERR_IPI_PENDING`] or
 /// [`ERR_ID_NEEDS_X2APIC`].
 ///
+/// `apic_ids` lists every core of the machine, the boot core first; the first call sends
+/// INIT to all the others and waits once for them all (`init_all`), so that only
+/// the SIPIs are left to each call.
+///
 /// # Safety
-/// The page tables map the LAPIC uncached; the trampoline page is reserved; boot core.
-pub unsafe fn start_ap(apic_id: u32, logical: usize) -> Result<(), i64> {
-    // SAFETY: the caller's guarantees are prepare_ap's.
-    let vector = unsafe { boot::prepare_ap(logical, apic_id) };
+/// The page tables map the LAPIC uncached; the trampoline page is reserved; boot core;
+/// the same `apic_ids` on every call, and none of its cores but the boot core running
+/// before the first (INIT would reset it).
+pub unsafe fn start_ap(apic_ids: &[u64], logical: usize) -> Result<(), i64> {
     enable();
     // The wake-up stub ends the IPI at the xAPIC's EOI register, or (0 here) through the
     // x2APIC's MSR.
     let eoi = if x2apic() { 0 } else { (base() + EOI) as u64 };
     EOI_REGISTER.store(eoi, Relaxed);
-    // The MP specification's sequence: INIT, 10 ms, then SIPI twice 200 µs apart (a core
-    // already running ignores the second).
-    send(apic_id, INIT)?;
-    tsc::delay_us(10_000);
+    if !INIT_SENT.swap(true, Relaxed) {
+        init_all(apic_ids);
+    }
+    match INIT_RESULT[logical].load(Relaxed) {
+        0 => {}
+        e => return Err(e),
+    }
+    let apic_id = apic_ids[logical] as u32;
+    // SAFETY: the caller's guarantees are prepare_ap's.
+    let vector = unsafe { boot::prepare_ap(logical, apic_id) };
+    // The MP specification's SIPI twice 200 µs apart (a core already running ignores the
+    // second).
     for _ in 0..2 {
         send(apic_id, STARTUP | u32::from(vector))?;
         tsc::delay_us(200);
     }
     Ok(())
+}
+
+/// Whether [`init_all`] has run.
+static INIT_SENT: AtomicBool = AtomicBool::new(false);
+/// What sending INIT to each logical core gave: 0, or the error [`send`] returned.
+static INIT_RESULT: [AtomicI64; MAX_CPUS] = [const { AtomicI64::new(0) }; MAX_CPUS];
+
+/// The first half of the MP specification's INIT-SIPI-SIPI for every core of `apic_ids`
+/// but the boot core (the first, and any listed under its id again: INIT would reset
+/// it), all together: INIT to each in turn, then the 10 ms a core needs before its SIPI,
+/// waited once for all rather than once per core (0.65 s at 64 cores). Each core then
+/// waits for its SIPI, as it does after reset, whether or not it is started.
+fn init_all(apic_ids: &[u64]) {
+    let boot = apic_ids[0];
+    for (logical, &id) in apic_ids.iter().enumerate().skip(1) {
+        if id != boot {
+            let sent = send(id as u32, INIT);
+            INIT_RESULT[logical].store(sent.err().unwrap_or(0), Relaxed);
+        }
+    }
+    tsc::delay_us(10_000);
 }
 
 /// Counts this core's local timer makes in a millisecond, measured against the TSC.

@@ -79,3 +79,10 @@ pub unsafe fn prepare_ap(logical: usize, apic_id: u32) -> u8 {
     AP_HWIDS[logical].store(apic_id, SeqCst);
     (TRAMPOLINE >> 12) as u8
 }
+
+/// The local APIC id the boot core sent logical core `logical` its SIPIs under: `None`
+/// for the boot core and for a core it sent none.
+pub fn posted_apic_id(logical: usize) -> Option<u32> {
+    let id = AP_HWIDS.get(logical)?.load(SeqCst);
+    (logical != 0 && id != u32::MAX).then_some(id)
+}

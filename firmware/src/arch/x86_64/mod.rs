@@ -21,7 +21,7 @@ use kmem::Arch;
 use kmem::mm::memmap::PhysRange;
 
 pub use X86_64 as Cpu;
-pub use boot::TRAMPOLINE;
+pub use boot::{TRAMPOLINE, posted_apic_id};
 
 /// I/O port of QEMU's `isa-debug-exit` device: writing `v` ends QEMU with status
 /// `(v << 1) | 1`.

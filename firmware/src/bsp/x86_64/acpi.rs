@@ -12,6 +12,9 @@ use crate::bsp::Cpus;
 use crate::bsp::numa::NumaError;
 use kmem::mm::numa::Topology;
 
+/// A MADT processor entry's flags: the core is present and enabled.
+const MADT_ENABLED: u32 = 1;
+
 /// Physical memory is identity-mapped: a mapping is the address itself.
 #[derive(Clone, Copy)]
 struct Identity;
@@ -58,13 +61,15 @@ pub unsafe fn read(rsdp: u64, boot_hwid: u64) -> Result<Machine, AcpiError> {
     };
     cpus.hwids[0] = boot_hwid;
     for entry in madt.get().entries() {
-        // Flags bit 0: enabled; bit 1: can be brought online.
+        // Type 0 for APIC ids up to 254, type 9 (x2APIC) for any id (QEMU: from 255).
         let (id, flags) = match entry {
             MadtEntry::LocalApic(e) => (u64::from(e.apic_id), e.flags),
             MadtEntry::LocalX2Apic(e) => (u64::from(e.x2apic_id), e.flags),
             _ => continue,
         };
-        if flags & 0b11 == 0 {
+        // Flags bit 0: present and enabled. Without it, bit 1 ("online capable") says the
+        // core can be hot-added later, which kmem does not do: it is not there to start.
+        if flags & MADT_ENABLED == 0 {
             continue;
         }
         cpus.in_tree += 1;

@@ -5,6 +5,7 @@
 //! each core's local APIC timer for ticks.
 
 mod acpi;
+mod apic_tests;
 mod pvh;
 mod srat;
 
@@ -100,11 +101,12 @@ impl Board for Pc {
         })
     }
 
-    /// With INIT-SIPI-SIPI.
+    /// With INIT-SIPI-SIPI, the INITs to every listed core at the first call.
     fn start_cpu(cpus: &Cpus, logical: usize) -> Result<(), StartError> {
         // SAFETY: the firmware calls this on the boot core after turning on the page tables
-        // (the LAPIC is mapped uncached); the trampoline's page is in LOW_MEMORY, reserved.
-        unsafe { apic::start_ap(cpus.hwids[logical] as u32, logical) }.map_err(StartError::Ipi)
+        // (the LAPIC is mapped uncached), with the same list each time, and starts no core
+        // in any other way; the trampoline's page is in LOW_MEMORY, reserved.
+        unsafe { apic::start_ap(&cpus.hwids[..cpus.len], logical) }.map_err(StartError::Ipi)
     }
 
     /// The checks every address from the boot information passes, and the PVH start
@@ -112,6 +114,7 @@ impl Board for Pc {
     const TESTS: &'static [Test] = &[
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("pvh_addresses", pvh::addresses_test),
+        ("apic_ids_are_the_madts", apic_tests::apic_ids_are_the_madts),
     ];
 
     /// Each core's local APIC timer.
