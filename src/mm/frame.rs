@@ -1,10 +1,13 @@
 //! Page descriptors: one 24-byte [`PageFrame`] per usable 4 KiB frame, and the
 //! [`FrameTable`] that finds a frame's descriptor from its physical address in O(banks).
 //!
-//! Descriptors live in memory carved from the memory map at init, one array per bank
-//! (a usable range of the normalised map) laid end to end, so holes between banks cost
-//! nothing. A descriptor's *index* — its position in that array — is what lists link by:
-//! a `u32` keeps the links small and reaches 16 TiB of RAM.
+//! Descriptors live in memory carved from the memory map at init, one array per bank (a
+//! usable range of the normalised map, split where the NUMA node changes), each carved
+//! from its bank's node's memory as Linux's per-node `mem_map` (`super::meta`), so holes
+//! between banks cost nothing. A descriptor's *index* is what lists link by: banks number
+//! their descriptors one after the other, from 0 for the first bank's first frame; a
+//! `u32` keeps the links small and reaches 16 TiB of RAM. Index and address convert
+//! through the bank, the first bank first: on most boards it is the only one.
 //!
 //! Layout of [`PageFrame`] (24 bytes, 0.59 % of the memory it describes; Linux's
 //! `struct page` is 64 bytes, 1.56 %):
@@ -42,8 +45,9 @@ pub const PAGE_SHIFT: u32 = 12;
 /// End-of-list marker in `next`/`prev`.
 pub const NIL: u32 = u32::MAX;
 
-/// Most banks a frame table holds (one per usable range of the normalised map).
-pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS;
+/// Most banks a frame table holds: one per usable range of the normalised map, plus one
+/// per node range boundary that splits a usable range.
+pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS + super::numa::MAX_NODE_RANGES;
 
 /// Where a frame is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -234,13 +238,42 @@ impl PageFrame {
     }
 }
 
-/// One usable range's run of descriptors.
-#[derive(Clone, Copy, Default, Debug)]
+/// One bank's run of descriptors.
+#[derive(Clone, Copy, Debug)]
 struct Bank {
     start_pfn: u64,
     end_pfn: u64,
     /// Index of the bank's first descriptor.
     first: u32,
+    /// The bank's descriptor array.
+    frames: *const PageFrame,
+}
+
+impl Bank {
+    const EMPTY: Bank = Bank {
+        start_pfn: 0,
+        end_pfn: 0,
+        first: 0,
+        frames: core::ptr::null(),
+    };
+
+    /// Descriptor `idx` of this bank.
+    ///
+    /// # Safety
+    /// `idx` is one of this bank's indices.
+    #[inline(always)]
+    unsafe fn frame(&self, idx: u32) -> &PageFrame {
+        // SAFETY: the caller's contract; `init` initialised the bank's array.
+        unsafe { &*self.frames.add((idx - self.first) as usize) }
+    }
+
+    /// This bank's index of descriptor `f`, if `f` is in its array.
+    #[inline(always)]
+    fn index_of(&self, f: &PageFrame) -> Option<u32> {
+        let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
+        let i = off / size_of::<PageFrame>();
+        (i < (self.end_pfn - self.start_pfn) as usize).then(|| self.first + i as u32)
+    }
 }
 
 /// Finds descriptors by physical address and by index: the boot map's banks, then the
@@ -248,9 +281,10 @@ struct Bank {
 pub struct FrameTable {
     banks: [Bank; MAX_BANKS],
     nbanks: usize,
-    frames: *const PageFrame,
+    /// The first bank's descriptor array (its indices start at 0).
+    first_frames: *const PageFrame,
     len: u32,
-    /// Frames in the first bank (whose descriptors are the first ones).
+    /// Frames in the first bank.
     first_len: u64,
     /// Regions added at run time.
     pub(crate) hot: HotTable,
@@ -270,44 +304,48 @@ impl FrameTable {
         u32::try_from(n).ok().filter(|&n| n < HOT_BASE)
     }
 
-    /// Builds the table over `usable` (sorted, disjoint, page-aligned, at most
-    /// [`MAX_BANKS`] ranges) and initialises every descriptor as `Reserved` in its zone
-    /// and node (`place_of`).
+    /// Builds the table over `banks` (sorted, disjoint, page-aligned, 1 to
+    /// [`MAX_BANKS`] ranges), bank `i`'s descriptors at `frames_of(i)`, and initialises
+    /// every descriptor as `Reserved` in its zone and node (`place_of`).
     ///
     /// # Safety
-    /// `frames` must point to writable memory for [`FrameTable::frames_needed`] descriptors,
-    /// aligned for `PageFrame`, used by nothing else for the table's lifetime.
+    /// Each `frames_of(i)` must point to writable memory for bank `i`'s descriptors (one
+    /// per frame), aligned for `PageFrame`, disjoint from the other banks' and used by
+    /// nothing else for the table's lifetime; the banks hold under [`HOT_BASE`] frames.
     pub unsafe fn init(
-        usable: &[PhysRange],
-        frames: *mut PageFrame,
+        banks: &[PhysRange],
+        frames_of: impl Fn(usize) -> *mut PageFrame,
         place_of: impl Fn(u64) -> (ZoneKind, NodeId),
     ) -> FrameTable {
+        assert!(!banks.is_empty() && banks.len() <= MAX_BANKS);
         let mut t = FrameTable {
-            banks: [Bank::default(); MAX_BANKS],
-            nbanks: usable.len(),
-            frames,
+            banks: [Bank::EMPTY; MAX_BANKS],
+            nbanks: banks.len(),
+            first_frames: frames_of(0),
             len: 0,
             first_len: 0,
             hot: HotTable::new(),
         };
         let mut idx: u32 = 0;
-        for (bank, r) in t.banks.iter_mut().zip(usable) {
+        for (i, (bank, r)) in t.banks.iter_mut().zip(banks).enumerate() {
             let (s, e) = (r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT);
+            let frames = frames_of(i);
             *bank = Bank {
                 start_pfn: s,
                 end_pfn: e,
                 first: idx,
+                frames,
             };
-            for pfn in s..e {
+            for (k, pfn) in (s..e).enumerate() {
                 let (zone, node) = place_of(pfn << PAGE_SHIFT);
-                // SAFETY: idx < frames_needed(usable), which the caller sized `frames` for.
+                // SAFETY: k < the bank's frames, which the caller sized its array for.
                 unsafe {
                     frames
-                        .add(idx as usize)
+                        .add(k)
                         .write(PageFrame::new(FrameState::Reserved, zone, node))
                 };
-                idx += 1;
             }
+            idx += (e - s) as u32;
         }
         t.len = idx;
         t.first_len = t.banks[0].end_pfn - t.banks[0].start_pfn;
@@ -376,9 +414,22 @@ impl FrameTable {
     /// Descriptor `idx`: a boot one (< `len`) or one of a region added later.
     #[inline]
     pub fn frame(&self, idx: u32) -> &PageFrame {
+        if u64::from(idx) < self.first_len {
+            // SAFETY: idx is in the first bank, whose descriptors `init` initialised at
+            // `first_frames`.
+            return unsafe { &*self.first_frames.add(idx as usize) };
+        }
+        self.frame_past_first_bank(idx)
+    }
+
+    /// [`FrameTable::frame`] past the first bank, out of line.
+    #[inline(never)]
+    fn frame_past_first_bank(&self, idx: u32) -> &PageFrame {
         if idx < self.len {
-            // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
-            return unsafe { &*self.frames.add(idx as usize) };
+            let banks = self.banks();
+            let b = &banks[banks.partition_point(|b| b.first <= idx) - 1];
+            // SAFETY: b is the last bank starting at or below idx < len: idx is its.
+            return unsafe { b.frame(idx) };
         }
         assert!(idx >= HOT_BASE, "frame index {idx} out of range");
         self.hot.frame(idx)
@@ -387,13 +438,22 @@ impl FrameTable {
     /// Index of descriptor `f`, which must be one of this table's.
     #[inline]
     pub fn index_of_frame(&self, f: &PageFrame) -> u32 {
-        let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
+        let off = (f as *const PageFrame as usize).wrapping_sub(self.first_frames as usize);
         let idx = off / size_of::<PageFrame>();
-        if idx < self.len as usize {
+        if (idx as u64) < self.first_len {
             return idx as u32;
         }
-        self.hot
-            .index_of_frame(f)
+        self.index_of_frame_past_first_bank(f)
+    }
+
+    /// [`FrameTable::index_of_frame`] past the first bank, out of line: the other banks'
+    /// arrays lie wherever their nodes' metadata went, so each is asked in turn.
+    #[inline(never)]
+    fn index_of_frame_past_first_bank(&self, f: &PageFrame) -> u32 {
+        self.banks()[1..]
+            .iter()
+            .find_map(|b| b.index_of(f))
+            .or_else(|| self.hot.index_of_frame(f))
             .expect("descriptor not in this table")
     }
 
@@ -416,8 +476,8 @@ impl FrameTable {
         if off >= self.first_len {
             return None;
         }
-        // SAFETY: off < first_len ≤ len, all initialised by `init`.
-        Some((off as u32, unsafe { &*self.frames.add(off as usize) }))
+        // SAFETY: off < first_len: a descriptor of the first bank, initialised by `init`.
+        Some((off as u32, unsafe { &*self.first_frames.add(off as usize) }))
     }
 
     /// [`FrameTable::frame_of`] past the first bank: a binary search, then the regions
