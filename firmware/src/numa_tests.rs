@@ -7,8 +7,8 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use kmem::mm::numa::MAX_NODES;
 use kmem::mm::memmap::PAGE_SIZE;
+use kmem::mm::numa::MAX_NODES;
 use kmem::mm::{PageAllocator, PageError, PhysAddr};
 use kmem::slab::SlabInfo;
 use kmem::{Arch, Gfp, NodeId};
@@ -237,7 +237,9 @@ pub fn descriptors_lie_in_their_node() -> R {
     }
     if p.nr_nodes() == 1 {
         // A one-node topology's memory is all of the address space: ask one frame.
-        let pa = p.alloc_pages(0, Gfp::KERNEL).map_err(|_| "a page allocation failed")?;
+        let pa = p
+            .alloc_pages(0, Gfp::KERNEL)
+            .map_err(|_| "a page allocation failed")?;
         let home = p.descriptor_node_of(pa);
         p.free_pages_any(pa, 0).map_err(|_| "a free failed")?;
         return ensure(home == Some(0), "a descriptor is not on node 0");

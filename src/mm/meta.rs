@@ -165,9 +165,9 @@ impl MetaLayout {
         fallback: &[[u8; MAX_NODES]; MAX_NODES],
         place_after: Option<PhysAddr>,
     ) -> bool {
-        for n in 0..nodes {
+        for (n, order) in fallback.iter().enumerate().take(nodes) {
             let bytes = align_up(self.pieces[n].bytes, PAGE_SIZE);
-            let found = fallback[n][..nodes].iter().find_map(|&home| {
+            let found = order[..nodes].iter().find_map(|&home| {
                 let home = home as NodeId;
                 let banks = (0..self.nbanks)
                     .filter(|&b| self.bank_node[b] == home)
@@ -204,16 +204,17 @@ impl MetaLayout {
     ) -> Result<(), InitError> {
         let mut offsets = [0u64; MAX_NODES];
         let mut total = 0;
-        for n in 0..nodes {
-            offsets[n] = total;
-            total = align_up(total + self.pieces[n].bytes, 64);
+        for (off, p) in offsets.iter_mut().zip(&self.pieces[..nodes]) {
+            *off = total;
+            total = align_up(total + p.bytes, 64);
         }
         let bytes = align_up(total, PAGE_SIZE);
         let area = super::place_metadata(usable, bytes, place_after)
             .ok_or(InitError::NoRoomForMetadata { bytes })?;
-        for n in 0..nodes {
-            self.pieces[n].start = area.start + offsets[n];
-            self.pieces[n].home = topology.node_of(area.start).unwrap_or(0);
+        let home = topology.node_of(area.start).unwrap_or(0);
+        for (p, off) in self.pieces[..nodes].iter_mut().zip(offsets) {
+            p.start = area.start + off;
+            p.home = home;
         }
         // The last piece reaches the area's end, so that the pieces add up to it.
         self.pieces[nodes - 1].bytes = area.end - self.pieces[nodes - 1].start;

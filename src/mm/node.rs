@@ -92,6 +92,7 @@ impl<A: Arch> core::ops::Index<NodeId> for Nodes<A> {
 
 impl<A: Arch> Nodes<A> {
     /// The first `n` nodes, in order.
+    #[cfg(any(test, feature = "hosted"))]
     pub(crate) fn first(&self, n: usize) -> impl DoubleEndedIterator<Item = &Node<A>> {
         self.0[..n].iter().map(|r| &**r)
     }
