@@ -238,9 +238,11 @@ impl PageFrame {
     }
 }
 
-/// One bank's run of descriptors.
+/// One bank's run of descriptors. The table of banks lives in the metadata (node 0's),
+/// so that a [`FrameTable`] stays small; the first bank's figures are also in the table
+/// itself, for the fast paths.
 #[derive(Clone, Copy, Debug)]
-struct Bank {
+pub(crate) struct Bank {
     start_pfn: u64,
     end_pfn: u64,
     /// Index of the bank's first descriptor.
@@ -250,13 +252,6 @@ struct Bank {
 }
 
 impl Bank {
-    const EMPTY: Bank = Bank {
-        start_pfn: 0,
-        end_pfn: 0,
-        first: 0,
-        frames: core::ptr::null(),
-    };
-
     /// Descriptor `idx` of this bank.
     ///
     /// # Safety
@@ -279,10 +274,13 @@ impl Bank {
 /// Finds descriptors by physical address and by index: the boot map's banks, then the
 /// regions added at run time (`super::hot`), whose indices start at [`HOT_BASE`].
 pub struct FrameTable {
-    banks: [Bank; MAX_BANKS],
+    /// The banks, in the metadata.
+    banks: *const Bank,
     nbanks: usize,
     /// The first bank's descriptor array (its indices start at 0).
     first_frames: *const PageFrame,
+    /// The first bank's first frame number.
+    first_pfn: u64,
     len: u32,
     /// Frames in the first bank.
     first_len: u64,
@@ -305,37 +303,34 @@ impl FrameTable {
     }
 
     /// Builds the table over `banks` (sorted, disjoint, page-aligned, 1 to
-    /// [`MAX_BANKS`] ranges), bank `i`'s descriptors at `frames_of(i)`, and initialises
-    /// every descriptor as `Reserved` in its zone and node (`place_of`).
+    /// [`MAX_BANKS`] ranges), the table of banks at `bank_mem`, bank `i`'s descriptors at
+    /// `frames_of(i)`, and initialises every descriptor as `Reserved` in its zone and node
+    /// (`place_of`).
     ///
     /// # Safety
-    /// Each `frames_of(i)` must point to writable memory for bank `i`'s descriptors (one
-    /// per frame), aligned for `PageFrame`, disjoint from the other banks' and used by
-    /// nothing else for the table's lifetime; the banks hold under [`HOT_BASE`] frames.
-    pub unsafe fn init(
+    /// `bank_mem` must point to writable memory for `banks.len()` [`Bank`]s, aligned for
+    /// them; each `frames_of(i)` to writable memory for bank `i`'s descriptors (one per
+    /// frame), aligned for `PageFrame`; all of it disjoint and used by nothing else for the
+    /// table's lifetime. The banks hold under [`HOT_BASE`] frames.
+    pub(crate) unsafe fn init(
         banks: &[PhysRange],
+        bank_mem: *mut Bank,
         frames_of: impl Fn(usize) -> *mut PageFrame,
         place_of: impl Fn(u64) -> (ZoneKind, NodeId),
     ) -> FrameTable {
         assert!(!banks.is_empty() && banks.len() <= MAX_BANKS);
-        let mut t = FrameTable {
-            banks: [Bank::EMPTY; MAX_BANKS],
-            nbanks: banks.len(),
-            first_frames: frames_of(0),
-            len: 0,
-            first_len: 0,
-            hot: HotTable::new(),
-        };
         let mut idx: u32 = 0;
-        for (i, (bank, r)) in t.banks.iter_mut().zip(banks).enumerate() {
+        for (i, r) in banks.iter().enumerate() {
             let (s, e) = (r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT);
             let frames = frames_of(i);
-            *bank = Bank {
+            let bank = Bank {
                 start_pfn: s,
                 end_pfn: e,
                 first: idx,
                 frames,
             };
+            // SAFETY: i < banks.len(), which the caller sized `bank_mem` for.
+            unsafe { bank_mem.add(i).write(bank) };
             for (k, pfn) in (s..e).enumerate() {
                 let (zone, node) = place_of(pfn << PAGE_SHIFT);
                 // SAFETY: k < the bank's frames, which the caller sized its array for.
@@ -347,9 +342,16 @@ impl FrameTable {
             }
             idx += (e - s) as u32;
         }
-        t.len = idx;
-        t.first_len = t.banks[0].end_pfn - t.banks[0].start_pfn;
-        t
+        let first = banks[0];
+        FrameTable {
+            banks: bank_mem,
+            nbanks: banks.len(),
+            first_frames: frames_of(0),
+            first_pfn: first.start >> PAGE_SHIFT,
+            len: idx,
+            first_len: first.size() >> PAGE_SHIFT,
+            hot: HotTable::new(),
+        }
     }
 
     /// Number of boot descriptors (regions added later have their own).
@@ -360,20 +362,20 @@ impl FrameTable {
 
     #[inline]
     fn banks(&self) -> &[Bank] {
-        &self.banks[..self.nbanks]
+        // SAFETY: `init` wrote nbanks banks at `banks`, which live as long as the table.
+        unsafe { core::slice::from_raw_parts(self.banks, self.nbanks) }
     }
 
     /// Descriptor index of frame `pfn`, if kmem manages it.
     #[inline]
     pub fn index_of_pfn(&self, pfn: u64) -> Option<u32> {
+        // Common case first: the first bank, often the only one.
+        let off = pfn.wrapping_sub(self.first_pfn);
+        if off < self.first_len {
+            return Some(off as u32);
+        }
         let banks = self.banks();
-        // Common case first: a single bank.
-        let b = if banks.len() == 1 {
-            Some(&banks[0])
-        } else {
-            banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
-        };
-        if let Some(b) = b
+        if let Some(b) = banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
             && pfn >= b.start_pfn
             && pfn < b.end_pfn
         {
@@ -399,12 +401,12 @@ impl FrameTable {
     /// Frame number of descriptor `idx` (< `len`).
     #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
+        if u64::from(idx) < self.first_len {
+            // The common case: the first bank, no search.
+            return self.first_pfn + u64::from(idx);
+        }
         if idx >= HOT_BASE {
             return self.hot.pfn_of(idx);
-        }
-        if self.nbanks == 1 {
-            // The common case: one bank, no search.
-            return self.banks[0].start_pfn + u64::from(idx - self.banks[0].first);
         }
         let banks = self.banks();
         let i = banks.partition_point(|b| b.first <= idx) - 1;
@@ -472,7 +474,7 @@ impl FrameTable {
     /// boards, and it starts at descriptor 0.
     #[inline(always)]
     pub fn frame_in_first_bank(&self, pa: u64) -> Option<(u32, &PageFrame)> {
-        let off = (pa >> PAGE_SHIFT).wrapping_sub(self.banks[0].start_pfn);
+        let off = (pa >> PAGE_SHIFT).wrapping_sub(self.first_pfn);
         if off >= self.first_len {
             return None;
         }

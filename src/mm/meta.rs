@@ -32,6 +32,8 @@ pub(crate) struct MetaSizes {
     pub(crate) node: (usize, usize),
     /// The shared state.
     pub(crate) shared: (usize, usize),
+    /// One entry of the descriptor table's bank table.
+    pub(crate) bank: (usize, usize),
 }
 
 /// One node's metadata: where it went and where each part starts in it.
@@ -51,6 +53,8 @@ pub(crate) struct MetaPiece {
     pub(crate) shared: u64,
     /// Offset of the table of slot addresses (node 0's piece only).
     pub(crate) table: u64,
+    /// Offset of the descriptor table's bank table (node 0's piece only).
+    pub(crate) banks: u64,
 }
 
 impl MetaPiece {
@@ -67,7 +71,7 @@ impl MetaPiece {
 pub(crate) struct MetaLayout {
     banks: [PhysRange; MAX_BANKS],
     nbanks: usize,
-    bank_node: [NodeId; MAX_BANKS],
+    bank_node: [u8; MAX_BANKS],
     /// Offset of each bank's descriptors in its node's piece.
     bank_offset: [u64; MAX_BANKS],
     pub(crate) pieces: [MetaPiece; MAX_NODES],
@@ -104,7 +108,7 @@ impl MetaLayout {
         let nodes = topology.nodes();
         let mut desc = [0u64; MAX_NODES];
         for b in 0..l.nbanks {
-            let n = l.bank_node[b];
+            let n = l.bank_node[b] as NodeId;
             l.bank_offset[b] = desc[n];
             desc[n] += l.banks[b].size() / PAGE_SIZE * size_of::<PageFrame>() as u64;
         }
@@ -115,7 +119,8 @@ impl MetaLayout {
             cpus[n] += 1;
         }
         // Pieces side by side (`place_together`) start 64-byte aligned.
-        assert!(sizes.slot.1 <= 64 && sizes.node.1 <= 64 && sizes.shared.1 <= 64);
+        let aligns = [sizes.slot, sizes.node, sizes.shared, sizes.bank];
+        assert!(aligns.iter().all(|s| s.1 <= 64));
         let at = |off: u64, (size, align): (usize, usize)| {
             let start = align_up(off, align as u64);
             (start, start + size as u64)
@@ -131,7 +136,8 @@ impl MetaLayout {
             end,
             (topology.cpus() * size_of::<usize>(), align_of::<usize>()),
         );
-        (p.shared, p.table, p.bytes) = (shared, table, end);
+        let (banks, end) = at(end, (l.nbanks * sizes.bank.0, sizes.bank.1));
+        (p.shared, p.table, p.banks, p.bytes) = (shared, table, banks, end);
         if !l.place_per_node(nodes, fallback, place_after) {
             l.place_together(usable, nodes, topology, place_after)?;
         }
@@ -150,7 +156,7 @@ impl MetaLayout {
                     start: s << PAGE_SHIFT,
                     end: re << PAGE_SHIFT,
                 };
-                self.bank_node[self.nbanks] = node;
+                self.bank_node[self.nbanks] = node as u8;
                 self.nbanks += 1;
                 s = re;
             }
@@ -170,7 +176,7 @@ impl MetaLayout {
             let found = order[..nodes].iter().find_map(|&home| {
                 let home = home as NodeId;
                 let banks = (0..self.nbanks)
-                    .filter(|&b| self.bank_node[b] == home)
+                    .filter(|&b| self.bank_node[b] as NodeId == home)
                     .map(|b| self.banks[b]);
                 self.find_room(banks, bytes, place_after)
                     .map(|start| (start, home))
@@ -259,16 +265,15 @@ impl MetaLayout {
                 return found;
             }
         }
-        let mut by_size: [PhysRange; MAX_BANKS] = [PhysRange { start: 0, end: 0 }; MAX_BANKS];
-        let mut n = 0;
-        for r in banks {
-            by_size[n] = r;
-            n += 1;
-        }
-        by_size[..n].sort_unstable_by_key(|r| core::cmp::Reverse(r.size()));
-        by_size[..n]
-            .iter()
-            .find_map(|r| starts(*r, 0, PAGE_SIZE).find_map(|s| fits(s, r)))
+        // The largest bank with room; of equals, the last (as the old layout chose).
+        banks
+            .filter_map(|r| {
+                starts(r, 0, PAGE_SIZE)
+                    .find_map(|s| fits(s, &r))
+                    .map(|s| (r.size(), s))
+            })
+            .max_by_key(|&(size, _)| size)
+            .map(|(_, s)| s)
     }
 
     /// The banks the descriptor table covers.
@@ -278,7 +283,7 @@ impl MetaLayout {
 
     /// Where bank `b`'s descriptors go (a physical address).
     pub(crate) fn bank_frames(&self, b: usize) -> PhysAddr {
-        self.pieces[self.bank_node[b]].start + self.bank_offset[b]
+        self.pieces[self.bank_node[b] as NodeId].start + self.bank_offset[b]
     }
 
     /// Where CPU `cpu`'s page-list slot goes, on the node `node` the CPU is on.
@@ -292,10 +297,10 @@ impl MetaLayout {
         self.pieces[n].start + self.pieces[n].node
     }
 
-    /// Where the shared state and the slot table go.
-    pub(crate) fn shared(&self) -> (PhysAddr, PhysAddr) {
+    /// Where the shared state, the slot table and the bank table go.
+    pub(crate) fn shared(&self) -> (PhysAddr, PhysAddr, PhysAddr) {
         let p = &self.pieces[0];
-        (p.start + p.shared, p.start + p.table)
+        (p.start + p.shared, p.start + p.table, p.start + p.banks)
     }
 
     /// The ranges taken from usable memory, page-aligned.

@@ -174,6 +174,7 @@ fn pieces_share_one_area_when_only_that_fits() {
         slot: (64, 64),
         node: (128, 64),
         shared: (256, 8),
+        bank: (32, 8),
     };
     let usable = [PhysRange {
         start: page(1),

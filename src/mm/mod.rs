@@ -38,7 +38,7 @@ use crate::gfp::Gfp;
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use buddy::{FreeArea, NR_ORDERS};
-use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
+use frame::{Bank, FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
 use meta::{MetaLayout, MetaSizes};
 use node::{MetaRef, Node, Nodes, NumaState};
@@ -664,6 +664,7 @@ impl<A: Arch> PageAllocator<A> {
     /// assert_eq!(bad.err(), Some(InitError::Topology(why)));
     /// # Ok::<(), TopologyError>(())
     /// ```
+    #[inline(never)] // its planning state stays off the caller's frame (a boot stack)
     pub unsafe fn with_topology(
         map: &NormalizedMap,
         limits: ZoneLimits,
@@ -682,21 +683,24 @@ impl<A: Arch> PageAllocator<A> {
             slot: (PcpSlots::<A>::slot_bytes(), PcpSlots::<A>::align()),
             node: (size_of::<Node<A>>(), align_of::<Node<A>>()),
             shared: (size_of::<NumaState>(), align_of::<NumaState>()),
+            bank: (size_of::<Bank>(), align_of::<Bank>()),
         };
         let layout = MetaLayout::plan(usable, topology, &numa_state.fallback, sizes, place_after)?;
         let at = |pa: PhysAddr| A::phys_to_virt(pa) as *mut u8;
         let node_of = |pa| topology.node_of(pa).unwrap_or(0);
         // SAFETY: the layout carved every piece from usable RAM the caller gave us
         // exclusively, disjoint from each other; each bank's array has room for its
-        // frames, aligned (pieces start 64-byte aligned, arrays at multiples of 24).
+        // frames, aligned (pieces start 64-byte aligned, arrays at multiples of 24), and
+        // the bank table its own aligned room in node 0's piece.
+        let (shared, slot_table, bank_table) = layout.shared();
         let table = unsafe {
             FrameTable::init(
                 layout.banks(),
+                at(bank_table).cast(),
                 |b| at(layout.bank_frames(b)).cast(),
                 |pa| (limits.zone_of(pa), node_of(pa)),
             )
         };
-        let (shared, slot_table) = layout.shared();
         // SAFETY: as above: the table and each CPU's slot have their own aligned room in
         // the pieces.
         let pcp = unsafe {
