@@ -366,25 +366,6 @@ impl FrameTable {
         unsafe { core::slice::from_raw_parts(self.banks, self.nbanks) }
     }
 
-    /// Descriptor index of frame `pfn`, if kmem manages it.
-    #[inline]
-    pub fn index_of_pfn(&self, pfn: u64) -> Option<u32> {
-        // Common case first: the first bank, often the only one.
-        let off = pfn.wrapping_sub(self.first_pfn);
-        if off < self.first_len {
-            return Some(off as u32);
-        }
-        let banks = self.banks();
-        if let Some(b) = banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
-            && pfn >= b.start_pfn
-            && pfn < b.end_pfn
-        {
-            Some(b.first + (pfn - b.start_pfn) as u32)
-        } else {
-            self.hot.frame_of_pfn(pfn).map(|(i, _)| i)
-        }
-    }
-
     /// The run of descriptors that holds index `idx` — a boot bank or a region added
     /// later — as `(start_pfn, end_pfn, first_index)`: within it, indices run in step
     /// with frame numbers, and no block crosses its ends.
@@ -487,11 +468,15 @@ impl FrameTable {
     /// inline.
     #[inline(never)]
     fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
-        if self.nbanks < 2 {
-            return self.hot.frame_of_pfn(pfn);
+        let banks = self.banks();
+        if let Some(b) = banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
+            && pfn >= b.start_pfn
+        {
+            let idx = b.first + (pfn - b.start_pfn) as u32;
+            // SAFETY: start_pfn <= pfn < end_pfn: idx is one of b's.
+            return Some((idx, unsafe { b.frame(idx) }));
         }
-        let idx = self.index_of_pfn(pfn)?;
-        Some((idx, self.frame(idx)))
+        self.hot.frame_of_pfn(pfn)
     }
 
     /// The boot map's usable ranges the table covers, as `(start_pfn, end_pfn,

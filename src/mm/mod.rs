@@ -8,8 +8,9 @@
 //! On a NUMA machine ([`PageAllocator::with_topology`], [`numa::Topology`]) every node has
 //! its own zones; a request prefers the running CPU's node and falls back to the others
 //! nearest first ([`Gfp::THIS_NODE`] forbids that), and a CPU's page lists hold only its
-//! own node's frames, so a block freed on another node goes straight home (`node`). The
-//! metadata stays in one place (placed as on one node): `PageInfo::meta` says where.
+//! own node's frames, so a block freed on another node goes straight home (`node`). Each
+//! node's metadata — its descriptors, its CPUs' page lists, its zones — lies in its own
+//! memory (`meta`): `NodeInfo::meta` says where.
 //!
 //! Lock order: a CPU's page lists, then a zone's free area (zones of different nodes are
 //! never held together but by the fork handlers, node by node). Both are taken with
@@ -631,7 +632,10 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Builds the allocator over `map` for the CPUs and nodes of `topology`, which must
-    /// pass [`Topology::check`]; metadata is placed as by [`PageAllocator::new`].
+    /// pass [`Topology::check`]. Each node's metadata goes in its own memory — the
+    /// node of `place_after` after it as by [`PageAllocator::new`], the others at the
+    /// start of their largest range — or, where a node has no room, in the nearest
+    /// node's ([`NodeInfo::meta_home`]).
     ///
     /// # Safety
     /// As [`PageAllocator::new`].
