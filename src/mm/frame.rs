@@ -46,8 +46,8 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const NIL: u32 = u32::MAX;
 
 /// Most banks a frame table holds: one per usable range of the normalised map, plus one
-/// per node range boundary that splits a usable range.
-pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS + super::numa::MAX_NODE_RANGES;
+/// per node range start or end that splits a usable range.
+pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS + 2 * super::numa::MAX_NODE_RANGES;
 
 /// Where a frame is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -218,20 +218,21 @@ impl MetaLayout {
         let area = super::place_metadata(usable, bytes, place_after)
             .ok_or(InitError::NoRoomForMetadata { bytes })?;
         let home = topology.node_of(area.start).unwrap_or(0);
-        for (p, off) in self.pieces[..nodes].iter_mut().zip(offsets) {
-            p.start = area.start + off;
-            p.home = home;
+        // Each piece reaches the next one's start, the last the area's end, so that the
+        // pieces add up to the area.
+        for n in 0..nodes {
+            let end = if n + 1 < nodes { offsets[n + 1] } else { bytes };
+            let p = &mut self.pieces[n];
+            (p.start, p.bytes, p.home) = (area.start + offsets[n], end - offsets[n], home);
         }
-        // The last piece reaches the area's end, so that the pieces add up to it.
-        self.pieces[nodes - 1].bytes = area.end - self.pieces[nodes - 1].start;
         self.carved[0] = area;
         self.ncarved = 1;
         Ok(())
     }
 
-    /// Where in `banks` (none of whose ranges overlap what is carved yet) `bytes` fit:
-    /// after `place_after` on a 2 MiB boundary if anywhere, else at the start of the
-    /// largest bank with room (or right after a piece already in it).
+    /// Where in `banks` `bytes` fit, clear of what is carved already: after `place_after`
+    /// on a 2 MiB boundary if anywhere, else at the start of the largest bank with room
+    /// (or right after a piece already in it).
     fn find_room(
         &self,
         banks: impl Iterator<Item = PhysRange> + Clone,
