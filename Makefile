@@ -433,7 +433,7 @@ MIRI_TESTS ?= mm::memmap mm::pcp slab::magazine slab::layout percpu buddy_model 
 	debug_flags_change kmalloc::tests::bulk::a_ kmalloc::tests::bulk::reservations \
 	mm::hotplug::tests::bad_ranges mm::hotplug::tests::a_region_joins \
 	mm::hotplug::tests::the_hook_is_asked mm::hotplug::tests::boot_memory_serves_first \
-	mm::numa mm::node::tests::this_node mm::node::tests::fallback \
+	mm::numa mm::meta mm::node::tests::this_node mm::node::tests::fallback \
 	mm::node::tests::frames_know mm::node::tests::bad_top mm::node::tests::frees_from \
 	kmalloc::tests::numa::a_double_free kmalloc::tests::numa::allocations_land \
 	kmalloc::tests::numa::remote_frees_go_home

@@ -33,6 +33,7 @@
 //! the two forms of exclusive access above.
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
@@ -62,29 +63,50 @@ struct Slot<A: Arch, T> {
 
 /// One `T` per CPU. Values are never dropped: `T` holds plain data (counts, indices,
 /// pointers into allocator-owned memory) whose owner tears it down explicitly.
-pub struct PerCpu<A: Arch, T> {
-    slots: *mut Slot<A, T>,
+///
+/// `SPREAD` picks the layout: `false`, the slots side by side in one area
+/// ([`PerCpu::init_at`]); `true`, each slot wherever its CPU wants it (its NUMA node's
+/// memory) and found through a table of slot addresses ([`PerCpu::init_spread`]), which
+/// costs a load on every entry. The choice is a type parameter so that the packed layout
+/// pays nothing for the other.
+pub struct PerCpu<A: Arch, T, const SPREAD: bool = false> {
+    /// Packed: the first slot. Spread: the table of `n` slot addresses.
+    base: *mut u8,
     n: u32,
     /// min(n, [`Arch::OWNED_IDS`]): CPU id `id` exclusively owns slot `id` iff
     /// `id < owned` (one compare on the fast paths instead of two).
     owned: u32,
+    _slots: PhantomData<*mut Slot<A, T>>,
 }
 
 // SAFETY: a slot's value is only reached through a `SlotGuard`, which holds either the
 // slot's lock or its owner's exclusive lock-free entry (see the module doc).
-unsafe impl<A: Arch, T: Send> Send for PerCpu<A, T> {}
+unsafe impl<A: Arch, T: Send, const SPREAD: bool> Send for PerCpu<A, T, SPREAD> {}
 // SAFETY: as for Send.
-unsafe impl<A: Arch, T: Send> Sync for PerCpu<A, T> {}
+unsafe impl<A: Arch, T: Send, const SPREAD: bool> Sync for PerCpu<A, T, SPREAD> {}
+
+/// A slot's value before its CPU has entered it.
+fn new_slot<A: Arch, T>(value: T) -> Slot<A, T> {
+    Slot {
+        busy: AtomicBool::new(false),
+        mode: AtomicU8::new(0),
+        owner_streak: AtomicU32::new(0),
+        lock: IrqMutex::new(()),
+        value: UnsafeCell::new(value),
+    }
+}
+
+fn check_cpus(n: usize) {
+    assert!(
+        n > 0 && n <= u32::MAX as usize,
+        "PerCpu needs 1 to 2^32 - 1 CPUs"
+    );
+}
 
 impl<A: Arch, T> PerCpu<A, T> {
     /// Bytes of memory [`PerCpu::init_at`] needs for `n` CPUs.
     pub const fn bytes_needed(n: usize) -> usize {
         n * size_of::<Slot<A, T>>()
-    }
-
-    /// Alignment that memory must have.
-    pub const fn align() -> usize {
-        align_of::<Slot<A, T>>()
     }
 
     /// Places `n` slots at `mem`, slot `i` holding `init(i)`.
@@ -93,27 +115,85 @@ impl<A: Arch, T> PerCpu<A, T> {
     /// `mem` must be writable for [`PerCpu::bytes_needed`]`(n)` bytes, aligned to
     /// [`PerCpu::align`], and used by nothing else while the `PerCpu` lives.
     pub unsafe fn init_at(mem: *mut u8, n: usize, mut init: impl FnMut(usize) -> T) -> Self {
-        assert!(
-            n > 0 && n <= u32::MAX as usize,
-            "PerCpu needs 1 to 2^32 - 1 CPUs"
-        );
+        check_cpus(n);
         let slots = mem.cast::<Slot<A, T>>();
         for i in 0..n {
             // SAFETY: i < n and the caller provided room for n aligned slots.
-            unsafe {
-                slots.add(i).write(Slot {
-                    busy: AtomicBool::new(false),
-                    mode: AtomicU8::new(0),
-                    owner_streak: AtomicU32::new(0),
-                    lock: IrqMutex::new(()),
-                    value: UnsafeCell::new(init(i)),
-                })
-            };
+            unsafe { slots.add(i).write(new_slot(init(i))) };
         }
         PerCpu {
-            slots,
+            base: mem,
             n: n as u32,
             owned: n.min(A::OWNED_IDS) as u32,
+            _slots: PhantomData,
+        }
+    }
+}
+
+impl<A: Arch, T> PerCpu<A, T, true> {
+    /// Bytes of one slot of the spread layout ([`PerCpu::init_spread`]).
+    pub const fn slot_bytes() -> usize {
+        size_of::<Slot<A, T>>()
+    }
+
+    /// Places `n` slots, slot `i` at `slot_at(i)` holding `init(i)`, and their addresses
+    /// in the table at `table`.
+    ///
+    /// # Safety
+    /// `table` must be writable for [`PerCpu::table_bytes`]`(n)` bytes, aligned for a
+    /// pointer; each `slot_at(i)` writable for [`PerCpu::slot_bytes`], aligned to
+    /// [`PerCpu::align`], disjoint from the others and from the table; all of it used by
+    /// nothing else while the `PerCpu` lives.
+    pub unsafe fn init_spread(
+        table: *mut *mut u8,
+        n: usize,
+        slot_at: impl Fn(usize) -> *mut u8,
+        mut init: impl FnMut(usize) -> T,
+    ) -> Self {
+        check_cpus(n);
+        for i in 0..n {
+            let slot = slot_at(i);
+            // SAFETY: the caller's contract: room for one aligned slot at `slot`, and
+            // for n pointers at `table`.
+            unsafe {
+                slot.cast::<Slot<A, T>>().write(new_slot(init(i)));
+                table.add(i).write(slot);
+            }
+        }
+        PerCpu {
+            base: table.cast(),
+            n: n as u32,
+            owned: n.min(A::OWNED_IDS) as u32,
+            _slots: PhantomData,
+        }
+    }
+
+    /// Where CPU `i`'s value lives (for checking its placement).
+    #[cfg(test)]
+    pub fn value_addr(&self, i: usize) -> usize {
+        self.slot(i).value.get() as usize
+    }
+}
+
+impl<A: Arch, T, const SPREAD: bool> PerCpu<A, T, SPREAD> {
+    /// Alignment a slot's memory must have.
+    pub const fn align() -> usize {
+        align_of::<Slot<A, T>>()
+    }
+
+    /// Slot `i`.
+    ///
+    /// # Safety
+    /// `i` < `n`.
+    #[inline(always)]
+    unsafe fn slot_unchecked(&self, i: usize) -> &Slot<A, T> {
+        if SPREAD {
+            // SAFETY: i < n (the caller's contract), and init_spread wrote n addresses of
+            // initialised slots that live as long as self.
+            unsafe { &**self.base.cast::<*const Slot<A, T>>().add(i) }
+        } else {
+            // SAFETY: i < n, and init_at initialised n slots that live as long as self.
+            unsafe { &*self.base.cast::<Slot<A, T>>().add(i) }
         }
     }
 
@@ -125,8 +205,8 @@ impl<A: Arch, T> PerCpu<A, T> {
     #[inline]
     fn slot(&self, i: usize) -> &Slot<A, T> {
         assert!(i < self.len(), "cpu {i} out of range");
-        // SAFETY: i < n, and init_at initialised n slots that live as long as self.
-        unsafe { &*self.slots.add(i) }
+        // SAFETY: i < n.
+        unsafe { self.slot_unchecked(i) }
     }
 
     /// The running CPU's value, held exclusively, with interrupts off (lock-free for the
@@ -191,8 +271,8 @@ impl<A: Arch, T> PerCpu<A, T> {
             A::irq_restore(irq);
             return Entry::NotOwner(id);
         }
-        // SAFETY: id < owned ≤ n, and init_at initialised n slots that live as long as self.
-        let slot = unsafe { &*self.slots.add(id) };
+        // SAFETY: id < owned ≤ n.
+        let slot = unsafe { self.slot_unchecked(id) };
         slot.busy.store(true, Ordering::Relaxed);
         // Paired with the outsider's barrier (module doc): the store above is ordered
         // before the load below on every path an outsider can observe.
@@ -360,7 +440,7 @@ impl<A: Arch, T> PerCpu<A, T> {
 /// Every slot held across calls, for the hosted platform's `fork` handlers (see
 /// `crate::hosted`): where there is no interrupt state to restore.
 #[cfg(any(test, feature = "hosted"))]
-impl<A: Arch<IrqState = ()>, T> PerCpu<A, T> {
+impl<A: Arch<IrqState = ()>, T, const SPREAD: bool> PerCpu<A, T, SPREAD> {
     /// Holds every slot as [`PerCpu::cpu`] does — each lock taken in index order,
     /// `REMOTE` set — with one [`Arch::remote_barrier`] for all, then waits until no
     /// owner is inside. Until [`PerCpu::release_all`], no thread is in any slot.

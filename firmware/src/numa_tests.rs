@@ -1,11 +1,13 @@
 //! Self-tests of NUMA placement on the real machine: on every core, pages and kmalloc
 //! objects land on the core's node; pages and objects of another node freed on a core
 //! go back to their home node, and every node's free-page count and handed-out object
-//! count comes back to where it started. On a one-node machine the same tests check the
-//! flat case: everything is node 0 and no free is remote.
+//! count comes back to where it started; every frame's page descriptor lies in its own
+//! node's memory. On a one-node machine the same tests check the flat case: everything
+//! is node 0 and no free is remote.
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
+use kmem::mm::memmap::PAGE_SIZE;
 use kmem::mm::numa::MAX_NODES;
 use kmem::mm::{PageAllocator, PageError, PhysAddr};
 use kmem::slab::SlabInfo;
@@ -214,4 +216,53 @@ fn cross_node_kfrees_go_home() -> R {
             "kfrees of another node's objects were not all sent home",
         )
     }
+}
+
+/// Every frame of every node has its descriptor in that node's memory (the node-local
+/// `mem_map`), and every node's metadata stayed at home: each node of these boards has
+/// room for its own.
+pub fn descriptors_lie_in_their_node() -> R {
+    let p = pages();
+    let t = p.topology();
+    let info = p.info();
+    for (node, n) in info.node_infos().iter().enumerate() {
+        ensure(
+            n.meta_home == node,
+            "a node's metadata went to another node's memory",
+        )?;
+        ensure(
+            p.nr_nodes() == 1 || t.node_of(n.meta.start) == Some(node),
+            "a node's metadata range is not in its memory",
+        )?;
+    }
+    if p.nr_nodes() == 1 {
+        // A one-node topology's memory is all of the address space: ask one frame.
+        let pa = p
+            .alloc_pages(0, Gfp::KERNEL)
+            .map_err(|_| "a page allocation failed")?;
+        let home = p.descriptor_node_of(pa);
+        p.free_pages_any(pa, 0).map_err(|_| "a free failed")?;
+        return ensure(home == Some(0), "a descriptor is not on node 0");
+    }
+    let mut checked = 0u64;
+    for node in 0..p.nr_nodes() {
+        for r in t.memory(node) {
+            let mut pa = r.start.next_multiple_of(PAGE_SIZE);
+            while pa < r.end {
+                if p.node_of(pa).is_some() {
+                    ensure(
+                        p.descriptor_node_of(pa) == Some(node),
+                        "a frame's descriptor is not in its node's memory",
+                    )?;
+                    checked += 1;
+                }
+                pa += PAGE_SIZE;
+            }
+        }
+    }
+    // Regions added at run time may lie outside the ranges; every boot frame is inside.
+    ensure(
+        checked >= u64::from(info.frames) - info.hot_bytes / PAGE_SIZE,
+        "not every boot frame was checked",
+    )
 }

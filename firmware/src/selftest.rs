@@ -42,6 +42,10 @@ pub const TESTS: &[Test] = &[
         "numa_cross_node_frees_go_home",
         numa_tests::cross_node_frees_go_home,
     ),
+    (
+        "numa_descriptors_lie_in_their_node",
+        numa_tests::descriptors_lie_in_their_node,
+    ),
     ("kmalloc_every_class", slab_tests::every_class),
     (
         "kmalloc_per_cpu_caches_on_every_core",

@@ -1,10 +1,13 @@
 //! Page descriptors: one 24-byte [`PageFrame`] per usable 4 KiB frame, and the
 //! [`FrameTable`] that finds a frame's descriptor from its physical address in O(banks).
 //!
-//! Descriptors live in memory carved from the memory map at init, one array per bank
-//! (a usable range of the normalised map) laid end to end, so holes between banks cost
-//! nothing. A descriptor's *index* — its position in that array — is what lists link by:
-//! a `u32` keeps the links small and reaches 16 TiB of RAM.
+//! Descriptors live in memory carved from the memory map at init, one array per bank (a
+//! usable range of the normalised map, split where the NUMA node changes), each carved
+//! from its bank's node's memory as Linux's per-node `mem_map` (`super::meta`), so holes
+//! between banks cost nothing. A descriptor's *index* is what lists link by: banks number
+//! their descriptors one after the other, from 0 for the first bank's first frame; a
+//! `u32` keeps the links small and reaches 16 TiB of RAM. Index and address convert
+//! through the bank, the first bank first: on most boards it is the only one.
 //!
 //! Layout of [`PageFrame`] (24 bytes, 0.59 % of the memory it describes; Linux's
 //! `struct page` is 64 bytes, 1.56 %):
@@ -42,8 +45,9 @@ pub const PAGE_SHIFT: u32 = 12;
 /// End-of-list marker in `next`/`prev`.
 pub const NIL: u32 = u32::MAX;
 
-/// Most banks a frame table holds (one per usable range of the normalised map).
-pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS;
+/// Most banks a frame table holds: one per usable range of the normalised map, plus one
+/// per node range start or end that splits a usable range.
+pub const MAX_BANKS: usize = super::memmap::MAX_REGIONS + 2 * super::numa::MAX_NODE_RANGES;
 
 /// Where a frame is in its life.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -234,23 +238,51 @@ impl PageFrame {
     }
 }
 
-/// One usable range's run of descriptors.
-#[derive(Clone, Copy, Default, Debug)]
-struct Bank {
+/// One bank's run of descriptors. The table of banks lives in the metadata (node 0's),
+/// so that a [`FrameTable`] stays small; the first bank's figures are also in the table
+/// itself, for the fast paths.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bank {
     start_pfn: u64,
     end_pfn: u64,
     /// Index of the bank's first descriptor.
     first: u32,
+    /// The bank's descriptor array.
+    frames: *const PageFrame,
+}
+
+impl Bank {
+    /// Descriptor `idx` of this bank.
+    ///
+    /// # Safety
+    /// `idx` is one of this bank's indices.
+    #[inline(always)]
+    unsafe fn frame(&self, idx: u32) -> &PageFrame {
+        // SAFETY: the caller's contract; `init` initialised the bank's array.
+        unsafe { &*self.frames.add((idx - self.first) as usize) }
+    }
+
+    /// This bank's index of descriptor `f`, if `f` is in its array.
+    #[inline(always)]
+    fn index_of(&self, f: &PageFrame) -> Option<u32> {
+        let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
+        let i = off / size_of::<PageFrame>();
+        (i < (self.end_pfn - self.start_pfn) as usize).then(|| self.first + i as u32)
+    }
 }
 
 /// Finds descriptors by physical address and by index: the boot map's banks, then the
 /// regions added at run time (`super::hot`), whose indices start at [`HOT_BASE`].
 pub struct FrameTable {
-    banks: [Bank; MAX_BANKS],
+    /// The banks, in the metadata.
+    banks: *const Bank,
     nbanks: usize,
-    frames: *const PageFrame,
+    /// The first bank's descriptor array (its indices start at 0).
+    first_frames: *const PageFrame,
+    /// The first bank's first frame number.
+    first_pfn: u64,
     len: u32,
-    /// Frames in the first bank (whose descriptors are the first ones).
+    /// Frames in the first bank.
     first_len: u64,
     /// Regions added at run time.
     pub(crate) hot: HotTable,
@@ -270,48 +302,56 @@ impl FrameTable {
         u32::try_from(n).ok().filter(|&n| n < HOT_BASE)
     }
 
-    /// Builds the table over `usable` (sorted, disjoint, page-aligned, at most
-    /// [`MAX_BANKS`] ranges) and initialises every descriptor as `Reserved` in its zone
-    /// and node (`place_of`).
+    /// Builds the table over `banks` (sorted, disjoint, page-aligned, 1 to
+    /// [`MAX_BANKS`] ranges), the table of banks at `bank_mem`, bank `i`'s descriptors at
+    /// `frames_of(i)`, and initialises every descriptor as `Reserved` in its zone and node
+    /// (`place_of`).
     ///
     /// # Safety
-    /// `frames` must point to writable memory for [`FrameTable::frames_needed`] descriptors,
-    /// aligned for `PageFrame`, used by nothing else for the table's lifetime.
-    pub unsafe fn init(
-        usable: &[PhysRange],
-        frames: *mut PageFrame,
+    /// `bank_mem` must point to writable memory for `banks.len()` [`Bank`]s, aligned for
+    /// them; each `frames_of(i)` to writable memory for bank `i`'s descriptors (one per
+    /// frame), aligned for `PageFrame`; all of it disjoint and used by nothing else for the
+    /// table's lifetime. The banks hold under [`HOT_BASE`] frames.
+    pub(crate) unsafe fn init(
+        banks: &[PhysRange],
+        bank_mem: *mut Bank,
+        frames_of: impl Fn(usize) -> *mut PageFrame,
         place_of: impl Fn(u64) -> (ZoneKind, NodeId),
     ) -> FrameTable {
-        let mut t = FrameTable {
-            banks: [Bank::default(); MAX_BANKS],
-            nbanks: usable.len(),
-            frames,
-            len: 0,
-            first_len: 0,
-            hot: HotTable::new(),
-        };
+        assert!(!banks.is_empty() && banks.len() <= MAX_BANKS);
         let mut idx: u32 = 0;
-        for (bank, r) in t.banks.iter_mut().zip(usable) {
+        for (i, r) in banks.iter().enumerate() {
             let (s, e) = (r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT);
-            *bank = Bank {
+            let frames = frames_of(i);
+            let bank = Bank {
                 start_pfn: s,
                 end_pfn: e,
                 first: idx,
+                frames,
             };
-            for pfn in s..e {
+            // SAFETY: i < banks.len(), which the caller sized `bank_mem` for.
+            unsafe { bank_mem.add(i).write(bank) };
+            for (k, pfn) in (s..e).enumerate() {
                 let (zone, node) = place_of(pfn << PAGE_SHIFT);
-                // SAFETY: idx < frames_needed(usable), which the caller sized `frames` for.
+                // SAFETY: k < the bank's frames, which the caller sized its array for.
                 unsafe {
                     frames
-                        .add(idx as usize)
+                        .add(k)
                         .write(PageFrame::new(FrameState::Reserved, zone, node))
                 };
-                idx += 1;
             }
+            idx += (e - s) as u32;
         }
-        t.len = idx;
-        t.first_len = t.banks[0].end_pfn - t.banks[0].start_pfn;
-        t
+        let first = banks[0];
+        FrameTable {
+            banks: bank_mem,
+            nbanks: banks.len(),
+            first_frames: frames_of(0),
+            first_pfn: first.start >> PAGE_SHIFT,
+            len: idx,
+            first_len: first.size() >> PAGE_SHIFT,
+            hot: HotTable::new(),
+        }
     }
 
     /// Number of boot descriptors (regions added later have their own).
@@ -322,27 +362,8 @@ impl FrameTable {
 
     #[inline]
     fn banks(&self) -> &[Bank] {
-        &self.banks[..self.nbanks]
-    }
-
-    /// Descriptor index of frame `pfn`, if kmem manages it.
-    #[inline]
-    pub fn index_of_pfn(&self, pfn: u64) -> Option<u32> {
-        let banks = self.banks();
-        // Common case first: a single bank.
-        let b = if banks.len() == 1 {
-            Some(&banks[0])
-        } else {
-            banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
-        };
-        if let Some(b) = b
-            && pfn >= b.start_pfn
-            && pfn < b.end_pfn
-        {
-            Some(b.first + (pfn - b.start_pfn) as u32)
-        } else {
-            self.hot.frame_of_pfn(pfn).map(|(i, _)| i)
-        }
+        // SAFETY: `init` wrote nbanks banks at `banks`, which live as long as the table.
+        unsafe { core::slice::from_raw_parts(self.banks, self.nbanks) }
     }
 
     /// The run of descriptors that holds index `idx` — a boot bank or a region added
@@ -361,12 +382,12 @@ impl FrameTable {
     /// Frame number of descriptor `idx` (< `len`).
     #[inline]
     pub fn pfn_of(&self, idx: u32) -> u64 {
+        if u64::from(idx) < self.first_len {
+            // The common case: the first bank, no search.
+            return self.first_pfn + u64::from(idx);
+        }
         if idx >= HOT_BASE {
             return self.hot.pfn_of(idx);
-        }
-        if self.nbanks == 1 {
-            // The common case: one bank, no search.
-            return self.banks[0].start_pfn + u64::from(idx - self.banks[0].first);
         }
         let banks = self.banks();
         let i = banks.partition_point(|b| b.first <= idx) - 1;
@@ -376,9 +397,22 @@ impl FrameTable {
     /// Descriptor `idx`: a boot one (< `len`) or one of a region added later.
     #[inline]
     pub fn frame(&self, idx: u32) -> &PageFrame {
+        if u64::from(idx) < self.first_len {
+            // SAFETY: idx is in the first bank, whose descriptors `init` initialised at
+            // `first_frames`.
+            return unsafe { &*self.first_frames.add(idx as usize) };
+        }
+        self.frame_past_first_bank(idx)
+    }
+
+    /// [`FrameTable::frame`] past the first bank, out of line.
+    #[inline(never)]
+    fn frame_past_first_bank(&self, idx: u32) -> &PageFrame {
         if idx < self.len {
-            // SAFETY: idx < len and `init` initialised `len` descriptors at `frames`.
-            return unsafe { &*self.frames.add(idx as usize) };
+            let banks = self.banks();
+            let b = &banks[banks.partition_point(|b| b.first <= idx) - 1];
+            // SAFETY: b is the last bank starting at or below idx < len: idx is its.
+            return unsafe { b.frame(idx) };
         }
         assert!(idx >= HOT_BASE, "frame index {idx} out of range");
         self.hot.frame(idx)
@@ -387,13 +421,22 @@ impl FrameTable {
     /// Index of descriptor `f`, which must be one of this table's.
     #[inline]
     pub fn index_of_frame(&self, f: &PageFrame) -> u32 {
-        let off = (f as *const PageFrame as usize).wrapping_sub(self.frames as usize);
+        let off = (f as *const PageFrame as usize).wrapping_sub(self.first_frames as usize);
         let idx = off / size_of::<PageFrame>();
-        if idx < self.len as usize {
+        if (idx as u64) < self.first_len {
             return idx as u32;
         }
-        self.hot
-            .index_of_frame(f)
+        self.index_of_frame_past_first_bank(f)
+    }
+
+    /// [`FrameTable::index_of_frame`] past the first bank, out of line: the other banks'
+    /// arrays lie wherever their nodes' metadata went, so each is asked in turn.
+    #[inline(never)]
+    fn index_of_frame_past_first_bank(&self, f: &PageFrame) -> u32 {
+        self.banks()[1..]
+            .iter()
+            .find_map(|b| b.index_of(f))
+            .or_else(|| self.hot.index_of_frame(f))
             .expect("descriptor not in this table")
     }
 
@@ -412,12 +455,12 @@ impl FrameTable {
     /// boards, and it starts at descriptor 0.
     #[inline(always)]
     pub fn frame_in_first_bank(&self, pa: u64) -> Option<(u32, &PageFrame)> {
-        let off = (pa >> PAGE_SHIFT).wrapping_sub(self.banks[0].start_pfn);
+        let off = (pa >> PAGE_SHIFT).wrapping_sub(self.first_pfn);
         if off >= self.first_len {
             return None;
         }
-        // SAFETY: off < first_len ≤ len, all initialised by `init`.
-        Some((off as u32, unsafe { &*self.frames.add(off as usize) }))
+        // SAFETY: off < first_len: a descriptor of the first bank, initialised by `init`.
+        Some((off as u32, unsafe { &*self.first_frames.add(off as usize) }))
     }
 
     /// [`FrameTable::frame_of`] past the first bank: a binary search, then the regions
@@ -425,11 +468,15 @@ impl FrameTable {
     /// inline.
     #[inline(never)]
     fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
-        if self.nbanks < 2 {
-            return self.hot.frame_of_pfn(pfn);
+        let banks = self.banks();
+        if let Some(b) = banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
+            && pfn >= b.start_pfn
+        {
+            let idx = b.first + (pfn - b.start_pfn) as u32;
+            // SAFETY: start_pfn <= pfn < end_pfn: idx is one of b's.
+            return Some((idx, unsafe { b.frame(idx) }));
         }
-        let idx = self.index_of_pfn(pfn)?;
-        Some((idx, self.frame(idx)))
+        self.hot.frame_of_pfn(pfn)
     }
 
     /// The boot map's usable ranges the table covers, as `(start_pfn, end_pfn,

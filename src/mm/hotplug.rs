@@ -361,7 +361,7 @@ impl<A: Arch> PageAllocator<A> {
             let (zs, ze) = self.limits.span(z);
             let (is, ie) = ((s + meta).max(zs >> PAGE_SHIFT), e.min(ze >> PAGE_SHIFT));
             if is < ie {
-                let zone = &self.numa.nodes[node].zones[z.index()];
+                let zone = &self.nodes[node].zones[z.index()];
                 let mut area = zone.area.lock();
                 area.add_range(&self.table, first + (is - s) as u32, (ie - is) as u32);
                 zone.managed.fetch_add(ie - is, Relaxed);
@@ -438,7 +438,7 @@ impl<A: Arch> PageAllocator<A> {
             .ok_or(HotplugError::NotARegion { range })?;
         self.drain_all_pcp();
         let t = &self.table;
-        let zones = &self.numa.nodes[t.frame(span.first).node()].zones;
+        let zones = &self.nodes[t.frame(span.first).node()].zones;
         let mut areas: [_; NR_ZONES] = core::array::from_fn(|z| zones[z].area.lock());
         let meta = meta_frames(span.len()) as u32;
         let end = span.first + span.len() as u32;

@@ -8,8 +8,9 @@
 //! On a NUMA machine ([`PageAllocator::with_topology`], [`numa::Topology`]) every node has
 //! its own zones; a request prefers the running CPU's node and falls back to the others
 //! nearest first ([`Gfp::THIS_NODE`] forbids that), and a CPU's page lists hold only its
-//! own node's frames, so a block freed on another node goes straight home (`node`). The
-//! metadata stays in one place (placed as on one node): `PageInfo::meta` says where.
+//! own node's frames, so a block freed on another node goes straight home (`node`). Each
+//! node's metadata — its descriptors, its CPUs' page lists, its zones — lies in its own
+//! memory (`meta`): `NodeInfo::meta` says where.
 //!
 //! Lock order: a CPU's page lists, then a zone's free area (zones of different nodes are
 //! never held together but by the fork handlers, node by node). Both are taken with
@@ -21,6 +22,7 @@ pub(crate) mod frame;
 pub(crate) mod hot;
 pub mod hotplug;
 pub mod memmap;
+mod meta;
 mod node;
 pub mod numa;
 pub(crate) mod pcp;
@@ -37,14 +39,18 @@ use crate::gfp::Gfp;
 use crate::percpu::PerCpu;
 use crate::sync::IrqMutex;
 use buddy::{FreeArea, NR_ORDERS};
-use frame::{FrameState, FrameTable, PAGE_SHIFT, PageFrame};
+use frame::{Bank, FrameState, FrameTable, PAGE_SHIFT, PageFrame};
 use memmap::{NormalizedMap, PAGE_SIZE, PhysRange};
-use node::{NumaRef, NumaState};
+use meta::{MetaLayout, MetaSizes};
+use node::{MetaRef, Node, Nodes, NumaState};
 use numa::{MAX_NODES, NodeId, Topology, TopologyError};
 
-pub use node::{NodeInfo, NumaStat};
+pub use node::{NodeInfo, NodeMeta, NumaStat};
 use pcp::{PCP_ORDERS, PcpLists, PcpZones, pcp_list};
 use zone::{NR_ZONES, ZoneKind, ZoneLimits};
+
+/// The per-CPU page lists: each CPU's slot in its node's metadata (`meta`).
+type PcpSlots<A> = PerCpu<A, PcpZones, true>;
 
 pub use hotplug::{HotplugError, OomHook, OomRequest};
 
@@ -316,8 +322,12 @@ pub struct PageInfo {
     pub frames: u32,
     /// Bytes of one descriptor.
     pub frame_bytes: usize,
-    /// The carved metadata area (descriptors, per-CPU lists and the NUMA state).
+    /// Node 0's metadata: on one node, all of it (descriptors, per-CPU lists and zones);
+    /// on several, node 0's plus what the nodes share. [`NodeInfo::meta`] has each
+    /// node's.
     pub meta: PhysRange,
+    /// Bytes of every node's metadata (what the nodes' [`NodeInfo::meta`] add up to).
+    pub meta_bytes: u64,
     /// Regions added at run time and online now.
     pub hot_regions: u32,
     /// Bytes of those regions, their descriptors included.
@@ -393,7 +403,7 @@ impl PageInfo {
     /// assert!(ppm < 10_000, "descriptors take under 1 % of memory: {ppm} ppm");
     /// ```
     pub fn metadata_ppm(&self) -> u64 {
-        self.meta.size() * 1_000_000 / (self.managed_pages() * PAGE_SIZE).max(1)
+        self.meta_bytes * 1_000_000 / (self.managed_pages() * PAGE_SIZE).max(1)
     }
 }
 
@@ -416,16 +426,25 @@ impl fmt::Display for PageInfo {
             )?;
         }
         let ppm = self.metadata_ppm();
-        writeln!(
+        write!(
             f,
-            "page descriptors: {} x {} B; metadata {} KiB at {} = {}.{:04} % of managed memory",
+            "page descriptors: {} x {} B; metadata {} KiB",
             self.frames,
             self.frame_bytes,
-            self.meta.size() / 1024,
-            self.meta,
+            self.meta_bytes / 1024,
+        )?;
+        if self.nr_nodes == 1 {
+            write!(f, " at {}", self.meta)?;
+        }
+        writeln!(
+            f,
+            " = {}.{:04} % of managed memory",
             ppm / 10_000,
             ppm % 10_000
         )?;
+        if self.nr_nodes > 1 {
+            write!(f, "{}", NodeMeta(self))?;
+        }
         if self.nr_nodes > 1 {
             write!(f, "{}", NumaStat(self))?;
         }
@@ -502,10 +521,14 @@ impl fmt::Display for BuddyInfo<'_> {
 /// ```
 pub struct PageAllocator<A: Arch> {
     table: FrameTable,
-    pcp: PerCpu<A, PcpZones>,
-    /// Topology and every node's zones, in the metadata area.
-    numa: NumaRef<A>,
-    meta: PhysRange,
+    /// Each CPU's page lists, in its node's metadata.
+    pcp: PcpSlots<A>,
+    /// Topology and fallback orders, in node 0's metadata.
+    numa: MetaRef<NumaState>,
+    /// Each node's zones, in its own metadata.
+    nodes: Nodes<A>,
+    /// Each node's metadata and the node whose memory holds it.
+    meta: [(PhysRange, NodeId); MAX_NODES],
     limits: ZoneLimits,
     /// Serialises adding and removing regions (taken before the page lists and zone
     /// locks, with interrupts off: `hotplug::IrqOff`). Plain spin locks, so that a child
@@ -609,7 +632,10 @@ impl<A: Arch> PageAllocator<A> {
     }
 
     /// Builds the allocator over `map` for the CPUs and nodes of `topology`, which must
-    /// pass [`Topology::check`]; metadata is placed as by [`PageAllocator::new`].
+    /// pass [`Topology::check`]. Each node's metadata goes in its own memory — the
+    /// node of `place_after` after it as by [`PageAllocator::new`], the others at the
+    /// start of their largest range — or, where a node has no room, in the nearest
+    /// node's ([`NodeInfo::meta_home`]).
     ///
     /// # Safety
     /// As [`PageAllocator::new`].
@@ -642,6 +668,7 @@ impl<A: Arch> PageAllocator<A> {
     /// assert_eq!(bad.err(), Some(InitError::Topology(why)));
     /// # Ok::<(), TopologyError>(())
     /// ```
+    #[inline(never)] // its planning state stays off the caller's frame (a boot stack)
     pub unsafe fn with_topology(
         map: &NormalizedMap,
         limits: ZoneLimits,
@@ -654,39 +681,67 @@ impl<A: Arch> PageAllocator<A> {
         }
         topology.check().map_err(InitError::Topology)?;
         let usable = map.usable();
-        let nframes = FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
-        let pcp_off = align_up(
-            nframes as u64 * size_of::<PageFrame>() as u64,
-            PerCpu::<A, PcpZones>::align() as u64,
-        );
-        let numa_off = align_up(
-            pcp_off + PerCpu::<A, PcpZones>::bytes_needed(nr_cpus) as u64,
-            align_of::<NumaState<A>>() as u64,
-        );
-        let bytes = align_up(numa_off + size_of::<NumaState<A>>() as u64, PAGE_SIZE);
-        let meta = place_metadata(usable, bytes, place_after)
-            .ok_or(InitError::NoRoomForMetadata { bytes })?;
-        let base = A::phys_to_virt(meta.start) as *mut u8;
+        FrameTable::frames_needed(usable).ok_or(InitError::TooManyFrames)?;
+        let numa_state = NumaState::new(topology);
+        let sizes = MetaSizes {
+            slot: (PcpSlots::<A>::slot_bytes(), PcpSlots::<A>::align()),
+            node: (size_of::<Node<A>>(), align_of::<Node<A>>()),
+            shared: (size_of::<NumaState>(), align_of::<NumaState>()),
+            bank: (size_of::<Bank>(), align_of::<Bank>()),
+        };
+        let layout = MetaLayout::plan(usable, topology, &numa_state.fallback, sizes, place_after)?;
+        let at = |pa: PhysAddr| A::phys_to_virt(pa) as *mut u8;
         let node_of = |pa| topology.node_of(pa).unwrap_or(0);
-        // SAFETY: `meta` lies inside usable RAM that the caller gave us exclusively; it
-        // is page-aligned and `bytes` long, room for nframes descriptors, then the lists,
-        // then the NUMA state.
+        // SAFETY: the layout carved every piece from usable RAM the caller gave us
+        // exclusively, disjoint from each other; each bank's array has room for its
+        // frames, aligned (pieces start 64-byte aligned, arrays at multiples of 24), and
+        // the bank table its own aligned room in node 0's piece.
+        let (shared, slot_table, bank_table) = layout.shared();
         let table = unsafe {
-            FrameTable::init(usable, base.cast(), |pa| (limits.zone_of(pa), node_of(pa)))
+            FrameTable::init(
+                layout.banks(),
+                at(bank_table).cast(),
+                |b| at(layout.bank_frames(b)).cast(),
+                |pa| (limits.zone_of(pa), node_of(pa)),
+            )
         };
-        // SAFETY: as above; pcp_off is aligned for the per-CPU slots.
+        // SAFETY: as above: the table and each CPU's slot have their own aligned room in
+        // the pieces.
         let pcp = unsafe {
-            PerCpu::init_at(base.add(pcp_off as usize), nr_cpus, |cpu| {
-                PcpZones::new(topology.node_of_cpu(cpu))
-            })
+            PerCpu::init_spread(
+                at(slot_table).cast(),
+                nr_cpus,
+                |cpu| at(layout.slot(cpu, topology.node_of_cpu(cpu))),
+                |cpu| PcpZones::new(topology.node_of_cpu(cpu)),
+            )
         };
-        // SAFETY: as above; numa_off is aligned for the state, which nothing else uses.
-        let numa = unsafe {
-            NumaRef::init_at(base.add(numa_off as usize).cast(), NumaState::new(topology))
-        };
-        let meta_pfns = (meta.start >> PAGE_SHIFT, meta.end >> PAGE_SHIFT);
+        // SAFETY: as above; the shared state has its own aligned room in node 0's piece.
+        let numa = unsafe { MetaRef::init_at(at(shared).cast(), numa_state) };
+        let nr_nodes = topology.nodes();
+        let mut placed = [None; MAX_NODES];
+        for (n, slot) in placed.iter_mut().enumerate().take(nr_nodes) {
+            // SAFETY: as above; each node's zones have their own aligned room in its piece.
+            *slot = Some(unsafe { MetaRef::init_at(at(layout.node(n)).cast(), Node::new()) });
+        }
+        let nodes = Nodes(placed.map(|n| n.or(placed[0]).expect("a node")));
         for (s, e, first) in table.bank_spans() {
-            for (ps, pe) in subtract((s, e), meta_pfns) {
+            let mut free = [(s, e); MAX_NODES + 1];
+            let mut nfree = 1;
+            // What is left of the bank once every carved range is taken out: each cut
+            // splits at most one piece in two.
+            for c in layout.carved() {
+                let cut = (c.start >> PAGE_SHIFT, c.end >> PAGE_SHIFT);
+                let mut out = [(0, 0); MAX_NODES + 1];
+                let mut nout = 0;
+                for piece in &free[..nfree] {
+                    for left in subtract(*piece, cut) {
+                        out[nout] = left;
+                        nout += 1;
+                    }
+                }
+                (free, nfree) = (out, nout);
+            }
+            for &(ps, pe) in &free[..nfree] {
                 for z in ZoneKind::ALL {
                     let (zs, ze) = limits.span(z);
                     let (zs, ze) = (zs >> PAGE_SHIFT, ze >> PAGE_SHIFT);
@@ -694,7 +749,7 @@ impl<A: Arch> PageAllocator<A> {
                     // One node's run at a time: a buddy block never spans two nodes.
                     while is < ie {
                         let (re, node) = topology.run_at(is, ie);
-                        let zone = &numa.nodes[node].zones[z.index()];
+                        let zone = &nodes[node].zones[z.index()];
                         zone.area.lock().add_range(
                             &table,
                             first + (is - s) as u32,
@@ -706,10 +761,15 @@ impl<A: Arch> PageAllocator<A> {
                 }
             }
         }
+        let meta = core::array::from_fn(|n| {
+            let p = &layout.pieces[n];
+            (p.range(), p.home)
+        });
         Ok(PageAllocator {
             table,
             pcp,
             numa,
+            nodes,
             meta,
             limits,
             hotplug: spin::Mutex::new(()),
@@ -742,7 +802,7 @@ impl<A: Arch> PageAllocator<A> {
             && !gfp.contains(Gfp::ZERO)
             && let Some(Some(idx)) = self.pcp.try_owned(|lists| {
                 // The CPU's lists hold its own node's frames: the preferred node.
-                let zones = &self.numa.nodes[lists.node].zones;
+                let zones = &self.nodes[lists.node].zones;
                 let z = (0..=gfp.zone().index())
                     .rev()
                     .find(|&z| zones[z].managed.load(Relaxed) != 0)?;
@@ -814,7 +874,7 @@ impl<A: Arch> PageAllocator<A> {
             // The zones of `gfp.zone().fallbacks()`, as a plain loop: this is the page
             // fast path.
             for z in (0..=gfp.zone().index()).rev() {
-                let zone = &self.numa.nodes[n].zones[z];
+                let zone = &self.nodes[n].zones[z];
                 if zone.managed.load(Relaxed) == 0 {
                     continue;
                 }
@@ -826,7 +886,7 @@ impl<A: Arch> PageAllocator<A> {
                         .alloc(&self.table, order, FrameState::Allocated),
                 };
                 if got.is_some() {
-                    self.numa.nodes[n].count_alloc(n, node);
+                    self.nodes[n].count_alloc(n, node);
                     return got;
                 }
             }
@@ -842,7 +902,7 @@ impl<A: Arch> PageAllocator<A> {
             let mut lists = self.pcp.local();
             if lists.node != node {
                 drop(lists);
-                return self.numa.nodes[node].zones[z].area.lock().alloc(
+                return self.nodes[node].zones[z].area.lock().alloc(
                     &self.table,
                     order,
                     FrameState::Allocated,
@@ -850,7 +910,7 @@ impl<A: Arch> PageAllocator<A> {
             }
             let list = &mut lists[z];
             if list.is_empty(l) {
-                let mut area = self.numa.nodes[node].zones[z].area.lock();
+                let mut area = self.nodes[node].zones[z].area.lock();
                 for _ in 0..PcpLists::batch(l) {
                     match area.alloc(&self.table, order, FrameState::PcpCached) {
                         Some(idx) => list.push(l, idx),
@@ -919,7 +979,7 @@ impl<A: Arch> PageAllocator<A> {
         let mut lists = self.pcp.local();
         if lists.node != node {
             drop(lists);
-            let home = &self.numa.nodes[node];
+            let home = &self.nodes[node];
             home.count_remote_free();
             home.zones[zone]
                 .area
@@ -929,7 +989,7 @@ impl<A: Arch> PageAllocator<A> {
         }
         let list = &mut lists[zone];
         if list.is_full(l) {
-            let mut area = self.numa.nodes[node].zones[zone].area.lock();
+            let mut area = self.nodes[node].zones[zone].area.lock();
             let order = PCP_ORDERS[l];
             list.take_cold(l, PcpLists::batch(l), |i| area.free(&self.table, i, order));
         }
@@ -961,7 +1021,7 @@ impl<A: Arch> PageAllocator<A> {
                 .map_err(|_| free_error(f, pa, order))?;
             self.pcp_push(node, zone, l, idx);
         } else {
-            let mut area = self.numa.nodes[node].zones[zone].area.lock();
+            let mut area = self.nodes[node].zones[zone].area.lock();
             if f.state() != FrameState::Allocated || f.order() != order {
                 return Err(free_error(f, pa, order));
             }
@@ -991,7 +1051,7 @@ impl<A: Arch> PageAllocator<A> {
     /// ```
     pub fn drain_pcp(&self, cpu: usize) {
         let mut lists = self.pcp.cpu(cpu);
-        let zones = &self.numa.nodes[lists.node].zones;
+        let zones = &self.nodes[lists.node].zones;
         for (z, zone_lists) in lists.iter_mut().enumerate() {
             for (l, &order) in PCP_ORDERS.iter().enumerate() {
                 if zone_lists.is_empty(l) {
@@ -1106,7 +1166,8 @@ impl<A: Arch> PageAllocator<A> {
             nr_nodes,
             frames: self.table.len() + hot_frames as u32,
             frame_bytes: size_of::<PageFrame>(),
-            meta: self.meta,
+            meta: self.meta[0].0,
+            meta_bytes: self.meta[..nr_nodes].iter().map(|(r, _)| r.size()).sum(),
             hot_regions,
             hot_bytes: hot_frames * PAGE_SIZE,
             hot_meta_bytes: hot_meta * PAGE_SIZE,
@@ -1124,9 +1185,7 @@ impl<A: Arch> PageAllocator<A> {
     /// Every zone of every node, node by node: the zone locks' order.
     #[cfg(any(test, feature = "hosted"))]
     fn zones(&self) -> impl DoubleEndedIterator<Item = &Zone<A>> {
-        self.numa.nodes[..self.nr_nodes()]
-            .iter()
-            .flat_map(|n| &n.zones)
+        self.nodes.first(self.nr_nodes()).flat_map(|n| &n.zones)
     }
 
     /// The descriptor table: descriptors by index and by address (the slab layer links

@@ -11,64 +11,96 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::buddy::NR_ORDERS;
+use super::memmap::PhysRange;
 use super::numa::{MAX_NODES, NodeId, Topology};
 use super::zone::{NR_ZONES, ZoneKind};
 use super::{PageAllocator, PageError, PageInfo, PhysAddr, Zone, ZoneInfo};
 use crate::arch::Arch;
 use crate::gfp::Gfp;
 
-/// The allocator's NUMA state: its topology, each node's fallback order and every node's
-/// zones. It lives in the carved metadata area, after the per-CPU lists, so that the
-/// allocator itself stays small: kernels build it on a boot stack and move it.
-pub(crate) struct NumaState<A: Arch> {
+/// What every node shares: the topology and each node's fallback order. It lives in node
+/// 0's metadata (`super::meta`), so that the allocator itself stays small: kernels build
+/// it on a boot stack and move it.
+pub(crate) struct NumaState {
     pub(crate) topology: Topology,
     /// For each node, the nodes to take memory from, nearest first.
     pub(crate) fallback: [[u8; MAX_NODES]; MAX_NODES],
-    /// Each node's zones; the first `topology.nodes()` are in use.
-    pub(crate) nodes: [Node<A>; MAX_NODES],
 }
 
-impl<A: Arch> NumaState<A> {
-    /// The state for `topology`, every zone empty.
-    pub(crate) fn new(topology: &Topology) -> NumaState<A> {
+impl NumaState {
+    /// The state for `topology`.
+    pub(crate) fn new(topology: &Topology) -> NumaState {
         NumaState {
             topology: topology.clone(),
             fallback: fallback_orders(topology),
-            nodes: core::array::from_fn(|_| Node::new()),
         }
     }
 }
 
-/// The allocator's [`NumaState`], in memory the allocator owns for its lifetime.
-pub(crate) struct NumaRef<A: Arch>(NonNull<NumaState<A>>);
+/// A `T` the allocator placed in memory it owns for its lifetime (its metadata).
+pub(crate) struct MetaRef<T>(NonNull<T>);
 
-// SAFETY: the state is reached only through shared references; what changes in it is
-// atomics and locks (`Node`), and the memory lives as long as the allocator.
-unsafe impl<A: Arch> Send for NumaRef<A> {}
+// SAFETY: the value is reached only through shared references; what changes in it is
+// atomics and locks, and the memory lives as long as the allocator.
+unsafe impl<T: Sync> Send for MetaRef<T> {}
 // SAFETY: as for Send.
-unsafe impl<A: Arch> Sync for NumaRef<A> {}
+unsafe impl<T: Sync> Sync for MetaRef<T> {}
 
-impl<A: Arch> NumaRef<A> {
-    /// Writes `state` at `at` and refers to it.
+impl<T> MetaRef<T> {
+    /// Writes `value` at `at` and refers to it.
     ///
     /// # Safety
-    /// `at` is aligned for `NumaState`, writable for its size, and used by nothing else
-    /// for as long as the returned reference lives.
-    pub(crate) unsafe fn init_at(at: *mut NumaState<A>, state: NumaState<A>) -> NumaRef<A> {
+    /// `at` is aligned for `T`, writable for its size, and used by nothing else for as
+    /// long as the returned reference (or a copy of it) lives.
+    pub(crate) unsafe fn init_at(at: *mut T, value: T) -> MetaRef<T> {
         // SAFETY: the caller's contract.
-        unsafe { at.write(state) };
+        unsafe { at.write(value) };
         // SAFETY: as above: `at` is a valid, hence non-null, pointer.
-        NumaRef(unsafe { NonNull::new_unchecked(at) })
+        MetaRef(unsafe { NonNull::new_unchecked(at) })
     }
 }
 
-impl<A: Arch> core::ops::Deref for NumaRef<A> {
-    type Target = NumaState<A>;
+impl<T> Clone for MetaRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MetaRef<T> {}
+
+impl<T> core::ops::Deref for MetaRef<T> {
+    type Target = T;
     #[inline(always)]
-    fn deref(&self) -> &NumaState<A> {
-        // SAFETY: `init_at` wrote the state, which lives as long as `self` (its contract)
+    fn deref(&self) -> &T {
+        // SAFETY: `init_at` wrote the value, which lives as long as `self` (its contract)
         // and is only shared.
         unsafe { self.0.as_ref() }
+    }
+}
+
+/// Each node's [`Node`], in that node's metadata: indexed by node number. Entries past
+/// the allocator's nodes refer to node 0's, so that every index below [`MAX_NODES`] is
+/// sound; nothing reaches them.
+pub(crate) struct Nodes<A: Arch>(pub(crate) [MetaRef<Node<A>>; MAX_NODES]);
+
+impl<A: Arch> core::ops::Index<NodeId> for Nodes<A> {
+    type Output = Node<A>;
+    #[inline(always)]
+    fn index(&self, n: NodeId) -> &Node<A> {
+        &self.0[n]
+    }
+}
+
+impl<A: Arch> Nodes<A> {
+    /// The first `n` nodes, in order.
+    #[cfg(any(test, feature = "hosted"))]
+    pub(crate) fn first(&self, n: usize) -> impl DoubleEndedIterator<Item = &Node<A>> {
+        self.0[..n].iter().map(|r| &**r)
+    }
+
+    /// Node `n`'s address (where its metadata went).
+    #[cfg(test)]
+    pub(crate) fn addr(&self, n: NodeId) -> usize {
+        self.0[n].0.as_ptr() as usize
     }
 }
 
@@ -146,6 +178,10 @@ pub struct NodeInfo {
     pub remote_allocs: u64,
     /// Blocks of this node freed by CPUs of other nodes, which went straight home.
     pub remote_frees: u64,
+    /// The node's metadata: its descriptors, its CPUs' page lists and its zones.
+    pub meta: PhysRange,
+    /// The node whose memory holds that metadata: this one, unless it had no room.
+    pub meta_home: NodeId,
 }
 
 impl NodeInfo {
@@ -159,6 +195,8 @@ impl NodeInfo {
         local_allocs: 0,
         remote_allocs: 0,
         remote_frees: 0,
+        meta: PhysRange { start: 0, end: 0 },
+        meta_home: 0,
     };
 
     /// Frames handed to the node's zones.
@@ -250,6 +288,42 @@ impl fmt::Display for NumaStat<'_> {
     }
 }
 
+/// Where each node's metadata is: one line per node, saying so when it had to go to
+/// another node's memory (the boot log's metadata line on several nodes).
+///
+/// # Examples
+/// ```
+/// # let heap = kmem::hosted::Heap::with_nodes(2, 16 << 20);
+/// # let kmem = heap.get().unwrap();
+/// use kmem::mm::NodeMeta;
+/// let text = NodeMeta(&kmem.pages().info()).to_string();
+/// print!("{text}");
+/// assert_eq!(text.lines().count(), 2); // one row per node
+/// assert!(text.starts_with("  node 0 metadata"));
+/// ```
+pub struct NodeMeta<'a>(
+    /// The figures to show.
+    pub &'a PageInfo,
+);
+
+impl fmt::Display for NodeMeta<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (node, n) in self.0.node_infos().iter().enumerate() {
+            write!(
+                f,
+                "  node {node} metadata {} KiB at {}",
+                n.meta.size() / 1024,
+                n.meta
+            )?;
+            if n.meta_home != node {
+                write!(f, " (on node {}: no room on its own)", n.meta_home)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
 impl<A: Arch> PageAllocator<A> {
     /// Allocates a block of 2^`order` frames preferring `node`'s memory; with
     /// [`Gfp::THIS_NODE`], only `node`'s. Otherwise as [`PageAllocator::alloc_pages`],
@@ -298,6 +372,28 @@ impl<A: Arch> PageAllocator<A> {
         self.frame(pa).map(|f| f.node())
     }
 
+    /// The node whose memory holds the descriptor of the frame at `pa`, if kmem
+    /// manages it: the frame's own node, unless that node had no room for its metadata
+    /// ([`NodeInfo::meta_home`]).
+    ///
+    /// # Examples
+    /// ```
+    /// # let heap = kmem::hosted::Heap::with_nodes(2, 16 << 20);
+    /// # let kmem = heap.get().unwrap();
+    /// use kmem::Gfp;
+    /// let pages = kmem.pages();
+    /// let pa = pages.alloc_pages_node(1, 0, Gfp::KERNEL | Gfp::THIS_NODE)?;
+    /// assert_eq!(pages.descriptor_node_of(pa), Some(1));
+    /// assert_eq!(pages.descriptor_node_of(1), None);
+    /// unsafe { pages.free_pages(pa, 0) }?; // SAFETY: pa is not used again.
+    /// # Ok::<(), kmem::PageError>(())
+    /// ```
+    pub fn descriptor_node_of(&self, pa: PhysAddr) -> Option<NodeId> {
+        let f = self.frame(pa)?;
+        let at = A::virt_to_phys(f as *const _ as usize);
+        Some(self.numa.topology.node_of(at).unwrap_or(0))
+    }
+
     /// Number of nodes.
     ///
     /// # Examples
@@ -342,7 +438,7 @@ impl<A: Arch> PageAllocator<A> {
 
     /// Node `node`'s figures, per-CPU pages `pcp` (by zone) given.
     pub(crate) fn node_info(&self, node: NodeId, pcp: &[u64; NR_ZONES]) -> NodeInfo {
-        let n = &self.numa.nodes[node];
+        let n = &self.nodes[node];
         NodeInfo {
             zones: core::array::from_fn(|z| {
                 let area = n.zones[z].area.lock();
@@ -357,6 +453,8 @@ impl<A: Arch> PageAllocator<A> {
             local_allocs: n.local_allocs.load(Relaxed),
             remote_allocs: n.remote_allocs.load(Relaxed),
             remote_frees: n.remote_frees.load(Relaxed),
+            meta: self.meta[node].0,
+            meta_home: self.meta[node].1,
         }
     }
 }
