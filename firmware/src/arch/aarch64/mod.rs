@@ -8,7 +8,7 @@
 mod boot;
 pub mod cache;
 pub mod exception;
-mod mmu;
+pub mod mmu;
 pub mod mte;
 pub mod mte_fault;
 pub mod psci;
