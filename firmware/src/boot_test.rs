@@ -26,8 +26,11 @@ use crate::{println, smp};
 use kmem::Arch;
 
 /// Ticks each core must take in the `ticks` test, one every [`TICK_PERIOD_US`]; and how
-/// long a core may take to see them, time enough for a vCPU that QEMU runs seldom.
-const TICKS_WANTED: u64 = 3;
+/// long a core may take to see them, time enough for a vCPU that QEMU runs seldom. One
+/// shows the core's interrupts arrive through its own redistributor: with 256 vCPUs on
+/// two host cores, QEMU gave some cores only one in a minute (the self-tests check the
+/// ticks' rate on smaller machines).
+const TICKS_WANTED: u64 = 1;
 const TICK_PERIOD_US: u64 = 1_000;
 const TICKS_TIMEOUT_US: u64 = 60_000_000;
 static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -62,7 +65,7 @@ pub fn run(name: &str) -> ! {
             let ticked = smp::run_on_all(take_ticks);
             let slowest = smp::online_ids().map(|c| TICKS[c].load(Relaxed)).min();
             println!(
-                "boot test: {} cpus online; {TICKS_WANTED} ticks on each: {} (the fewest \
+                "boot test: {} cpus online; {TICKS_WANTED} tick(s) on each: {} (the fewest \
                  on a cpu: {})",
                 smp::online(),
                 ticked.err().unwrap_or("ok"),

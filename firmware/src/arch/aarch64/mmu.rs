@@ -165,7 +165,11 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             t.l1.0[gib] = d.get();
         }
     }
-    for gib in HIGH_DEVICE.iter().map(|h| h.load(Relaxed)).filter(|&g| g != 0) {
+    for gib in HIGH_DEVICE
+        .iter()
+        .map(|h| h.load(Relaxed))
+        .filter(|&g| g != 0)
+    {
         // A level-1 block descriptor has a level-2 block's layout, its address 1 GiB aligned.
         t.l1.0[gib as usize] = descriptor(gib << 30, Mapping::Device, false);
     }

@@ -10,6 +10,7 @@
 //! redistributor regions past 4 GiB (QEMU's second, with more than 123 cores) are mapped
 //! as device memory of their own.
 
+mod gic_tests;
 mod tests;
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -187,6 +188,7 @@ impl Board for Virt {
         ),
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("device_tree_addresses", tests::device_tree_addresses),
+        ("device_tree_gicv3", gic_tests::device_tree_gicv3),
     ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
@@ -283,11 +285,11 @@ fn vet_devices(
         }
     });
     if let Some(v3) = gicv3(fdt, &GICV3, notes) {
-        vet_gic(layout, v3.distributor, GICV3_GICD_SPAN, "GIC distributor")?;
+        vet_gic(layout, v3.distributor, GICV3_GICD_SPAN, "GIC distributor", false)?;
         let mut redistributors = [(0, 0); MAX_REDISTRIBUTOR_REGIONS];
         for (reg, kept) in v3.regions.iter().zip(&mut redistributors) {
             if let Some(reg) = *reg {
-                vet_gic(layout, reg, reg.size, "GIC redistributors")?;
+                vet_gic(layout, reg, reg.size, "GIC redistributors", true)?;
                 *kept = (reg.base as usize, reg.size as usize);
             }
         }
@@ -296,8 +298,8 @@ fn vet_devices(
             redistributors,
         });
     } else if let Some((d, cpu_interface)) = dt::gic(fdt, &GICV2) {
-        vet_gic(layout, d, GICD_SPAN, "GIC distributor")?;
-        vet_gic(layout, cpu_interface, GICC_SPAN, "GIC CPU interface")?;
+        vet_gic(layout, d, GICD_SPAN, "GIC distributor", false)?;
+        vet_gic(layout, cpu_interface, GICC_SPAN, "GIC CPU interface", false)?;
         devices.gic = Some(GicRegs::V2 {
             distributor: d.base as usize,
             cpu_interface: cpu_interface.base as usize,
@@ -307,15 +309,24 @@ fn vet_devices(
 }
 
 /// Vets the GIC block at `reg`, taking at least `span` bytes; a refusal is a boot error
-/// naming `what`. A block past the RAM the identity map covers, which the MMU can map as
-/// device memory on its own (`mmu::high_device_gibs`: QEMU's second redistributor region,
-/// at 256 GiB), passes too: `keep_gic` has it mapped.
-fn vet_gic(layout: &Layout<'_>, reg: Reg, span: u64, what: &'static str) -> Result<(), DtError> {
+/// naming `what`. With `high`, for a redistributor region, a block past the RAM the
+/// identity map covers, which the MMU can map as device memory on its own
+/// (`mmu::high_device_gibs`: QEMU's second region, at 256 GiB), passes too: `keep_gic`
+/// has it mapped. The other blocks are QEMU's below 4 GiB, and nothing past it is
+/// believed for them.
+fn vet_gic(
+    layout: &Layout<'_>,
+    reg: Reg,
+    span: u64,
+    what: &'static str,
+    high: bool,
+) -> Result<(), DtError> {
     let size = reg.size.max(span);
     match layout.device(reg.base, size) {
         Err(Refusal::NotDevice)
-            if PhysRange::from_base_size(reg.base, size)
-                .is_ok_and(|r| mmu::high_device_gibs(r).is_some()) =>
+            if high
+                && PhysRange::from_base_size(reg.base, size)
+                    .is_ok_and(|r| mmu::high_device_gibs(r).is_some()) =>
         {
             Ok(())
         }
