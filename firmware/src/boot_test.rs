@@ -123,7 +123,7 @@ fn churn(cpu: usize) -> Result<(), &'static str> {
 
 /// Starts this core's ticks, waits for [`TICKS_WANTED`] of them, and stops them.
 fn take_ticks(cpu: usize) -> Result<(), &'static str> {
-    board::ticks_start(TICK_PERIOD_US)?;
+    board::ticks_start(TICK_PERIOD_US).inspect_err(|e| println!("boot test: cpu {cpu}: {e}"))?;
     Cpu::enable_interrupts();
     let seen = Deadline::after_us(TICKS_TIMEOUT_US)
         .wait(|| TICKS[cpu].load(Relaxed) >= TICKS_WANTED)
