@@ -8,7 +8,7 @@
 mod boot;
 pub mod cache;
 pub mod exception;
-pub mod mmu;
+mod mmu;
 pub mod mte;
 pub mod mte_fault;
 pub mod psci;
@@ -27,6 +27,7 @@ use kmem::mm::memmap::PhysRange;
 
 pub use AArch64 as Cpu;
 pub use boot::secondary_entry;
+pub use mmu::{high_device_gibs, map_high_device};
 
 /// aarch64 at EL1 with the identity map that [`mmu`] builds.
 pub struct AArch64;

@@ -26,7 +26,7 @@ use super::gic_ticks::Gic;
 use super::vet::{Layout, Refusal, Refused};
 use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
 use crate::arch::aarch64::psci::Conduit;
-use crate::arch::aarch64::{mmu, psci, secondary_entry};
+use crate::arch::aarch64::{high_device_gibs, map_high_device, psci, secondary_entry};
 use crate::arch::cpu::{Cpu, Isa};
 use kmem::mm::memmap::{MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
@@ -52,7 +52,7 @@ fn gic() -> Option<Gic> {
     }
     // SAFETY: non-zero values are the device tree's GIC register blocks, which `describe`
     // vetted (every redistributor region whole, for a GICv3): device memory in the
-    // identity map (those above its RAM by `mmu::map_high_device`), away from RAM.
+    // identity map (those above its RAM by `map_high_device`), away from RAM.
     Some(unsafe {
         if cpu_interface != 0 {
             Gic::V2(Gicv2::new(d, cpu_interface))
@@ -82,7 +82,7 @@ fn keep_gic(gic: GicRegs) {
             GIC_DISTRIBUTOR.store(distributor, Relaxed);
             for ((base, size), [b, s]) in redistributors.into_iter().zip(&GIC_REGIONS) {
                 let reachable = PhysRange::from_base_size(base as u64, size as u64)
-                    .is_ok_and(|r| mmu::high_device_gibs(r).is_none() || mmu::map_high_device(r));
+                    .is_ok_and(|r| high_device_gibs(r).is_none() || map_high_device(r));
                 if size > 0 && reachable {
                     b.store(base, Relaxed);
                     s.store(size, Relaxed);
@@ -311,7 +311,7 @@ fn vet_devices(
 /// Vets the GIC block at `reg`, taking at least `span` bytes; a refusal is a boot error
 /// naming `what`. With `high`, for a redistributor region, a block past the RAM the
 /// identity map covers, which the MMU can map as device memory on its own
-/// (`mmu::high_device_gibs`: QEMU's second region, at 256 GiB), passes too: `keep_gic`
+/// (`high_device_gibs`: QEMU's second region, at 256 GiB), passes too: `keep_gic`
 /// has it mapped. The other blocks are QEMU's below 4 GiB, and nothing past it is
 /// believed for them.
 fn vet_gic(
@@ -326,7 +326,7 @@ fn vet_gic(
         Err(Refusal::NotDevice)
             if high
                 && PhysRange::from_base_size(reg.base, size)
-                    .is_ok_and(|r| mmu::high_device_gibs(r).is_some()) =>
+                    .is_ok_and(|r| high_device_gibs(r).is_some()) =>
         {
             Ok(())
         }
