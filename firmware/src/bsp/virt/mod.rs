@@ -110,7 +110,7 @@ const GICV3: [&str; 1] = ["arm,gic-v3"];
 pub enum GicRegs {
     /// A GICv2: its distributor and CPU interface.
     V2 { distributor: usize, cpu_interface: usize },
-    /// A GICv3: its distributor and its redistributor regions (size 0 past the last).
+    /// A GICv3: its distributor and its redistributor regions (size 0 where none is kept).
     V3 {
         distributor: usize,
         redistributors: [RedistributorRegion; MAX_REDISTRIBUTOR_REGIONS],
