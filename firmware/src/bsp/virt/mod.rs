@@ -6,9 +6,10 @@
 //! `probe` (the console switched, the GIC and the PSCI conduit kept): the self-test
 //! `device_tree_addresses` runs [`describe`] on hostile trees. Each device address is
 //! vetted (`bsp::vet`) before it is kept: a console UART that fails falls back to QEMU's
-//! PL011, and says so in the boot report; a GIC that fails is a boot error. A GICv3's
-//! redistributor regions past 4 GiB (QEMU's second, with more than 123 cores) are mapped
-//! as device memory of their own.
+//! PL011, and says so in the boot report; a GIC distributor or CPU interface that fails is
+//! a boot error, a GICv3 redistributor region that fails is left out with a note (the
+//! cores it serves get no ticks). Regions past 4 GiB (QEMU's second, with more than 123
+//! cores) are mapped as device memory of their own.
 
 mod gic_tests;
 mod tests;
@@ -285,21 +286,27 @@ fn vet_devices(
         }
     });
     if let Some(v3) = gicv3(fdt, &GICV3, notes) {
-        vet_gic(layout, v3.distributor, GICV3_GICD_SPAN, "GIC distributor", false)?;
+        vet_gic(layout, v3.distributor, GICV3_GICD_SPAN, "GIC distributor", false)
+            .map_err(DtError::Refused)?;
+        // A region refused is left out like one the tree gets wrong (`devicetree_gic`):
+        // the cores it serves get no ticks, the rest boot.
+        let usable = v3.regions.iter().flatten().filter(|r| {
+            vet_gic(layout, **r, r.size, "GIC redistributors", true)
+                .inspect_err(|refused| notes.push(format_args!("refused: {refused}; left out")))
+                .is_ok()
+        });
         let mut redistributors = [(0, 0); MAX_REDISTRIBUTOR_REGIONS];
-        for (reg, kept) in v3.regions.iter().zip(&mut redistributors) {
-            if let Some(reg) = *reg {
-                vet_gic(layout, reg, reg.size, "GIC redistributors", true)?;
-                *kept = (reg.base as usize, reg.size as usize);
-            }
+        for (r, kept) in usable.zip(&mut redistributors) {
+            *kept = (r.base as usize, r.size as usize);
         }
         devices.gic = Some(GicRegs::V3 {
             distributor: v3.distributor.base as usize,
             redistributors,
         });
     } else if let Some((d, cpu_interface)) = dt::gic(fdt, &GICV2) {
-        vet_gic(layout, d, GICD_SPAN, "GIC distributor", false)?;
-        vet_gic(layout, cpu_interface, GICC_SPAN, "GIC CPU interface", false)?;
+        vet_gic(layout, d, GICD_SPAN, "GIC distributor", false).map_err(DtError::Refused)?;
+        vet_gic(layout, cpu_interface, GICC_SPAN, "GIC CPU interface", false)
+            .map_err(DtError::Refused)?;
         devices.gic = Some(GicRegs::V2 {
             distributor: d.base as usize,
             cpu_interface: cpu_interface.base as usize,
@@ -308,8 +315,7 @@ fn vet_devices(
     Ok(())
 }
 
-/// Vets the GIC block at `reg`, taking at least `span` bytes; a refusal is a boot error
-/// naming `what`. With `high`, for a redistributor region, a block past the RAM the
+/// Vets the GIC block at `reg`, taking at least `span` bytes, as `what`. With `high`, for a redistributor region, a block past the RAM the
 /// identity map covers, which the MMU can map as device memory on its own
 /// (`high_device_gibs`: QEMU's second region, at 256 GiB), passes too: `keep_gic`
 /// has it mapped. The other blocks are QEMU's below 4 GiB, and nothing past it is
@@ -320,7 +326,7 @@ fn vet_gic(
     span: u64,
     what: &'static str,
     high: bool,
-) -> Result<(), DtError> {
+) -> Result<(), Refused> {
     let size = reg.size.max(span);
     match layout.device(reg.base, size) {
         Err(Refusal::NotDevice)
@@ -331,11 +337,11 @@ fn vet_gic(
             Ok(())
         }
         Ok(_) => Ok(()),
-        Err(why) => Err(DtError::Refused(Refused {
+        Err(why) => Err(Refused {
             what,
             source: reg.node,
             addr: reg.base,
             why,
-        })),
+        }),
     }
 }
