@@ -10,7 +10,7 @@
 //! - `boot`: boot, allocate and free on every core, `validate` the allocator, and end with
 //!   success when all is well: a quick look at a machine booted from hostile boot
 //!   information (a console or a device refused must leave the allocator's memory alone).
-//! - `ticks`: boot, and have every core take a few timer interrupts through the board's
+//! - `ticks`: boot, and have every core take a timer interrupt through the board's
 //!   interrupt controller, then end with success when each did: the quick look at a
 //!   machine with many cores (`make smp-256`: on QEMU virt, cores past 123 find their
 //!   GICv3 redistributors in a second region), where the self-tests would take hours.
@@ -25,11 +25,10 @@ use crate::bsp::{Board, board, ticks};
 use crate::{println, smp};
 use kmem::Arch;
 
-/// Ticks each core must take in the `ticks` test, one every [`TICK_PERIOD_US`]; and how
-/// long a core may take to see them, time enough for a vCPU that QEMU runs seldom. One
-/// shows the core's interrupts arrive through its own redistributor: with 256 vCPUs on
-/// two host cores, QEMU gave some cores only one in a minute (the self-tests check the
-/// ticks' rate on smaller machines).
+/// Ticks each core must take in the `ticks` test, one due every [`TICK_PERIOD_US`]; and
+/// how long a core may take to see them, time enough for a vCPU that QEMU runs seldom
+/// (256 vCPUs on two host cores). One shows the core's interrupts arrive through its own
+/// redistributor; the self-tests check the ticks' rate, on smaller machines.
 const TICKS_WANTED: u64 = 1;
 const TICK_PERIOD_US: u64 = 1_000;
 const TICKS_TIMEOUT_US: u64 = 90_000_000;

@@ -110,7 +110,7 @@ pub fn mixed_until(cpu: usize, stop: impl Fn() -> bool) -> Result<(), &'static s
     mixed_while(cpu, |_| !stop())
 }
 
-/// The workload for as long as `go(step)` says (steps counted from 1).
+/// The workload for as long as `go(steps done so far)` says.
 fn mixed_while(cpu: usize, go: impl Fn(u64) -> bool) -> Result<(), &'static str> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((cpu as u64 + 1) << 32) ^ Cpu::cycles();
     let mut held = [Obj(0, 0, 0); HELD];
