@@ -32,16 +32,16 @@ pub fn hold_back(map: &NormalizedMap) -> Result<NormalizedMap, MapError> {
         (size > 0 && start >= r.start).then_some(PhysRange { start, end: r.end })
     });
     HELD.call_once(|| held);
-    without(map, held)
+    without(map, held.as_slice())
 }
 
-/// `map` with `range` (if any) reserved.
-pub fn without(map: &NormalizedMap, range: Option<PhysRange>) -> Result<NormalizedMap, MapError> {
+/// `map` with `ranges` reserved.
+pub fn without(map: &NormalizedMap, ranges: &[PhysRange]) -> Result<NormalizedMap, MapError> {
     let mut m = MemoryMap::new();
     for &r in map.usable() {
         m.add_range(RegionKind::Usable, r)?;
     }
-    for &r in map.reserved().iter().chain(&range) {
+    for &r in map.reserved().iter().chain(ranges) {
         m.add_range(RegionKind::Reserved, r)?;
     }
     m.normalize()

@@ -104,26 +104,36 @@ pub fn boot(x0: usize) -> ! {
     };
     // SAFETY: boot core, before the map is built and before other cores start; the map's
     // usable RAM is unused, and the range returned is kept from the allocator below.
-    let slots = unsafe { smp::place_slots(&info.map, info.cpus.len) };
+    let slots = unsafe { smp::place_slots(&info.map, info.cpus.len, &info.topology) };
     // SAFETY: boot core, nothing else running; the image, the boot data and the stacks
     // are in RAM (the image, the boot data and the slots are listed; the boot core's
     // stack is in the image).
     unsafe {
-        Cpu::mmu_build(&[info.map.usable(), &[info.image, info.boot_data, slots]]);
+        Cpu::mmu_build(&[
+            info.map.usable(),
+            &[info.image, info.boot_data],
+            slots.ranges(),
+        ]);
         Cpu::mmu_enable();
     }
     console::enable_locking();
     Cpu::configure_memory_tagging(info.bootargs);
     RNG_SEED.call_once(|| info.rng_seed);
     report::banner(&info);
-    println!(
-        "stacks: {} KiB each, the secondaries' at {slots}",
+    print!(
+        "stacks: {} KiB each, the secondaries'",
         arch::SLOT_SIZE >> 10
     );
+    for (node, run) in slots.per_node() {
+        match node {
+            Some(node) => print!(" on node {node} at {run}"),
+            None => print!(" at {run}"),
+        }
+    }
+    println!();
     // The allocator starts without the cores' slots, and without the memory held back
     // for adding at run time.
-    let map = match hotplug::without(&info.map, (slots.size() > 0).then_some(slots))
-        .and_then(|m| hotplug::hold_back(&m))
+    let map = match hotplug::without(&info.map, slots.ranges()).and_then(|m| hotplug::hold_back(&m))
     {
         Ok(map) => map,
         Err(e) => fail(format_args!("holding memory back: {e}")),

@@ -19,6 +19,7 @@ use crate::bsp::device_driver::common::Deadline;
 use crate::bsp::{Board, BootInfo, StartError, board};
 use crate::{print, println};
 use kmem::mm::memmap::{NormalizedMap, PhysRange};
+use kmem::mm::numa::{MAX_NODES, NodeId, Topology};
 
 /// Work for one core.
 pub type Job = fn(cpu: usize) -> Result<(), &'static str>;
@@ -137,44 +138,117 @@ const SLOTS_BELOW: u64 = 4 << 30;
 /// page tables as can be.
 const SLOTS_ALIGN: u64 = 2 << 20;
 
+/// Where the secondary cores' slots are: one run per NUMA node when each node had room
+/// for its own CPUs' slots below 4 GiB, else one run for all of them.
+pub struct Slots {
+    runs: [PhysRange; MAX_NODES],
+    nodes: [NodeId; MAX_NODES],
+    len: usize,
+}
+
+impl Slots {
+    /// The runs of slots, which the caller maps and keeps from the allocator.
+    pub fn ranges(&self) -> &[PhysRange] {
+        &self.runs[..self.len]
+    }
+
+    /// Each run with the node whose CPUs it holds the slots of; `None` for the one run
+    /// of every CPU's slots that [`place_slots`] falls back to.
+    pub fn per_node(&self) -> impl Iterator<Item = (Option<NodeId>, PhysRange)> + '_ {
+        let local = self.len > 1 || self.nodes[0] != NodeId::MAX;
+        (0..self.len).map(move |i| (local.then_some(self.nodes[i]), self.runs[i]))
+    }
+}
+
+/// The largest room in the usable ranges of `map` that also lie in the ranges `within`
+/// gives, below 4 GiB, starting on a [`SLOTS_ALIGN`] boundary where the range has room
+/// past one.
+fn largest_room<I: Iterator<Item = PhysRange>>(
+    map: &NormalizedMap,
+    within: impl Fn() -> I,
+) -> PhysRange {
+    map.usable()
+        .iter()
+        .flat_map(|r| {
+            within().filter_map(move |w| {
+                let (start, end) = (r.start.max(w.start), r.end.min(w.end).min(SLOTS_BELOW));
+                let aligned = start.next_multiple_of(SLOTS_ALIGN);
+                let start = if aligned < end { aligned } else { start };
+                (start < end).then_some(PhysRange { start, end })
+            })
+        })
+        .max_by_key(|r| r.size())
+        .unwrap_or(PhysRange { start: 0, end: 0 })
+}
+
 /// Carves the secondary cores' slots (their stacks, exception stacks and guard pages:
-/// `arch::secondary_slots_size`) out of the largest usable range of `map` below 4 GiB,
-/// for the `cpus` cores listed, or for as many as fit, and gives the cores their slots.
-/// Returns the range taken (empty with one core), which the caller maps and keeps from
-/// the allocator.
+/// `arch::SLOT_SIZE` each) for the `cpus` cores listed: each node's CPUs' from that
+/// node's memory in `topology`, so that a core's stack is local to it, when every node
+/// has room for its own below 4 GiB; else all of them out of the largest usable range of
+/// `map` below 4 GiB, for as many as fit. Returns where they went, which the caller maps
+/// and keeps from the allocator.
 ///
 /// # Safety
 /// Boot core, before the identity map is built and before any other core starts; the
 /// usable ranges of `map` are RAM that nothing else uses.
-pub unsafe fn place_slots(map: &NormalizedMap, cpus: usize) -> PhysRange {
-    let room = map
-        .usable()
-        .iter()
-        .filter(|r| r.start < SLOTS_BELOW)
-        .map(|r| {
-            let start = r.start.next_multiple_of(SLOTS_ALIGN);
-            let start = if start < r.end { start } else { r.start };
-            PhysRange {
-                start,
-                end: r.end.min(SLOTS_BELOW),
-            }
+pub unsafe fn place_slots(map: &NormalizedMap, cpus: usize, topology: &Topology) -> Slots {
+    let mut slots = Slots {
+        runs: [PhysRange { start: 0, end: 0 }; MAX_NODES],
+        nodes: [NodeId::MAX; MAX_NODES],
+        len: 0,
+    };
+    let node_cpus = |node| (1..cpus).filter(move |&c| topology.node_of_cpu(c) == node);
+    for node in (0..topology.nodes().min(MAX_NODES)).filter(|&n| node_cpus(n).next().is_some()) {
+        let room = largest_room(map, || topology.memory(node));
+        let need = (node_cpus(node).count() * arch::SLOT_SIZE) as u64;
+        if room.size() < need || slots.len == MAX_NODES {
+            slots.len = 0;
+            break;
+        }
+        slots.runs[slots.len] = PhysRange {
+            start: room.start,
+            end: room.start + need,
+        };
+        slots.nodes[slots.len] = node;
+        slots.len += 1;
+    }
+    let placed: usize = (0..slots.len)
+        .map(|i| node_cpus(slots.nodes[i]).count())
+        .sum();
+    if slots.len > 0 && placed == cpus.saturating_sub(1) {
+        SLOTS.store(cpus, Relaxed);
+        for (&run, &node) in slots.runs.iter().zip(&slots.nodes).take(slots.len) {
+            // SAFETY: `run` is usable RAM of the map in this node's memory, disjoint from
+            // every other node's run, which the caller hands to nothing else (the
+            // caller's contract); boot core, before the map is built and others start.
+            unsafe { arch::place_secondary_slots(run.start, node_cpus(node)) };
+        }
+        return slots;
+    }
+    let room = largest_room(map, || {
+        core::iter::once(PhysRange {
+            start: 0,
+            end: u64::MAX,
         })
-        .max_by_key(|r| r.size());
-    let room = room.unwrap_or(PhysRange { start: 0, end: 0 });
+    });
     let fit = (1..=cpus)
         .rev()
         .find(|&n| arch::secondary_slots_size(n) <= room.size())
         .unwrap_or(1);
     // Plain stores: the MMU may be off.
     SLOTS.store(fit, Relaxed);
-    let slots = PhysRange {
+    let run = PhysRange {
         start: room.start,
         end: room.start + arch::secondary_slots_size(fit),
     };
-    // SAFETY: `slots` is usable RAM of the map, which the caller hands to nothing else
+    // SAFETY: `run` is usable RAM of the map, which the caller hands to nothing else
     // (the caller's contract); boot core, before the map is built and other cores start.
-    unsafe { arch::place_secondary_slots(slots.start, fit) };
-    slots
+    unsafe { arch::place_secondary_slots(run.start, 1..fit) };
+    Slots {
+        runs: [run; MAX_NODES],
+        nodes: [NodeId::MAX; MAX_NODES],
+        len: usize::from(run.size() > 0),
+    }
 }
 
 /// Why listed CPU `cpu` is not online, if it was listed and is not.

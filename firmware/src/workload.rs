@@ -99,13 +99,24 @@ fn done(step: u64) -> bool {
     }
 }
 
-/// One core's share of the workload.
+/// One core's share of the workload, until [`run`]'s deadline or step count.
 pub fn mixed(cpu: usize) -> Result<(), &'static str> {
+    mixed_while(cpu, |step| !done(step))
+}
+
+/// One core's share of the workload until `stop` says so (asked before every step), for
+/// a job that ends it its own way rather than at [`run`]'s deadline.
+pub fn mixed_until(cpu: usize, stop: impl Fn() -> bool) -> Result<(), &'static str> {
+    mixed_while(cpu, |_| !stop())
+}
+
+/// The workload for as long as `go(steps done so far)` says.
+fn mixed_while(cpu: usize, go: impl Fn(u64) -> bool) -> Result<(), &'static str> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ ((cpu as u64 + 1) << 32) ^ Cpu::cycles();
     let mut held = [Obj(0, 0, 0); HELD];
     let (mut ops, mut remote) = (0u64, 0u64);
     let mut step = 0;
-    while !done(step) {
+    while go(step) {
         step += 1;
         let r = next(&mut rng);
         let slot = (r as usize >> 8) % HELD;

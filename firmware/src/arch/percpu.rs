@@ -10,8 +10,9 @@
 //! Each core has a slot: a guard page, its stack above it, its exception stack above
 //! that. The boot core's slot is a static ([`BOOT_SLOT`]), as it runs before anything
 //! about the machine is known; the other cores' slots are carved from RAM at boot, sized
-//! for the CPUs the boot information lists ([`place_secondary_slots`]), so that the image
-//! does not grow with [`MAX_CPUS`]. Every ISA's MMU leaves the guard pages unmapped
+//! for the CPUs the boot information lists ([`place_secondary_slots`]: one run per NUMA
+//! node, from the node's own memory, when `smp::place_slots` finds room), so that the
+//! image does not grow with [`MAX_CPUS`]. Every ISA's MMU leaves the guard pages unmapped
 //! ([`guard_pages`]): a core that runs its stack out faults there instead of writing over
 //! what lies below. The fault cannot be reported on the stack that overflowed, so the
 //! ISA's exception entry switches to the core's exception stack, and the report names
@@ -24,6 +25,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::cpu::MAX_CPUS;
 use kmem::mm::memmap::PhysRange;
+use kmem::mm::numa::MAX_NODES;
 
 /// Bytes of stack per core. The boot core reads the boot information on its stack with
 /// the MMU off, before any guard page works, and that takes about 55 KiB (memory maps
@@ -111,16 +113,19 @@ pub fn secondary_slots_size(cpus: usize) -> u64 {
     (cpus.clamp(1, MAX_CPUS) as u64 - 1) * SLOT_SIZE as u64
 }
 
-/// Gives cores `1..cpus` their slots, one after another from `base`, which must start
-/// [`secondary_slots_size`]`(cpus)` bytes of RAM.
+/// Gives the secondary cores `cpus` (logical ids, none 0) their slots, one after another
+/// from `base`, which must start [`SLOT_SIZE`] bytes of RAM for each.
 ///
 /// # Safety
 /// Boot core, before the identity map is built (it leaves out the guard pages placed
 /// here) and before any other core starts. Those bytes are RAM that nothing else uses,
 /// ever: the stacks live as long as the machine.
-pub unsafe fn place_secondary_slots(base: u64, cpus: usize) {
-    for (i, area) in CPU_AREAS.iter().enumerate().take(cpus).skip(1) {
-        let slot = (base + ((i - 1) * SLOT_SIZE) as u64) as *mut u8;
+pub unsafe fn place_secondary_slots(base: u64, cpus: impl IntoIterator<Item = usize>) {
+    let areas = cpus
+        .into_iter()
+        .filter_map(|c| CPU_AREAS[1..].get(c.wrapping_sub(1)));
+    for (n, area) in areas.enumerate() {
+        let slot = (base + (n * SLOT_SIZE) as u64) as *mut u8;
         // Plain stores (the MMU may be off); each core reads its own only once started.
         area.stack_top
             .store(slot.wrapping_add(GUARD_SIZE + STACK_SIZE), Relaxed);
@@ -147,16 +152,17 @@ fn guard_page(cpu: usize) -> Option<PhysRange> {
 }
 
 /// Every core's guard page, for the MMU to leave unmapped (slots are identity-mapped,
-/// so these are physical addresses too). Slots are given to cores `0..n` together.
+/// so these are physical addresses too). Slots are given to cores `0..n` together,
+/// wherever each one's lies.
 pub(super) fn guard_pages() -> impl Iterator<Item = PhysRange> {
     (0..MAX_CPUS).map_while(guard_page)
 }
 
 /// How many distinct `block`-aligned blocks the guard pages may lie across at most: the
-/// boot core's slot and the others', each a run of slots that may start anywhere in a
-/// block. An MMU builder has this many tables of 4 KiB pages for them.
+/// boot core's slot and the others', in one run of slots per NUMA node, each of which may
+/// start anywhere in a block. An MMU builder has this many tables of 4 KiB pages for them.
 pub(super) const fn guard_blocks_max(block: usize) -> usize {
-    1 + (SLOT_SIZE * (MAX_CPUS - 1)).div_ceil(block) + 1
+    1 + (SLOT_SIZE * (MAX_CPUS - 1)).div_ceil(block) + MAX_NODES
 }
 
 /// The distinct `block`-aligned blocks (the MMU's large mapping) that hold guard pages,

@@ -434,7 +434,7 @@ pub fn syscon_poweroff(fdt: Fdt<'static>) -> Result<Option<Poweroff>, DtError> {
 
 /// The first two `reg` entries of the root's child `compatible` with one of
 /// `compatibles`: a GICv2's distributor and CPU interface (`arm,cortex-a15-gic`,
-/// `arm,gic-400`), a GICv3's distributor and first redistributor region (`arm,gic-v3`).
+/// `arm,gic-400`). A GICv3 lists more (`devicetree_gic`).
 pub fn gic(fdt: Fdt<'static>, compatibles: &[&str]) -> Option<(Reg, Reg)> {
     let node = fdt
         .root()

@@ -14,6 +14,8 @@ pub mod console;
 pub mod device_driver;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree;
+#[cfg(feature = "virt")]
+pub mod devicetree_gic;
 #[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
 pub mod devicetree_numa;
 // The boards that read NUMA from their tree (a Pi is one node).

@@ -4,7 +4,9 @@
 //! pool (`arch::guard_pool`), whose pages the allocator unmaps and maps at run time.
 //!
 //! RAM is normal write-back cacheable inner-shareable memory; everything else in the low
-//! 4 GiB is device nGnRE; nothing else is mapped, and neither is any core's guard page
+//! 4 GiB is device nGnRE, and so are the whole GiBs above the RAM map that a board asked
+//! for ([`map_high_device`]: QEMU virt's second GICv3 redistributor region, at 256 GiB);
+//! nothing else is mapped, and neither is any core's guard page
 //! (`percpu::guard_pages`), so that a stack overflow faults. Exclusive loads and stores (every lock
 //! and atomic read-modify-write) need normal cacheable memory on real cores, so each core
 //! turns the MMU on before it takes a lock. The tables are built once, by the boot core
@@ -35,6 +37,41 @@ pub const MAP_LIMIT: u64 = (L2_TABLES as u64) << 30;
 const BLOCK: u64 = 2 << 20;
 /// Level-3 tables, for the blocks that hold the stacks' guard pages and the guard pool.
 const L3_TABLES: usize = guard_pool::tables_needed(BLOCK as usize);
+/// The top of what a level-1 table with `T0SZ` 25 translates: 39-bit addresses.
+const VA_LIMIT: u64 = 1 << 39;
+/// How many GiB above [`MAP_LIMIT`] may be mapped as device memory.
+const HIGH_DEVICE_GIBS: usize = 4;
+
+/// The GiBs above [`MAP_LIMIT`] mapped as device memory, as level-1 blocks; 0 for none.
+/// Written by [`map_high_device`] before [`build`], with plain stores (the MMU is off).
+static HIGH_DEVICE: [AtomicU64; HIGH_DEVICE_GIBS] = [const { AtomicU64::new(0) }; HIGH_DEVICE_GIBS];
+
+/// The GiBs that `range` spans, when it lies between [`MAP_LIMIT`] and [`VA_LIMIT`],
+/// where no RAM is mapped and [`map_high_device`] can map it.
+pub fn high_device_gibs(range: PhysRange) -> Option<core::ops::Range<u64>> {
+    (range.start >= MAP_LIMIT && range.end <= VA_LIMIT && range.start < range.end)
+        .then(|| range.start >> 30..range.end.div_ceil(1 << 30))
+}
+
+/// Has [`build`] map the whole GiBs that hold `range` as device memory; false when it
+/// cannot ([`high_device_gibs`] refuses the range, or [`HIGH_DEVICE_GIBS`] are taken).
+/// Boot core, before [`build`].
+pub fn map_high_device(range: PhysRange) -> bool {
+    let Some(gibs) = high_device_gibs(range) else {
+        return false;
+    };
+    let taken = |g| HIGH_DEVICE.iter().any(|h| h.load(Relaxed) == g);
+    let free = HIGH_DEVICE.iter().filter(|h| h.load(Relaxed) == 0).count();
+    if gibs.clone().filter(|&g| !taken(g)).count() > free {
+        return false;
+    }
+    for g in gibs.filter(|&g| !taken(g)) {
+        if let Some(slot) = HIGH_DEVICE.iter().find(|h| h.load(Relaxed) == 0) {
+            slot.store(g, Relaxed);
+        }
+    }
+    true
+}
 const _: () = assert!(GUARD_SIZE == 4096);
 
 register_bitfields! {u64,
@@ -128,6 +165,14 @@ pub unsafe fn build(ram: &[&[PhysRange]]) {
             t.l1.0[gib] = d.get();
         }
     }
+    for gib in HIGH_DEVICE
+        .iter()
+        .map(|h| h.load(Relaxed))
+        .filter(|&g| g != 0)
+    {
+        // A level-1 block descriptor has a level-2 block's layout, its address 1 GiB aligned.
+        t.l1.0[gib as usize] = descriptor(gib << 30, Mapping::Device, false);
+    }
     // The guard pages and the guard pool: their blocks become level-3 tables of pages
     // mapped as the block was, but for the stacks' guard pages themselves.
     for (n, block) in guard_pool::split_blocks::<L3_TABLES>(BLOCK)
@@ -197,6 +242,11 @@ pub fn set_pool_page(page: u64, accessible: bool) {
 
 /// How [`build`], given `ram`, maps all of `range` (see `Isa::mapping`).
 pub fn mapping(ram: &[&[PhysRange]], range: PhysRange) -> Option<Mapping> {
+    let high = high_device_gibs(range)
+        .is_some_and(|mut gibs| gibs.all(|g| HIGH_DEVICE.iter().any(|h| h.load(Relaxed) == g)));
+    if high {
+        return Some(Mapping::Device);
+    }
     Mapping::of_blocks(ram, range, BLOCK, MAP_LIMIT)
 }
 

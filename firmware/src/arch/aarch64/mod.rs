@@ -27,6 +27,7 @@ use kmem::mm::memmap::PhysRange;
 
 pub use AArch64 as Cpu;
 pub use boot::secondary_entry;
+pub use mmu::{high_device_gibs, map_high_device};
 
 /// aarch64 at EL1 with the identity map that [`mmu`] builds.
 pub struct AArch64;

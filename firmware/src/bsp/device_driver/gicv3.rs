@@ -1,9 +1,11 @@
 //! An Arm GICv3 (QEMU virt's `gic-version=3`, `arm,gic-v3`): just enough of it to deliver
 //! the per-core private interrupts (PPIs) — the timers — as group-1 IRQs and to
 //! acknowledge them. The distributor is set to affinity routing; each core's PPIs live in
-//! its own redistributor, found among the redistributor frames by its MPIDR affinity
-//! (`GICR_TYPER`), so logical ids need not follow the frames' order; the CPU interface
-//! is the `ICC_*` system registers.
+//! its own redistributor, found among the redistributor frames of every region by its
+//! MPIDR affinity (`GICR_TYPER`), so logical ids need not follow the frames' order; the
+//! CPU interface is the `ICC_*` system registers. A GIC may split its redistributors into
+//! several regions: QEMU virt puts the first 123 cores' in one below 4 GiB and the rest
+//! in a second one at 256 GiB.
 //!
 //! The `arm-gic` crate was weighed: its driver is one `&mut` value for the whole GIC,
 //! which every core would then take a lock around for its own redistributor, and it
@@ -63,8 +65,9 @@ const TYPER_VLPIS: u64 = 1 << 1;
 /// GICR_WAKER: the core asks the redistributor to sleep; it says it sleeps.
 const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
-/// Bytes of a GICv3 redistributor frame (RD_base and SGI_base), and of the SGI page.
-const FRAME: usize = 0x2_0000;
+/// Bytes of a GICv3 redistributor frame (RD_base and SGI_base): the least a region
+/// holds; and of the SGI page.
+pub const FRAME: usize = 0x2_0000;
 const PAGE: usize = 0x1_0000;
 /// How long the distributor and a redistributor may take to settle.
 const SETTLE_US: u64 = 10_000;
@@ -74,35 +77,54 @@ const SPECIAL: u32 = 1020;
 const PRIORITY: u8 = 0x80;
 const PMR_ALL: u64 = 0xff;
 
+/// Most redistributor regions a [`Gicv3`] searches (QEMU virt has at most two).
+pub const MAX_REDISTRIBUTOR_REGIONS: usize = 4;
+
+/// A redistributor region: `(base, size)` in bytes; size 0 for none.
+pub type RedistributorRegion = (usize, usize);
+
 /// A GICv3 at its distributor and redistributor-region addresses (device memory).
 pub struct Gicv3 {
     gicd: Mmio<DistributorRegisters>,
-    redistributors: usize,
-    redistributors_size: usize,
+    regions: [RedistributorRegion; MAX_REDISTRIBUTOR_REGIONS],
 }
 
 impl Gicv3 {
     /// # Safety
-    /// `distributor` is a GICv3's distributor and `[redistributors, + size)` its
-    /// redistributor region, mapped as device memory, and nothing else drives that GIC in
-    /// a conflicting way.
-    pub const unsafe fn new(distributor: usize, redistributors: usize, size: usize) -> Gicv3 {
+    /// `distributor` is a GICv3's distributor and each `(base, size)` of `regions` with a
+    /// non-zero size one of its redistributor regions, all mapped as device memory, and
+    /// nothing else drives that GIC in a conflicting way.
+    pub const unsafe fn new(
+        distributor: usize,
+        regions: [RedistributorRegion; MAX_REDISTRIBUTOR_REGIONS],
+    ) -> Gicv3 {
         Gicv3 {
             // SAFETY: the caller's contract.
             gicd: unsafe { Mmio::new(distributor) },
-            redistributors,
-            redistributors_size: size,
+            regions,
         }
     }
 
     /// The running core's redistributor frames: the one whose `GICR_TYPER` affinity is
-    /// this core's MPIDR, within the region (and up to the frame marked last).
+    /// this core's MPIDR, in any region (each searched up to the frame marked last).
     fn own_redistributor(&self) -> Option<(Mmio<RedistributorRegisters>, Mmio<SgiRegisters>)> {
         let mpidr = MPIDR_EL1.get();
         let affinity = (mpidr & 0xff_ffff) | (mpidr >> 32 & 0xff) << 24;
-        let mut at = self.redistributors;
-        while at + FRAME <= self.redistributors + self.redistributors_size {
-            // SAFETY: `at` is a frame inside the redistributor region (the caller of `new`
+        self.regions
+            .iter()
+            .find_map(|&(base, size)| Self::find_in_region(base, size, affinity))
+    }
+
+    /// The frames in region `[base, base + size)` whose `GICR_TYPER` affinity is
+    /// `affinity`, searched up to the frame marked last.
+    fn find_in_region(
+        base: usize,
+        size: usize,
+        affinity: u64,
+    ) -> Option<(Mmio<RedistributorRegisters>, Mmio<SgiRegisters>)> {
+        let mut at = base;
+        while at + FRAME <= base + size {
+            // SAFETY: `at` is a frame inside a redistributor region (the caller of `new`
             // vouched for it): RD_base, and SGI_base 64 KiB above it.
             let (rd, sgi) = unsafe {
                 (

@@ -6,8 +6,12 @@
 //! `probe` (the console switched, the GIC and the PSCI conduit kept): the self-test
 //! `device_tree_addresses` runs [`describe`] on hostile trees. Each device address is
 //! vetted (`bsp::vet`) before it is kept: a console UART that fails falls back to QEMU's
-//! PL011, and says so in the boot report; a GIC that fails is a boot error.
+//! PL011, and says so in the boot report; a GIC distributor or CPU interface that fails is
+//! a boot error, a GICv3 redistributor region that fails is left out with a note (the
+//! cores it serves get no ticks). Regions past 4 GiB (QEMU's second, with more than 123
+//! cores) are mapped as device memory of their own.
 
+mod gic_tests;
 mod tests;
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -15,48 +19,78 @@ use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use dtoolkit::fdt::Fdt;
 
 use super::device_driver::gicv2::Gicv2;
-use super::device_driver::gicv3::Gicv3;
-use super::gic_ticks::Gic;
+use super::device_driver::gicv3::{Gicv3, MAX_REDISTRIBUTOR_REGIONS, RedistributorRegion};
 use super::device_driver::pl011::Pl011;
-use super::devicetree::{self as dt, DtError};
-use super::vet::{Layout, Refused};
+use super::devicetree::{self as dt, DtError, Reg};
+use super::devicetree_gic::gicv3;
+use super::gic_ticks::Gic;
+use super::vet::{Layout, Refusal, Refused};
 use super::{Board, BootInfo, BootSource, Cpus, Notes, StartError, Test};
 use crate::arch::aarch64::psci::Conduit;
-use crate::arch::aarch64::{psci, secondary_entry};
+use crate::arch::aarch64::{high_device_gibs, map_high_device, psci, secondary_entry};
 use crate::arch::cpu::{Cpu, Isa};
-use kmem::mm::memmap::{MemoryMap, RegionKind};
+use kmem::mm::memmap::{MemoryMap, PhysRange, RegionKind};
 use kmem::mm::zone::ZoneLimits;
 
 /// QEMU's `virt` machine with an aarch64 CPU.
 pub struct Virt;
 
-/// The GIC's distributor and its second block from the device tree (a GICv2's CPU
-/// interface, a GICv3's redistributor region, and that region's size; 0 for a GICv2);
-/// 0 when it names none. Plain stores at probe (MMU off), read-only afterwards.
+/// The GIC the device tree named: its distributor (0 when it names none), a GICv2's CPU
+/// interface (0 for a GICv3), and a GICv3's redistributor regions (`(base, size)`, size 0
+/// for none). Plain stores at probe (MMU off), read-only afterwards.
 static GIC_DISTRIBUTOR: AtomicUsize = AtomicUsize::new(0);
-static GIC_SECOND: AtomicUsize = AtomicUsize::new(0);
-static GIC_REDISTRIBUTORS_SIZE: AtomicUsize = AtomicUsize::new(0);
+static GIC_CPU_INTERFACE: AtomicUsize = AtomicUsize::new(0);
+static GIC_REGIONS: [[AtomicUsize; 2]; MAX_REDISTRIBUTOR_REGIONS] =
+    [const { [const { AtomicUsize::new(0) }; 2] }; MAX_REDISTRIBUTOR_REGIONS];
 
 /// The GIC the device tree named, if any.
 fn gic() -> Option<Gic> {
-    let (d, second, size) = (
-        GIC_DISTRIBUTOR.load(Relaxed),
-        GIC_SECOND.load(Relaxed),
-        GIC_REDISTRIBUTORS_SIZE.load(Relaxed),
-    );
-    if d == 0 || second == 0 {
+    let d = GIC_DISTRIBUTOR.load(Relaxed);
+    let cpu_interface = GIC_CPU_INTERFACE.load(Relaxed);
+    let regions = GIC_REGIONS.each_ref().map(|[b, s]| (b.load(Relaxed), s.load(Relaxed)));
+    if d == 0 {
         return None;
     }
     // SAFETY: non-zero values are the device tree's GIC register blocks, which `describe`
-    // vetted (the whole redistributor region, for a GICv3): device memory in the identity
-    // map, away from RAM.
+    // vetted (every redistributor region whole, for a GICv3): device memory in the
+    // identity map (those above its RAM by `map_high_device`), away from RAM.
     Some(unsafe {
-        if size == 0 {
-            Gic::V2(Gicv2::new(d, second))
+        if cpu_interface != 0 {
+            Gic::V2(Gicv2::new(d, cpu_interface))
         } else {
-            Gic::V3(Gicv3::new(d, second, size))
+            Gic::V3(Gicv3::new(d, regions))
         }
     })
+}
+
+/// Keeps the vetted `gic` for [`gic`], and has the MMU map a GICv3's redistributor
+/// regions that lie above its RAM map (QEMU's second region, at 256 GiB); a region it
+/// cannot map is dropped, as no core may touch it. Boot core, MMU off, before the
+/// identity map is built.
+fn keep_gic(gic: GicRegs) {
+    match gic {
+        GicRegs::V2 {
+            distributor,
+            cpu_interface,
+        } => {
+            GIC_DISTRIBUTOR.store(distributor, Relaxed);
+            GIC_CPU_INTERFACE.store(cpu_interface, Relaxed);
+        }
+        GicRegs::V3 {
+            distributor,
+            redistributors,
+        } => {
+            GIC_DISTRIBUTOR.store(distributor, Relaxed);
+            for ((base, size), [b, s]) in redistributors.into_iter().zip(&GIC_REGIONS) {
+                let reachable = PhysRange::from_base_size(base as u64, size as u64)
+                    .is_ok_and(|r| high_device_gibs(r).is_none() || map_high_device(r));
+                if size > 0 && reachable {
+                    b.store(base, Relaxed);
+                    s.store(size, Relaxed);
+                }
+            }
+        }
+    }
 }
 
 /// Where QEMU puts the DTB for an ELF kernel linked at or above 0x4010_0000 (`x0` is 0).
@@ -66,9 +100,8 @@ const PL011_SPAN: u64 = 0x1000;
 /// A GICv2's distributor and CPU-interface blocks (the driver uses 0x420 and 0x14 bytes).
 const GICD_SPAN: u64 = 0x1000;
 const GICC_SPAN: u64 = 0x2000;
-/// A GICv3's distributor, and the least of a redistributor region: one core's frames.
+/// A GICv3's distributor (its regions are at least one core's frames: `devicetree_gic`).
 const GICV3_GICD_SPAN: u64 = 0x1_0000;
-const GICR_SPAN: u64 = 0x2_0000;
 /// The compatibles of the GICs this board drives.
 const GICV2: [&str; 2] = ["arm,cortex-a15-gic", "arm,gic-400"];
 const GICV3: [&str; 1] = ["arm,gic-v3"];
@@ -78,11 +111,10 @@ const GICV3: [&str; 1] = ["arm,gic-v3"];
 pub enum GicRegs {
     /// A GICv2: its distributor and CPU interface.
     V2 { distributor: usize, cpu_interface: usize },
-    /// A GICv3: its distributor and its (first) redistributor region.
+    /// A GICv3: its distributor and its redistributor regions (size 0 where none is kept).
     V3 {
         distributor: usize,
-        redistributors: usize,
-        size: usize,
+        redistributors: [RedistributorRegion; MAX_REDISTRIBUTOR_REGIONS],
     },
 }
 
@@ -123,21 +155,9 @@ impl Board for Virt {
             if let Some(base) = devices.console {
                 super::console::set_uart(base);
             }
-            let (d, second, size) = match devices.gic {
-                Some(GicRegs::V2 {
-                    distributor,
-                    cpu_interface,
-                }) => (distributor, cpu_interface, 0),
-                Some(GicRegs::V3 {
-                    distributor,
-                    redistributors,
-                    size,
-                }) => (distributor, redistributors, size),
-                None => (0, 0, 0),
-            };
-            GIC_DISTRIBUTOR.store(d, Relaxed);
-            GIC_SECOND.store(second, Relaxed);
-            GIC_REDISTRIBUTORS_SIZE.store(size, Relaxed);
+            if let Some(gic) = devices.gic {
+                keep_gic(gic);
+            }
             if let Some(c) = devices.psci {
                 // A plain store: fine with the MMU off.
                 psci::set_conduit(c);
@@ -169,6 +189,7 @@ impl Board for Virt {
         ),
         ("vet_addresses", super::vet_tests::vet_addresses),
         ("device_tree_addresses", tests::device_tree_addresses),
+        ("device_tree_gicv3", gic_tests::device_tree_gicv3),
     ];
 
     fn ticks_start(period_us: u64) -> Result<(), &'static str> {
@@ -264,42 +285,63 @@ fn vet_devices(
             }
         }
     });
-    let v3 = dt::gic(fdt, &GICV3);
-    let found = v3.or_else(|| dt::gic(fdt, &GICV2));
-    if let Some((d, second)) = found {
-        let (spans, whats) = if v3.is_some() {
-            (
-                [GICV3_GICD_SPAN, GICR_SPAN],
-                ["GIC distributor", "GIC redistributors"],
-            )
-        } else {
-            (
-                [GICD_SPAN, GICC_SPAN],
-                ["GIC distributor", "GIC CPU interface"],
-            )
-        };
-        for ((reg, what), span) in [d, second].into_iter().zip(whats).zip(spans) {
-            layout.device(reg.base, reg.size.max(span)).map_err(|why| {
-                DtError::Refused(Refused {
-                    what,
-                    source: reg.node,
-                    addr: reg.base,
-                    why,
-                })
-            })?;
+    if let Some(v3) = gicv3(fdt, &GICV3, notes) {
+        vet_gic(layout, v3.distributor, GICV3_GICD_SPAN, "GIC distributor", false)
+            .map_err(DtError::Refused)?;
+        // A region refused is left out like one the tree gets wrong (`devicetree_gic`):
+        // the cores it serves get no ticks, the rest boot.
+        let usable = v3.regions.iter().flatten().filter(|r| {
+            vet_gic(layout, **r, r.size, "GIC redistributors", true)
+                .inspect_err(|refused| notes.push(format_args!("refused: {refused}; left out")))
+                .is_ok()
+        });
+        let mut redistributors = [(0, 0); MAX_REDISTRIBUTOR_REGIONS];
+        for (r, kept) in usable.zip(&mut redistributors) {
+            *kept = (r.base as usize, r.size as usize);
         }
-        devices.gic = Some(if v3.is_some() {
-            GicRegs::V3 {
-                distributor: d.base as usize,
-                redistributors: second.base as usize,
-                size: second.size.max(GICR_SPAN) as usize,
-            }
-        } else {
-            GicRegs::V2 {
-                distributor: d.base as usize,
-                cpu_interface: second.base as usize,
-            }
+        devices.gic = Some(GicRegs::V3 {
+            distributor: v3.distributor.base as usize,
+            redistributors,
+        });
+    } else if let Some((d, cpu_interface)) = dt::gic(fdt, &GICV2) {
+        vet_gic(layout, d, GICD_SPAN, "GIC distributor", false).map_err(DtError::Refused)?;
+        vet_gic(layout, cpu_interface, GICC_SPAN, "GIC CPU interface", false)
+            .map_err(DtError::Refused)?;
+        devices.gic = Some(GicRegs::V2 {
+            distributor: d.base as usize,
+            cpu_interface: cpu_interface.base as usize,
         });
     }
     Ok(())
+}
+
+/// Vets the GIC block at `reg`, taking at least `span` bytes, as `what`. With `high`, for a redistributor region, a block past the RAM the
+/// identity map covers, which the MMU can map as device memory on its own
+/// (`high_device_gibs`: QEMU's second region, at 256 GiB), passes too: `keep_gic`
+/// has it mapped. The other blocks are QEMU's below 4 GiB, and nothing past it is
+/// believed for them.
+fn vet_gic(
+    layout: &Layout<'_>,
+    reg: Reg,
+    span: u64,
+    what: &'static str,
+    high: bool,
+) -> Result<(), Refused> {
+    let size = reg.size.max(span);
+    match layout.device(reg.base, size) {
+        Err(Refusal::NotDevice)
+            if high
+                && PhysRange::from_base_size(reg.base, size)
+                    .is_ok_and(|r| high_device_gibs(r).is_some()) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(why) => Err(Refused {
+            what,
+            source: reg.node,
+            addr: reg.base,
+            why,
+        }),
+    }
 }

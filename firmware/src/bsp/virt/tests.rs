@@ -18,7 +18,7 @@ use crate::bsp::devicetree_tests::Builder;
 type R = Result<(), &'static str>;
 
 /// Splits a 64-bit value into the two cells of a 2-cell address or size.
-fn two(v: u64) -> [u32; 2] {
+pub(super) fn two(v: u64) -> [u32; 2] {
     [(v >> 32) as u32, v as u32]
 }
 
@@ -56,7 +56,7 @@ const GICC: (u64, u64) = (0x0801_0000, 0x1_0000);
 /// `describe` on the tree in `words`. Each check runs in a frame of its own (a described
 /// machine is several KiB, and the boot stack holds 64).
 #[inline(never)]
-fn probe(words: &[u64], devices: &mut Devices) -> Result<BootInfo, DtError> {
+pub(super) fn probe(words: &[u64], devices: &mut Devices) -> Result<BootInfo, DtError> {
     // SAFETY: the blob lives in `words` for as long as anything parsed from it is used:
     // the caller holds it until it has looked at the result.
     let fdt = unsafe { dt::open(words.as_ptr() as usize)? };
