@@ -2,7 +2,7 @@
 //! `kmem.kfence=N` is served from a small fixed pool of 4 KiB pages instead of a slab,
 //! alone on its page and flush against an unmapped guard page, so that the first byte
 //! read or written past either end, and any touch of it once freed, faults at once and is
-//! reported with the object and both of its owners (see [`fault`]).
+//! reported with the object and both of its owners (see `fault`).
 //!
 //! The pool's layout is KFENCE's: `objects` object pages, each followed by a guard page,
 //! after two leading pages that stay unmapped (an extended guard, which also keeps the

@@ -215,7 +215,7 @@ impl MetaLayout {
             total = align_up(total + p.bytes, 64);
         }
         let bytes = align_up(total, PAGE_SIZE);
-        let area = super::place_metadata(usable, bytes, place_after)
+        let area = place_metadata(usable, bytes, place_after)
             .ok_or(InitError::NoRoomForMetadata { bytes })?;
         let home = topology.node_of(area.start).unwrap_or(0);
         // Each piece reaches the next one's start, the last the area's end, so that the
@@ -313,3 +313,28 @@ impl MetaLayout {
 #[cfg(test)]
 #[path = "meta_tests.rs"]
 mod tests;
+
+/// Where the metadata goes: see [`PageAllocator::new`].
+pub(super) fn place_metadata(
+    usable: &[PhysRange],
+    bytes: u64,
+    after: Option<PhysAddr>,
+) -> Option<PhysRange> {
+    let fits = |start: u64, r: &PhysRange| {
+        start
+            .checked_add(bytes)
+            .filter(|&end| start >= r.start && end <= r.end)
+            .map(|end| PhysRange { start, end })
+    };
+    if let Some(after) = after {
+        let block = 2 << 20;
+        let found = usable
+            .iter()
+            .find_map(|r| fits(align_up(r.start.max(after), block), r));
+        if found.is_some() {
+            return found;
+        }
+    }
+    let largest = usable.iter().max_by_key(|r| r.size())?;
+    fits(largest.start, largest)
+}

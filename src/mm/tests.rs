@@ -4,6 +4,8 @@
 use super::*;
 use crate::hosted::{HostArch, Region};
 use crate::test_frees::PagesAny;
+use buddy::NR_ORDERS;
+use init::subtract;
 use memmap::{MemoryMap, RegionKind};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
