@@ -9,7 +9,8 @@
 
 use core::ops::Range;
 
-use super::{Heap, MAX_IDS, NODE, Region, thread_id};
+use super::cpu_ids::{CPU, MAX_IDS, NODE, UNCLAIMED, release_id, thread_id};
+use super::{Heap, Region};
 use crate::PhysRange;
 use crate::mm::numa::{MAX_CPUS, MAX_NODES, NodeId, Topology};
 
@@ -54,12 +55,12 @@ pub fn node_cpus(node: NodeId) -> Range<usize> {
 /// ```
 pub fn set_node(node: NodeId) {
     let _ = NODE.try_with(|n| n.set(node));
-    let _ = super::CPU.try_with(|c| {
+    let _ = CPU.try_with(|c| {
         let id = c.get();
         if id < MAX_IDS {
-            super::release_id(id);
+            release_id(id);
         }
-        c.set(super::UNCLAIMED);
+        c.set(UNCLAIMED);
     });
     thread_id();
 }
