@@ -68,7 +68,7 @@ impl<A: Arch> SlabCache<A> {
                 let obj = obj as usize;
                 self.state_word(obj, tag)
                     .store(self.array_word(obj), Relaxed);
-                self.push_freed(k, obj);
+                self.push_freed(k, None, obj);
             }
             return Err(e);
         }

@@ -41,7 +41,7 @@ impl<A: Arch> SlabCache<A> {
     pub(crate) fn free_fast(&self, k: &impl Backing<A>, frame: &PageFrame, obj: usize) -> bool {
         match self.live_fast(frame, obj) {
             Some(live) => {
-                self.free_fast_live(k, obj, live);
+                self.free_fast_live(k, frame, obj, live);
                 true
             }
             None => false,
@@ -87,28 +87,43 @@ impl<A: Arch> SlabCache<A> {
         Some(LiveFast { word, freed })
     }
 
-    /// Frees `obj`, which [`SlabCache::live_fast`] found handed out (and which nobody
-    /// else can have freed since: it is the caller's to give up).
+    /// Frees `obj`, whose page descriptor is `frame`, which [`SlabCache::live_fast`]
+    /// found handed out (and which nobody else can have freed since: it is the caller's
+    /// to give up).
     #[inline(always)]
-    pub(crate) fn free_fast_live(&self, k: &impl Backing<A>, obj: usize, live: LiveFast<'_>) {
+    pub(crate) fn free_fast_live(
+        &self,
+        k: &impl Backing<A>,
+        frame: &PageFrame,
+        obj: usize,
+        live: LiveFast<'_>,
+    ) {
         live.claim();
-        self.push_freed(k, obj);
+        self.push_freed(k, Some(frame), obj);
     }
 
     /// Puts a freed object (its word already the array word) in this CPU's loaded
-    /// magazine.
+    /// magazine. On several nodes, a caller that has the object's page descriptor
+    /// passes it as `frame`: its node bits say, without a lookup, whether the object is
+    /// the CPU's node's, which then goes in the magazine under the same entry (a node-
+    /// local free costs a compare more than one node's); without it, or for another
+    /// node's object, the free takes `push_making_room`.
     #[inline(always)]
-    pub(super) fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
+    pub(super) fn push_freed(&self, k: &impl Backing<A>, frame: Option<&PageFrame>, obj: usize) {
         self.retag_freed(obj);
-        if self.cpu.try_owned(|m| m.try_push_fast(obj)) != Some(true) {
+        let pushed = self.cpu.try_owned(|m| {
+            m.try_push_fast(obj) || frame.is_some_and(|f| m.try_push_home(obj, || f.node()))
+        });
+        if pushed != Some(true) {
             self.push_making_room(k, obj);
         }
     }
 
     /// [`SlabCache::push_freed`] when the loaded magazine was full or not entered
-    /// lock-free, and every free on several nodes: there an object of the CPU's node
-    /// goes in its magazine, and one of another node in the CPU's alien batch for that
-    /// node (`alien`), never into its magazines, so this node never hands it out.
+    /// lock-free, and on several nodes when the object's node was not known or not the
+    /// CPU's: there an object of the CPU's node goes in its magazine, and one of another
+    /// node in the CPU's alien batch for that node (`alien`), never into its magazines,
+    /// so this node never hands it out.
     #[cold]
     #[inline(never)]
     fn push_making_room(&self, k: &impl Backing<A>, obj: usize) {
@@ -170,6 +185,6 @@ impl<A: Arch> SlabCache<A> {
             self.on_free(obj);
         }
         slab.word(idx).store(self.array_word(obj), Relaxed);
-        self.push_freed(k, obj);
+        self.push_freed(k, None, obj);
     }
 }
