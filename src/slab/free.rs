@@ -1,8 +1,9 @@
 //! The free path of a [`SlabCache`]: the fast path's checks (a handed-out object start of
 //! a fast cache), the push into this CPU's loaded magazine, and making room when it is
 //! full — the previous magazine, an empty one of the depot, or a refill's worth of
-//! objects back to their slabs. An object of another node goes to the CPU's alien batch
-//! for its node (`alien`). The checked free (`free`, `free_live`) refuses anything that
+//! objects back to their slabs. On several nodes, an object of the CPU's node still goes
+//! in its magazine on the fast path (its page descriptor says its node); one of another
+//! node goes to the CPU's alien batch for its node (`alien`). The checked free (`free`, `free_live`) refuses anything that
 //! is not a live object start before changing anything.
 //!
 //! Locks, outermost first: the freeing CPU's slot, then its node's depot for one
