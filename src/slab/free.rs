@@ -3,8 +3,9 @@
 //! full — the previous magazine, an empty one of the depot, or a refill's worth of
 //! objects back to their slabs. On several nodes, an object of the CPU's node still goes
 //! in its magazine on the fast path (its page descriptor says its node); one of another
-//! node goes to the CPU's alien batch for its node (`alien`). The checked free (`free`, `free_live`) refuses anything that
-//! is not a live object start before changing anything.
+//! node goes to the CPU's alien batch for its node (`alien`). The checked free (`free`,
+//! `free_live`) refuses anything that is not a live object start before changing
+//! anything.
 //!
 //! Locks, outermost first: the freeing CPU's slot, then its node's depot for one
 //! exchange, then its node's lists while objects go back to their slabs (`make_room`).
@@ -106,9 +107,9 @@ impl<A: Arch> SlabCache<A> {
     /// Puts a freed object (its word already the array word) in this CPU's loaded
     /// magazine. On several nodes, a caller that has the object's page descriptor
     /// passes it as `frame`: its node bits say, without a lookup, whether the object is
-    /// the CPU's node's, which then goes in the magazine under the same entry (a node-
-    /// local free costs a compare more than one node's); without it, or for another
-    /// node's object, the free takes `push_making_room`.
+    /// the CPU's node's, which then goes in the magazine under the same entry (a
+    /// node-local free costs a few instructions more than one node's); without it, or
+    /// for another node's object, the free takes `push_making_room`.
     #[inline(always)]
     pub(super) fn push_freed(&self, k: &impl Backing<A>, frame: Option<&PageFrame>, obj: usize) {
         self.retag_freed(obj);

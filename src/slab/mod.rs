@@ -13,10 +13,11 @@
 //! alien batch for its home node, and from there back to its slabs (`free`, `alien`),
 //! while a free of the CPU's own node's object stays on the free fast path: its page
 //! descriptor's node is compared with the CPU's only after the one-node push refuses
-//! (`CpuMagazines::try_push_home`), so one node pays no check. The paths: allocation in `alloc`, free in
-//! `free`, bulk in `bulk`, growing and destroying slabs in `grow`, draining, reaping and
-//! reclaim in `drain`, checks in `validate` and `debug`; an object's state and where it
-//! lies in `object`; a slab's bookkeeping, kept in its page descriptors, in `header`.
+//! (`CpuMagazines::try_push_home`), so one node pays no check. The paths: allocation
+//! in `alloc`, free in `free`, bulk in `bulk`, growing and destroying slabs in `grow`,
+//! draining, reaping and reclaim in `drain`, checks in `validate` and `debug`; an
+//! object's state and where it lies in `object`; a slab's bookkeeping, kept in its page
+//! descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
