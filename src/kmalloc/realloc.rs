@@ -167,7 +167,7 @@ impl<A: Arch> Kmem<A> {
                 // SAFETY: both blocks are live and distinct; the old one holds l.size()
                 // bytes (the caller's layout, smaller than new_size: its class is).
                 unsafe { core::ptr::copy_nonoverlapping(ptr, new, l.size()) };
-                cache.free_fast_live(self, addr, live);
+                cache.free_fast_live(self, frame, addr, live);
             }
             return new;
         }

@@ -463,6 +463,22 @@ impl FrameTable {
         Some((off as u32, unsafe { &*self.first_frames.add(off as usize) }))
     }
 
+    /// [`FrameTable::frame_in_first_bank`] for the second bank (`None` when there is none
+    /// or `pa` is not in it): node 1's on a two-node virt, or the memory past a hole on
+    /// one node. A few loads, a subtraction and a compare, with no call: the kfree fast
+    /// path's second look, before it leaves a frame to the slow path.
+    #[inline(always)]
+    pub(crate) fn frame_in_second_bank(&self, pa: u64) -> Option<(u32, &PageFrame)> {
+        let b = self.banks().get(1)?;
+        let off = (pa >> PAGE_SHIFT).wrapping_sub(b.start_pfn);
+        if off >= b.end_pfn - b.start_pfn {
+            return None;
+        }
+        let idx = b.first + off as u32;
+        // SAFETY: start_pfn <= pfn < end_pfn: idx is one of b's.
+        Some((idx, unsafe { b.frame(idx) }))
+    }
+
     /// [`FrameTable::frame_of`] past the first bank: a binary search, then the regions
     /// added at run time, out of line so that the first-bank case stays small enough to
     /// inline.

@@ -118,14 +118,28 @@ fn holes_between_banks_cost_no_descriptors() {
     let p = unsafe { Pages::new(&n, ZoneLimits::FLAT, 1, None).unwrap() };
     let info = p.info();
     assert_eq!(info.frames as u64, 16 * MIB / PAGE_SIZE - 1);
-    // The first bank's frames are found by either lookup, the second bank's by the full one.
-    let (low, high) = (r.start() + 4 * MIB, r.start() + 44 * MIB);
+    // Three banks (the reserved page splits the second range): the first two banks'
+    // frames are found by their own lookups and the full one, the third's by the full
+    // one alone.
+    let (low, mid, high) = (
+        r.start() + 4 * MIB,
+        r.start() + 40 * MIB + 8192,
+        r.start() + 44 * MIB,
+    );
     let t = p.table();
     assert_eq!(
         t.frame_in_first_bank(low).map(|f| f.0),
         t.frame_of(low).map(|f| f.0)
     );
+    assert_eq!(
+        t.frame_in_second_bank(mid).map(|f| f.0),
+        t.frame_of(mid).map(|f| f.0)
+    );
     assert!(t.frame_in_first_bank(high).is_none() && t.frame_of(high).is_some());
+    assert!(t.frame_in_first_bank(mid).is_none());
+    for not_second in [low, r.start() + 20 * MIB, high] {
+        assert!(t.frame_in_second_bank(not_second).is_none());
+    }
     assert!(
         t.frame_of(r.start() + 20 * MIB).is_none(),
         "the hole has no descriptors"

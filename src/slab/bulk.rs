@@ -68,7 +68,7 @@ impl<A: Arch> SlabCache<A> {
                 let obj = obj as usize;
                 self.state_word(obj, tag)
                     .store(self.array_word(obj), Relaxed);
-                self.push_freed(k, obj);
+                self.push_freed(k, None, obj);
             }
             return Err(e);
         }
@@ -121,26 +121,30 @@ impl<A: Arch> SlabCache<A> {
     ) -> usize {
         let me = self as *const Self as usize;
         let mut m = self.cpu.local();
-        // Objects freed together mostly share pages: the last page's slab start is kept.
-        let mut last: Option<(usize, usize)> = None;
+        // Objects freed together mostly share pages: the last page's slab start and
+        // descriptor are kept.
+        let mut last: Option<(usize, usize, &PageFrame)> = None;
         for (n, &obj) in objs.iter().enumerate() {
             let obj = A::untag(obj as usize);
             let page = obj >> PAGE_SHIFT;
-            let s_mem = match last {
-                Some((p, s_mem)) if p == page => Some(s_mem),
+            let slab = match last {
+                Some((p, s_mem, frame)) if p == page => Some((s_mem, frame)),
                 _ => frame_of(obj)
                     .filter(|f| f.owner() == me)
-                    .map(|f| s_mem_of(f, obj)),
+                    .map(|f| (s_mem_of(f, obj), f)),
             };
-            last = s_mem.map(|s| (page, s));
-            let live = s_mem.and_then(|s| self.live_at(s, obj));
-            let Some(live) = live else { return n };
+            last = slab.map(|(s, frame)| (page, s, frame));
+            let live = slab.and_then(|(s, _)| self.live_at(s, obj));
+            let (Some(live), Some((_, frame))) = (live, slab) else {
+                return n;
+            };
             live.claim();
             self.retag_freed(obj);
             if self.nodes() > 1 {
                 // Objects of another node go to their alien batch, never into this CPU's
-                // magazines.
-                let home = self.home_of(k, obj);
+                // magazines. A slab lies on one node: its page descriptor's node is the
+                // object's home, with no lookup.
+                let home = frame.node();
                 if home != m.node() {
                     self.free_alien(k, &mut m, home, obj);
                     continue;

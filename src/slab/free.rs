@@ -1,9 +1,11 @@
 //! The free path of a [`SlabCache`]: the fast path's checks (a handed-out object start of
 //! a fast cache), the push into this CPU's loaded magazine, and making room when it is
 //! full — the previous magazine, an empty one of the depot, or a refill's worth of
-//! objects back to their slabs. An object of another node goes to the CPU's alien batch
-//! for its node (`alien`). The checked free (`free`, `free_live`) refuses anything that
-//! is not a live object start before changing anything.
+//! objects back to their slabs. On several nodes, an object of the CPU's node still goes
+//! in its magazine on the fast path (its page descriptor says its node); one of another
+//! node goes to the CPU's alien batch for its node (`alien`). The checked free (`free`,
+//! `free_live`) refuses anything that is not a live object start before changing
+//! anything.
 //!
 //! Locks, outermost first: the freeing CPU's slot, then its node's depot for one
 //! exchange, then its node's lists while objects go back to their slabs (`make_room`).
@@ -41,7 +43,7 @@ impl<A: Arch> SlabCache<A> {
     pub(crate) fn free_fast(&self, k: &impl Backing<A>, frame: &PageFrame, obj: usize) -> bool {
         match self.live_fast(frame, obj) {
             Some(live) => {
-                self.free_fast_live(k, obj, live);
+                self.free_fast_live(k, frame, obj, live);
                 true
             }
             None => false,
@@ -87,28 +89,43 @@ impl<A: Arch> SlabCache<A> {
         Some(LiveFast { word, freed })
     }
 
-    /// Frees `obj`, which [`SlabCache::live_fast`] found handed out (and which nobody
-    /// else can have freed since: it is the caller's to give up).
+    /// Frees `obj`, whose page descriptor is `frame`, which [`SlabCache::live_fast`]
+    /// found handed out (and which nobody else can have freed since: it is the caller's
+    /// to give up).
     #[inline(always)]
-    pub(crate) fn free_fast_live(&self, k: &impl Backing<A>, obj: usize, live: LiveFast<'_>) {
+    pub(crate) fn free_fast_live(
+        &self,
+        k: &impl Backing<A>,
+        frame: &PageFrame,
+        obj: usize,
+        live: LiveFast<'_>,
+    ) {
         live.claim();
-        self.push_freed(k, obj);
+        self.push_freed(k, Some(frame), obj);
     }
 
     /// Puts a freed object (its word already the array word) in this CPU's loaded
-    /// magazine.
+    /// magazine. On several nodes, a caller that has the object's page descriptor
+    /// passes it as `frame`: its node bits say, without a lookup, whether the object is
+    /// the CPU's node's, which then goes in the magazine under the same entry (a
+    /// node-local free costs a few instructions more than one node's); without it, or
+    /// for another node's object, the free takes `push_making_room`.
     #[inline(always)]
-    pub(super) fn push_freed(&self, k: &impl Backing<A>, obj: usize) {
+    pub(super) fn push_freed(&self, k: &impl Backing<A>, frame: Option<&PageFrame>, obj: usize) {
         self.retag_freed(obj);
-        if self.cpu.try_owned(|m| m.try_push_fast(obj)) != Some(true) {
+        let pushed = self.cpu.try_owned(|m| {
+            m.try_push_fast(obj) || frame.is_some_and(|f| m.try_push_home(obj, || f.node()))
+        });
+        if pushed != Some(true) {
             self.push_making_room(k, obj);
         }
     }
 
     /// [`SlabCache::push_freed`] when the loaded magazine was full or not entered
-    /// lock-free, and every free on several nodes: there an object of the CPU's node
-    /// goes in its magazine, and one of another node in the CPU's alien batch for that
-    /// node (`alien`), never into its magazines, so this node never hands it out.
+    /// lock-free, and on several nodes when the object's node was not known or not the
+    /// CPU's: there an object of the CPU's node goes in its magazine, and one of another
+    /// node in the CPU's alien batch for that node (`alien`), never into its magazines,
+    /// so this node never hands it out.
     #[cold]
     #[inline(never)]
     fn push_making_room(&self, k: &impl Backing<A>, obj: usize) {
@@ -170,6 +187,6 @@ impl<A: Arch> SlabCache<A> {
             self.on_free(obj);
         }
         slab.word(idx).store(self.array_word(obj), Relaxed);
-        self.push_freed(k, obj);
+        self.push_freed(k, None, obj);
     }
 }

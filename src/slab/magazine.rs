@@ -36,8 +36,9 @@ pub struct CpuMagazines {
     /// Objects in the previous magazine.
     prev_avail: u32,
     /// The free fast path's limit ([`CpuMagazines::try_push_fast`]): `cap` on one
-    /// node; 0 on several, which sends every free to the slow path, where the object's
-    /// node is checked — one node pays no check.
+    /// node, where that push needs no node check; 0 on several, where the object's node
+    /// is checked only after it refuses ([`CpuMagazines::try_push_home`]) — one node
+    /// pays no check.
     fast_cap: u32,
     /// Set by allocation; cleared by a reap pass, which drains CPUs it finds clear.
     touched: bool,
@@ -175,7 +176,8 @@ impl CpuMagazines {
     }
 
     /// [`CpuMagazines::try_push`] for the free fast path: refuses every push on several
-    /// nodes, where a free must first learn whether the object is the CPU's node's.
+    /// nodes, where a free must first learn whether the object is the CPU's node's
+    /// ([`CpuMagazines::try_push_home`]).
     #[inline]
     pub fn try_push_fast(&mut self, obj: usize) -> bool {
         if self.avail >= self.fast_cap {
@@ -185,6 +187,15 @@ impl CpuMagazines {
         unsafe { self.loaded.add(self.avail as usize).write(obj) };
         self.avail += 1;
         true
+    }
+
+    /// The free fast path's second try, after [`CpuMagazines::try_push_fast`] refused:
+    /// on several nodes, pushes `obj` onto the loaded magazine when `home` — called only
+    /// there — names the CPU's node and the magazine has room; returns whether it did.
+    /// One node never calls `home` (its pushes were refused for a full magazine).
+    #[inline(always)]
+    pub fn try_push_home(&mut self, obj: usize, home: impl FnOnce() -> usize) -> bool {
+        self.nodes > 1 && home() == self.node() && self.try_push(obj)
     }
 
     /// Swaps the loaded and previous magazines when that gives the loaded one an object
@@ -434,6 +445,32 @@ mod tests {
         assert!(m.swap_for_alloc());
         assert_eq!(m.pop(), Some(2));
         assert_eq!(m.cached(), 1);
+    }
+
+    #[test]
+    fn a_free_on_several_nodes_is_pushed_only_when_its_node_is_the_cpus() {
+        let (mut a, mut b) = ([0usize; 2], [0usize; 2]);
+        let mut aliens = [AlienBatch::EMPTY, AlienBatch::EMPTY];
+        // SAFETY: every buffer outlives the magazines and nothing else uses them.
+        let mut m = unsafe {
+            CpuMagazines::new(2, a.as_mut_ptr(), b.as_mut_ptr(), 1, 2, aliens.as_mut_ptr())
+        };
+        assert!(
+            !m.try_push_fast(1),
+            "several nodes refuse the unchecked push"
+        );
+        assert!(!m.try_push_home(1, || 0), "another node's object");
+        assert!(m.try_push_home(2, || 1) && m.try_push_home(3, || 1));
+        assert!(!m.try_push_home(4, || 1), "a full magazine");
+        assert_eq!(m.loaded(), &[2, 3]);
+        let (mut c, mut d) = ([0usize; 1], [0usize; 1]);
+        // SAFETY: both outlive the magazines and nothing else uses them.
+        let mut one = unsafe { on_one_node(&mut c, &mut d) };
+        assert!(one.try_push_fast(5));
+        assert!(
+            !one.try_push_home(6, || unreachable!("one node asks no node")),
+            "one node's refusal is a full magazine"
+        );
     }
 
     #[test]

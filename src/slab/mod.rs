@@ -9,11 +9,15 @@
 //!
 //! NUMA: a cache keeps its slab lists and its depot per node (node 0's in the cache,
 //! the others' carved with its arrays). A CPU's magazines and its node's depot hold only
-//! that node's objects; a free of another node's object goes straight back to its slab
-//! on its home node's lists (`free`, `alien`). The paths: allocation in `alloc`, free in
-//! `free`, bulk in `bulk`, growing and destroying slabs in `grow`, draining, reaping and
-//! reclaim in `drain`, checks in `validate` and `debug`; an object's state and where it
-//! lies in `object`; a slab's bookkeeping, kept in its page descriptors, in `header`.
+//! that node's objects; a free of another node's object goes into the freeing CPU's
+//! alien batch for its home node, and from there back to its slabs (`free`, `alien`),
+//! while a free of the CPU's own node's object stays on the free fast path: its page
+//! descriptor's node is compared with the CPU's only after the one-node push refuses
+//! (`CpuMagazines::try_push_home`), so one node pays no check. The paths: allocation
+//! in `alloc`, free in `free`, bulk in `bulk`, growing and destroying slabs in `grow`,
+//! draining, reaping and reclaim in `drain`, checks in `validate` and `debug`; an
+//! object's state and where it lies in `object`; a slab's bookkeeping, kept in its page
+//! descriptors, in `header`.
 //!
 //! Object life (SLAB semantics): a constructor runs once per object when its slab is
 //! created, and the destructor once when the slab goes back to the page allocator. In
@@ -222,7 +226,8 @@ pub struct SlabCache<A: Arch> {
     /// paths. Atomic as `tag`.
     slow: AtomicBool,
     /// NUMA nodes the cache keeps lists and depots for. Not read by the fast paths: on
-    /// several nodes the CPUs' magazines refuse fast pushes (`CpuMagazines::fast_cap`).
+    /// several nodes the CPUs' magazines refuse the unchecked fast push
+    /// (`CpuMagazines::fast_cap`) and check the object's node themselves.
     nodes: u8,
     /// Not hot: here it fills the padding after `slow`, which keeps the cache at six
     /// cache lines.

@@ -190,6 +190,47 @@ fn alloc_keep(k: &Kmem<HostArch>, n: usize) -> Vec<usize> {
 }
 
 #[test]
+fn a_local_free_lands_in_the_cpus_magazine_and_a_remote_one_in_its_alien_batch() {
+    let heap = NumaHeap::with_nodes(2, 16 * MIB);
+    let k = heap.get().unwrap();
+    let remote = alloc_on(k, 1, 1)[0];
+    on_node(0, || {
+        let local = alloc_keep(k, 1)[0];
+        let before = slabs_64(k);
+        // SAFETY: `local` is a live kmalloc object, not used again.
+        unsafe { k.kfree(local as *mut u8) }.unwrap();
+        let after_local = slabs_64(k);
+        // SAFETY: `remote` is a live kmalloc object, not used again.
+        unsafe { k.kfree(remote as *mut u8) }.unwrap();
+        let after_remote = slabs_64(k);
+        if owned_slots() {
+            assert_eq!(nodes_of(k, &[local, remote]), [0, 1]);
+            assert_eq!(
+                (after_local.cpu_cached, after_local.alien_cached),
+                (before.cpu_cached + 1, before.alien_cached),
+                "the node-local free went to the CPU's magazine"
+            );
+            assert_eq!(
+                (after_remote.cpu_cached, after_remote.alien_cached),
+                (after_local.cpu_cached, after_local.alien_cached + 1),
+                "the remote free went to the alien batch"
+            );
+            assert_eq!(after_remote.remote_frees, before.remote_frees);
+        }
+        assert_eq!(after_local.active_objs + 1, before.active_objs);
+        assert_eq!(after_remote.active_objs, 0);
+        assert_eq!(
+            after_remote.node_active.iter().sum::<usize>(),
+            after_remote.active_objs
+        );
+    });
+    assert_eq!(k.validate(Some("kmalloc-64")), Some(0));
+    k.reap();
+    let drained = slabs_64(k);
+    assert_eq!((drained.alien_cached, drained.active_objs), (0, 0));
+}
+
+#[test]
 fn a_double_free_of_an_object_freed_remotely_is_refused() {
     let heap = NumaHeap::with_nodes(2, 16 * MIB);
     let k = heap.get().unwrap();
