@@ -450,7 +450,7 @@ MIRI_TESTS ?= mm::memmap mm::pcp slab::magazine slab::layout percpu buddy_model 
 	mm::numa mm::meta mm::node::tests::this_node mm::node::tests::fallback \
 	mm::node::tests::frames_know mm::node::tests::bad_top mm::node::tests::frees_from \
 	kmalloc::tests::numa::a_double_free kmalloc::tests::numa::allocations_land \
-	kmalloc::tests::numa::remote_frees_go_home
+	kmalloc::tests::numa::remote_frees_go_home kmalloc::tests::numa::a_local_free
 
 ## check: Miri on the core's tests, AddressSanitizer on the host tests, and the fuzzer.
 check: miri asan fuzz
