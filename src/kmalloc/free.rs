@@ -85,22 +85,10 @@ impl<A: Arch> Kmem<A> {
         self.kfree_logged_slow(ptr);
     }
 
-    /// [`Kmem::kfree_logged`] past its inline look: a slab object of the second bank —
-    /// node 1's on a two-node virt — still takes the fast free, found inline (a few
-    /// loads and a compare, not the bank search); everything else goes to `kfree`.
     #[inline(never)]
     fn kfree_logged_slow(&self, ptr: *mut u8) {
-        let addr = A::untag(ptr as usize);
-        let pa = A::virt_to_phys(addr);
-        let table = self.pages.table();
-        if table.frame_in_first_bank(pa).is_none()
-            && let Some((_, frame)) = table.frame_in_second_bank(pa)
-            && let Some(cache) = slab_owner(frame)
-            && cache.free_fast(self, frame, addr)
-        {
-            return;
-        }
-        // The error is logged by kfree's slow path.
+        // The error is logged by kfree's slow path; kfree's own lookup finds frames of
+        // the other banks (`FrameTable::frame_of`).
         // SAFETY: kfree_logged's callers pass what their own contract promises: a block
         // of ours, null, or ZERO_SIZE_PTR.
         let _ = unsafe { self.kfree(ptr) };

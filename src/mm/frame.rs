@@ -465,8 +465,8 @@ impl FrameTable {
 
     /// [`FrameTable::frame_in_first_bank`] for the second bank (`None` when there is none
     /// or `pa` is not in it): node 1's on a two-node virt, or the memory past a hole on
-    /// one node. A few loads, a subtraction and a compare, with no call: the kfree fast
-    /// path's second look, before it leaves a frame to the slow path.
+    /// one node. A few loads, a subtraction and a compare: [`FrameTable::frame_of`]'s
+    /// second look, before the bank search.
     #[inline(always)]
     pub(crate) fn frame_in_second_bank(&self, pa: u64) -> Option<(u32, &PageFrame)> {
         let b = self.banks().get(1)?;
@@ -479,11 +479,14 @@ impl FrameTable {
         Some((idx, unsafe { b.frame(idx) }))
     }
 
-    /// [`FrameTable::frame_of`] past the first bank: a binary search, then the regions
-    /// added at run time, out of line so that the first-bank case stays small enough to
+    /// [`FrameTable::frame_of`] past the first bank: the second bank (node 1's on a
+    /// two-node machine), then a binary search, then the regions added at run time, out of line so that the first-bank case stays small enough to
     /// inline.
     #[inline(never)]
     fn frame_of_banked(&self, pfn: u64) -> Option<(u32, &PageFrame)> {
+        if let Some(found) = self.frame_in_second_bank(pfn << PAGE_SHIFT) {
+            return Some(found);
+        }
         let banks = self.banks();
         if let Some(b) = banks.get(banks.partition_point(|b| b.end_pfn <= pfn))
             && pfn >= b.start_pfn
